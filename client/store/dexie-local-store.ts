@@ -1,0 +1,123 @@
+import Dexie from 'dexie';
+import type { Table, Transaction } from 'dexie';
+import type { Doc } from '../../shared/json';
+import type { AppSchema } from '../../shared/schema/define-schema';
+import type { LocalMeta, LocalStore, LocalTx, OutboxEntry, RejectionRecord, ShadowEntry } from '../sync/local-store';
+
+interface MetaRow extends LocalMeta {
+  key: 'meta';
+}
+interface StagedRow {
+  n?: number;
+  collection: string;
+  doc: Doc;
+}
+
+const INTERNAL = { _outbox: 'seq', _shadow: 'key', _meta: 'key', _staging: '++n', _rejections: 'seq' } as const;
+
+/** Dexie store definitions: one table per collection, keyed by id, with the schema's indexes. */
+export function dexieStores(schema: AppSchema): Record<string, string> {
+  const stores: Record<string, string> = { ...INTERNAL };
+  for (const [name, def] of Object.entries(schema.collections)) {
+    const indexes = def.indexes.map((i) => (i.includes('+') ? `[${i}]` : i));
+    stores[name] = ['id', ...indexes].join(', ');
+  }
+  return stores;
+}
+
+/** Opens (creating or upgrading) the Dexie database of one app and user. */
+export function openDexie(schema: AppSchema, dbName: string): Dexie {
+  const db = new Dexie(dbName);
+  db.version(schema.version).stores(dexieStores(schema));
+  return db;
+}
+
+/**
+ * The browser replica on IndexedDB. A transaction spans every table, so the
+ * outbox and the data always change together (as dexie-cloud's mutation
+ * tracking middleware does).
+ */
+export class DexieLocalStore implements LocalStore {
+  private readonly collections: ReadonlySet<string>;
+
+  constructor(
+    readonly db: Dexie,
+    schema: AppSchema,
+    private readonly newClientId: () => string,
+  ) {
+    this.collections = new Set(Object.keys(schema.collections));
+  }
+
+  /**
+   * Runs `fn` in one read-write transaction over every table. Tables are
+   * taken from the transaction object rather than from Dexie's ambient zone,
+   * so the code inside may await ordinary promises between requests.
+   */
+  transaction<T>(fn: (tx: LocalTx) => Promise<T>): Promise<T> {
+    return this.db.transaction('rw', this.db.tables, (trans) => fn(this.boundTx(trans)));
+  }
+
+  private boundTx(trans: Transaction): LocalTx {
+    const table = <R>(name: string): Table<R, unknown> => trans.table(name);
+    const docs = (collection: string): Table<Doc, string> => {
+      if (!this.collections.has(collection)) throw new Error(`unknown collection '${collection}'`);
+      return trans.table(collection);
+    };
+    const outbox = table<OutboxEntry>('_outbox');
+    const shadow = table<ShadowEntry>('_shadow');
+    const meta = table<MetaRow>('_meta');
+    const staging = table<StagedRow>('_staging');
+    const rejections = table<RejectionRecord>('_rejections');
+    return {
+      getDoc: (c, id) => docs(c).get(id),
+      putDoc: async (c, doc) => {
+        await docs(c).put(doc);
+      },
+      deleteDoc: (c, id) => docs(c).delete(id),
+      clearDocs: async () => {
+        for (const c of this.collections) await docs(c).clear();
+      },
+      shadow: () => shadow.toArray(),
+      hasShadow: async (key) => (await shadow.where('key').equals(key).count()) > 0,
+      putShadow: async (entry) => {
+        await shadow.put(entry);
+      },
+      clearShadow: () => shadow.clear(),
+      outbox: () => outbox.orderBy('seq').toArray(),
+      putOutbox: async (entry) => {
+        await outbox.put(entry);
+      },
+      deleteOutbox: (seqs) => outbox.bulkDelete([...seqs]),
+      meta: async () => {
+        const row = await meta.get('meta');
+        if (row) {
+          const { key: _key, ...rest } = row;
+          return rest;
+        }
+        const fresh: MetaRow = { key: 'meta', clientId: this.newClientId(), checkpoint: 0, nextSeq: 1, lastSyncedAt: null };
+        await meta.put(fresh);
+        const { key: _key, ...rest } = fresh;
+        return rest;
+      },
+      setMeta: async (m) => {
+        await meta.put({ ...m, key: 'meta' });
+      },
+      addRejection: async (r) => {
+        await rejections.put(r);
+      },
+      stage: async (docs) => {
+        await staging.bulkAdd(docs.map((d) => ({ collection: d.collection, doc: d.doc })));
+      },
+      staged: async () => (await staging.orderBy('n').toArray()).map(({ collection, doc }) => ({ collection, doc })),
+      clearStaging: () => staging.clear(),
+    };
+  }
+
+  rejections(): Promise<RejectionRecord[]> {
+    return this.db.table<RejectionRecord>('_rejections').orderBy('seq').toArray();
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

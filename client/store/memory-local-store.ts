@@ -1,0 +1,100 @@
+import type { Doc } from '../../shared/json';
+import type { AppSchema } from '../../shared/schema/define-schema';
+import type { LocalMeta, LocalStore, LocalTx, OutboxEntry, RejectionRecord, ShadowEntry } from '../sync/local-store';
+
+interface State {
+  docs: Map<string, Map<string, Doc>>;
+  shadow: Map<string, ShadowEntry>;
+  outbox: Map<number, OutboxEntry>;
+  meta: LocalMeta | null;
+  rejections: RejectionRecord[];
+  staging: Array<{ collection: string; doc: Doc }>;
+}
+
+function cloneState(s: State): State {
+  return structuredClone(s);
+}
+
+/**
+ * An in-memory `LocalStore` with the same contract as the Dexie one: the
+ * deterministic simulation runs thousands of clients on it. Transactions run
+ * one at a time on a copy of the state that replaces it only on success.
+ */
+export class MemoryLocalStore implements LocalStore {
+  private state: State;
+  private lock: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    schema: AppSchema,
+    private readonly newClientId: () => string,
+  ) {
+    this.state = {
+      docs: new Map(Object.keys(schema.collections).map((c) => [c, new Map<string, Doc>()])),
+      shadow: new Map(),
+      outbox: new Map(),
+      meta: null,
+      rejections: [],
+      staging: [],
+    };
+  }
+
+  /** Every visible document, for convergence checks. */
+  dump(): Record<string, Record<string, Doc>> {
+    const out: Record<string, Record<string, Doc>> = {};
+    for (const [c, docs] of this.state.docs) out[c] = Object.fromEntries(docs);
+    return out;
+  }
+
+  transaction<T>(fn: (tx: LocalTx) => Promise<T>): Promise<T> {
+    const run = async (): Promise<T> => {
+      const s = cloneState(this.state);
+      const docs = (c: string): Map<string, Doc> => {
+        const m = s.docs.get(c);
+        if (!m) throw new Error(`unknown collection '${c}'`);
+        return m;
+      };
+      const tx: LocalTx = {
+        getDoc: async (c, id) => structuredClone(docs(c).get(id)),
+        putDoc: async (c, doc) => void docs(c).set(doc.id, structuredClone(doc)),
+        deleteDoc: async (c, id) => void docs(c).delete(id),
+        clearDocs: async () => {
+          for (const m of s.docs.values()) m.clear();
+        },
+        shadow: async () => structuredClone([...s.shadow.values()]),
+        hasShadow: async (key) => s.shadow.has(key),
+        putShadow: async (e) => void s.shadow.set(e.key, structuredClone(e)),
+        clearShadow: async () => s.shadow.clear(),
+        outbox: async () => structuredClone([...s.outbox.values()].sort((a, b) => a.seq - b.seq)),
+        putOutbox: async (e) => void s.outbox.set(e.seq, structuredClone(e)),
+        deleteOutbox: async (seqs) => {
+          for (const seq of seqs) s.outbox.delete(seq);
+        },
+        meta: async () => {
+          s.meta ??= { clientId: this.newClientId(), checkpoint: 0, nextSeq: 1, lastSyncedAt: null };
+          return { ...s.meta };
+        },
+        setMeta: async (m) => {
+          s.meta = { ...m };
+        },
+        addRejection: async (r) => void s.rejections.push(structuredClone(r)),
+        stage: async (d) => void s.staging.push(...structuredClone(d)),
+        staged: async () => structuredClone(s.staging),
+        clearStaging: async () => {
+          s.staging = [];
+        },
+      };
+      const result = await fn(tx);
+      this.state = s;
+      return result;
+    };
+    const next = this.lock.then(run, run);
+    this.lock = next.catch(() => undefined);
+    return next;
+  }
+
+  async rejections(): Promise<RejectionRecord[]> {
+    return structuredClone(this.state.rejections);
+  }
+
+  close(): void {}
+}

@@ -1,0 +1,420 @@
+import type { Clock } from '../../shared/clock';
+import { TidelineError } from '../../shared/errors';
+import type { JsonValue } from '../../shared/json';
+import { jsonByteLength } from '../../shared/json';
+import { changesSchema, snapshotSchema } from '../../shared/protocol/changes';
+import type { PageAck } from '../../shared/protocol/changes';
+import { helloAckSchema } from '../../shared/protocol/hello';
+import { DEFAULT_LIMITS } from '../../shared/protocol/limits';
+import type { Limits } from '../../shared/protocol/limits';
+import { pushAckSchema } from '../../shared/protocol/push';
+import { PROTOCOL_VERSION } from '../../shared/protocol/version';
+import { wireErrorSchema } from '../../shared/protocol/wire-error';
+import type { WireError } from '../../shared/protocol/wire-error';
+import type { AppSchema } from '../../shared/schema/define-schema';
+import { applyLocal } from './apply-local';
+import type { LocalRunDeps } from './apply-local';
+import { backoffDelay } from './backoff';
+import { integrateConfirmed, swapInSnapshot } from './integrate';
+import type { Integrated } from './integrate';
+import type { LocalStore, OutboxEntry, RejectionRecord } from './local-store';
+import type { Transport, TransportFactory } from './transport';
+
+/**
+ * The client's sync engine. It takes its transport, store and clock as
+ * inputs and imports neither socket.io nor Dexie.
+ *
+ *              start()
+ *   stopped ───────────▶ connecting ──connected──▶ handshaking ──hello ok──▶ syncing
+ *      ▲                    ▲                          │                      │ caught up
+ *      │ stop()             │ timer                    │ hello refused        ▼
+ *      │                 backoff ◀──── disconnect, timeout, gap ──────────── live
+ *      │                                               │
+ *      └──── failed ◀── UNAUTHORIZED / PROTOCOL_MISMATCH (needs a new token or app)
+ *
+ * Every message from the server is handled in arrival order on one chain;
+ * messages from an older connection (an older `generation`) are ignored.
+ */
+export type ConnectionState = 'stopped' | 'connecting' | 'handshaking' | 'syncing' | 'live' | 'backoff' | 'failed';
+
+export interface SyncStatus {
+  state: ConnectionState;
+  /** Live or catching up: the primary is reachable. */
+  online: boolean;
+  /** Mutations waiting for the primary's answer. */
+  pending: number;
+  lastSyncedLsn: number;
+  lastSyncedAt: number | null;
+  /** Why the last connection failed, if it did. */
+  lastError: WireError | null;
+  server: string | null;
+}
+
+export interface SyncEngineOptions {
+  schema: AppSchema;
+  local: LocalStore;
+  servers: readonly string[];
+  connect: TransportFactory;
+  token: string;
+  user: { userId: string; roles: readonly string[] };
+  clock: Clock;
+  /** In [0, 1); the simulation passes a seeded one. */
+  random: () => number;
+  limits?: Limits;
+  requestTimeoutMs?: number;
+  backoff?: { baseMs: number; maxMs: number };
+}
+
+export type EngineEvent =
+  | { type: 'status'; status: SyncStatus }
+  | { type: 'rejected'; rejection: RejectionRecord }
+  | { type: 'applied'; checkpoint: number };
+
+const STATE_DEPENDENT = new Set(['REJECTED', 'NOT_FOUND']);
+
+export class SyncEngine {
+  private state: ConnectionState = 'stopped';
+  private generation = 0;
+  private transport: Transport | null = null;
+  private serverIndex = 0;
+  private attempt = 0;
+  private timer: unknown = null;
+  private chain: Promise<void> = Promise.resolve();
+  private pushing = false;
+  private pushAgain = false;
+  /** Highest seq sent on this connection; the next push starts after it. */
+  private sentUpTo = 0;
+  private helloHead = 0;
+  private pending = 0;
+  private checkpoint = 0;
+  private lastSyncedAt: number | null = null;
+  private lastError: WireError | null = null;
+  private readonly listeners = new Set<(e: EngineEvent) => void>();
+  private readonly deps: LocalRunDeps;
+  private readonly limits: Limits;
+
+  constructor(private readonly opts: SyncEngineOptions) {
+    this.limits = opts.limits ?? DEFAULT_LIMITS;
+    this.deps = {
+      schema: opts.schema,
+      ctx: { userId: opts.user.userId, roles: opts.user.roles, side: 'client' },
+      limits: this.limits,
+    };
+  }
+
+  on(listener: (e: EngineEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  status(): SyncStatus {
+    return {
+      state: this.state,
+      online: this.state === 'syncing' || this.state === 'live',
+      pending: this.pending,
+      lastSyncedLsn: this.checkpoint,
+      lastSyncedAt: this.lastSyncedAt,
+      lastError: this.lastError,
+      server: this.transport ? (this.opts.servers[this.serverIndex] ?? null) : null,
+    };
+  }
+
+  /** Loads the persisted state and starts connecting. */
+  async start(): Promise<void> {
+    await this.refreshCounts();
+    if (this.state !== 'stopped' && this.state !== 'failed') return;
+    this.connectNow();
+  }
+
+  stop(): void {
+    this.generation++;
+    this.clearTimer();
+    this.transport?.close();
+    this.transport = null;
+    this.setState('stopped');
+  }
+
+  /** Waits until every message received so far has been applied. */
+  async settled(): Promise<void> {
+    let current: Promise<void>;
+    do {
+      current = this.chain;
+      await current;
+    } while (current !== this.chain);
+  }
+
+  /**
+   * Applies a mutation locally at once and queues it for the primary, in one
+   * local transaction. Throws, storing nothing, when the mutation is invalid
+   * whatever the data (bad arguments, unknown mutator, forbidden, too large).
+   */
+  async mutate(name: string, args: JsonValue): Promise<{ seq: number }> {
+    const seq = await this.opts.local.transaction(async (tx) => {
+      const meta = await tx.meta();
+      const entry: OutboxEntry = { seq: meta.nextSeq, name, args, reads: [], writes: [] };
+      const outcome = await applyLocal(tx, this.deps, entry);
+      if (!outcome.ok && !STATE_DEPENDENT.has(outcome.error.code)) {
+        throw new TidelineError(outcome.error.code, outcome.error.message);
+      }
+      await tx.putOutbox(entry);
+      await tx.setMeta({ ...meta, nextSeq: meta.nextSeq + 1 });
+      return entry.seq;
+    });
+    this.pending++;
+    this.emitStatus();
+    this.kickPush();
+    return { seq };
+  }
+
+  private async refreshCounts(): Promise<void> {
+    const { pending, meta } = await this.opts.local.transaction(async (tx) => ({
+      pending: (await tx.outbox()).length,
+      meta: await tx.meta(),
+    }));
+    this.pending = pending;
+    this.checkpoint = meta.checkpoint;
+    this.lastSyncedAt = meta.lastSyncedAt;
+  }
+
+  // ---- connection lifecycle ----
+
+  private connectNow(): void {
+    this.clearTimer();
+    const gen = ++this.generation;
+    const url = this.opts.servers[this.serverIndex % this.opts.servers.length]!;
+    const transport = this.opts.connect(url);
+    this.transport = transport;
+    this.setState('connecting');
+    transport.open({
+      connected: () => {
+        if (gen === this.generation) this.enqueue(gen, () => this.handshake(gen, transport));
+      },
+      disconnected: (reason) => {
+        if (gen === this.generation) this.retryLater({ code: 'INTERNAL', message: `disconnected: ${reason}`, retryable: true });
+      },
+      changes: (msg, ack) => this.enqueue(gen, () => this.onChanges(gen, msg, ack)),
+      snapshot: (msg, ack) => this.enqueue(gen, () => this.onSnapshot(gen, msg, ack)),
+      fatal: (msg) => {
+        if (gen !== this.generation) return;
+        const parsed = wireErrorSchema.safeParse(msg);
+        this.lastError = parsed.success ? parsed.data : { code: 'BAD_REQUEST', message: 'fatal', retryable: true };
+      },
+    });
+  }
+
+  /** Drops the connection and schedules the next attempt, with exponential backoff and full jitter. */
+  private retryLater(error: WireError): void {
+    this.generation++;
+    this.transport?.close();
+    this.transport = null;
+    this.lastError = error;
+    if (this.state === 'stopped' || this.state === 'failed') return;
+    if (error.code === 'NOT_PRIMARY' || this.attempt > 0) {
+      this.serverIndex = (this.serverIndex + 1) % this.opts.servers.length;
+    }
+    const { baseMs, maxMs } = this.opts.backoff ?? { baseMs: 250, maxMs: 10_000 };
+    const delay = backoffDelay(this.attempt++, baseMs, maxMs, this.opts.random);
+    this.setState('backoff');
+    this.clearTimer();
+    this.timer = this.opts.clock.setTimeout(() => {
+      this.timer = null;
+      if (this.state === 'backoff') this.connectNow();
+    }, delay);
+  }
+
+  private fail(error: WireError): void {
+    this.generation++;
+    this.transport?.close();
+    this.transport = null;
+    this.lastError = error;
+    this.setState('failed');
+  }
+
+  private async handshake(gen: number, transport: Transport): Promise<void> {
+    this.setState('handshaking');
+    const { meta, outbox } = await this.opts.local.transaction(async (tx) => ({
+      meta: await tx.meta(),
+      outbox: await tx.outbox(),
+    }));
+    const raw = await transport.request(
+      'hello',
+      {
+        protocol: PROTOCOL_VERSION,
+        clientId: meta.clientId,
+        token: this.opts.token,
+        checkpoint: meta.checkpoint,
+        pendingFrom: outbox[0]?.seq ?? meta.nextSeq,
+      },
+      this.opts.requestTimeoutMs ?? 15_000,
+    );
+    if (gen !== this.generation) return;
+    const ack = helloAckSchema.parse(raw);
+    if (!ack.ok) {
+      if (ack.error.retryable || ack.error.code === 'NOT_PRIMARY') this.retryLater(ack.error);
+      else this.fail(ack.error);
+      return;
+    }
+    this.sentUpTo = ack.lastSeq;
+    this.helloHead = ack.headLsn;
+    this.lastError = null;
+    this.setState('syncing');
+    this.kickPush();
+  }
+
+  // ---- incoming ----
+
+  /** Runs `task` after everything received before it; a failure restarts the connection. */
+  private enqueue(gen: number, task: () => Promise<void>): void {
+    this.chain = this.chain.then(async () => {
+      if (gen !== this.generation) return;
+      try {
+        await task();
+      } catch (err) {
+        if (gen !== this.generation) return;
+        const message = err instanceof Error ? err.message : String(err);
+        this.retryLater({ code: 'INTERNAL', message, retryable: true });
+      }
+    });
+  }
+
+  private async onChanges(gen: number, raw: unknown, ack: ((res: PageAck) => void) | undefined): Promise<void> {
+    const msg = changesSchema.parse(raw);
+    const now = this.opts.clock.now();
+    const result = await this.opts.local.transaction(async (tx) => {
+      const meta = await tx.meta();
+      if (msg.from > meta.checkpoint) return 'gap' as const;
+      const fresh = msg.changes.filter((c) => c.lsn > meta.checkpoint);
+      const integrated = await integrateConfirmed(tx, this.deps, fresh, msg.lastSeq, msg.rejected ?? [], now);
+      const checkpoint = Math.max(meta.checkpoint, msg.to);
+      await tx.setMeta({ ...meta, checkpoint, lastSyncedAt: now });
+      return { integrated, checkpoint };
+    });
+    if (gen !== this.generation) return;
+    if (result === 'gap') {
+      // A message went missing: reconnect and catch up from the checkpoint.
+      this.retryLater({ code: 'BAD_REQUEST', message: `gap before LSN ${msg.from}`, retryable: true });
+      return;
+    }
+    ack?.({ ok: true });
+    this.afterApply(result.integrated, result.checkpoint, now);
+    if (!ack && msg.to >= this.helloHead && this.state === 'syncing') {
+      this.attempt = 0;
+      this.setState('live');
+    }
+  }
+
+  private async onSnapshot(gen: number, raw: unknown, ack: ((res: PageAck) => void) | undefined): Promise<void> {
+    const msg = snapshotSchema.parse(raw);
+    const now = this.opts.clock.now();
+    const result = await this.opts.local.transaction(async (tx) => {
+      if (msg.page === 0) await tx.clearStaging();
+      await tx.stage(msg.docs);
+      if (!msg.done) return null;
+      const meta = await tx.meta();
+      const integrated = await swapInSnapshot(tx, this.deps, await tx.staged(), msg.lastSeq, msg.rejected, now);
+      await tx.clearStaging();
+      await tx.setMeta({ ...meta, checkpoint: msg.asOf, lastSyncedAt: now });
+      return { integrated, checkpoint: msg.asOf };
+    });
+    if (gen !== this.generation) return;
+    ack?.({ ok: true });
+    if (result) this.afterApply(result.integrated, result.checkpoint, now);
+  }
+
+  private afterApply(integrated: Integrated, checkpoint: number, now: number): void {
+    this.checkpoint = checkpoint;
+    this.lastSyncedAt = now;
+    this.pending -= integrated.settled.length;
+    for (const rejection of integrated.rejections) this.emit({ type: 'rejected', rejection });
+    this.emit({ type: 'applied', checkpoint });
+    this.emitStatus();
+  }
+
+  // ---- outgoing ----
+
+  private kickPush(): void {
+    if (this.state !== 'syncing' && this.state !== 'live') return;
+    if (this.pushing) {
+      this.pushAgain = true;
+      return;
+    }
+    void this.pushLoop(this.generation);
+  }
+
+  /** One push in flight; what queued meanwhile goes in the next one. */
+  private async pushLoop(gen: number): Promise<void> {
+    this.pushing = true;
+    try {
+      for (;;) {
+        this.pushAgain = false;
+        if (gen !== this.generation || !this.transport) return;
+        const outbox = await this.opts.local.transaction((tx) => tx.outbox());
+        const batch = this.nextBatch(outbox);
+        if (batch.length === 0) {
+          if (this.pushAgain) continue;
+          return;
+        }
+        const raw = await this.transport.request('push', { mutations: batch }, this.opts.requestTimeoutMs ?? 15_000);
+        if (gen !== this.generation) return;
+        const ack = pushAckSchema.parse(raw);
+        if (!ack.ok) {
+          this.retryLater(ack.error);
+          return;
+        }
+        const gap = ack.results.find(
+          (r) => r.status === 'rejected' && r.error.code === 'BAD_REQUEST' && r.error.retryable,
+        );
+        if (gap?.status === 'rejected') {
+          this.retryLater(gap.error);
+          return;
+        }
+        this.sentUpTo = Math.max(this.sentUpTo, ...batch.map((m) => m.seq));
+      }
+    } catch (err) {
+      if (gen === this.generation) {
+        const message = err instanceof Error ? err.message : String(err);
+        this.retryLater({ code: 'INTERNAL', message: `push failed: ${message}`, retryable: true });
+      }
+    } finally {
+      this.pushing = false;
+      if (this.pushAgain && gen === this.generation) this.kickPush();
+    }
+  }
+
+  private nextBatch(outbox: readonly OutboxEntry[]): Array<{ seq: number; name: string; args: JsonValue }> {
+    const batch: Array<{ seq: number; name: string; args: JsonValue }> = [];
+    let bytes = 64;
+    for (const e of outbox) {
+      if (e.seq <= this.sentUpTo) continue;
+      const m = { seq: e.seq, name: e.name, args: e.args };
+      const size = jsonByteLength(m) + 1;
+      if (batch.length > 0 && (batch.length >= this.limits.maxMutationsPerPush || bytes + size > this.limits.maxMessageBytes)) {
+        break;
+      }
+      batch.push(m);
+      bytes += size;
+    }
+    return batch;
+  }
+
+  // ---- plumbing ----
+
+  private setState(state: ConnectionState): void {
+    if (this.state === state) return;
+    this.state = state;
+    this.emitStatus();
+  }
+
+  private emitStatus(): void {
+    this.emit({ type: 'status', status: this.status() });
+  }
+
+  private emit(e: EngineEvent): void {
+    for (const l of this.listeners) l(e);
+  }
+
+  private clearTimer(): void {
+    if (this.timer !== null) this.opts.clock.clearTimeout(this.timer);
+    this.timer = null;
+  }
+}

@@ -1,0 +1,90 @@
+import type { Doc, JsonValue } from '../../shared/json';
+import type { WireError } from '../../shared/protocol/wire-error';
+
+/** A mutation waiting for the primary's answer, with what it last read and wrote locally. */
+export interface OutboxEntry {
+  seq: number;
+  name: string;
+  args: JsonValue;
+  /** Keys (`collection/id`) its last local run read and wrote; a confirmed change to any of them triggers a rebase. */
+  reads: string[];
+  writes: string[];
+}
+
+/** The confirmed version (null: absent) of a document that pending mutations have overwritten locally. */
+export interface ShadowEntry {
+  key: string;
+  collection: string;
+  id: string;
+  doc: Doc | null;
+}
+
+export interface LocalMeta {
+  clientId: string;
+  /** Highest LSN applied. */
+  checkpoint: number;
+  /** The seq the next mutation gets. */
+  nextSeq: number;
+  /** When the last message from the primary was applied (ms since the epoch). */
+  lastSyncedAt: number | null;
+}
+
+export interface RejectionRecord {
+  seq: number;
+  name: string;
+  args: JsonValue;
+  error: WireError;
+  at: number;
+}
+
+/**
+ * One atomic unit of work on the local replica. Documents here are the
+ * visible (optimistic) versions: confirmed data with pending mutations
+ * applied on top.
+ */
+export interface LocalTx {
+  getDoc(collection: string, id: string): Promise<Doc | undefined>;
+  putDoc(collection: string, doc: Doc): Promise<void>;
+  deleteDoc(collection: string, id: string): Promise<void>;
+  /** Removes every document of every collection (a snapshot replaces them). */
+  clearDocs(): Promise<void>;
+
+  shadow(): Promise<ShadowEntry[]>;
+  hasShadow(key: string): Promise<boolean>;
+  putShadow(entry: ShadowEntry): Promise<void>;
+  clearShadow(): Promise<void>;
+
+  /** In seq order. */
+  outbox(): Promise<OutboxEntry[]>;
+  putOutbox(entry: OutboxEntry): Promise<void>;
+  deleteOutbox(seqs: readonly number[]): Promise<void>;
+
+  meta(): Promise<LocalMeta>;
+  setMeta(meta: LocalMeta): Promise<void>;
+
+  addRejection(record: RejectionRecord): Promise<void>;
+
+  /** Snapshot pages are staged here until the last one arrives. */
+  stage(docs: ReadonlyArray<{ collection: string; doc: Doc }>): Promise<void>;
+  staged(): Promise<Array<{ collection: string; doc: Doc }>>;
+  clearStaging(): Promise<void>;
+}
+
+/**
+ * The client's durable replica.
+ *
+ * Contract (checked by `runLocalStoreTests` for every implementation):
+ * - `transaction` is atomic and isolated: either everything `fn` wrote is
+ *   kept or, when `fn` throws, nothing is, and the error propagates.
+ *   Transactions do not interleave. `fn` must await only the tx's methods.
+ * - `meta()` of a new store returns `{ clientId: <new random id>,
+ *   checkpoint: 0, nextSeq: 1, lastSyncedAt: null }` and keeps that id.
+ * - Data written in a committed transaction survives closing and reopening.
+ */
+export interface LocalStore {
+  transaction<T>(fn: (tx: LocalTx) => Promise<T>): Promise<T>;
+  rejections(): Promise<RejectionRecord[]>;
+  close(): void;
+}
+
+export const docKey = (collection: string, id: string): string => `${collection}/${id}`;

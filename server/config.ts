@@ -1,0 +1,90 @@
+import { parseArgs } from 'node:util';
+import { DEFAULT_LIMITS } from '../shared/protocol/limits';
+import type { Limits } from '../shared/protocol/limits';
+
+export interface ServerConfig {
+  host: string;
+  /** 0 picks a free port; the chosen one is printed. */
+  port: number;
+  dataDir: string;
+  /** Seed demo data when the store is empty. */
+  seed: boolean;
+  /** Client token secret; when absent, one is made and kept in `<data>/secret.key`. */
+  secret: string | null;
+  /** Bearer token for /admin; when absent, one is made and kept in `<data>/admin.token`. */
+  adminToken: string | null;
+  /** User names that the development login gives the `staff` role. */
+  staff: string[];
+  /** Built web app to serve, if it exists. */
+  staticDir: string;
+  limits: Limits;
+  /** Automatic compaction keeps the log under this many changes. */
+  maxLogChanges: number;
+  /** ... and drops changes older than this. */
+  maxLogAgeMs: number;
+  compactionIntervalMs: number;
+}
+
+const HELP = `Usage: tsx server/main.ts [options]
+  --host HOST                 listen address (default 127.0.0.1)
+  --port N                    port, 0 for any free one (default 3000, or $PORT)
+  --data DIR                  data directory (default ./data)
+  --no-seed                   do not seed demo data into an empty store
+  --staff NAMES               comma-separated user names that get the staff role (default staff)
+  --static DIR                built web app to serve (default ./dist)
+  --max-mutations-per-push N  (default ${DEFAULT_LIMITS.maxMutationsPerPush})
+  --max-doc-bytes N           (default ${DEFAULT_LIMITS.maxDocBytes})
+  --max-message-bytes N       (default ${DEFAULT_LIMITS.maxMessageBytes})
+  --max-log-changes N         compact when the log holds more (default 1000000)
+  --max-log-age-ms N          compact changes older than this (default 7 days)
+Environment: TIDELINE_SECRET (client token secret), TIDELINE_ADMIN_TOKEN (admin bearer token).`;
+
+function int(value: string | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer, got '${value}'`);
+  return n;
+}
+
+export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): ServerConfig | 'help' {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      help: { type: 'boolean' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      data: { type: 'string' },
+      'no-seed': { type: 'boolean' },
+      staff: { type: 'string' },
+      static: { type: 'string' },
+      'max-mutations-per-push': { type: 'string' },
+      'max-doc-bytes': { type: 'string' },
+      'max-message-bytes': { type: 'string' },
+      'max-log-changes': { type: 'string' },
+      'max-log-age-ms': { type: 'string' },
+      'compaction-interval-ms': { type: 'string' },
+    },
+    strict: true,
+  });
+  if (values.help) return 'help';
+  return {
+    host: values.host ?? '127.0.0.1',
+    port: int(values.port ?? env['PORT'], 3000, 'port'),
+    dataDir: values.data ?? './data',
+    seed: !values['no-seed'],
+    secret: env['TIDELINE_SECRET'] ?? null,
+    adminToken: env['TIDELINE_ADMIN_TOKEN'] ?? null,
+    staff: (values.staff ?? 'staff').split(',').filter((s) => s.length > 0),
+    staticDir: values.static ?? './dist',
+    limits: {
+      maxMutationsPerPush: int(values['max-mutations-per-push'], DEFAULT_LIMITS.maxMutationsPerPush, 'max-mutations-per-push'),
+      maxDocBytes: int(values['max-doc-bytes'], DEFAULT_LIMITS.maxDocBytes, 'max-doc-bytes'),
+      maxMessageBytes: int(values['max-message-bytes'], DEFAULT_LIMITS.maxMessageBytes, 'max-message-bytes'),
+    },
+    maxLogChanges: int(values['max-log-changes'], 1_000_000, 'max-log-changes'),
+    maxLogAgeMs: int(values['max-log-age-ms'], 7 * 24 * 3600 * 1000, 'max-log-age-ms'),
+    compactionIntervalMs: int(values['compaction-interval-ms'], 60_000, 'compaction-interval-ms'),
+  };
+}
+
+export { HELP };

@@ -1,0 +1,322 @@
+import { randomUUID } from 'node:crypto';
+import { TidelineError } from '../../shared/errors';
+import type { WireErrorShape } from '../../shared/errors';
+import type { Doc } from '../../shared/json';
+import type { Write } from '../../shared/mutators/types';
+import type { Change } from '../../shared/protocol/change';
+import type { Scope, Store, StoreMeta, StoredDoc, StoreTx } from './store';
+
+interface MemoryDoc {
+  collection: string;
+  id: string;
+  owner: string | null;
+  lsn: number;
+  /** JSON text, as SQLite keeps it, so every read hands out a fresh copy and no caller can alias stored data. */
+  body: string | null;
+}
+
+type MemoryChange = Omit<Change, 'doc'> & { body: string | null };
+
+/**
+ * Everything a `MemoryStore` keeps: what survives a simulated restart. Pass
+ * it to a new `MemoryStore` (after closing the old one) to reopen the store.
+ */
+export interface MemoryStoreData {
+  readonly serverId: string;
+  term: number;
+  headLsn: number;
+  horizon: number;
+  readonly docs: Map<string, MemoryDoc>;
+  /** Changes in LSN order; `log[i].lsn === horizon + 1 + i`. */
+  log: MemoryChange[];
+  readonly clients: Map<string, number>;
+  readonly rejections: Map<string, WireErrorShape>;
+}
+
+export interface MemoryStoreOptions {
+  /** Fixed id for deterministic runs; random when left out. Ignored when `data` is given. */
+  serverId?: string;
+  /** The data of a closed store, to reopen it. */
+  data?: MemoryStoreData;
+}
+
+const keyOf = (collection: string, id: string): string => `${collection}\u0000${id}`;
+const rejectionKey = (clientId: string, seq: number): string => `${clientId}\u0000${seq}`;
+
+/**
+ * The in-memory `Store` for tests and the simulated network, with the same
+ * semantics as the SQLite store (the acceptance suite checks both).
+ * Transactions keep an undo log: every write pushes its inverse, and a throw
+ * replays the inverses back to where the transaction (or savepoint) began.
+ */
+export class MemoryStore implements Store {
+  readonly data: MemoryStoreData;
+  private readonly undo: Array<() => void> = [];
+  private depth = 0;
+  private closed = false;
+
+  constructor(options: MemoryStoreOptions = {}) {
+    this.data = options.data ?? {
+      serverId: options.serverId ?? randomUUID(),
+      term: 1,
+      headLsn: 0,
+      horizon: 0,
+      docs: new Map(),
+      log: [],
+      clients: new Map(),
+      rejections: new Map(),
+    };
+  }
+
+  meta(): StoreMeta {
+    this.assertOpen();
+    const { serverId, term, headLsn, horizon } = this.data;
+    return { serverId, term, headLsn, horizon };
+  }
+
+  getDoc(collection: string, id: string): StoredDoc | undefined {
+    this.assertOpen();
+    const d = this.data.docs.get(keyOf(collection, id));
+    if (d === undefined) return undefined;
+    return { collection, id, doc: parseBody(d.body), owner: d.owner, lsn: d.lsn };
+  }
+
+  transact<T>(fn: (tx: StoreTx) => T): T {
+    this.assertOpen();
+    let active = true;
+    const check = (): void => {
+      if (!active) throw new TidelineError('INTERNAL', 'a store transaction was used after it ended');
+    };
+    const tx: StoreTx = {
+      getDoc: (collection, id) => {
+        check();
+        return this.getDoc(collection, id);
+      },
+      lastSeq: (clientId) => {
+        check();
+        return this.data.clients.get(clientId) ?? 0;
+      },
+      rejection: (clientId, seq) => {
+        check();
+        const r = this.data.rejections.get(rejectionKey(clientId, seq));
+        return r === undefined ? undefined : { ...r };
+      },
+      append: (write, origin, ts) => {
+        check();
+        return this.append(write, origin, ts);
+      },
+      recordOutcome: (clientId, seq, rejection) => {
+        check();
+        this.recordOutcome(clientId, seq, rejection);
+      },
+    };
+    try {
+      return this.atomically(() => fn(tx));
+    } finally {
+      active = false;
+    }
+  }
+
+  readChanges(after: number, limit: number): Change[] {
+    this.assertOpen();
+    if (!(limit >= 1)) return [];
+    const { log, horizon } = this.data;
+    const start = Math.max(0, Math.floor(after) - horizon);
+    return log.slice(start, start + Math.floor(Math.min(limit, Number.MAX_SAFE_INTEGER))).map(({ body, ...c }) => ({
+      ...c,
+      doc: parseBody(body),
+    }));
+  }
+
+  scanScope(scope: Scope): Array<{ collection: string; doc: Doc }> {
+    this.assertOpen();
+    const visible: MemoryDoc[] = [];
+    for (const d of this.data.docs.values()) {
+      if (d.body !== null && (d.owner === null || d.owner === scope.userId)) visible.push(d);
+    }
+    visible.sort((a, b) => compareCodePoints(a.collection, b.collection) || compareCodePoints(a.id, b.id));
+    return visible.map((d) => ({ collection: d.collection, doc: parseBody(d.body) as Doc }));
+  }
+
+  logStats(): { count: number; oldestTs: number | null } {
+    this.assertOpen();
+    return { count: this.data.log.length, oldestTs: this.data.log[0]?.ts ?? null };
+  }
+
+  compact(upTo: number): { removedChanges: number; removedTombstones: number; horizon: number } {
+    this.assertOpen();
+    if (!Number.isSafeInteger(upTo))
+      throw new TidelineError('BAD_REQUEST', `compact needs an integer LSN, got ${upTo}`);
+    const data = this.data;
+    const target = Math.min(upTo, data.headLsn);
+    if (target <= data.horizon) return { removedChanges: 0, removedTombstones: 0, horizon: data.horizon };
+    return this.atomically(() => {
+      const { log, horizon } = data;
+      const removedChanges = target - horizon;
+      data.log = log.slice(removedChanges);
+      data.horizon = target;
+      this.undo.push(() => {
+        data.log = log;
+        data.horizon = horizon;
+      });
+      let removedTombstones = 0;
+      for (const [key, d] of data.docs) {
+        if (d.body === null && d.lsn <= target) {
+          this.setDoc(key, undefined);
+          removedTombstones++;
+        }
+      }
+      return { removedChanges, removedTombstones, horizon: target };
+    });
+  }
+
+  setTerm(term: number): void {
+    this.assertOpen();
+    const data = this.data;
+    if (!Number.isSafeInteger(term) || term < data.term) {
+      throw new TidelineError('INTERNAL', `cannot set the term to ${term}: the store is at term ${data.term}`, {
+        hint: 'terms only rise; a node that meets a higher term steps down rather than lowering its own',
+      });
+    }
+    if (term === data.term) return;
+    this.atomically(() => {
+      const before = data.term;
+      data.term = term;
+      this.undo.push(() => {
+        data.term = before;
+      });
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  private atomically<T>(fn: () => T): T {
+    const mark = this.undo.length;
+    this.depth++;
+    try {
+      const result = fn();
+      // Mirrors better-sqlite3: the awaited part of an async fn would run outside the transaction.
+      if (isThenable(result)) throw new TypeError('Transaction function cannot return a promise');
+      return result;
+    } catch (err) {
+      while (this.undo.length > mark) this.undo.pop()?.();
+      throw err;
+    } finally {
+      this.depth--;
+      if (this.depth === 0) this.undo.length = 0;
+    }
+  }
+
+  private append(write: Write, origin: { clientId: string; seq: number } | null, ts: number): Change {
+    checkWrite(write);
+    const data = this.data;
+    const lsn = data.headLsn + 1;
+    const body = write.doc === null ? null : JSON.stringify(write.doc);
+    const change: MemoryChange = {
+      lsn,
+      term: data.term,
+      collection: write.collection,
+      id: write.id,
+      owner: write.owner,
+      clientId: origin?.clientId ?? null,
+      seq: origin?.seq ?? null,
+      ts,
+      body,
+    };
+    data.log.push(change);
+    data.headLsn = lsn;
+    this.undo.push(() => {
+      data.log.pop();
+      data.headLsn = lsn - 1;
+    });
+    this.setDoc(keyOf(write.collection, write.id), {
+      collection: write.collection,
+      id: write.id,
+      owner: write.owner,
+      lsn,
+      body,
+    });
+    return {
+      lsn,
+      term: change.term,
+      collection: write.collection,
+      id: write.id,
+      doc: write.doc,
+      owner: write.owner,
+      clientId: change.clientId,
+      seq: change.seq,
+      ts,
+    };
+  }
+
+  private recordOutcome(clientId: string, seq: number, rejection: WireErrorShape | null): void {
+    const { clients, rejections } = this.data;
+    const prevSeq = clients.get(clientId);
+    clients.set(clientId, seq);
+    const key = rejectionKey(clientId, seq);
+    const prevRejection = rejections.get(key);
+    if (rejection === null) rejections.delete(key);
+    else rejections.set(key, { code: rejection.code, message: rejection.message, retryable: rejection.retryable });
+    this.undo.push(() => {
+      restore(clients, clientId, prevSeq);
+      restore(rejections, key, prevRejection);
+    });
+  }
+
+  private setDoc(key: string, doc: MemoryDoc | undefined): void {
+    const docs = this.data.docs;
+    const prev = docs.get(key);
+    restore(docs, key, doc);
+    this.undo.push(() => restore(docs, key, prev));
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new TidelineError('INTERNAL', `the memory store ${this.data.serverId} is closed`);
+  }
+}
+
+/** Refuses a document stored under another id, as the SQLite store does. */
+function checkWrite(write: Write): void {
+  if (write.doc !== null && write.doc.id !== write.id) {
+    throw new TidelineError(
+      'INTERNAL',
+      `cannot store ${write.collection}/${write.id}: the document's id is '${write.doc.id}'`,
+    );
+  }
+}
+
+function restore<K, V>(map: Map<K, V>, key: K, value: V | undefined): void {
+  if (value === undefined) map.delete(key);
+  else map.set(key, value);
+}
+
+function parseBody(body: string | null): Doc | null {
+  return body === null ? null : (JSON.parse(body) as Doc);
+}
+
+function isThenable(value: unknown): boolean {
+  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
+}
+
+/**
+ * Orders strings by code point, as SQLite's BINARY collation orders their
+ * UTF-8 bytes. Plain `<` compares UTF-16 units, which puts characters above
+ * U+FFFF (surrogate pairs) before U+E000–U+FFFF.
+ */
+export function compareCodePoints(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return codePointRank(x) - codePointRank(y);
+  }
+  return a.length - b.length;
+}
+
+function codePointRank(unit: number): number {
+  if (unit >= 0xd800 && unit <= 0xdfff) return unit + 0x2000;
+  if (unit >= 0xe000) return unit - 0x800;
+  return unit;
+}

@@ -1,0 +1,152 @@
+import Database from 'better-sqlite3';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { TidelineError } from '../../shared/errors';
+import { openSqliteStore, SQLITE_SCHEMA_VERSION } from './sqlite-store';
+import type { SqliteStore } from './sqlite-store';
+import { runStoreTests } from './store-acceptance';
+
+const tempDir = (): string => mkdtempSync(join(tmpdir(), 'tideline-store-'));
+
+runStoreTests('SqliteStore', () => {
+  const dir = tempDir();
+  // A missing parent directory checks that the store creates it.
+  const path = join(dir, 'data', 'tideline.db');
+  const opened = [openSqliteStore(path)];
+  return {
+    store: opened[0] as SqliteStore,
+    reopen: () => {
+      const store = openSqliteStore(path);
+      opened.push(store);
+      return store;
+    },
+    cleanup: () => {
+      for (const store of opened) store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+describe('SqliteStore', () => {
+  let dir: string;
+  let path: string;
+  beforeEach(() => {
+    dir = tempDir();
+    path = join(dir, 'tideline.db');
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  const openError = (): TidelineError => {
+    try {
+      openSqliteStore(path).close();
+    } catch (err) {
+      if (err instanceof TidelineError) return err;
+      throw err;
+    }
+    throw new Error('the store opened');
+  };
+
+  it('runs in WAL mode', () => {
+    openSqliteStore(path).close();
+    const db = new Database(path, { readonly: true });
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    db.close();
+  });
+
+  it('gives every new store its own server id', () => {
+    const a = openSqliteStore(join(dir, 'a.db'));
+    const b = openSqliteStore(join(dir, 'b.db'));
+    expect(a.meta().serverId).not.toBe(b.meta().serverId);
+    a.close();
+    b.close();
+  });
+
+  it('refuses a store written by a newer schema version, and leaves it as it was', () => {
+    openSqliteStore(path).close();
+    const db = new Database(path);
+    db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(SQLITE_SCHEMA_VERSION + 1);
+    db.close();
+
+    const err = openError();
+    expect(err.code).toBe('INTERNAL');
+    expect(err.message).toContain(`schema version ${SQLITE_SCHEMA_VERSION + 1}`);
+    expect(err.message).toContain(path);
+    expect(err.hint).toMatch(/newer/);
+
+    const check = new Database(path, { readonly: true });
+    expect(check.prepare("SELECT value FROM meta WHERE key = 'schema_version'").pluck().get()).toBe(
+      SQLITE_SCHEMA_VERSION + 1,
+    );
+    check.close();
+  });
+
+  it('refuses an SQLite database of another program without touching it', () => {
+    const db = new Database(path);
+    db.exec('CREATE TABLE notes (body TEXT)');
+    db.close();
+    expect(openError().message).toContain('not a Tideline store');
+    const check = new Database(path, { readonly: true });
+    expect(check.prepare("SELECT count(*) FROM sqlite_schema WHERE type = 'table'").pluck().get()).toBe(1);
+    check.close();
+  });
+
+  it('refuses a file that is not a database, naming the path', () => {
+    writeFileSync(path, 'not a database, just some text that is long enough to have a header'.repeat(10));
+    const err = openError();
+    expect(err.code).toBe('INTERNAL');
+    expect(err.message).toContain(path);
+    expect(err.hint).toBeDefined();
+  });
+
+  it('fails clearly when used after close', () => {
+    const store = openSqliteStore(path);
+    store.close();
+    expect(() => store.meta()).toThrow(/closed/);
+    store.close();
+  });
+
+  it('backs up a consistent copy while open', async () => {
+    const store = openSqliteStore(path);
+    store.transact((tx) => tx.append({ collection: 'products', id: 'p1', doc: { id: 'p1' }, owner: null }, null, 1));
+    const backupPath = join(dir, 'backups', 'one.db');
+    await store.backupTo(backupPath);
+    store.transact((tx) => tx.append({ collection: 'products', id: 'p2', doc: { id: 'p2' }, owner: null }, null, 2));
+
+    const copy = openSqliteStore(backupPath);
+    expect(copy.meta()).toEqual({ ...store.meta(), headLsn: 1 });
+    expect(copy.getDoc('products', 'p1')?.doc).toEqual({ id: 'p1' });
+    expect(copy.getDoc('products', 'p2')).toBeUndefined();
+    copy.close();
+    store.close();
+  });
+
+  it('keeps a committed transaction when the process is killed right after', () => {
+    // The child commits, then SIGKILLs itself: nothing after `transact` returns may be needed for durability.
+    const storeModule = new URL('./sqlite-store.ts', import.meta.url).href;
+    const script = `
+      import { openSqliteStore } from ${JSON.stringify(storeModule)};
+      const store = openSqliteStore(${JSON.stringify(path)});
+      store.transact((tx) => {
+        tx.append({ collection: 'orders', id: 'o1', doc: { id: 'o1', total: 12 }, owner: 'u1' }, { clientId: 'k1', seq: 1 }, 1);
+        tx.recordOutcome('k1', 1, null);
+      });
+      process.kill(process.pid, 'SIGKILL');
+    `;
+    const child = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '--eval', script], {
+      encoding: 'utf8',
+      cwd: fileURLToPath(new URL('../..', import.meta.url)),
+    });
+    expect(child.stderr).toBe('');
+    expect(child.signal).toBe('SIGKILL');
+
+    const store = openSqliteStore(path);
+    expect(store.meta().headLsn).toBe(1);
+    expect(store.getDoc('orders', 'o1')?.doc).toEqual({ id: 'o1', total: 12 });
+    expect(store.transact((tx) => tx.lastSeq('k1'))).toBe(1);
+    store.close();
+  });
+});

@@ -1,0 +1,463 @@
+import Database from 'better-sqlite3';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { TidelineError } from '../../shared/errors';
+import type { ErrorCode, WireErrorShape } from '../../shared/errors';
+import type { Doc } from '../../shared/json';
+import type { Write } from '../../shared/mutators/types';
+import type { Change } from '../../shared/protocol/change';
+import type { Scope, Store, StoreMeta, StoredDoc, StoreTx } from './store';
+
+/**
+ * Version of the tables below, kept in `meta`. Bump it with every change to
+ * them and teach `openSqliteStore` to migrate the older files; a file from a
+ * newer version is refused, because this code would misread it.
+ */
+export const SQLITE_SCHEMA_VERSION = 1;
+
+export interface SqliteStoreOptions {
+  /** How long a write waits for another connection's lock (the CLI, a backup reader) before failing; default 5000 ms. */
+  busyTimeoutMs?: number;
+}
+
+/*
+ * `docs` keeps a rowid because bodies run up to 64 KiB, and WITHOUT ROWID
+ * tables store whole rows in the primary key's b-tree, which suits small rows
+ * only. The partial index lets compaction find old tombstones without a scan.
+ * `meta.value` has no declared type so ids stay text and counters integers.
+ */
+const SCHEMA_SQL = `
+  CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS docs (
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    owner TEXT,
+    lsn INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    body TEXT,
+    PRIMARY KEY (collection, id)
+  );
+  CREATE INDEX IF NOT EXISTS docs_tombstones ON docs (lsn) WHERE deleted = 1;
+  CREATE TABLE IF NOT EXISTS changes (
+    lsn INTEGER PRIMARY KEY,
+    term INTEGER NOT NULL,
+    collection TEXT NOT NULL,
+    id TEXT NOT NULL,
+    owner TEXT,
+    deleted INTEGER NOT NULL,
+    body TEXT,
+    client_id TEXT,
+    seq INTEGER,
+    ts INTEGER NOT NULL
+  );
+  CREATE TABLE IF NOT EXISTS clients (client_id TEXT PRIMARY KEY, last_seq INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS rejections (
+    client_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    code TEXT NOT NULL,
+    message TEXT NOT NULL,
+    retryable INTEGER NOT NULL,
+    PRIMARY KEY (client_id, seq)
+  ) WITHOUT ROWID;
+`;
+
+interface DocRow {
+  owner: string | null;
+  lsn: number;
+  body: string | null;
+}
+
+interface ChangeRow {
+  lsn: number;
+  term: number;
+  collection: string;
+  id: string;
+  owner: string | null;
+  body: string | null;
+  client_id: string | null;
+  seq: number | null;
+  ts: number;
+}
+
+type MetaKey = 'schema_version' | 'server_id' | 'term' | 'head_lsn' | 'horizon';
+
+/** Opens (creating it and its directory if needed) the SQLite store at `path`. */
+export function openSqliteStore(path: string, options: SqliteStoreOptions = {}): SqliteStore {
+  return new SqliteStore(path, options);
+}
+
+/**
+ * The embedded `Store`. One process owns a file: the head, term and horizon
+ * are cached in memory, so another writer on the same file would go unseen.
+ *
+ * Rejections are kept for good, also past compaction: a client may retry a
+ * rejected seq after any delay and must get the same answer, and there is one
+ * small row per rejected mutation.
+ */
+export class SqliteStore implements Store {
+  readonly path: string;
+  private readonly db: Database.Database;
+  private readonly serverId: string;
+  private head: number;
+  private term: number;
+  private horizon: number;
+  private closed = false;
+  private readonly runImmediate: (fn: () => unknown) => unknown;
+
+  private readonly selectDoc;
+  private readonly upsertDoc;
+  private readonly insertChange;
+  private readonly selectChanges;
+  private readonly selectOldestTs;
+  private readonly selectScope;
+  private readonly selectLastSeq;
+  private readonly upsertClient;
+  private readonly selectRejection;
+  private readonly upsertRejection;
+  private readonly deleteRejection;
+  private readonly deleteChanges;
+  private readonly deleteTombstones;
+  private readonly updateMeta;
+
+  constructor(path: string, options: SqliteStoreOptions = {}) {
+    this.path = path;
+    const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+    let db: Database.Database | undefined;
+    try {
+      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+      db = new Database(path, { timeout: busyTimeoutMs });
+      db.pragma('journal_mode = WAL');
+      // FULL makes every commit fsync the WAL, so an ack survives power loss, not just kill -9.
+      db.pragma('synchronous = FULL');
+      db.pragma('foreign_keys = OFF');
+      db.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
+      db.transaction(() => initSchema(db as Database.Database, path)).immediate();
+      const meta = loadMeta(db, path);
+      this.db = db;
+      this.serverId = meta.serverId;
+      this.term = meta.term;
+      this.head = meta.headLsn;
+      this.horizon = meta.horizon;
+    } catch (err) {
+      db?.close();
+      if (err instanceof TidelineError) throw err;
+      throw new TidelineError('INTERNAL', `cannot open the store at ${path}: ${messageOf(err)}`, {
+        cause: err,
+        hint: 'check that the path is a Tideline SQLite store and that this process may read and write it and its directory',
+      });
+    }
+
+    const inner = (fn: () => unknown): unknown => fn();
+    this.runImmediate = db.transaction(inner).immediate;
+
+    this.selectDoc = db.prepare<[string, string], DocRow>(
+      'SELECT owner, lsn, body FROM docs WHERE collection = ? AND id = ?',
+    );
+    this.upsertDoc = db.prepare<[string, string, string | null, number, number, string | null]>(
+      `INSERT INTO docs (collection, id, owner, lsn, deleted, body) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT (collection, id) DO UPDATE SET owner = excluded.owner, lsn = excluded.lsn,
+         deleted = excluded.deleted, body = excluded.body`,
+    );
+    this.insertChange = db.prepare<
+      [number, number, string, string, string | null, number, string | null, string | null, number | null, number]
+    >(
+      `INSERT INTO changes (lsn, term, collection, id, owner, deleted, body, client_id, seq, ts)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.selectChanges = db.prepare<[number, number], ChangeRow>(
+      `SELECT lsn, term, collection, id, owner, body, client_id, seq, ts FROM changes
+       WHERE lsn > ? ORDER BY lsn LIMIT ?`,
+    );
+    this.selectOldestTs = db.prepare<[], { ts: number }>('SELECT ts FROM changes ORDER BY lsn LIMIT 1');
+    this.selectScope = db.prepare<[string], { collection: string; body: string }>(
+      `SELECT collection, body FROM docs WHERE deleted = 0 AND (owner IS NULL OR owner = ?)
+       ORDER BY collection, id`,
+    );
+    this.selectLastSeq = db.prepare<[string], { last_seq: number }>('SELECT last_seq FROM clients WHERE client_id = ?');
+    this.upsertClient = db.prepare<[string, number]>(
+      `INSERT INTO clients (client_id, last_seq) VALUES (?, ?)
+       ON CONFLICT (client_id) DO UPDATE SET last_seq = excluded.last_seq`,
+    );
+    this.selectRejection = db.prepare<[string, number], { code: string; message: string; retryable: number }>(
+      'SELECT code, message, retryable FROM rejections WHERE client_id = ? AND seq = ?',
+    );
+    this.upsertRejection = db.prepare<[string, number, string, string, number]>(
+      'INSERT OR REPLACE INTO rejections (client_id, seq, code, message, retryable) VALUES (?, ?, ?, ?, ?)',
+    );
+    this.deleteRejection = db.prepare<[string, number]>('DELETE FROM rejections WHERE client_id = ? AND seq = ?');
+    this.deleteChanges = db.prepare<[number]>('DELETE FROM changes WHERE lsn <= ?');
+    this.deleteTombstones = db.prepare<[number]>('DELETE FROM docs WHERE deleted = 1 AND lsn <= ?');
+    this.updateMeta = db.prepare<[number, MetaKey]>('UPDATE meta SET value = ? WHERE key = ?');
+  }
+
+  meta(): StoreMeta {
+    this.assertOpen();
+    return { serverId: this.serverId, term: this.term, headLsn: this.head, horizon: this.horizon };
+  }
+
+  getDoc(collection: string, id: string): StoredDoc | undefined {
+    this.assertOpen();
+    const row = this.selectDoc.get(collection, id);
+    if (row === undefined) return undefined;
+    return { collection, id, doc: row.body === null ? null : parseDoc(row.body), owner: row.owner, lsn: row.lsn };
+  }
+
+  transact<T>(fn: (tx: StoreTx) => T): T {
+    this.assertOpen();
+    let active = true;
+    const check = (): void => {
+      if (!active) throw new TidelineError('INTERNAL', 'a store transaction was used after it ended');
+    };
+    const tx: StoreTx = {
+      getDoc: (collection, id) => {
+        check();
+        return this.getDoc(collection, id);
+      },
+      lastSeq: (clientId) => {
+        check();
+        return this.lastSeq(clientId);
+      },
+      rejection: (clientId, seq) => {
+        check();
+        return this.rejection(clientId, seq);
+      },
+      append: (write, origin, ts) => {
+        check();
+        return this.append(write, origin, ts);
+      },
+      recordOutcome: (clientId, seq, rejection) => {
+        check();
+        this.recordOutcome(clientId, seq, rejection);
+      },
+    };
+    try {
+      return this.atomically(() => fn(tx));
+    } finally {
+      active = false;
+    }
+  }
+
+  readChanges(after: number, limit: number): Change[] {
+    this.assertOpen();
+    if (!(limit >= 1)) return [];
+    const rows = this.selectChanges.all(after, Math.floor(Math.min(limit, Number.MAX_SAFE_INTEGER)));
+    return rows.map((r) => ({
+      lsn: r.lsn,
+      term: r.term,
+      collection: r.collection,
+      id: r.id,
+      doc: r.body === null ? null : parseDoc(r.body),
+      owner: r.owner,
+      clientId: r.client_id,
+      seq: r.seq,
+      ts: r.ts,
+    }));
+  }
+
+  scanScope(scope: Scope): Array<{ collection: string; doc: Doc }> {
+    this.assertOpen();
+    return this.selectScope.all(scope.userId).map((r) => ({ collection: r.collection, doc: parseDoc(r.body) }));
+  }
+
+  logStats(): { count: number; oldestTs: number | null } {
+    this.assertOpen();
+    // LSNs are consecutive and compaction drops a prefix, so the log holds exactly (horizon, head].
+    return { count: this.head - this.horizon, oldestTs: this.selectOldestTs.get()?.ts ?? null };
+  }
+
+  compact(upTo: number): { removedChanges: number; removedTombstones: number; horizon: number } {
+    this.assertOpen();
+    if (!Number.isSafeInteger(upTo))
+      throw new TidelineError('BAD_REQUEST', `compact needs an integer LSN, got ${upTo}`);
+    const target = Math.min(upTo, this.head);
+    if (target <= this.horizon) return { removedChanges: 0, removedTombstones: 0, horizon: this.horizon };
+    return this.atomically(() => {
+      const removedChanges = this.deleteChanges.run(target).changes;
+      const removedTombstones = this.deleteTombstones.run(target).changes;
+      this.updateMeta.run(target, 'horizon');
+      this.horizon = target;
+      return { removedChanges, removedTombstones, horizon: target };
+    });
+  }
+
+  setTerm(term: number): void {
+    this.assertOpen();
+    if (!Number.isSafeInteger(term) || term < this.term) {
+      throw new TidelineError('INTERNAL', `cannot set the term to ${term}: the store is at term ${this.term}`, {
+        hint: 'terms only rise; a node that meets a higher term steps down rather than lowering its own',
+      });
+    }
+    if (term === this.term) return;
+    this.atomically(() => {
+      this.updateMeta.run(term, 'term');
+      this.term = term;
+    });
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+  }
+
+  /**
+   * Writes a consistent copy of the store to `path` while it stays online.
+   * The copy goes to a temporary file first, so `path` never holds half a backup.
+   */
+  async backupTo(path: string): Promise<void> {
+    this.assertOpen();
+    const tmp = `${path}.${randomUUID()}.tmp`;
+    try {
+      mkdirSync(dirname(path), { recursive: true });
+      await this.db.backup(tmp);
+      renameSync(tmp, path);
+    } catch (err) {
+      rmSync(tmp, { force: true });
+      throw new TidelineError('INTERNAL', `backup of the store at ${this.path} to ${path} failed: ${messageOf(err)}`, {
+        cause: err,
+        hint: 'check the free space and permissions of the backup directory',
+      });
+    }
+  }
+
+  /**
+   * Runs `fn` in one immediate transaction (a savepoint when nested) and puts
+   * the cached meta back when it throws, so a rolled-back transaction gives
+   * its LSNs back.
+   */
+  private atomically<T>(fn: () => T): T {
+    const { head, term, horizon } = this;
+    try {
+      return this.runImmediate(() => {
+        const result = fn();
+        // Once per transaction rather than per append keeps group commits cheap.
+        if (this.head !== head) this.updateMeta.run(this.head, 'head_lsn');
+        return result;
+      }) as T;
+    } catch (err) {
+      this.head = head;
+      this.term = term;
+      this.horizon = horizon;
+      throw err;
+    }
+  }
+
+  private lastSeq(clientId: string): number {
+    return this.selectLastSeq.get(clientId)?.last_seq ?? 0;
+  }
+
+  private rejection(clientId: string, seq: number): WireErrorShape | undefined {
+    const row = this.selectRejection.get(clientId, seq);
+    if (row === undefined) return undefined;
+    return { code: row.code as ErrorCode, message: row.message, retryable: row.retryable === 1 };
+  }
+
+  private append(write: Write, origin: { clientId: string; seq: number } | null, ts: number): Change {
+    checkWrite(write);
+    const lsn = this.head + 1;
+    const body = write.doc === null ? null : JSON.stringify(write.doc);
+    const deleted = write.doc === null ? 1 : 0;
+    const clientId = origin?.clientId ?? null;
+    const seq = origin?.seq ?? null;
+    this.insertChange.run(lsn, this.term, write.collection, write.id, write.owner, deleted, body, clientId, seq, ts);
+    this.upsertDoc.run(write.collection, write.id, write.owner, lsn, deleted, body);
+    this.head = lsn;
+    return {
+      lsn,
+      term: this.term,
+      collection: write.collection,
+      id: write.id,
+      doc: write.doc,
+      owner: write.owner,
+      clientId,
+      seq,
+      ts,
+    };
+  }
+
+  private recordOutcome(clientId: string, seq: number, rejection: WireErrorShape | null): void {
+    this.upsertClient.run(clientId, seq);
+    if (rejection === null) this.deleteRejection.run(clientId, seq);
+    else this.upsertRejection.run(clientId, seq, rejection.code, rejection.message, rejection.retryable ? 1 : 0);
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new TidelineError('INTERNAL', `the store at ${this.path} is closed`);
+  }
+}
+
+/** Refuses a document stored under another id: it would be served under a key it does not carry. */
+function checkWrite(write: Write): void {
+  if (write.doc !== null && write.doc.id !== write.id) {
+    throw new TidelineError(
+      'INTERNAL',
+      `cannot store ${write.collection}/${write.id}: the document's id is '${write.doc.id}'`,
+    );
+  }
+}
+
+function initSchema(db: Database.Database, path: string): void {
+  const tables = db.prepare<[], { name: string }>("SELECT name FROM sqlite_schema WHERE type = 'table'").all();
+  if (tables.length > 0) {
+    if (!tables.some((t) => t.name === 'meta')) {
+      throw new TidelineError('INTERNAL', `${path} is an SQLite database but not a Tideline store`, {
+        hint: 'point the server at a new path or at a Tideline store file',
+      });
+    }
+    const row = db.prepare<[], { value: unknown }>("SELECT value FROM meta WHERE key = 'schema_version'").get();
+    const version = row?.value;
+    if (typeof version !== 'number' || !Number.isInteger(version)) {
+      throw new TidelineError(
+        'INTERNAL',
+        `${path} has no valid schema version; it is damaged or not a Tideline store`,
+        {
+          hint: 'restore the store from a backup',
+        },
+      );
+    }
+    if (version > SQLITE_SCHEMA_VERSION) {
+      throw new TidelineError(
+        'INTERNAL',
+        `${path} has store schema version ${version}, newer than this build's ${SQLITE_SCHEMA_VERSION}`,
+        { hint: 'run the Tideline version that wrote this store, or a newer one' },
+      );
+    }
+  }
+  db.exec(SCHEMA_SQL);
+  const insert = db.prepare<[MetaKey, string | number]>('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)');
+  insert.run('schema_version', SQLITE_SCHEMA_VERSION);
+  insert.run('server_id', randomUUID());
+  insert.run('term', 1);
+  insert.run('head_lsn', 0);
+  insert.run('horizon', 0);
+}
+
+function loadMeta(db: Database.Database, path: string): StoreMeta {
+  const rows = db.prepare<[], { key: string; value: unknown }>('SELECT key, value FROM meta').all();
+  const values = new Map(rows.map((r) => [r.key, r.value]));
+  const serverId = values.get('server_id');
+  const numbers = (['term', 'head_lsn', 'horizon'] as const).map((key) => values.get(key));
+  const [term, headLsn, horizon] = numbers;
+  if (
+    typeof serverId !== 'string' ||
+    typeof term !== 'number' ||
+    typeof headLsn !== 'number' ||
+    typeof horizon !== 'number' ||
+    !numbers.every(Number.isSafeInteger) ||
+    horizon > headLsn
+  ) {
+    throw new TidelineError('INTERNAL', `the meta table of ${path} is damaged`, {
+      hint: 'restore the store from a backup',
+    });
+  }
+  return { serverId, term, headLsn, horizon };
+}
+
+function parseDoc(body: string): Doc {
+  return JSON.parse(body) as Doc;
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

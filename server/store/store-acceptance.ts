@@ -1,0 +1,441 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { TidelineError } from '../../shared/errors';
+import type { WireErrorShape } from '../../shared/errors';
+import type { JsonObject } from '../../shared/json';
+import type { Write } from '../../shared/mutators/types';
+import type { Store, StoreTx } from './store';
+
+export interface StoreHarness {
+  store: Store;
+  /**
+   * Opens the same data again, as a restarted process would. The suite closes
+   * the current store first. Leave it out for stores that cannot outlive
+   * their object; the durability tests are then not defined.
+   */
+  reopen?: () => Store;
+  /** Closes whatever store is still open and removes its files. */
+  cleanup: () => void;
+}
+
+const TS = 1_700_000_000_000;
+
+const put = (collection: string, id: string, fields: JsonObject = {}, owner: string | null = null): Write => ({
+  collection,
+  id,
+  doc: { ...fields, id },
+  owner,
+});
+const del = (collection: string, id: string, owner: string | null = null): Write => ({
+  collection,
+  id,
+  doc: null,
+  owner,
+});
+
+const outOfStock: WireErrorShape = {
+  code: 'REJECTED',
+  message: 'products/p1: out of stock (rule stock)',
+  retryable: false,
+};
+
+/**
+ * The contract of `Store` (see its doc comment), run by every implementation.
+ * `makeStore` returns a fresh, empty store for each test.
+ */
+export function runStoreTests(name: string, makeStore: () => StoreHarness): void {
+  // Probed once so the durability tests are either defined or absent, never skipped.
+  const probe = makeStore();
+  const durable = probe.reopen !== undefined;
+  probe.cleanup();
+
+  describe(`Store acceptance: ${name}`, () => {
+    let harness: StoreHarness;
+    let store: Store;
+
+    beforeEach(() => {
+      harness = makeStore();
+      store = harness.store;
+    });
+    afterEach(() => harness.cleanup());
+
+    const appendAll = (writes: Write[], origin: { clientId: string; seq: number } | null = null) =>
+      store.transact((tx) => writes.map((w) => tx.append(w, origin, TS)));
+
+    describe('a new store', () => {
+      it('is empty at term 1 with a server id', () => {
+        const meta = store.meta();
+        expect(meta.serverId).toEqual(expect.any(String));
+        expect(meta.serverId.length).toBeGreaterThan(0);
+        expect(meta).toMatchObject({ term: 1, headLsn: 0, horizon: 0 });
+        expect(store.readChanges(0, 100)).toEqual([]);
+        expect(store.scanScope({ userId: 'u1' })).toEqual([]);
+        expect(store.logStats()).toEqual({ count: 0, oldestTs: null });
+        expect(store.getDoc('products', 'p1')).toBeUndefined();
+      });
+    });
+
+    describe('append', () => {
+      it('gives consecutive LSNs from 1, within and across transactions', () => {
+        const first = appendAll([put('products', 'p1'), put('products', 'p2')]);
+        const second = appendAll([put('products', 'p3')]);
+        expect([...first, ...second].map((c) => c.lsn)).toEqual([1, 2, 3]);
+        expect(store.meta().headLsn).toBe(3);
+      });
+
+      it('returns the change it stored, with the term, origin and ts', () => {
+        const [change] = store.transact((tx) => [
+          tx.append(put('carts', 'c1', { items: [1, 2] }, 'u1'), { clientId: 'k1', seq: 7 }, TS + 5),
+        ]);
+        const expected = {
+          lsn: 1,
+          term: 1,
+          collection: 'carts',
+          id: 'c1',
+          doc: { id: 'c1', items: [1, 2] },
+          owner: 'u1',
+          clientId: 'k1',
+          seq: 7,
+          ts: TS + 5,
+        };
+        expect(change).toEqual(expected);
+        expect(store.readChanges(0, 10)).toEqual([expected]);
+      });
+
+      it('records changes without an origin', () => {
+        appendAll([put('products', 'p1')]);
+        expect(store.readChanges(0, 10)[0]).toMatchObject({ clientId: null, seq: null });
+      });
+
+      it('makes the change the current version of the document', () => {
+        appendAll([put('products', 'p1', { stock: 3 })]);
+        appendAll([put('products', 'p1', { stock: 2 })]);
+        expect(store.getDoc('products', 'p1')).toEqual({
+          collection: 'products',
+          id: 'p1',
+          doc: { id: 'p1', stock: 2 },
+          owner: null,
+          lsn: 2,
+        });
+      });
+
+      it('keeps a delete as a tombstone with its LSN and owner', () => {
+        appendAll([put('carts', 'c1', {}, 'u1')]);
+        const [change] = appendAll([del('carts', 'c1', 'u1')]);
+        expect(change).toMatchObject({ lsn: 2, doc: null, owner: 'u1' });
+        expect(store.getDoc('carts', 'c1')).toEqual({ collection: 'carts', id: 'c1', doc: null, owner: 'u1', lsn: 2 });
+        expect(store.readChanges(1, 10)).toEqual([change]);
+      });
+
+      it('refuses a document whose id differs from the key it is written under', () => {
+        const write: Write = { collection: 'products', id: 'p1', doc: { id: 'p2' }, owner: null };
+        expect(() => appendAll([write])).toThrow(TidelineError);
+        expect(store.meta().headLsn).toBe(0);
+      });
+
+      it('keeps stored documents apart from the objects callers hold', () => {
+        const write = put('products', 'p1', { tags: ['a'] });
+        appendAll([write]);
+        (write.doc?.['tags'] as string[]).push('mutated after append');
+        const read = store.getDoc('products', 'p1');
+        (read?.doc?.['tags'] as string[]).push('mutated after read');
+        (store.readChanges(0, 1)[0]?.doc?.['tags'] as string[]).push('mutated after readChanges');
+        (store.scanScope({ userId: 'u1' })[0]?.doc['tags'] as string[]).push('mutated after scanScope');
+        expect(store.getDoc('products', 'p1')?.doc).toEqual({ id: 'p1', tags: ['a'] });
+        expect(store.readChanges(0, 1)[0]?.doc).toEqual({ id: 'p1', tags: ['a'] });
+      });
+    });
+
+    describe('transact', () => {
+      it('returns what fn returns', () => {
+        expect(store.transact(() => 42)).toBe(42);
+      });
+
+      it('lets reads see the transaction’s own writes', () => {
+        store.transact((tx) => {
+          expect(tx.getDoc('products', 'p1')).toBeUndefined();
+          tx.append(put('products', 'p1', { stock: 1 }), { clientId: 'k1', seq: 1 }, TS);
+          expect(tx.getDoc('products', 'p1')?.doc).toEqual({ id: 'p1', stock: 1 });
+          tx.recordOutcome('k1', 1, null);
+          expect(tx.lastSeq('k1')).toBe(1);
+          tx.recordOutcome('k1', 2, outOfStock);
+          expect(tx.rejection('k1', 2)).toEqual(outOfStock);
+        });
+      });
+
+      it('keeps nothing when fn throws, propagates the error, and gives the LSNs back', () => {
+        appendAll([put('products', 'p1', { stock: 1 })], { clientId: 'k1', seq: 1 });
+        store.transact((tx) => tx.recordOutcome('k1', 1, null));
+        const before = store.meta();
+        const boom = new Error('boom');
+        expect(() =>
+          store.transact((tx) => {
+            tx.append(put('products', 'p1', { stock: 0 }), { clientId: 'k1', seq: 2 }, TS);
+            tx.append(put('products', 'p2'), { clientId: 'k1', seq: 2 }, TS);
+            tx.append(del('products', 'p1'), { clientId: 'k1', seq: 3 }, TS);
+            tx.recordOutcome('k1', 2, null);
+            tx.recordOutcome('k1', 3, outOfStock);
+            throw boom;
+          }),
+        ).toThrow(boom);
+        expect(store.meta()).toEqual(before);
+        expect(store.getDoc('products', 'p1')?.doc).toEqual({ id: 'p1', stock: 1 });
+        expect(store.getDoc('products', 'p2')).toBeUndefined();
+        expect(store.readChanges(0, 10).map((c) => c.lsn)).toEqual([1]);
+        expect(store.logStats().count).toBe(1);
+        store.transact((tx) => {
+          expect(tx.lastSeq('k1')).toBe(1);
+          expect(tx.rejection('k1', 3)).toBeUndefined();
+        });
+        const [next] = appendAll([put('products', 'p3')]);
+        expect(next?.lsn).toBe(2);
+      });
+
+      it('refuses an async fn and keeps nothing it wrote', () => {
+        expect(() =>
+          store.transact(async (tx) => {
+            tx.append(put('products', 'p1'), null, TS);
+          }),
+        ).toThrow();
+        expect(store.meta().headLsn).toBe(0);
+        expect(store.getDoc('products', 'p1')).toBeUndefined();
+      });
+
+      it('refuses a transaction object used after its transaction ended', () => {
+        let escaped: StoreTx | undefined;
+        store.transact((tx) => {
+          escaped = tx;
+        });
+        expect(() => escaped?.append(put('products', 'p1'), null, TS)).toThrow(TidelineError);
+        expect(() => escaped?.getDoc('products', 'p1')).toThrow(TidelineError);
+        expect(store.meta().headLsn).toBe(0);
+      });
+    });
+
+    describe('client outcomes', () => {
+      it('starts every client at seq 0', () => {
+        expect(store.transact((tx) => tx.lastSeq('new-client'))).toBe(0);
+      });
+
+      it('records the last seq per client, and keeps rejections for duplicate answers', () => {
+        store.transact((tx) => {
+          tx.recordOutcome('k1', 1, null);
+          tx.recordOutcome('k1', 2, outOfStock);
+          tx.recordOutcome('k2', 1, null);
+        });
+        store.transact((tx) => tx.recordOutcome('k1', 3, null));
+        store.transact((tx) => {
+          expect(tx.lastSeq('k1')).toBe(3);
+          expect(tx.lastSeq('k2')).toBe(1);
+          expect(tx.rejection('k1', 1)).toBeUndefined();
+          expect(tx.rejection('k1', 2)).toEqual(outOfStock);
+          expect(tx.rejection('k1', 3)).toBeUndefined();
+          expect(tx.rejection('k2', 2)).toBeUndefined();
+        });
+      });
+
+      it('keeps rejections past compaction', () => {
+        appendAll([put('products', 'p1')]);
+        store.transact((tx) => tx.recordOutcome('k1', 1, outOfStock));
+        appendAll([put('products', 'p2')]);
+        store.compact(2);
+        expect(store.transact((tx) => tx.rejection('k1', 1))).toEqual(outOfStock);
+      });
+    });
+
+    describe('readChanges', () => {
+      beforeEach(() => {
+        for (let i = 1; i <= 10; i++) appendAll([put('products', `p${i}`, { n: i })]);
+      });
+
+      it('pages through the log in LSN order', () => {
+        const seen: number[] = [];
+        let after = 0;
+        for (;;) {
+          const page = store.readChanges(after, 3);
+          if (page.length === 0) break;
+          expect(page.length).toBeLessThanOrEqual(3);
+          seen.push(...page.map((c) => c.lsn));
+          after = page[page.length - 1]?.lsn ?? after;
+        }
+        expect(seen).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+      });
+
+      it('returns the changes after `after` only, with their documents', () => {
+        const page = store.readChanges(7, 100);
+        expect(page.map((c) => c.lsn)).toEqual([8, 9, 10]);
+        expect(page[0]?.doc).toEqual({ id: 'p8', n: 8 });
+      });
+
+      it('returns nothing at or past the head, or for a limit of 0', () => {
+        expect(store.readChanges(10, 5)).toEqual([]);
+        expect(store.readChanges(11, 5)).toEqual([]);
+        expect(store.readChanges(0, 0)).toEqual([]);
+      });
+    });
+
+    describe('scanScope', () => {
+      it('returns public documents and the user’s own, without tombstones, ordered by collection then id', () => {
+        appendAll([
+          put('products', 'p2', { name: 'b' }),
+          put('products', 'p1', { name: 'a' }),
+          put('carts', 'c-u1', { items: [] }, 'u1'),
+          put('carts', 'c-u2', { items: [] }, 'u2'),
+          put('orders', 'o-u1', {}, 'u1'),
+          put('orders', 'o-gone', {}, 'u1'),
+          put('products', 'p-gone'),
+        ]);
+        appendAll([del('orders', 'o-gone', 'u1'), del('products', 'p-gone')]);
+        expect(store.scanScope({ userId: 'u1' })).toEqual([
+          { collection: 'carts', doc: { id: 'c-u1', items: [] } },
+          { collection: 'orders', doc: { id: 'o-u1' } },
+          { collection: 'products', doc: { id: 'p1', name: 'a' } },
+          { collection: 'products', doc: { id: 'p2', name: 'b' } },
+        ]);
+        expect(store.scanScope({ userId: 'u3' }).map((r) => r.doc.id)).toEqual(['p1', 'p2']);
+      });
+
+      it('orders the collection before the id, and strings by code point', () => {
+        const astral = 'x\u{1F600}';
+        const highBmp = 'x\uFFFF';
+        appendAll([put('b', 'a'), put('a', 'z'), put('ab', 'a'), put('a', astral), put('a', highBmp), put('a', 'x')]);
+        const keys = store.scanScope({ userId: 'u1' }).map((r) => `${r.collection}/${r.doc.id}`);
+        expect(keys).toEqual(['a/x', `a/${highBmp}`, `a/${astral}`, 'a/z', 'ab/a', 'b/a']);
+      });
+    });
+
+    describe('compact', () => {
+      beforeEach(() => {
+        appendAll([put('products', 'p1'), put('products', 'p2'), put('carts', 'c1', {}, 'u1')]); // 1..3
+        store.transact((tx) => tx.append(put('products', 'p3'), null, TS + 1)); // 4
+        appendAll([del('products', 'p1'), del('carts', 'c1', 'u1')]); // 5, 6
+        appendAll([put('products', 'p4'), del('products', 'p2')]); // 7, 8
+      });
+
+      it('drops changes and tombstones up to the LSN and raises the horizon', () => {
+        expect(store.compact(6)).toEqual({ removedChanges: 6, removedTombstones: 2, horizon: 6 });
+        expect(store.meta()).toMatchObject({ headLsn: 8, horizon: 6 });
+        expect(store.getDoc('products', 'p1')).toBeUndefined();
+        expect(store.getDoc('carts', 'c1')).toBeUndefined();
+        expect(store.getDoc('products', 'p2')).toMatchObject({ doc: null, lsn: 8 });
+        expect(store.getDoc('products', 'p3')).toMatchObject({ doc: { id: 'p3' }, lsn: 4 });
+        expect(store.readChanges(6, 100).map((c) => c.lsn)).toEqual([7, 8]);
+        expect(store.logStats()).toEqual({ count: 2, oldestTs: TS });
+        expect(store.scanScope({ userId: 'u1' }).map((r) => r.doc.id)).toEqual(['p3', 'p4']);
+      });
+
+      it('never lowers the horizon', () => {
+        store.compact(5);
+        expect(store.compact(3)).toEqual({ removedChanges: 0, removedTombstones: 0, horizon: 5 });
+        expect(store.compact(5)).toEqual({ removedChanges: 0, removedTombstones: 0, horizon: 5 });
+        expect(store.meta().horizon).toBe(5);
+      });
+
+      it('never moves the horizon past the head, and the head survives an empty log', () => {
+        expect(store.compact(1000)).toEqual({ removedChanges: 8, removedTombstones: 3, horizon: 8 });
+        expect(store.meta()).toMatchObject({ headLsn: 8, horizon: 8 });
+        expect(store.logStats()).toEqual({ count: 0, oldestTs: null });
+        expect(store.readChanges(8, 10)).toEqual([]);
+        const [next] = appendAll([put('products', 'p5')]);
+        expect(next?.lsn).toBe(9);
+        expect(store.readChanges(8, 10).map((c) => c.lsn)).toEqual([9]);
+      });
+
+      it('reports the oldest remaining change for automatic compaction', () => {
+        expect(store.logStats()).toEqual({ count: 8, oldestTs: TS });
+        store.compact(3);
+        expect(store.logStats()).toEqual({ count: 5, oldestTs: TS + 1 });
+      });
+
+      it('rolls back with the transaction it runs in', () => {
+        expect(() =>
+          store.transact(() => {
+            store.compact(6);
+            throw new Error('abort');
+          }),
+        ).toThrow('abort');
+        expect(store.meta().horizon).toBe(0);
+        expect(store.readChanges(0, 100)).toHaveLength(8);
+        expect(store.getDoc('products', 'p1')).toMatchObject({ doc: null, lsn: 5 });
+      });
+    });
+
+    describe('setTerm', () => {
+      it('stamps new changes with the new term and leaves old ones alone', () => {
+        appendAll([put('products', 'p1')]);
+        store.setTerm(3);
+        appendAll([put('products', 'p2')]);
+        expect(store.meta().term).toBe(3);
+        expect(store.readChanges(0, 10).map((c) => [c.lsn, c.term])).toEqual([
+          [1, 1],
+          [2, 3],
+        ]);
+      });
+
+      it('refuses to lower the term', () => {
+        store.setTerm(4);
+        expect(() => store.setTerm(2)).toThrow(TidelineError);
+        store.setTerm(4);
+        expect(store.meta().term).toBe(4);
+      });
+    });
+
+    if (durable) {
+      describe('after close and reopen', () => {
+        const reopen = (): Store => {
+          store.close();
+          if (!harness.reopen) throw new Error('the harness lost its reopen');
+          store = harness.reopen();
+          return store;
+        };
+
+        it('keeps documents, changes, outcomes and meta', () => {
+          store.setTerm(2);
+          store.transact((tx) => {
+            tx.append(put('products', 'p1', { stock: 5 }), { clientId: 'k1', seq: 1 }, TS);
+            tx.append(put('carts', 'c1', {}, 'u1'), { clientId: 'k1', seq: 1 }, TS);
+            tx.recordOutcome('k1', 1, null);
+            tx.recordOutcome('k1', 2, outOfStock);
+          });
+          appendAll([del('carts', 'c1', 'u1')]);
+          const meta = store.meta();
+          const changes = store.readChanges(0, 100);
+
+          reopen();
+          expect(store.meta()).toEqual(meta);
+          expect(store.readChanges(0, 100)).toEqual(changes);
+          expect(store.getDoc('products', 'p1')).toMatchObject({ doc: { id: 'p1', stock: 5 }, lsn: 1 });
+          expect(store.getDoc('carts', 'c1')).toMatchObject({ doc: null, owner: 'u1', lsn: 3 });
+          store.transact((tx) => {
+            expect(tx.lastSeq('k1')).toBe(2);
+            expect(tx.rejection('k1', 2)).toEqual(outOfStock);
+          });
+          const [next] = appendAll([put('products', 'p2')]);
+          expect(next).toMatchObject({ lsn: 4, term: 2 });
+        });
+
+        it('keeps the head and horizon when compaction emptied the log', () => {
+          appendAll([put('products', 'p1'), put('products', 'p2')]);
+          store.compact(2);
+          reopen();
+          expect(store.meta()).toMatchObject({ headLsn: 2, horizon: 2 });
+          expect(appendAll([put('products', 'p3')])[0]?.lsn).toBe(3);
+        });
+
+        it('keeps nothing of a rolled-back transaction', () => {
+          appendAll([put('products', 'p1')]);
+          expect(() =>
+            store.transact((tx) => {
+              tx.append(put('products', 'p2'), null, TS);
+              store.setTerm(9);
+              throw new Error('abort');
+            }),
+          ).toThrow('abort');
+          reopen();
+          expect(store.meta()).toMatchObject({ headLsn: 1, term: 1 });
+          expect(store.getDoc('products', 'p2')).toBeUndefined();
+          expect(appendAll([put('products', 'p3')])[0]?.lsn).toBe(2);
+        });
+      });
+    }
+  });
+}

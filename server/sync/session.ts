@@ -1,0 +1,33 @@
+import type { WireError } from '../../shared/protocol/wire-error';
+import type { Changes, Snapshot } from '../../shared/protocol/changes';
+
+/**
+ * How the sync core reaches one connected client. The composition root
+ * implements it over a Socket.IO socket; the simulation over an in-memory
+ * network. Messages on one sink are delivered in the order they are sent.
+ */
+export interface SessionSink {
+  /** Live changes: fire and forget. */
+  sendChanges(msg: Changes): void;
+  /** A catch-up page: resolves when the client has applied it (flow control); rejects if the connection goes. */
+  sendPage(msg: Changes): Promise<void>;
+  sendSnapshot(msg: Snapshot): Promise<void>;
+  /** Tells the client why, then closes the connection. */
+  close(error: WireError): void;
+}
+
+/** The state of one connected client, owned by the sync core. */
+export interface Session {
+  readonly sink: SessionSink;
+  /** Set by hello. */
+  auth: { clientId: string; userId: string; roles: readonly string[]; pendingFrom: number } | null;
+  /** Highest LSN sent (or skipped as out of scope) to this client. */
+  cursor: number;
+  /** Caught up: commits are sent to it directly. Until then its pump reads the log. */
+  live: boolean;
+  closed: boolean;
+}
+
+export function newSession(sink: SessionSink): Session {
+  return { sink, auth: null, cursor: 0, live: false, closed: false };
+}

@@ -1,0 +1,63 @@
+import type { Namespace, Socket } from 'socket.io';
+import { TidelineError } from '../../shared/errors';
+import { pageAckSchema } from '../../shared/protocol/changes';
+import type { Changes, Snapshot } from '../../shared/protocol/changes';
+import type { WireError } from '../../shared/protocol/wire-error';
+import type { SessionSink } from './session';
+import type { SyncCore } from './sync-core';
+
+/** How long a client may take to apply one catch-up page before we give up on it. */
+const PAGE_ACK_TIMEOUT_MS = 60_000;
+
+type Ack = (res: unknown) => void;
+
+/** Wires the /sync namespace to the sync core: one session per socket. */
+export function attachSync(nsp: Namespace, core: SyncCore): void {
+  nsp.on('connection', (socket: Socket) => {
+    const sink = socketSink(socket);
+    const session = core.connect(sink);
+    socket.on('disconnect', () => core.disconnect(session));
+
+    socket.on('hello', (msg: unknown, ack: unknown) => {
+      if (!isAck(ack)) return rejectNoAck(socket, 'hello');
+      ack(core.hello(session, msg));
+    });
+    socket.on('push', (msg: unknown, ack: unknown) => {
+      if (!isAck(ack)) return rejectNoAck(socket, 'push');
+      void core.push(session, msg).then(ack);
+    });
+    socket.onAny((event: unknown) => {
+      if (event !== 'hello' && event !== 'push') {
+        const err = new TidelineError('BAD_REQUEST', `unknown event '${String(event)}'`).toWire();
+        socket.emit('fatal', err);
+      }
+    });
+  });
+}
+
+function isAck(value: unknown): value is Ack {
+  return typeof value === 'function';
+}
+
+function rejectNoAck(socket: Socket, event: string): void {
+  socket.emit('fatal', new TidelineError('BAD_REQUEST', `'${event}' needs an acknowledgement callback`).toWire());
+}
+
+function socketSink(socket: Socket): SessionSink {
+  const awaitAck = async (event: 'changes' | 'snapshot', msg: Changes | Snapshot): Promise<void> => {
+    const res: unknown = await socket.timeout(PAGE_ACK_TIMEOUT_MS).emitWithAck(event, msg);
+    const parsed = pageAckSchema.safeParse(res);
+    if (!parsed.success || !parsed.data.ok) {
+      throw new TidelineError('BAD_REQUEST', `client did not apply the ${event} page`);
+    }
+  };
+  return {
+    sendChanges: (msg) => void socket.emit('changes', msg),
+    sendPage: (msg) => awaitAck('changes', msg),
+    sendSnapshot: (msg) => awaitAck('snapshot', msg),
+    close(error: WireError) {
+      socket.emit('fatal', error);
+      socket.disconnect(true);
+    },
+  };
+}

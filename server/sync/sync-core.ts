@@ -1,0 +1,357 @@
+import type { Clock } from '../../shared/clock';
+import { TidelineError, toWireError } from '../../shared/errors';
+import type { WireErrorShape } from '../../shared/errors';
+import { jsonByteLength } from '../../shared/json';
+import { ReadFailure, runMutation } from '../../shared/mutators/run-mutation';
+import type { Change } from '../../shared/protocol/change';
+import type { Changes, Snapshot } from '../../shared/protocol/changes';
+import { helloSchema } from '../../shared/protocol/hello';
+import type { HelloAck } from '../../shared/protocol/hello';
+import type { Limits } from '../../shared/protocol/limits';
+import { pushSchema } from '../../shared/protocol/push';
+import type { Mutation, MutationResult, PushAck } from '../../shared/protocol/push';
+import { PROTOCOL_VERSION } from '../../shared/protocol/version';
+import type { AppSchema } from '../../shared/schema/define-schema';
+import type { Store, StoreTx } from '../store/store';
+import { newSession } from './session';
+import type { Session, SessionSink } from './session';
+
+export interface Principal {
+  userId: string;
+  roles: readonly string[];
+}
+
+export interface SyncCoreOptions {
+  store: Store;
+  schema: AppSchema;
+  clock: Clock;
+  limits: Limits;
+  /** Checks a client token; throws a TidelineError (UNAUTHORIZED) when it is bad. */
+  verifyToken: (token: string) => Principal;
+  /** Runs the group commit soon, after the pushes that arrived together have queued. */
+  schedule: (fn: () => void) => void;
+  /** Changes per catch-up page. */
+  pageSize?: number;
+  /** Documents per snapshot page. */
+  snapshotPageSize?: number;
+  /** Called after every commit with its changes, in LSN order (replication, metrics). */
+  onCommit?: (changes: readonly Change[]) => void;
+}
+
+interface QueuedPush {
+  session: Session;
+  mutations: Mutation[];
+  resolve: (ack: PushAck) => void;
+}
+
+/** What one client's mutations came to in a commit, or since its pendingFrom. */
+interface ClientOutcome {
+  lastSeq: number;
+  rejected: Array<{ seq: number; error: WireErrorShape }>;
+}
+
+/** A client with more unanswered mutations than this learns only the newest rejections. */
+const MAX_REPORTED_REJECTIONS = 10_000;
+
+const inScope = (change: { owner: string | null }, userId: string): boolean =>
+  change.owner === null || change.owner === userId;
+
+/**
+ * The primary's side of /sync, with no I/O of its own: it takes a store,
+ * a clock and, per connection, a `SessionSink`.
+ *
+ * Invariants:
+ * - Pushes that arrive before the next scheduled flush commit together in one
+ *   store transaction (group commit); their acks, and the fan-out of their
+ *   changes, go out only after `transact` returned, that is once durable.
+ * - A session is either catching up (its pump reads the log, page by page,
+ *   each page acked) or live (commits are sent to it directly). The switch
+ *   happens synchronously right after the pump reads the head, so no commit
+ *   falls between the two.
+ * - Every message to a session is in LSN order and holds only its scope.
+ */
+export class SyncCore {
+  private readonly sessions = new Set<Session>();
+  private readonly byClient = new Map<string, Session>();
+  private queue: QueuedPush[] = [];
+  private flushScheduled = false;
+  private readonly pageSize: number;
+  private readonly snapshotPageSize: number;
+
+  constructor(private readonly opts: SyncCoreOptions) {
+    this.pageSize = opts.pageSize ?? 1000;
+    this.snapshotPageSize = opts.snapshotPageSize ?? 500;
+  }
+
+  connect(sink: SessionSink): Session {
+    const session = newSession(sink);
+    this.sessions.add(session);
+    return session;
+  }
+
+  disconnect(session: Session): void {
+    session.closed = true;
+    this.sessions.delete(session);
+    if (session.auth && this.byClient.get(session.auth.clientId) === session) {
+      this.byClient.delete(session.auth.clientId);
+    }
+  }
+
+  get connectedClients(): number {
+    return this.byClient.size;
+  }
+
+  hello(session: Session, raw: unknown): HelloAck {
+    const fail = (error: WireErrorShape): HelloAck => ({ ok: false, error });
+    const parsed = helloSchema.safeParse(raw);
+    if (!parsed.success) return fail(badRequest('hello', parsed.error.issues[0]?.message));
+    const msg = parsed.data;
+    if (msg.protocol !== PROTOCOL_VERSION) {
+      return fail({
+        code: 'PROTOCOL_MISMATCH',
+        message: `server speaks protocol ${PROTOCOL_VERSION}, client ${msg.protocol}`,
+        retryable: false,
+      });
+    }
+    if (session.auth) return fail(badRequest('hello', 'hello was already done on this connection'));
+    let principal: Principal;
+    try {
+      principal = this.opts.verifyToken(msg.token);
+    } catch (err) {
+      return fail(toWireError(err));
+    }
+    const previous = this.byClient.get(msg.clientId);
+    if (previous) {
+      // One connection per client id: the older one is a dead link or a second tab that lost its lock.
+      previous.sink.close({ code: 'BAD_REQUEST', message: 'superseded by a newer connection', retryable: false });
+      this.disconnect(previous);
+    }
+    session.auth = { clientId: msg.clientId, userId: principal.userId, roles: principal.roles, pendingFrom: msg.pendingFrom };
+    session.cursor = msg.checkpoint;
+    session.live = false;
+    this.byClient.set(msg.clientId, session);
+    const meta = this.opts.store.meta();
+    this.opts.schedule(() => void this.pump(session));
+    return {
+      ok: true,
+      serverId: meta.serverId,
+      term: meta.term,
+      headLsn: meta.headLsn,
+      horizon: meta.horizon,
+      lastSeq: this.lastSeq(msg.clientId),
+      userId: principal.userId,
+    };
+  }
+
+  /** Validates a push and queues it for the next group commit; resolves with the ack. */
+  push(session: Session, raw: unknown): Promise<PushAck> {
+    const fail = (error: WireErrorShape): Promise<PushAck> => Promise.resolve({ ok: false, error });
+    if (!session.auth) return fail({ code: 'UNAUTHORIZED', message: 'send hello first', retryable: false });
+    const parsed = pushSchema.safeParse(raw);
+    if (!parsed.success) return fail(badRequest('push', parsed.error.issues[0]?.message));
+    const { mutations } = parsed.data;
+    const { maxMutationsPerPush, maxMessageBytes } = this.opts.limits;
+    if (mutations.length > maxMutationsPerPush) {
+      return fail({
+        code: 'TOO_LARGE',
+        message: `${mutations.length} mutations in one push; the limit is ${maxMutationsPerPush}`,
+        retryable: false,
+      });
+    }
+    const size = jsonByteLength(parsed.data);
+    if (size > maxMessageBytes) {
+      return fail({ code: 'TOO_LARGE', message: `push is ${size} bytes; the limit is ${maxMessageBytes}`, retryable: false });
+    }
+    return new Promise((resolve) => {
+      this.queue.push({ session, mutations, resolve });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        this.opts.schedule(() => this.flush());
+      }
+    });
+  }
+
+  /** Commits everything queued in one transaction, then fans out and acks. */
+  flush(): void {
+    this.flushScheduled = false;
+    const batch = this.queue;
+    this.queue = [];
+    if (batch.length === 0) return;
+    const { store } = this.opts;
+    const prevHead = store.meta().headLsn;
+    const now = this.opts.clock.now();
+    const changes: Change[] = [];
+    const outcomes = new Map<string, ClientOutcome>();
+    let results: MutationResult[][];
+    try {
+      results = store.transact((tx) =>
+        batch.map((item) => item.mutations.map((m) => this.applyOne(tx, item.session, m, now, changes, outcomes))),
+      );
+    } catch (err) {
+      const error = toWireError(err);
+      for (const item of batch) item.resolve({ ok: false, error });
+      return;
+    }
+    const head = changes.length > 0 ? changes[changes.length - 1]!.lsn : prevHead;
+    this.fanOut(prevHead, head, changes, outcomes);
+    if (changes.length > 0) this.opts.onCommit?.(changes);
+    batch.forEach((item, i) => item.resolve({ ok: true, results: results[i]! }));
+  }
+
+  private applyOne(
+    tx: StoreTx,
+    session: Session,
+    m: Mutation,
+    now: number,
+    changes: Change[],
+    outcomes: Map<string, ClientOutcome>,
+  ): MutationResult {
+    const auth = session.auth!;
+    const last = tx.lastSeq(auth.clientId);
+    if (m.seq <= last) {
+      const error = tx.rejection(auth.clientId, m.seq);
+      return error ? { seq: m.seq, status: 'duplicate', error } : { seq: m.seq, status: 'duplicate' };
+    }
+    if (m.seq !== last + 1) {
+      // Not recorded: the client must send the missing seqs first (per-client order).
+      return {
+        seq: m.seq,
+        status: 'rejected',
+        error: { code: 'BAD_REQUEST', message: `seq ${m.seq} out of order; expected ${last + 1}`, retryable: true },
+      };
+    }
+    const outcome = runMutation(
+      this.opts.schema,
+      m.name,
+      m.args,
+      { userId: auth.userId, roles: auth.roles, side: 'server' },
+      (collection, id) => {
+        try {
+          return tx.getDoc(collection, id)?.doc ?? undefined;
+        } catch (cause) {
+          throw new ReadFailure(`reading ${collection}/${id} failed`, { cause });
+        }
+      },
+      this.opts.limits,
+    );
+    const clientOutcome = outcomes.get(auth.clientId) ?? { lastSeq: 0, rejected: [] };
+    clientOutcome.lastSeq = m.seq;
+    outcomes.set(auth.clientId, clientOutcome);
+    if (!outcome.ok) {
+      clientOutcome.rejected.push({ seq: m.seq, error: outcome.error });
+      tx.recordOutcome(auth.clientId, m.seq, outcome.error);
+      return { seq: m.seq, status: 'rejected', error: outcome.error };
+    }
+    let lsn = 0;
+    for (const write of outcome.writes) {
+      const change = tx.append(write, { clientId: auth.clientId, seq: m.seq }, now);
+      changes.push(change);
+      lsn = change.lsn;
+    }
+    tx.recordOutcome(auth.clientId, m.seq, null);
+    return { seq: m.seq, status: 'applied', lsn: lsn || (changes.length > 0 ? changes[changes.length - 1]!.lsn : 0) };
+  }
+
+  private fanOut(
+    prevHead: number,
+    head: number,
+    changes: readonly Change[],
+    outcomes: Map<string, ClientOutcome>,
+  ): void {
+    for (const session of this.sessions) {
+      if (!session.live || session.closed || !session.auth) continue;
+      const { userId, clientId } = session.auth;
+      const visible = changes.filter((c) => inScope(c, userId));
+      const outcome = outcomes.get(clientId);
+      session.cursor = head;
+      if (visible.length === 0 && outcome === undefined) continue;
+      const msg: Changes = { from: prevHead, to: head, changes: visible };
+      if (outcome !== undefined) {
+        msg.lastSeq = outcome.lastSeq;
+        if (outcome.rejected.length > 0) msg.rejected = outcome.rejected;
+      }
+      session.sink.sendChanges(msg);
+    }
+  }
+
+  /** Brings one session from its checkpoint to the head, then marks it live. */
+  private async pump(session: Session): Promise<void> {
+    const { store } = this.opts;
+    try {
+      for (;;) {
+        if (session.closed || !session.auth) return;
+        const { userId, clientId } = session.auth;
+        const meta = store.meta();
+        if (session.cursor < meta.horizon || session.cursor > meta.headLsn || (session.cursor === 0 && meta.headLsn > 0)) {
+          await this.sendSnapshot(session);
+          continue;
+        }
+        const page = store.readChanges(session.cursor, this.pageSize);
+        const to = page.length > 0 ? page[page.length - 1]!.lsn : session.cursor;
+        const msg: Changes = { from: session.cursor, to, changes: page.filter((c) => inScope(c, userId)) };
+        session.cursor = to;
+        if (to >= meta.headLsn) {
+          // Caught up: from now on commits reach this session directly.
+          const outcomes = this.outcomesSince(clientId, session.auth.pendingFrom);
+          msg.lastSeq = outcomes.lastSeq;
+          if (outcomes.rejected.length > 0) msg.rejected = outcomes.rejected;
+          session.live = true;
+          session.sink.sendChanges(msg);
+          return;
+        }
+        await session.sink.sendPage(msg);
+      }
+    } catch (err) {
+      if (!session.closed) session.sink.close(toWireError(err));
+      this.disconnect(session);
+    }
+  }
+
+  /**
+   * The scope is read in one synchronous call, so the pages form one
+   * consistent state as of `asOf` even while commits go on between pages.
+   */
+  private async sendSnapshot(session: Session): Promise<void> {
+    const { store } = this.opts;
+    const auth = session.auth!;
+    const asOf = store.meta().headLsn;
+    const docs = store.scanScope({ userId: auth.userId });
+    const { lastSeq, rejected } = this.outcomesSince(auth.clientId, auth.pendingFrom);
+    const pages = Math.max(1, Math.ceil(docs.length / this.snapshotPageSize));
+    for (let page = 0; page < pages; page++) {
+      if (session.closed) return;
+      const slice = docs.slice(page * this.snapshotPageSize, (page + 1) * this.snapshotPageSize);
+      const done = page === pages - 1;
+      const msg: Snapshot = { asOf, page, docs: slice, done, lastSeq, rejected: done ? rejected : [] };
+      await session.sink.sendSnapshot(msg);
+    }
+    session.cursor = asOf;
+  }
+
+  private lastSeq(clientId: string): number {
+    return this.opts.store.transact((tx) => tx.lastSeq(clientId));
+  }
+
+  /** The client's last seq, and its rejections from `from` on (bounded: a client's outbox is). */
+  private outcomesSince(clientId: string, from: number): ClientOutcome {
+    return this.opts.store.transact((tx) => {
+      const lastSeq = tx.lastSeq(clientId);
+      const rejected: ClientOutcome['rejected'] = [];
+      for (let seq = Math.max(from, lastSeq - MAX_REPORTED_REJECTIONS + 1, 1); seq <= lastSeq; seq++) {
+        const error = tx.rejection(clientId, seq);
+        if (error) rejected.push({ seq, error });
+      }
+      return { lastSeq, rejected };
+    });
+  }
+
+  /** Drops the log up to `upTo` (default: the head); sessions behind it will get snapshots. */
+  compact(upTo?: number): { removedChanges: number; removedTombstones: number; horizon: number } {
+    const head = this.opts.store.meta().headLsn;
+    return this.opts.store.compact(Math.min(upTo ?? head, head));
+  }
+}
+
+function badRequest(what: string, detail: string | undefined): WireErrorShape {
+  return new TidelineError('BAD_REQUEST', `malformed ${what}: ${detail ?? 'invalid'}`).toWire();
+}

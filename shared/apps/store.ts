@@ -1,0 +1,93 @@
+import { z } from 'zod';
+import { TidelineError } from '../errors';
+import type { Doc } from '../json';
+import { defineMutator } from '../mutators/types';
+import { defineSchema } from '../schema/define-schema';
+
+/**
+ * The reference app's schema: a shared notes board (the live demo page), and
+ * the storefront's products, carts and orders. The server and every client
+ * load this same module, so `checkout` runs identically on both sides.
+ */
+
+const productDoc = z
+  .object({
+    id: z.string(),
+    name: z.string().min(1).max(200),
+    category: z.string().min(1).max(64),
+    price: z.number().min(0, 'price cannot be negative'),
+    stock: z.number().int('stock is a whole number'),
+    rating: z.number().min(0).max(5),
+  })
+  .passthrough() as unknown as z.ZodType<Doc>;
+
+const checkoutArgs = z.object({
+  orderId: z.string().min(1).max(128),
+  lines: z
+    .array(z.object({ productId: z.string().min(1).max(256), qty: z.number().int().min(1).max(1000) }))
+    .min(1)
+    .max(100),
+  /** When the shopper checked out; from the client, so both sides compute the same order. */
+  at: z.number().int().nonnegative(),
+  cartId: z.string().min(1).max(256).optional(),
+});
+
+/** One order: decrement each line's stock (the rule keeps it >= 0), record the order, empty the cart. */
+export const checkout = defineMutator({
+  name: 'checkout',
+  args: checkoutArgs,
+  run(tx, { orderId, lines, at, cartId }, ctx) {
+    if (tx.get('orders', orderId)) throw new TidelineError('REJECTED', `order ${orderId} already exists`);
+    let total = 0;
+    const orderLines = [];
+    for (const { productId, qty } of lines) {
+      const product = tx.get('products', productId);
+      if (!product) throw new TidelineError('NOT_FOUND', `product ${productId} does not exist`);
+      const stock = Number(product['stock']);
+      if (stock < qty) {
+        throw new TidelineError('REJECTED', `${String(product['name'])}: only ${stock} left, ${qty} wanted`);
+      }
+      const price = Number(product['price']);
+      tx.put('products', { ...product, stock: stock - qty });
+      orderLines.push({ productId, name: String(product['name']), qty, price });
+      total += price * qty;
+    }
+    tx.put('orders', {
+      id: orderId,
+      owner: ctx.userId,
+      lines: orderLines,
+      total: Math.round(total * 100) / 100,
+      status: 'confirmed',
+      createdAt: at,
+    });
+    if (cartId !== undefined) tx.delete('carts', cartId);
+  },
+});
+
+export const storeSchema = defineSchema({
+  name: 'tideline-store',
+  version: 1,
+  collections: {
+    notes: { read: 'public', write: 'any', indexes: ['createdAt'] },
+    products: {
+      read: 'public',
+      write: { role: 'staff' },
+      indexes: ['name', 'category', 'price', 'rating', 'stock'],
+      doc: productDoc,
+      rules: [
+        {
+          name: 'stock-non-negative',
+          check: (doc) => typeof doc['stock'] === 'number' && doc['stock'] >= 0,
+          message: 'stock cannot go below 0',
+        },
+      ],
+    },
+    carts: { read: 'owner', write: 'owner', indexes: ['owner'] },
+    orders: { read: 'owner', write: 'none', indexes: ['createdAt'] },
+    /** Owner-only scratch documents; the bench's ingest clients write here. */
+    items: { read: 'owner', write: 'owner', indexes: [] },
+  },
+  mutators: { checkout },
+});
+
+export type StoreSchema = typeof storeSchema;

@@ -1,0 +1,183 @@
+import { TidelineError } from '../errors';
+import type { WireErrorShape } from '../errors';
+import { docSchema, jsonByteLength } from '../json';
+import type { Doc, JsonValue } from '../json';
+import type { Limits } from '../protocol/limits';
+import type { AppSchema, CollectionDef } from '../schema/define-schema';
+import { BUILTIN_MUTATORS } from './builtins';
+import type { MutatorContext, MutatorDef, MutatorTx, Write } from './types';
+
+/**
+ * Thrown by a `ReadFn` to abort the run instead of rejecting the mutation:
+ * the failure is the reader's (a missing cache entry, an I/O error), not the
+ * mutation's, so it must not be recorded as a rejection.
+ */
+export class AbortRun extends Error {}
+
+/** Thrown by an I/O failure of the store under a `ReadFn`; `cause` holds it. */
+export class ReadFailure extends AbortRun {}
+
+/**
+ * Thrown by a `ReadFn` that does not hold the document yet. The client loads
+ * it from IndexedDB and runs the mutation again; mutators are deterministic,
+ * so the rerun is safe.
+ */
+export class MissingRead extends AbortRun {
+  constructor(
+    readonly collection: string,
+    readonly id: string,
+  ) {
+    super(`missing read ${collection}/${id}`);
+    this.name = 'MissingRead';
+  }
+}
+
+/** Reads the current (pre-mutation) version of a document. */
+export type ReadFn = (collection: string, id: string) => Doc | undefined;
+
+export type RunOutcome = { ok: true; writes: Write[] } | { ok: false; error: WireErrorShape };
+
+export function findMutator(schema: AppSchema, name: string): MutatorDef | undefined {
+  if (Object.hasOwn(BUILTIN_MUTATORS, name)) return BUILTIN_MUTATORS[name];
+  if (Object.hasOwn(schema.mutators, name)) return schema.mutators[name];
+  return undefined;
+}
+
+function collectionOf(schema: AppSchema, name: string): CollectionDef {
+  const def = Object.hasOwn(schema.collections, name) ? schema.collections[name] : undefined;
+  if (!def) throw new TidelineError('BAD_REQUEST', `unknown collection '${name}'`);
+  return def;
+}
+
+const keyOf = (collection: string, id: string): string => `${collection}\u0000${id}`;
+
+/**
+ * Runs one mutation against `read` and returns the writes it makes, after
+ * the access checks, the document schemas and the collection rules. Pure:
+ * it writes nothing; the caller commits `writes` atomically or not at all.
+ * Rethrows `AbortRun` (a reader's failure); every other failure becomes `{ ok: false }`.
+ */
+export function runMutation(
+  schema: AppSchema,
+  name: string,
+  args: JsonValue,
+  ctx: MutatorContext,
+  read: ReadFn,
+  limits: Pick<Limits, 'maxDocBytes'>,
+): RunOutcome {
+  try {
+    return { ok: true, writes: runChecked(schema, name, args, ctx, read, limits) };
+  } catch (err) {
+    if (err instanceof AbortRun) throw err;
+    if (err instanceof TidelineError) return { ok: false, error: err.toWire() };
+    const message = err instanceof Error ? err.message : String(err);
+    return { ok: false, error: { code: 'REJECTED', message: `mutator '${name}' failed: ${message}`, retryable: false } };
+  }
+}
+
+function runChecked(
+  schema: AppSchema,
+  name: string,
+  rawArgs: JsonValue,
+  ctx: MutatorContext,
+  read: ReadFn,
+  limits: Pick<Limits, 'maxDocBytes'>,
+): Write[] {
+  const mutator = findMutator(schema, name);
+  if (!mutator) throw new TidelineError('UNKNOWN_MUTATOR', `no mutator named '${name}'`);
+  const parsed = mutator.args.safeParse(rawArgs);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue && issue.path.length > 0 ? ` at ${issue.path.join('.')}` : '';
+    throw new TidelineError('INVALID_ARGS', `bad arguments for '${name}'${where}: ${issue?.message ?? 'invalid'}`);
+  }
+
+  const buffer = new Map<string, { collection: string; id: string; doc: Doc | null }>();
+  const readVisible = (collection: string, id: string): Doc | undefined => {
+    const def = collectionOf(schema, collection);
+    const doc = read(collection, id);
+    if (doc && def.read === 'owner' && doc['owner'] !== ctx.userId) {
+      throw new TidelineError('FORBIDDEN', `${collection}/${id} belongs to another user`);
+    }
+    return doc;
+  };
+
+  const tx: MutatorTx = {
+    get(collection, id) {
+      const buffered = buffer.get(keyOf(collection, id));
+      if (buffered) return buffered.doc ? structuredClone(buffered.doc) : undefined;
+      const doc = readVisible(collection, id);
+      return doc ? structuredClone(doc) : undefined;
+    },
+    put(collection, doc) {
+      const def = collectionOf(schema, collection);
+      const checked = docSchema.safeParse(doc);
+      if (!checked.success) throw new TidelineError('INVALID_DOCUMENT', `${collection}: ${checked.error.issues[0]?.message}`);
+      const copy = structuredClone(checked.data);
+      if (def.read === 'owner' && copy['owner'] === undefined) copy['owner'] = ctx.userId;
+      buffer.set(keyOf(collection, copy.id), { collection, id: copy.id, doc: copy });
+    },
+    delete(collection, id) {
+      collectionOf(schema, collection);
+      buffer.set(keyOf(collection, id), { collection, id, doc: null });
+    },
+  };
+
+  mutator.run(tx, parsed.data, ctx);
+
+  const writes: Write[] = [];
+  for (const { collection, id, doc } of buffer.values()) {
+    const def = collectionOf(schema, collection);
+    const prev = readVisible(collection, id);
+    if (doc === null && prev === undefined) continue; // deleting nothing
+    checkWriteAccess(def, collection, id, mutator, ctx);
+    if (doc !== null) checkDocument(def, collection, doc, limits);
+    if (def.read === 'owner' && doc !== null && doc['owner'] !== ctx.userId) {
+      throw new TidelineError('FORBIDDEN', `${collection}/${id} must be owned by its writer`);
+    }
+    writes.push({ collection, id, doc, owner: def.read === 'owner' ? ctx.userId : null });
+  }
+  return writes;
+}
+
+function checkWriteAccess(
+  def: CollectionDef,
+  collection: string,
+  id: string,
+  mutator: MutatorDef,
+  ctx: MutatorContext,
+): void {
+  if (!mutator.builtin) return;
+  const w = def.write;
+  const allowed =
+    w === 'any' || w === 'owner' || (typeof w === 'object' && ctx.roles.includes(w.role));
+  if (!allowed) {
+    const who = typeof w === 'object' ? `role '${w.role}'` : 'app mutators';
+    throw new TidelineError('FORBIDDEN', `${collection}/${id} can only be written by ${who}`);
+  }
+}
+
+function checkDocument(
+  def: CollectionDef,
+  collection: string,
+  doc: Doc,
+  limits: Pick<Limits, 'maxDocBytes'>,
+): void {
+  const size = jsonByteLength(doc);
+  if (size > limits.maxDocBytes) {
+    throw new TidelineError('TOO_LARGE', `${collection}/${doc.id} is ${size} bytes; the limit is ${limits.maxDocBytes}`);
+  }
+  if (def.doc) {
+    const r = def.doc.safeParse(doc);
+    if (!r.success) {
+      const issue = r.error.issues[0];
+      const where = issue && issue.path.length > 0 ? `.${issue.path.join('.')}` : '';
+      throw new TidelineError('INVALID_DOCUMENT', `${collection}/${doc.id}${where}: ${issue?.message ?? 'invalid'}`);
+    }
+  }
+  for (const rule of def.rules ?? []) {
+    if (!rule.check(doc)) {
+      throw new TidelineError('REJECTED', `${collection}/${doc.id}: ${rule.message} (rule ${rule.name})`);
+    }
+  }
+}

@@ -1,0 +1,8 @@
+/**
+ * The wire protocol version. Bump it with every change to a schema in this
+ * folder and add a line below; `protocol.test.ts` pins a hash of the schemas.
+ *
+ * History:
+ * 1 — hello, push, changes, snapshot, error on /sync.
+ */
+export const PROTOCOL_VERSION = 1;
