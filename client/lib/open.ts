@@ -11,6 +11,8 @@ import type { EngineEvent, SyncStatus } from '../sync/engine';
 import type { RejectionRecord } from '../sync/local-store';
 import { socketTransport } from '../sync/socket-transport';
 import type { TransportFactory } from '../sync/transport';
+import { browserLocks, shareSyncAcrossTabs } from './leader';
+import type { SharedSync } from './leader';
 import { tokenClaims } from './token-claims';
 
 export interface OpenOptions {
@@ -19,7 +21,10 @@ export interface OpenOptions {
   token: string;
   /** IndexedDB name; defaults to `<app name>-<user id>` so users never share a replica. */
   dbName?: string;
-  /** Start syncing at once (default true). */
+  /**
+   * Start syncing at once (default true). In a browser with Web Locks, only
+   * the tab holding the lock for this database syncs (client/lib/leader.ts).
+   */
   sync?: boolean;
   clock?: Clock;
   connect?: TransportFactory;
@@ -55,8 +60,11 @@ export interface Tideline<S extends AppSchema> {
   mutate: Mutate<S>;
   /** A Dexie live query: re-runs `fn` whenever the tables it read change, in this tab or another. */
   liveQuery<T>(fn: () => Promise<T>): Observable<T>;
+  /** The sync status; in a tab that does not hold the connection, that of the tab that does. */
   status(): SyncStatus;
-  /** Calls back on every status change and rejection; returns an unsubscribe function. */
+  /** Whether this tab runs the sync engine: with Web Locks only one tab per database does; without them, always (when syncing). */
+  isLeader(): boolean;
+  /** Calls back on every status change and rejection (another tab's, when it holds the connection); returns an unsubscribe function. */
   on(listener: (e: EngineEvent) => void): () => void;
   rejections(): Promise<RejectionRecord[]>;
   close(): void;
@@ -69,7 +77,8 @@ function randomId(): string {
 /** Opens a Tideline database: a Dexie replica of the user's scope, kept in sync with the servers. */
 export async function open<S extends AppSchema>(schema: S, options: OpenOptions): Promise<Tideline<S>> {
   const user = tokenClaims(options.token);
-  const db = openDexie(schema, options.dbName ?? `${schema.name}-${user.userId}`);
+  const dbName = options.dbName ?? `${schema.name}-${user.userId}`;
+  const db = openDexie(schema, dbName);
   await db.open();
   const local = new DexieLocalStore(db, schema, randomId);
   const engine = new SyncEngine({
@@ -89,7 +98,11 @@ export async function open<S extends AppSchema>(schema: S, options: OpenOptions)
       get: (_target, name) => (typeof name === 'string' ? (args: JsonValue) => engine.mutate(name, args) : undefined),
     },
   ) as Mutate<S>;
-  if (options.sync ?? true) await engine.start();
+  const sync = options.sync ?? true;
+  const locks = sync ? browserLocks() : null;
+  let shared: SharedSync | null = null;
+  if (locks) shared = await shareSyncAcrossTabs({ locks, dbName, db, engine });
+  else if (sync) await engine.start();
   return {
     schema,
     db,
@@ -101,10 +114,12 @@ export async function open<S extends AppSchema>(schema: S, options: OpenOptions)
     },
     mutate,
     liveQuery: (fn) => liveQuery(fn),
-    status: () => engine.status(),
-    on: (listener) => engine.on(listener),
+    status: () => shared?.status() ?? engine.status(),
+    isLeader: () => shared?.isLeader() ?? sync,
+    on: (listener) => shared?.on(listener) ?? engine.on(listener),
     rejections: () => local.rejections(),
     close() {
+      shared?.close();
       engine.stop();
       db.close();
     },

@@ -2,8 +2,9 @@ import type { Clock } from '../../shared/clock';
 import { TidelineError } from '../../shared/errors';
 import type { JsonValue } from '../../shared/json';
 import { jsonByteLength } from '../../shared/json';
+import type { Change } from '../../shared/protocol/change';
 import { changesSchema, snapshotSchema } from '../../shared/protocol/changes';
-import type { PageAck } from '../../shared/protocol/changes';
+import type { PageAck, Rejected } from '../../shared/protocol/changes';
 import { helloAckSchema } from '../../shared/protocol/hello';
 import { DEFAULT_LIMITS } from '../../shared/protocol/limits';
 import type { Limits } from '../../shared/protocol/limits';
@@ -70,6 +71,13 @@ export type EngineEvent =
   | { type: 'rejected'; rejection: RejectionRecord }
   | { type: 'applied'; checkpoint: number };
 
+interface InboxItem {
+  gen: number;
+  kind: 'changes' | 'snapshot';
+  raw: unknown;
+  ack: ((res: PageAck) => void) | undefined;
+}
+
 const STATE_DEPENDENT = new Set(['REJECTED', 'NOT_FOUND']);
 
 export class SyncEngine {
@@ -86,6 +94,9 @@ export class SyncEngine {
   private sentUpTo = 0;
   private helloHead = 0;
   private pending = 0;
+  private inbox: InboxItem[] = [];
+  /** This replica's client id, known once the local store has been read. */
+  clientId: string | null = null;
   private checkpoint = 0;
   private lastSyncedAt: number | null = null;
   private lastError: WireError | null = null;
@@ -166,12 +177,23 @@ export class SyncEngine {
     return { seq };
   }
 
+  /**
+   * Another tab sharing this replica queued a mutation: recount and push it.
+   * (Only the tab holding the connection runs `start`; see client/lib.)
+   */
+  async outboxChanged(): Promise<void> {
+    await this.refreshCounts();
+    this.emitStatus();
+    this.kickPush();
+  }
+
   private async refreshCounts(): Promise<void> {
     const { pending, meta } = await this.opts.local.transaction(async (tx) => ({
       pending: (await tx.outbox()).length,
       meta: await tx.meta(),
     }));
     this.pending = pending;
+    this.clientId = meta.clientId;
     this.checkpoint = meta.checkpoint;
     this.lastSyncedAt = meta.lastSyncedAt;
   }
@@ -192,8 +214,8 @@ export class SyncEngine {
       disconnected: (reason) => {
         if (gen === this.generation) this.retryLater({ code: 'INTERNAL', message: `disconnected: ${reason}`, retryable: true });
       },
-      changes: (msg, ack) => this.enqueue(gen, () => this.onChanges(gen, msg, ack)),
-      snapshot: (msg, ack) => this.enqueue(gen, () => this.onSnapshot(gen, msg, ack)),
+      changes: (raw, ack) => this.receive(gen, { kind: 'changes', raw, ack }),
+      snapshot: (raw, ack) => this.receive(gen, { kind: 'snapshot', raw, ack }),
       fatal: (msg) => {
         if (gen !== this.generation) return;
         const parsed = wireErrorSchema.safeParse(msg);
@@ -277,27 +299,68 @@ export class SyncEngine {
     });
   }
 
-  private async onChanges(gen: number, raw: unknown, ack: ((res: PageAck) => void) | undefined): Promise<void> {
-    const msg = changesSchema.parse(raw);
+  /**
+   * Queues a message from the server. Consecutive `changes` messages are
+   * applied together in one local transaction, so a client that falls behind
+   * a busy stream rebases once per batch instead of once per message.
+   */
+  private receive(gen: number, item: Omit<InboxItem, 'gen'>): void {
+    this.inbox.push({ ...item, gen });
+    this.enqueue(gen, () => this.drainInbox());
+  }
+
+  private async drainInbox(): Promise<void> {
+    while (this.inbox.length > 0) {
+      const gen = this.generation;
+      this.inbox = this.inbox.filter((i) => i.gen === gen);
+      const first = this.inbox[0];
+      if (!first) return;
+      if (first.kind === 'snapshot') {
+        this.inbox.shift();
+        await this.onSnapshot(gen, first.raw, first.ack);
+        continue;
+      }
+      let n = 0;
+      while (n < this.inbox.length && this.inbox[n]!.kind === 'changes') n++;
+      const run = this.inbox.splice(0, n);
+      await this.onChanges(gen, run);
+    }
+  }
+
+  private async onChanges(gen: number, items: readonly InboxItem[]): Promise<void> {
+    const msgs = items.map((i) => changesSchema.parse(i.raw));
     const now = this.opts.clock.now();
     const result = await this.opts.local.transaction(async (tx) => {
       const meta = await tx.meta();
-      if (msg.from > meta.checkpoint) return 'gap' as const;
-      const fresh = msg.changes.filter((c) => c.lsn > meta.checkpoint);
-      const integrated = await integrateConfirmed(tx, this.deps, fresh, msg.lastSeq, msg.rejected ?? [], now);
-      const checkpoint = Math.max(meta.checkpoint, msg.to);
+      let checkpoint = meta.checkpoint;
+      let lastSeq: number | undefined;
+      let applied = 0;
+      const fresh: Change[] = [];
+      const rejected: Rejected = [];
+      for (const msg of msgs) {
+        if (msg.from > checkpoint) break; // a gap: apply what came before it
+        fresh.push(...msg.changes.filter((c) => c.lsn > checkpoint));
+        checkpoint = Math.max(checkpoint, msg.to);
+        if (msg.lastSeq !== undefined) lastSeq = Math.max(lastSeq ?? 0, msg.lastSeq);
+        rejected.push(...(msg.rejected ?? []));
+        applied++;
+      }
+      const integrated = await integrateConfirmed(tx, this.deps, fresh, lastSeq, rejected, now);
       await tx.setMeta({ ...meta, checkpoint, lastSyncedAt: now });
-      return { integrated, checkpoint };
+      return { integrated, checkpoint, applied };
     });
+    // What committed locally counts even if the connection has moved on meanwhile.
+    this.afterApply(result.integrated, result.checkpoint, now);
     if (gen !== this.generation) return;
-    if (result === 'gap') {
+    for (const item of items.slice(0, result.applied)) item.ack?.({ ok: true });
+    if (result.applied < msgs.length) {
       // A message went missing: reconnect and catch up from the checkpoint.
-      this.retryLater({ code: 'BAD_REQUEST', message: `gap before LSN ${msg.from}`, retryable: true });
+      const from = msgs[result.applied]!.from;
+      this.retryLater({ code: 'BAD_REQUEST', message: `gap before LSN ${from}`, retryable: true });
       return;
     }
-    ack?.({ ok: true });
-    this.afterApply(result.integrated, result.checkpoint, now);
-    if (!ack && msg.to >= this.helloHead && this.state === 'syncing') {
+    const caughtUp = items.some((item, i) => !item.ack && msgs[i]!.to >= this.helloHead);
+    if (caughtUp && this.state === 'syncing') {
       this.attempt = 0;
       this.setState('live');
     }
@@ -316,9 +379,10 @@ export class SyncEngine {
       await tx.setMeta({ ...meta, checkpoint: msg.asOf, lastSyncedAt: now });
       return { integrated, checkpoint: msg.asOf };
     });
+    // What committed locally counts even if the connection has moved on meanwhile.
+    if (result) this.afterApply(result.integrated, result.checkpoint, now);
     if (gen !== this.generation) return;
     ack?.({ ok: true });
-    if (result) this.afterApply(result.integrated, result.checkpoint, now);
   }
 
   private afterApply(integrated: Integrated, checkpoint: number, now: number): void {

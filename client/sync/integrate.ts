@@ -76,9 +76,10 @@ export async function swapInSnapshot(
 
 async function rerun(tx: LocalTx, deps: LocalRunDeps, pending: readonly OutboxEntry[]): Promise<void> {
   for (const entry of pending) {
+    const before = `${entry.reads.join('\n')}|${entry.writes.join('\n')}`;
     // A pending mutation that now fails locally stays queued: the primary decides.
     await applyLocal(tx, deps, entry);
-    await tx.putOutbox(entry);
+    if (`${entry.reads.join('\n')}|${entry.writes.join('\n')}` !== before) await tx.putOutbox(entry);
   }
 }
 

@@ -148,8 +148,8 @@ export class SqliteStore implements Store {
       });
     }
 
-    const inner = (fn: () => unknown): unknown => fn();
-    this.runImmediate = db.transaction(inner).immediate;
+    const transaction = db.transaction((fn: () => unknown): unknown => fn());
+    this.runImmediate = (fn) => transaction.immediate(fn);
 
     this.selectDoc = db.prepare<[string, string], DocRow>(
       'SELECT owner, lsn, body FROM docs WHERE collection = ? AND id = ?',

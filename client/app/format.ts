@@ -1,0 +1,47 @@
+import type { JsonValue } from '../../shared/json';
+import type { SyncStatus } from '../sync/engine';
+
+const time = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+const price = new Intl.NumberFormat('en-US', { style: 'currency', currency: 'USD' });
+const count = new Intl.NumberFormat('en-US');
+
+export const formatTime = (ms: number): string => time.format(ms);
+export const formatDateTime = (ms: number): string => dateTime.format(ms);
+export const formatPrice = (value: JsonValue | undefined): string =>
+  typeof value === 'number' ? price.format(value) : '–';
+export const formatCount = (n: number): string => count.format(n);
+
+/** What the connection badge says, for each engine state. */
+export function connectionLabel(status: SyncStatus): string {
+  switch (status.state) {
+    case 'live':
+      return 'Online';
+    case 'syncing':
+      return 'Syncing';
+    case 'connecting':
+    case 'handshaking':
+      return 'Connecting';
+    case 'backoff':
+    case 'stopped':
+      return 'Offline';
+    case 'failed':
+      return 'Stopped';
+  }
+}
+
+/** A short name for a mutation: `patch notes/abc`, `checkout`. */
+export function describeMutation(name: string, args: JsonValue): string {
+  if (typeof args === 'object' && args !== null && !Array.isArray(args)) {
+    const collection = args['collection'];
+    const doc = args['doc'];
+    const id =
+      typeof args['id'] === 'string'
+        ? args['id']
+        : typeof doc === 'object' && doc !== null && !Array.isArray(doc) && typeof doc['id'] === 'string'
+          ? doc['id']
+          : null;
+    if (typeof collection === 'string') return id === null ? `${name} ${collection}` : `${name} ${collection}/${id}`;
+  }
+  return name;
+}

@@ -1,0 +1,221 @@
+import { liveQuery } from 'dexie';
+import type Dexie from 'dexie';
+import type { Subscription } from 'dexie';
+import type { EngineEvent, SyncEngine, SyncStatus } from '../sync/engine';
+
+/**
+ * One tab per replica holds the server connection.
+ *
+ * Tabs of one browser profile share one IndexedDB replica, and with it one
+ * client id; the server keeps one connection per client id and closes the
+ * older one, so two tabs syncing at once would keep knocking each other off.
+ * The tab holding the Web Lock `tideline:<dbName>` is the leader: it runs the
+ * sync engine until it closes, and then the browser hands the lock to the
+ * next tab waiting for it, which starts its own engine. Nothing is lost in
+ * the handover: the outbox is in IndexedDB.
+ *
+ * Every tab mutates locally (the outbox is shared). The leader watches the
+ * `_outbox` table with a Dexie live query, which Dexie fires for writes from
+ * any tab, and pushes what the others queued. It broadcasts its engine's
+ * events on `BroadcastChannel('tideline:<dbName>')`; followers show its
+ * status and rejections as their own.
+ *
+ *                 lock free                    leader tab closes (or close())
+ *   open() ───────────────────▶ leader ◀──────────────────────── follower
+ *      │                                                            ▲
+ *      └────────────────────────── lock held elsewhere ─────────────┘
+ */
+
+/**
+ * The page's Web Locks, or null outside a browser page (Node, whose newer
+ * versions have `navigator.locks` too: there each client has its own replica
+ * and syncs by itself). Insecure origins (plain http other than localhost or
+ * 127.0.0.1) have no Web Locks either, and then every tab syncs: serve the
+ * app over https.
+ */
+export function browserLocks(): LockManager | null {
+  if (typeof window === 'undefined' || typeof BroadcastChannel === 'undefined') return null;
+  return (navigator as Partial<Navigator>).locks ?? null;
+}
+
+export interface Leadership {
+  /** Whether this tab holds the lock now. */
+  isLeader(): boolean;
+  /** Resolves when this tab takes the lock: at once if it holds it already; never if released first. */
+  readonly elected: Promise<void>;
+  /** Lets the lock go, or stops waiting for it. */
+  release(): void;
+}
+
+/**
+ * Asks for the lock `name` and holds it until `release()` or the tab closes.
+ * Resolves once it knows whether the lock was free, so the caller knows its
+ * role at once; a tab that did not get it queues for it.
+ */
+export async function claimLeadership(locks: LockManager, name: string): Promise<Leadership> {
+  let leader = false;
+  let released = false;
+  let letGo = (): void => {};
+  const held = new Promise<void>((resolve) => (letGo = resolve));
+  let markElected = (): void => {};
+  const elected = new Promise<void>((resolve) => (markElected = resolve));
+  const abort = new AbortController();
+
+  // The lock is held for as long as the callback's promise is pending.
+  const hold = (): Promise<void> => {
+    if (released) return Promise.resolve();
+    leader = true;
+    markElected();
+    return held;
+  };
+  const ignoreAbort = (err: unknown): void => {
+    if (!(err instanceof DOMException && err.name === 'AbortError')) throw err;
+  };
+
+  const free = await new Promise<boolean>((resolve, reject) => {
+    locks
+      .request(name, { ifAvailable: true }, (lock) => {
+        resolve(lock !== null);
+        return lock === null ? undefined : hold();
+      })
+      .catch(reject);
+  });
+  if (!free) {
+    locks.request(name, { signal: abort.signal }, hold).catch(ignoreAbort);
+  }
+
+  return {
+    isLeader: () => leader,
+    elected,
+    release() {
+      if (released) return;
+      released = true;
+      leader = false;
+      abort.abort();
+      letGo();
+    },
+  };
+}
+
+/** What the leader broadcasts (its engine's events), and a new follower's request for the current status. */
+type TabMessage = EngineEvent | { type: 'ask' };
+
+const MESSAGE_TYPES: ReadonlySet<unknown> = new Set(['status', 'rejected', 'applied', 'ask']);
+
+/** Same-origin tabs of this app are the only senders; this guards against another version of it. */
+function isTabMessage(data: unknown): data is TabMessage {
+  return typeof data === 'object' && data !== null && 'type' in data && MESSAGE_TYPES.has(data.type);
+}
+
+/** The sync engine as every tab sees it: the leader's own, or the leader's as broadcast to a follower. */
+export interface SharedSync {
+  /** Whether this tab runs the engine (holds the connection). */
+  isLeader(): boolean;
+  status(): SyncStatus;
+  /** Engine events: the leader's own; in a follower, the leader's as they arrive. */
+  on(listener: (e: EngineEvent) => void): () => void;
+  /** Stops the engine if this tab leads, and lets another tab take over. */
+  close(): void;
+}
+
+export interface ShareOptions {
+  locks: LockManager;
+  /** The IndexedDB database name; the lock and the channel are named after it. */
+  dbName: string;
+  db: Dexie;
+  engine: SyncEngine;
+}
+
+/**
+ * Runs `engine` in whichever tab holds the lock for `dbName`. Resolves when
+ * this tab's role is known; a leader has started its engine by then.
+ */
+export async function shareSyncAcrossTabs({ locks, dbName, db, engine }: ShareOptions): Promise<SharedSync> {
+  const name = `tideline:${dbName}`;
+  const channel = new BroadcastChannel(name);
+  const listeners = new Set<(e: EngineEvent) => void>();
+  const emit = (e: EngineEvent): void => {
+    for (const l of listeners) l(e);
+  };
+  let leaderStatus: SyncStatus | null = null;
+  let takeoverFailed: SyncStatus | null = null;
+  let outboxWatch: Subscription | null = null;
+  let closed = false;
+
+  const leadership = await claimLeadership(locks, name);
+
+  const stopEngineEvents = engine.on((e) => {
+    if (!leadership.isLeader()) return;
+    emit(e);
+    channel.postMessage(e);
+  });
+  channel.onmessage = (msg: MessageEvent<unknown>) => {
+    const data = msg.data;
+    if (!isTabMessage(data)) return;
+    if (leadership.isLeader()) {
+      if (data.type === 'ask') channel.postMessage({ type: 'status', status: engine.status() });
+      return;
+    }
+    if (data.type === 'ask') return;
+    if (data.type === 'status') leaderStatus = data.status;
+    emit(data);
+  };
+
+  const lead = async (): Promise<void> => {
+    if (closed) return;
+    // Another tab queued a mutation: count it and push it. Entries only this
+    // tab removes (settled ones) need no call, so only a new highest seq does.
+    let newest = 0;
+    outboxWatch = liveQuery(() => db.table<unknown, number>('_outbox').toCollection().primaryKeys()).subscribe({
+      next: (seqs) => {
+        const last = seqs.at(-1) ?? 0;
+        if (last <= newest) return;
+        newest = last;
+        // This fails only when the database is closing; otherwise the next
+        // change, or the next connection's handshake, pushes the entry anyway.
+        engine.outboxChanged().catch(() => undefined);
+      },
+      error: () => undefined,
+    });
+    emit({ type: 'status', status: engine.status() });
+    await engine.start();
+    // close() may have come while start() read the replica.
+    if (closed) engine.stop();
+  };
+
+  if (leadership.isLeader()) {
+    await lead();
+  } else {
+    channel.postMessage({ type: 'ask' });
+    leadership.elected.then(lead).catch((err: unknown) => {
+      // Taking over failed (the replica could not be read): say so in the status bar.
+      const message = err instanceof Error ? err.message : String(err);
+      const status: SyncStatus = {
+        ...engine.status(),
+        state: 'failed',
+        lastError: { code: 'INTERNAL', message: `could not take over syncing: ${message}`, retryable: true },
+      };
+      takeoverFailed = status;
+      emit({ type: 'status', status });
+    });
+  }
+
+  return {
+    isLeader: () => leadership.isLeader(),
+    status: () => takeoverFailed ?? (leadership.isLeader() ? engine.status() : (leaderStatus ?? engine.status())),
+    on(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      // Followers keep the last status they saw until the next leader speaks.
+      stopEngineEvents();
+      outboxWatch?.unsubscribe();
+      engine.stop();
+      leadership.release();
+      channel.close();
+    },
+  };
+}

@@ -1,0 +1,513 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Doc } from '../../shared/json';
+import type { WireError } from '../../shared/protocol/wire-error';
+import { defineSchema } from '../../shared/schema/define-schema';
+import type { LocalStore, LocalTx, OutboxEntry, RejectionRecord, ShadowEntry } from '../sync/local-store';
+
+/** The schema the suite's documents belong to; every harness builds its store for it. */
+export const localStoreTestSchema = defineSchema({
+  name: 'local-store-acceptance',
+  version: 1,
+  collections: {
+    notes: { read: 'public', write: 'any', indexes: ['createdAt'] },
+    products: { read: 'public', write: { role: 'staff' }, indexes: ['price', 'category+price'] },
+    carts: { read: 'owner', write: 'owner', indexes: ['owner'] },
+  },
+  mutators: {},
+});
+
+export interface LocalStoreHarness {
+  store: LocalStore;
+  /**
+   * Opens the same data again, as a reloaded page would. The suite closes
+   * the current store first. Leave it out for stores that cannot outlive
+   * their object; the durability tests are then not defined.
+   */
+  reopen?: () => Promise<LocalStore>;
+  /** Closes whatever store is still open and deletes its data. */
+  cleanup: () => Promise<void> | void;
+}
+
+const note = (id: string, text = `note ${id}`): Doc => ({ id, text, createdAt: 1 });
+const entry = (seq: number, name = 'put'): OutboxEntry => ({
+  seq,
+  name,
+  args: { collection: 'notes', doc: note(`n${seq}`) },
+  reads: [`notes/n${seq}`],
+  writes: [`notes/n${seq}`],
+});
+const shadowOf = (collection: string, id: string, doc: Doc | null): ShadowEntry => ({
+  key: `${collection}/${id}`,
+  collection,
+  id,
+  doc,
+});
+const rejected: WireError = { code: 'REJECTED', message: 'stock cannot go below 0', retryable: false };
+const rejection = (seq: number): RejectionRecord => ({
+  seq,
+  name: 'checkout',
+  args: { orderId: `o${seq}` },
+  error: rejected,
+  at: 1_700_000_000_000 + seq,
+});
+
+class Boom extends Error {}
+
+/** Everything a transaction can see, read in one transaction. */
+async function contents(tx: LocalTx) {
+  return {
+    notes: [await tx.getDoc('notes', 'n1'), await tx.getDoc('notes', 'n2'), await tx.getDoc('notes', 'n3')],
+    product: await tx.getDoc('products', 'p1'),
+    shadow: await tx.shadow(),
+    outbox: await tx.outbox(),
+    meta: await tx.meta(),
+    staged: await tx.staged(),
+  };
+}
+
+/**
+ * The contract of `LocalStore` (see its doc comment), run by every
+ * implementation. `make` returns a fresh, empty store over
+ * `localStoreTestSchema` for each test.
+ */
+export function runLocalStoreTests(name: string, make: () => Promise<LocalStoreHarness>): void {
+  describe(`LocalStore acceptance: ${name}`, async () => {
+    // Probed once so the durability tests are either defined or absent, never skipped.
+    const probe = await make();
+    const durable = probe.reopen !== undefined;
+    await probe.cleanup();
+
+    let harness: LocalStoreHarness;
+    let store: LocalStore;
+
+    beforeEach(async () => {
+      harness = await make();
+      store = harness.store;
+    });
+    afterEach(async () => {
+      await harness.cleanup();
+    });
+
+    const reopen = async (): Promise<LocalStore> => {
+      if (!harness.reopen) throw new Error('this harness cannot reopen');
+      store.close();
+      store = await harness.reopen();
+      return store;
+    };
+
+    describe('meta', () => {
+      it('starts at checkpoint 0 and seq 1 with a new client id', async () => {
+        const meta = await store.transaction((tx) => tx.meta());
+        expect(meta).toEqual({ clientId: expect.any(String), checkpoint: 0, nextSeq: 1, lastSyncedAt: null });
+        expect(meta.clientId.length).toBeGreaterThan(0);
+      });
+
+      it('keeps the client id from one transaction to the next', async () => {
+        const first = await store.transaction((tx) => tx.meta());
+        const second = await store.transaction((tx) => tx.meta());
+        expect(second.clientId).toBe(first.clientId);
+      });
+
+      it('gives each new store its own client id', async () => {
+        const other = await make();
+        try {
+          const a = await store.transaction((tx) => tx.meta());
+          const b = await other.store.transaction((tx) => tx.meta());
+          expect(a.clientId).not.toBe(b.clientId);
+        } finally {
+          await other.cleanup();
+        }
+      });
+
+      it('returns what setMeta wrote, in the same transaction and after', async () => {
+        const inside = await store.transaction(async (tx) => {
+          const meta = await tx.meta();
+          await tx.setMeta({ ...meta, checkpoint: 42, nextSeq: 7, lastSyncedAt: 1_700_000_000_000 });
+          return tx.meta();
+        });
+        expect(inside).toMatchObject({ checkpoint: 42, nextSeq: 7, lastSyncedAt: 1_700_000_000_000 });
+        expect(await store.transaction((tx) => tx.meta())).toEqual(inside);
+      });
+
+      it('does not share the returned object with the store', async () => {
+        const meta = await store.transaction((tx) => tx.meta());
+        meta.checkpoint = 99;
+        expect((await store.transaction((tx) => tx.meta())).checkpoint).toBe(0);
+      });
+    });
+
+    describe('transactions', () => {
+      it('return what fn returns', async () => {
+        expect(await store.transaction(async () => 'result')).toBe('result');
+      });
+
+      it('keep nothing when fn throws, and pass the error on', async () => {
+        await store.transaction(async (tx) => {
+          await tx.putDoc('notes', note('n1', 'before'));
+          await tx.setMeta({ ...(await tx.meta()), checkpoint: 5 });
+        });
+        const before = await store.transaction(contents);
+        const beforeRejections = await store.rejections();
+
+        const boom = new Boom('fn failed');
+        await expect(
+          store.transaction(async (tx) => {
+            await tx.putDoc('notes', note('n1', 'changed'));
+            await tx.putDoc('notes', note('n2'));
+            await tx.putDoc('products', { id: 'p1', price: 3 });
+            await tx.putShadow(shadowOf('notes', 'n1', note('n1', 'before')));
+            await tx.putOutbox(entry(1));
+            await tx.setMeta({ ...(await tx.meta()), checkpoint: 6, nextSeq: 2 });
+            await tx.stage([{ collection: 'notes', doc: note('n3') }]);
+            await tx.addRejection(rejection(1));
+            throw boom;
+          }),
+        ).rejects.toBe(boom);
+
+        expect(await store.transaction(contents)).toEqual(before);
+        expect(await store.rejections()).toEqual(beforeRejections);
+      });
+
+      it('keep nothing of a delete or a clear when fn throws', async () => {
+        await store.transaction(async (tx) => {
+          await tx.putDoc('notes', note('n1'));
+          await tx.putShadow(shadowOf('notes', 'n1', null));
+          await tx.putOutbox(entry(1));
+          await tx.stage([{ collection: 'notes', doc: note('n2') }]);
+        });
+        const before = await store.transaction(contents);
+        await expect(
+          store.transaction(async (tx) => {
+            await tx.deleteDoc('notes', 'n1');
+            await tx.deleteOutbox([1]);
+            await tx.clearShadow();
+            await tx.clearStaging();
+            await tx.clearDocs();
+            throw new Boom('after clearing');
+          }),
+        ).rejects.toBeInstanceOf(Boom);
+        expect(await store.transaction(contents)).toEqual(before);
+      });
+
+      it('leave the store usable after a failed one', async () => {
+        await expect(store.transaction(() => Promise.reject(new Boom('nope')))).rejects.toBeInstanceOf(Boom);
+        await store.transaction((tx) => tx.putDoc('notes', note('n1')));
+        expect(await store.transaction((tx) => tx.getDoc('notes', 'n1'))).toEqual(note('n1'));
+      });
+
+      it('see their own writes', async () => {
+        const seen = await store.transaction(async (tx) => {
+          await tx.putDoc('notes', note('n1'));
+          await tx.putOutbox(entry(4));
+          return { doc: await tx.getDoc('notes', 'n1'), outbox: await tx.outbox() };
+        });
+        expect(seen).toEqual({ doc: note('n1'), outbox: [entry(4)] });
+      });
+
+      it('do not interleave: concurrent read-increment-writes all count', async () => {
+        const increments = 50;
+        await Promise.all(
+          Array.from({ length: increments }, () =>
+            store.transaction(async (tx) => {
+              const meta = await tx.meta();
+              await tx.putDoc('notes', { id: 'counter', n: meta.nextSeq });
+              await tx.setMeta({ ...meta, nextSeq: meta.nextSeq + 1 });
+            }),
+          ),
+        );
+        const { meta, counter } = await store.transaction(async (tx) => ({
+          meta: await tx.meta(),
+          counter: await tx.getDoc('notes', 'counter'),
+        }));
+        expect(meta.nextSeq).toBe(1 + increments);
+        expect(counter).toEqual({ id: 'counter', n: increments });
+      });
+
+      it('do not see the writes of a concurrent transaction that fails', async () => {
+        const results = await Promise.allSettled([
+          store.transaction(async (tx) => {
+            await tx.setMeta({ ...(await tx.meta()), nextSeq: 100 });
+            await tx.putDoc('notes', note('n1'));
+            await tx.getDoc('notes', 'n1');
+            throw new Boom('rolled back');
+          }),
+          store.transaction(async (tx) => {
+            await tx.getDoc('notes', 'n2');
+            await tx.getDoc('notes', 'n3');
+            expect(await tx.getDoc('notes', 'n1')).toBeUndefined();
+            const meta = await tx.meta();
+            await tx.setMeta({ ...meta, nextSeq: meta.nextSeq + 1 });
+            return meta.nextSeq;
+          }),
+        ]);
+        expect(results.map((r) => r.status)).toEqual(['rejected', 'fulfilled']);
+        expect(results[1]).toEqual({ status: 'fulfilled', value: 1 });
+        expect((await store.transaction((tx) => tx.meta())).nextSeq).toBe(2);
+      });
+    });
+
+    describe('documents', () => {
+      it('put, get and delete by collection and id', async () => {
+        await store.transaction(async (tx) => {
+          await tx.putDoc('notes', note('n1'));
+          await tx.putDoc('products', { id: 'n1', price: 5, category: 'tools', tags: ['a', 'b'], meta: { x: null } });
+        });
+        const read = await store.transaction(async (tx) => ({
+          note: await tx.getDoc('notes', 'n1'),
+          product: await tx.getDoc('products', 'n1'),
+          missing: await tx.getDoc('notes', 'n2'),
+          otherCollection: await tx.getDoc('carts', 'n1'),
+        }));
+        expect(read).toEqual({
+          note: note('n1'),
+          product: { id: 'n1', price: 5, category: 'tools', tags: ['a', 'b'], meta: { x: null } },
+          missing: undefined,
+          otherCollection: undefined,
+        });
+
+        await store.transaction(async (tx) => {
+          await tx.deleteDoc('notes', 'n1');
+          await tx.deleteDoc('notes', 'never-there');
+        });
+        expect(await store.transaction((tx) => tx.getDoc('notes', 'n1'))).toBeUndefined();
+        expect(await store.transaction((tx) => tx.getDoc('products', 'n1'))).toBeDefined();
+      });
+
+      it('put replaces the whole document', async () => {
+        await store.transaction((tx) => tx.putDoc('notes', { id: 'n1', text: 'a', color: 'red' }));
+        await store.transaction((tx) => tx.putDoc('notes', { id: 'n1', text: 'b' }));
+        expect(await store.transaction((tx) => tx.getDoc('notes', 'n1'))).toEqual({ id: 'n1', text: 'b' });
+      });
+
+      it('store a copy, and hand out copies', async () => {
+        const doc: Doc = { id: 'n1', text: 'a', tags: ['x'] };
+        await store.transaction(async (tx) => {
+          await tx.putDoc('notes', doc);
+          doc['text'] = 'changed after put';
+        });
+        const got = await store.transaction((tx) => tx.getDoc('notes', 'n1'));
+        expect(got).toEqual({ id: 'n1', text: 'a', tags: ['x'] });
+        if (got) got['text'] = 'changed after get';
+        expect(await store.transaction((tx) => tx.getDoc('notes', 'n1'))).toEqual({ id: 'n1', text: 'a', tags: ['x'] });
+      });
+
+      it('clearDocs removes every document of every collection, and nothing else', async () => {
+        await store.transaction(async (tx) => {
+          await tx.putDoc('notes', note('n1'));
+          await tx.putDoc('products', { id: 'p1', price: 1 });
+          await tx.putDoc('carts', { id: 'c1', owner: 'alice' });
+          await tx.putShadow(shadowOf('notes', 'n1', null));
+          await tx.putOutbox(entry(1));
+          await tx.stage([{ collection: 'notes', doc: note('n2') }]);
+          await tx.setMeta({ ...(await tx.meta()), checkpoint: 3 });
+        });
+        await store.transaction((tx) => tx.clearDocs());
+        const after = await store.transaction(async (tx) => ({
+          docs: [await tx.getDoc('notes', 'n1'), await tx.getDoc('products', 'p1'), await tx.getDoc('carts', 'c1')],
+          shadow: await tx.shadow(),
+          outbox: await tx.outbox(),
+          staged: await tx.staged(),
+          checkpoint: (await tx.meta()).checkpoint,
+        }));
+        expect(after).toEqual({
+          docs: [undefined, undefined, undefined],
+          shadow: [shadowOf('notes', 'n1', null)],
+          outbox: [entry(1)],
+          staged: [{ collection: 'notes', doc: note('n2') }],
+          checkpoint: 3,
+        });
+        await store.transaction((tx) => tx.putDoc('notes', note('n1')));
+        expect(await store.transaction((tx) => tx.getDoc('notes', 'n1'))).toEqual(note('n1'));
+      });
+    });
+
+    describe('shadow', () => {
+      it('puts, answers has, lists and clears entries', async () => {
+        const a = shadowOf('notes', 'n1', note('n1'));
+        const b = shadowOf('products', 'p1', null);
+        await store.transaction(async (tx) => {
+          expect(await tx.hasShadow(a.key)).toBe(false);
+          await tx.putShadow(a);
+          await tx.putShadow(b);
+          expect(await tx.hasShadow(a.key)).toBe(true);
+        });
+        const listed = await store.transaction(async (tx) => ({
+          all: await tx.shadow(),
+          hasA: await tx.hasShadow('notes/n1'),
+          hasB: await tx.hasShadow('products/p1'),
+          hasOther: await tx.hasShadow('notes/p1'),
+        }));
+        expect(listed.all).toHaveLength(2);
+        expect(listed.all).toEqual(expect.arrayContaining([a, b]));
+        expect(listed).toMatchObject({ hasA: true, hasB: true, hasOther: false });
+
+        await store.transaction((tx) => tx.clearShadow());
+        const cleared = await store.transaction(async (tx) => ({
+          all: await tx.shadow(),
+          hasA: await tx.hasShadow(a.key),
+        }));
+        expect(cleared).toEqual({ all: [], hasA: false });
+      });
+
+      it('keeps one entry per key, the last put', async () => {
+        await store.transaction(async (tx) => {
+          await tx.putShadow(shadowOf('notes', 'n1', null));
+          await tx.putShadow(shadowOf('notes', 'n1', note('n1')));
+        });
+        expect(await store.transaction((tx) => tx.shadow())).toEqual([shadowOf('notes', 'n1', note('n1'))]);
+      });
+    });
+
+    describe('outbox', () => {
+      it('lists entries in seq order, whatever order they were put in', async () => {
+        await store.transaction(async (tx) => {
+          for (const seq of [3, 10, 1]) await tx.putOutbox(entry(seq));
+        });
+        await store.transaction(async (tx) => {
+          await tx.putOutbox(entry(2));
+          await tx.putOutbox(entry(11));
+        });
+        const seqs = (await store.transaction((tx) => tx.outbox())).map((e) => e.seq);
+        expect(seqs).toEqual([1, 2, 3, 10, 11]);
+      });
+
+      it('keeps one entry per seq, the last put', async () => {
+        await store.transaction(async (tx) => {
+          await tx.putOutbox(entry(1));
+          await tx.putOutbox({ ...entry(1), reads: ['notes/n1', 'products/p1'], writes: [] });
+        });
+        expect(await store.transaction((tx) => tx.outbox())).toEqual([
+          { ...entry(1), reads: ['notes/n1', 'products/p1'], writes: [] },
+        ]);
+      });
+
+      it('deletes the seqs given, and ignores seqs it does not hold', async () => {
+        await store.transaction(async (tx) => {
+          for (const seq of [1, 2, 3, 4]) await tx.putOutbox(entry(seq));
+        });
+        await store.transaction((tx) => tx.deleteOutbox([3, 1, 99]));
+        expect((await store.transaction((tx) => tx.outbox())).map((e) => e.seq)).toEqual([2, 4]);
+        await store.transaction((tx) => tx.deleteOutbox([]));
+        expect(await store.transaction((tx) => tx.outbox())).toEqual([entry(2), entry(4)]);
+      });
+    });
+
+    describe('rejections', () => {
+      it('lists the rejections of committed transactions only', async () => {
+        expect(await store.rejections()).toEqual([]);
+        await store.transaction(async (tx) => {
+          await tx.addRejection(rejection(1));
+          await tx.addRejection(rejection(2));
+        });
+        await expect(
+          store.transaction(async (tx) => {
+            await tx.addRejection(rejection(3));
+            throw new Boom('rolled back');
+          }),
+        ).rejects.toBeInstanceOf(Boom);
+        await store.transaction((tx) => tx.addRejection(rejection(4)));
+        expect(await store.rejections()).toEqual([rejection(1), rejection(2), rejection(4)]);
+      });
+    });
+
+    describe('staging', () => {
+      it('keeps the order of the documents across stage() calls and transactions', async () => {
+        const docs = Array.from({ length: 9 }, (_, i) => ({
+          collection: i % 2 === 0 ? 'notes' : 'products',
+          doc: { id: `d${i}`, n: i },
+        }));
+        await store.transaction(async (tx) => {
+          await tx.stage(docs.slice(0, 3));
+          await tx.stage(docs.slice(3, 4));
+        });
+        await store.transaction(async (tx) => {
+          await tx.stage([]);
+          await tx.stage(docs.slice(4, 8));
+        });
+        await store.transaction((tx) => tx.stage(docs.slice(8)));
+        expect(await store.transaction((tx) => tx.staged())).toEqual(docs);
+      });
+
+      it('keeps the same document twice if it is staged twice', async () => {
+        const first = { collection: 'notes', doc: note('n1', 'first') };
+        const second = { collection: 'notes', doc: note('n1', 'second') };
+        await store.transaction(async (tx) => {
+          await tx.stage([first]);
+          await tx.stage([second]);
+        });
+        expect(await store.transaction((tx) => tx.staged())).toEqual([first, second]);
+      });
+
+      it('clears, and stages in order again after a clear', async () => {
+        await store.transaction((tx) => tx.stage([{ collection: 'notes', doc: note('old') }]));
+        await store.transaction(async (tx) => {
+          await tx.clearStaging();
+          expect(await tx.staged()).toEqual([]);
+          await tx.stage([{ collection: 'notes', doc: note('b') }]);
+          await tx.stage([{ collection: 'notes', doc: note('a') }]);
+        });
+        expect((await store.transaction((tx) => tx.staged())).map((s) => s.doc.id)).toEqual(['b', 'a']);
+      });
+    });
+
+    if (durable) {
+      describe('durability', () => {
+        it('keeps everything committed across a reopen, with the same client id', async () => {
+          const before = await store.transaction(async (tx) => {
+            await tx.putDoc('notes', note('n1'));
+            await tx.putDoc('notes', note('n2'));
+            await tx.putDoc('products', { id: 'p1', price: 2, category: 'tools' });
+            await tx.deleteDoc('notes', 'n2');
+            await tx.putShadow(shadowOf('notes', 'n2', note('n2')));
+            await tx.putOutbox(entry(2));
+            await tx.putOutbox(entry(1));
+            await tx.stage([{ collection: 'notes', doc: note('n3') }]);
+            await tx.stage([{ collection: 'products', doc: { id: 'p2', price: 1 } }]);
+            await tx.addRejection(rejection(1));
+            const meta = await tx.meta();
+            await tx.setMeta({ ...meta, checkpoint: 12, nextSeq: 3, lastSyncedAt: 1_700_000_000_000 });
+            return contents(tx);
+          });
+          expect(before.meta).toMatchObject({ checkpoint: 12, nextSeq: 3 });
+
+          await reopen();
+          expect(await store.transaction(contents)).toEqual(before);
+          expect(await store.rejections()).toEqual([rejection(1)]);
+        });
+
+        it('keeps a fresh client id once a transaction that read it committed', async () => {
+          const { clientId } = await store.transaction((tx) => tx.meta());
+          await reopen();
+          expect((await store.transaction((tx) => tx.meta())).clientId).toBe(clientId);
+          await reopen();
+          expect((await store.transaction((tx) => tx.meta())).clientId).toBe(clientId);
+        });
+
+        it('keeps nothing of a failed transaction across a reopen', async () => {
+          await store.transaction((tx) => tx.putDoc('notes', note('n1')));
+          await expect(
+            store.transaction(async (tx) => {
+              await tx.putDoc('notes', note('n2'));
+              await tx.putOutbox(entry(1));
+              throw new Boom('rolled back');
+            }),
+          ).rejects.toBeInstanceOf(Boom);
+          await reopen();
+          const after = await store.transaction(async (tx) => ({
+            n1: await tx.getDoc('notes', 'n1'),
+            n2: await tx.getDoc('notes', 'n2'),
+            outbox: await tx.outbox(),
+          }));
+          expect(after).toEqual({ n1: note('n1'), n2: undefined, outbox: [] });
+        });
+
+        it('keeps the staging order across a reopen, and appends after it', async () => {
+          await store.transaction((tx) => tx.stage([{ collection: 'notes', doc: note('s1') }]));
+          await reopen();
+          await store.transaction((tx) => tx.stage([{ collection: 'notes', doc: note('s2') }]));
+          expect((await store.transaction((tx) => tx.staged())).map((s) => s.doc.id)).toEqual(['s1', 's2']);
+        });
+      });
+    }
+  });
+}

@@ -1,0 +1,424 @@
+import type { Transport, TransportEvents, TransportFactory } from '../../client/sync/transport';
+import type { Session, SessionSink } from '../../server/sync/session';
+import type { SyncCore } from '../../server/sync/sync-core';
+import { pageAckSchema } from '../../shared/protocol/changes';
+import type { Changes, PageAck, Snapshot } from '../../shared/protocol/changes';
+import type { WireError } from '../../shared/protocol/wire-error';
+import type { Rng } from './random';
+import type { VirtualClock } from './virtual-clock';
+
+/** What can go wrong on the simulated network. Probabilities are per message or per attempt. */
+export interface NetworkFaults {
+  minLatencyMs: number;
+  maxLatencyMs: number;
+  /** A connection attempt fails (the client sees `disconnected` instead of `connected`). */
+  connectFailure: number;
+  /** Sending a message breaks its connection: the message and everything in flight are lost. */
+  cutOnSend: number;
+  /** A server→client `changes` or `snapshot` message is delivered a second time, later. */
+  duplicate: number;
+  duplicateLagMs: number;
+  /** An ack (hello/push reply, page ack) is lost while the connection stays up. */
+  loseAck: number;
+  /** How long each side may take to notice that a connection broke. */
+  noticeMaxMs: number;
+}
+
+export const HEALTHY: NetworkFaults = {
+  minLatencyMs: 1,
+  maxLatencyMs: 20,
+  connectFailure: 0,
+  cutOnSend: 0,
+  duplicate: 0,
+  duplicateLagMs: 0,
+  loseAck: 0,
+  noticeMaxMs: 0,
+};
+
+type ClientToServer =
+  | { kind: 'request'; id: number; event: 'hello' | 'push'; msg: unknown }
+  | { kind: 'pageAck'; id: number; res: unknown }
+  | { kind: 'fin' };
+
+type ServerToClient =
+  | { kind: 'reply'; id: number; res: unknown }
+  | { kind: 'changes'; msg: unknown; ackId: number | null }
+  | { kind: 'snapshot'; msg: unknown; ackId: number }
+  | { kind: 'fatal'; error: unknown }
+  | { kind: 'fin' };
+
+/** A message the client was handed, for the checks that watch the wire. */
+export type Delivered = { kind: 'changes'; msg: Changes } | { kind: 'snapshot'; msg: Snapshot };
+
+export interface NetworkStats {
+  connections: number;
+  connectFailures: number;
+  cuts: number;
+  duplicates: number;
+  lostAcks: number;
+  messages: number;
+}
+
+export interface SimNetworkOptions {
+  clock: VirtualClock;
+  rng: Rng;
+  core: SyncCore;
+  faults: NetworkFaults;
+  /** How long the server waits for a page ack before it gives up on the client (socket-sync: 60 s). */
+  pageAckTimeoutMs: number;
+  log?: (line: string) => void;
+  /** Sees every changes/snapshot message a client receives, before the engine does. */
+  inspect?: (client: string, delivered: Delivered) => void;
+}
+
+/** Crosses the wire: what arrives is a copy, with `undefined` fields gone, as with JSON over a socket. */
+const wire = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
+
+interface PendingRequest {
+  resolve: (res: unknown) => void;
+  reject: (err: Error) => void;
+  timer: unknown;
+}
+
+/**
+ * An in-memory network between the client engines and one `SyncCore`. Each
+ * connection is two FIFO channels with seeded latency, like one TCP stream:
+ * messages reorder only across connections. Faults are seeded too:
+ * failed connects, connections that break (both sides notice, each after its
+ * own delay, and everything in flight is lost), late duplicates of
+ * server→client data messages, and lost acks.
+ */
+export class SimNetwork {
+  faults: NetworkFaults;
+  readonly stats: NetworkStats = { connections: 0, connectFailures: 0, cuts: 0, duplicates: 0, lostAcks: 0, messages: 0 };
+  private nextConnection = 0;
+  private readonly current = new Map<string, SimConnection>();
+
+  constructor(readonly opts: SimNetworkOptions) {
+    this.faults = opts.faults;
+  }
+
+  /** The transport factory for one client's engine. */
+  factoryFor(client: string): TransportFactory {
+    return () => {
+      const conn = new SimConnection(this, client, ++this.nextConnection);
+      this.current.set(client, conn);
+      this.stats.connections++;
+      return conn;
+    };
+  }
+
+  /** Breaks the client's current connection, if it has one. */
+  cut(client: string, reason: string): void {
+    this.current.get(client)?.cut(reason);
+  }
+
+  latency(): number {
+    return this.opts.rng.int(this.faults.minLatencyMs, this.faults.maxLatencyMs);
+  }
+
+  log(line: string): void {
+    this.opts.log?.(`[${this.opts.clock.now()}] ${line}`);
+  }
+}
+
+class SimConnection implements Transport {
+  private events: TransportEvents | null = null;
+  private session: Session | null = null;
+  /** The client side still sends and receives. */
+  private clientOpen = false;
+  /** The engine closed this transport: nothing may reach it any more. */
+  private clientClosed = false;
+  private serverOpen = false;
+  private broken = false;
+  private lastToServer = 0;
+  private lastToClient = 0;
+  private nextId = 0;
+  private readonly requests = new Map<number, PendingRequest>();
+  private readonly pages = new Map<number, PendingRequest>();
+  private readonly name: string;
+
+  constructor(
+    private readonly net: SimNetwork,
+    private readonly client: string,
+    id: number,
+  ) {
+    this.name = `${client}#${id}`;
+  }
+
+  // ---- the client's side (Transport) ----
+
+  open(events: TransportEvents): void {
+    this.events = events;
+    const { clock, rng, core } = this.net.opts;
+    clock.setTimeout(() => {
+      if (this.clientClosed) return;
+      if (rng.chance(this.net.faults.connectFailure)) {
+        this.broken = true;
+        this.net.stats.connectFailures++;
+        this.net.log(`${this.name} connect failed`);
+        events.disconnected('connect error');
+        return;
+      }
+      this.session = core.connect(this.sink());
+      this.serverOpen = true;
+      this.clientOpen = true;
+      this.net.log(`${this.name} connected`);
+      events.connected();
+    }, this.net.latency());
+  }
+
+  close(): void {
+    if (this.clientClosed) return;
+    this.clientClosed = true;
+    const wasOpen = this.clientOpen;
+    this.clientOpen = false;
+    this.failRequests('transport closed');
+    // Like socket.disconnect(): what was sent before still arrives, then the server sees the close.
+    if (wasOpen) this.toServer({ kind: 'fin' });
+  }
+
+  request(event: 'hello' | 'push', msg: unknown, timeoutMs: number): Promise<unknown> {
+    if (!this.clientOpen) return Promise.reject(new Error(`${event}: not connected`));
+    const id = ++this.nextId;
+    const { clock } = this.net.opts;
+    return new Promise((resolve, reject) => {
+      const timer = clock.setTimeout(() => {
+        this.requests.delete(id);
+        this.net.log(`${this.name} ${event} #${id} timed out`);
+        reject(new Error(`${event} timed out after ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.requests.set(id, { resolve, reject, timer });
+      this.toServer({ kind: 'request', id, event, msg: wire(msg) });
+    });
+  }
+
+  /** The link breaks: in-flight messages are lost, and each side notices after its own delay. */
+  cut(reason: string): void {
+    if (this.broken || (!this.clientOpen && !this.serverOpen)) return;
+    this.broken = true;
+    this.net.stats.cuts++;
+    this.net.log(`${this.name} CUT (${reason})`);
+    const { clock, rng, core } = this.net.opts;
+    clock.setTimeout(() => this.clientSeesClose('transport close'), rng.int(0, this.net.faults.noticeMaxMs));
+    clock.setTimeout(() => {
+      if (!this.serverOpen) return;
+      this.serverSideClosed();
+      if (this.session) core.disconnect(this.session);
+    }, rng.int(0, this.net.faults.noticeMaxMs));
+  }
+
+  private clientSeesClose(reason: string): void {
+    if (!this.clientOpen) return;
+    this.clientOpen = false;
+    this.failRequests(reason);
+    this.net.log(`${this.name} client sees disconnect: ${reason}`);
+    this.events?.disconnected(reason);
+  }
+
+  private failRequests(reason: string): void {
+    const { clock } = this.net.opts;
+    for (const [id, r] of this.requests) {
+      this.requests.delete(id);
+      clock.clearTimeout(r.timer);
+      r.reject(new Error(reason));
+    }
+  }
+
+  private sendPageAck(id: number, res: PageAck): void {
+    if (!this.clientOpen) return;
+    if (this.net.opts.rng.chance(this.net.faults.loseAck)) {
+      this.net.stats.lostAcks++;
+      this.net.log(`${this.name} page ack #${id} LOST`);
+      return;
+    }
+    this.toServer({ kind: 'pageAck', id, res: wire(res) });
+  }
+
+  private toServer(msg: ClientToServer): void {
+    if (this.broken) return;
+    if (msg.kind !== 'fin' && this.net.opts.rng.chance(this.net.faults.cutOnSend)) {
+      this.cut(`lost ${msg.kind === 'request' ? msg.event : msg.kind} to server`);
+      return;
+    }
+    const { clock } = this.net.opts;
+    const at = Math.max(clock.now() + this.net.latency(), this.lastToServer);
+    this.lastToServer = at;
+    this.net.stats.messages++;
+    clock.setTimeout(() => this.atServer(msg), at - clock.now());
+  }
+
+  private atClient(msg: ServerToClient): void {
+    if (this.broken || !this.clientOpen) return;
+    const events = this.events!;
+    switch (msg.kind) {
+      case 'reply': {
+        const r = this.requests.get(msg.id);
+        if (!r) return;
+        this.requests.delete(msg.id);
+        this.net.opts.clock.clearTimeout(r.timer);
+        r.resolve(msg.res);
+        return;
+      }
+      case 'changes': {
+        this.net.log(`${this.name} ← changes ${describeChanges(msg.msg as Changes)}${msg.ackId === null ? '' : ` page #${msg.ackId}`}`);
+        this.net.opts.inspect?.(this.client, { kind: 'changes', msg: msg.msg as Changes });
+        const ackId = msg.ackId;
+        events.changes(msg.msg, ackId === null ? undefined : (res) => this.sendPageAck(ackId, res));
+        return;
+      }
+      case 'snapshot': {
+        const snap = msg.msg as Snapshot;
+        this.net.log(`${this.name} ← snapshot asOf ${snap.asOf} page ${snap.page} (${snap.docs.length} docs) done=${snap.done} lastSeq=${snap.lastSeq}`);
+        this.net.opts.inspect?.(this.client, { kind: 'snapshot', msg: snap });
+        const ackId = msg.ackId;
+        events.snapshot(msg.msg, (res) => this.sendPageAck(ackId, res));
+        return;
+      }
+      case 'fatal':
+        this.net.log(`${this.name} ← fatal ${JSON.stringify(msg.error)}`);
+        events.fatal(msg.error);
+        return;
+      case 'fin':
+        this.clientSeesClose('io server disconnect');
+        return;
+    }
+  }
+
+  // ---- the server's side ----
+
+  private sink(): SessionSink {
+    return {
+      sendChanges: (msg: Changes) => {
+        if (this.serverOpen) this.toClient({ kind: 'changes', msg: wire(msg), ackId: null });
+      },
+      sendPage: (msg: Changes) => this.sendWithAck('changes', msg),
+      sendSnapshot: (msg: Snapshot) => this.sendWithAck('snapshot', msg),
+      close: (error: WireError) => {
+        if (!this.serverOpen) return;
+        this.net.log(`${this.name} server closes: ${error.message}`);
+        this.toClient({ kind: 'fatal', error: wire(error) });
+        this.toClient({ kind: 'fin' });
+        this.serverSideClosed();
+      },
+    };
+  }
+
+  private sendWithAck(kind: 'changes' | 'snapshot', msg: Changes | Snapshot): Promise<void> {
+    if (!this.serverOpen) return Promise.reject(new Error('connection closed'));
+    const id = ++this.nextId;
+    const { clock } = this.net.opts;
+    return new Promise<void>((resolve, reject) => {
+      const timer = clock.setTimeout(() => {
+        this.pages.delete(id);
+        this.net.log(`${this.name} server: ${kind} page #${id} ack timed out`);
+        reject(new Error(`client did not ack the ${kind} page in time`));
+      }, this.net.opts.pageAckTimeoutMs);
+      this.pages.set(id, {
+        resolve: (res) => {
+          const parsed = pageAckSchema.safeParse(res);
+          if (parsed.success && parsed.data.ok) resolve();
+          else reject(new Error(`client did not apply the ${kind} page`));
+        },
+        reject,
+        timer,
+      });
+      this.toClient({ kind, msg: wire(msg), ackId: id });
+    });
+  }
+
+  private atServer(msg: ClientToServer): void {
+    if (this.broken || !this.serverOpen || !this.session) return;
+    const { core, clock } = this.net.opts;
+    const session = this.session;
+    switch (msg.kind) {
+      case 'request':
+        if (msg.event === 'hello') {
+          const res = core.hello(session, msg.msg);
+          this.net.log(`${this.name} → hello ${JSON.stringify(msg.msg)} → ${JSON.stringify(res)}`);
+          this.reply(msg.id, res);
+        } else {
+          this.net.log(`${this.name} → push ${describePush(msg.msg)}`);
+          const id = msg.id;
+          void core.push(session, msg.msg).then((res) => {
+            this.net.log(`${this.name} push #${id} → ${JSON.stringify(res)}`);
+            this.reply(id, res);
+          });
+        }
+        return;
+      case 'pageAck': {
+        const page = this.pages.get(msg.id);
+        if (!page) return; // a duplicate's ack, or too late
+        this.pages.delete(msg.id);
+        clock.clearTimeout(page.timer);
+        page.resolve(msg.res);
+        return;
+      }
+      case 'fin':
+        this.net.log(`${this.name} server sees the client close`);
+        this.serverSideClosed();
+        core.disconnect(session);
+        return;
+    }
+  }
+
+  private reply(id: number, res: unknown): void {
+    if (!this.serverOpen) return;
+    if (this.net.opts.rng.chance(this.net.faults.loseAck)) {
+      this.net.stats.lostAcks++;
+      this.net.log(`${this.name} reply #${id} LOST`);
+      return;
+    }
+    this.toClient({ kind: 'reply', id, res: wire(res) });
+  }
+
+  private serverSideClosed(): void {
+    this.serverOpen = false;
+    const { clock } = this.net.opts;
+    for (const [id, page] of this.pages) {
+      this.pages.delete(id);
+      clock.clearTimeout(page.timer);
+      page.reject(new Error('connection closed'));
+    }
+  }
+
+  private toClient(msg: ServerToClient): void {
+    if (this.broken) return;
+    const { rng, clock } = this.net.opts;
+    if (msg.kind !== 'fin' && rng.chance(this.net.faults.cutOnSend)) {
+      this.cut(`lost ${msg.kind} to client`);
+      return;
+    }
+    this.enqueueToClient(msg);
+    if ((msg.kind === 'changes' || msg.kind === 'snapshot') && rng.chance(this.net.faults.duplicate)) {
+      this.net.stats.duplicates++;
+      clock.setTimeout(
+        () => {
+          this.net.log(`${this.name} duplicating a ${msg.kind} message`);
+          if (!this.broken) this.enqueueToClient(msg);
+        },
+        rng.int(0, this.net.faults.duplicateLagMs),
+      );
+    }
+  }
+
+  private enqueueToClient(msg: ServerToClient): void {
+    const { clock } = this.net.opts;
+    const at = Math.max(clock.now() + this.net.latency(), this.lastToClient);
+    this.lastToClient = at;
+    this.net.stats.messages++;
+    clock.setTimeout(() => this.atClient(msg), at - clock.now());
+  }
+}
+
+function describeChanges(msg: Changes): string {
+  const lsns = msg.changes.map((c) => `${c.lsn}:${c.collection}/${c.id}${c.doc === null ? '(del)' : ''}`).join(' ');
+  const outcome = msg.lastSeq === undefined ? '' : ` lastSeq=${msg.lastSeq}`;
+  const rejected = msg.rejected?.length ? ` rejected=[${msg.rejected.map((r) => r.seq).join(',')}]` : '';
+  return `${msg.from}→${msg.to} [${lsns}]${outcome}${rejected}`;
+}
+
+function describePush(raw: unknown): string {
+  const mutations = (raw as { mutations?: Array<{ seq: number; name: string }> }).mutations ?? [];
+  return mutations.map((m) => `${m.seq}:${m.name}`).join(' ');
+}

@@ -1,0 +1,47 @@
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
+import type { Doc } from '../../shared/json';
+
+/**
+ * Reads a server's SQLite file directly, read-only, while the server runs
+ * (WAL lets a reader in beside the writer): the ground truth that clients
+ * must converge to.
+ */
+export function readServerState(dataDir: string): {
+  docs: Record<string, Record<string, Doc>>;
+  headLsn: number;
+  commitsPerMutation: Map<string, number>;
+  lastSeq: Map<string, number>;
+} {
+  const db = new Database(join(dataDir, 'tideline.db'), { readonly: true, fileMustExist: true });
+  try {
+    const docs: Record<string, Record<string, Doc>> = {};
+    const rows = db.prepare('SELECT collection, id, body FROM docs WHERE deleted = 0').all() as Array<{
+      collection: string;
+      id: string;
+      body: string;
+    }>;
+    for (const r of rows) (docs[r.collection] ??= {})[r.id] = JSON.parse(r.body) as Doc;
+    const head = db.prepare('SELECT MAX(lsn) AS head FROM changes').get() as { head: number | null };
+    // One mutation may write several documents; count distinct LSN groups by (client, seq) commit.
+    const perMutation = db
+      .prepare(
+        'SELECT client_id, seq, COUNT(DISTINCT collection || char(0) || id) AS docs, COUNT(*) AS n FROM changes WHERE client_id IS NOT NULL GROUP BY client_id, seq',
+      )
+      .all() as Array<{ client_id: string; seq: number; docs: number; n: number }>;
+    const commitsPerMutation = new Map<string, number>();
+    for (const r of perMutation) commitsPerMutation.set(`${r.client_id}#${r.seq}`, r.n / r.docs);
+    const clients = db.prepare('SELECT client_id, last_seq FROM clients').all() as Array<{
+      client_id: string;
+      last_seq: number;
+    }>;
+    return {
+      docs,
+      headLsn: head.head ?? 0,
+      commitsPerMutation,
+      lastSeq: new Map(clients.map((c) => [c.client_id, c.last_seq])),
+    };
+  } finally {
+    db.close();
+  }
+}
