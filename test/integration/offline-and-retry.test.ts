@@ -1,3 +1,4 @@
+import 'fake-indexeddb/auto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { socketTransport } from '../../client/sync/socket-transport';
 import type { Transport } from '../../client/sync/transport';

@@ -1,0 +1,162 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { pushAckSchema } from '../../shared/protocol/push';
+import { helloAckSchema } from '../../shared/protocol/hello';
+import { localDocs, openClient, tokenFor } from '../support/node-client';
+import type { NodeClient } from '../support/node-client';
+import { rawClient } from '../support/raw-client';
+import type { RawClient } from '../support/raw-client';
+import { startServerProcess } from '../support/server-process';
+import type { ServerProcess } from '../support/server-process';
+import { readServerState } from '../support/server-state';
+import { waitFor } from '../support/wait';
+
+const pushResult = (res: unknown): { code?: string; status?: string } => {
+  const ack = pushAckSchema.parse(res);
+  if (!ack.ok) return { code: ack.error.code };
+  const r = ack.results[0]!;
+  return r.status === 'applied' ? { status: r.status } : { status: r.status, ...(r.error ? { code: r.error.code } : {}) };
+};
+
+describe('isolation between users, and bad input', () => {
+  let server: ServerProcess;
+  const clients: NodeClient[] = [];
+  const raws: RawClient[] = [];
+
+  beforeAll(async () => {
+    server = await startServerProcess({ args: ['--no-seed', '--max-doc-bytes', '2048', '--max-mutations-per-push', '50', '--max-message-bytes', '20000'] });
+  });
+  afterAll(async () => {
+    for (const c of clients) c.close();
+    for (const r of raws) r.close();
+    await server.stop();
+  });
+
+  async function helloed(user: string, clientId: string): Promise<RawClient> {
+    const raw = await rawClient(server.url);
+    raws.push(raw);
+    const ack = helloAckSchema.parse(await raw.hello(tokenFor(user), clientId));
+    expect(ack.ok).toBe(true);
+    return raw;
+  }
+
+  it("a client of user X never receives user Y's owner-only documents", async () => {
+    const x = await openClient([server.url], 'user-x');
+    const y = await openClient([server.url], 'user-y');
+    clients.push(x, y);
+    await waitFor('live', () => x.status().state === 'live' && y.status().state === 'live');
+    const xRaw = await helloed('user-x', 'raw-x-0001');
+    await y.mutate.put({ collection: 'items', doc: { id: 'y-secret', owner: 'user-y', text: 'for y only' } });
+    await y.mutate.put({ collection: 'notes', doc: { id: 'public-marker', text: 'everyone', createdAt: 1 } });
+    await waitFor('x sees the public marker', async () => (await x.collection('notes').get('public-marker')) !== undefined);
+    await waitFor('raw x sees the public marker', () => JSON.stringify(xRaw.received).includes('public-marker'));
+    expect(await localDocs(x, 'items')).toEqual({});
+    expect(JSON.stringify(xRaw.received)).not.toContain('y-secret');
+    expect(Object.keys(await localDocs(y, 'items'))).toEqual(['y-secret']);
+
+    // A fresh client of X catching up (snapshot path) does not get it either.
+    const x2 = await openClient([server.url], 'user-x');
+    clients.push(x2);
+    await waitFor('x2 live', () => x2.status().state === 'live');
+    expect(await localDocs(x2, 'items')).toEqual({});
+    expect((await x2.collection('notes').get('public-marker'))?.['text']).toBe('everyone');
+  });
+
+  it("a push that writes another user's document is FORBIDDEN and changes nothing", async () => {
+    const xRaw = await helloed('user-x', 'raw-x-0002');
+    const before = readServerState(server.dataDir);
+    const overwrite = await xRaw.request('push', {
+      mutations: [{ seq: 1, name: 'put', args: { collection: 'items', doc: { id: 'y-secret', owner: 'user-y', text: 'pwned' } } }],
+    });
+    expect(pushResult(overwrite)).toEqual({ status: 'rejected', code: 'FORBIDDEN' });
+    const asMine = await xRaw.request('push', {
+      mutations: [{ seq: 2, name: 'put', args: { collection: 'items', doc: { id: 'y-secret', text: 'pwned' } } }],
+    });
+    expect(pushResult(asMine)).toEqual({ status: 'rejected', code: 'FORBIDDEN' });
+    const del = await xRaw.request('push', { mutations: [{ seq: 3, name: 'delete', args: { collection: 'items', id: 'y-secret' } }] });
+    expect(pushResult(del)).toEqual({ status: 'rejected', code: 'FORBIDDEN' });
+    const staffOnly = await xRaw.request('push', {
+      mutations: [{ seq: 4, name: 'put', args: { collection: 'products', doc: { id: 'p', name: 'P', category: 'c', price: 1, stock: 1, rating: 1 } } }],
+    });
+    expect(pushResult(staffOnly)).toEqual({ status: 'rejected', code: 'FORBIDDEN' });
+    const after = readServerState(server.dataDir);
+    expect(after.docs).toEqual(before.docs);
+    expect(after.headLsn).toBe(before.headLsn);
+  });
+
+  it('no token or a bad token is UNAUTHORIZED, and so is a push before hello', async () => {
+    const raw = await rawClient(server.url);
+    raws.push(raw);
+    const pushFirst = await raw.request('push', { mutations: [{ seq: 1, name: 'put', args: {} }] });
+    expect(pushResult(pushFirst).code).toBe('UNAUTHORIZED');
+    for (const token of ['', 'not-a-jwt', tokenFor('x').slice(0, -3) + 'abc', 'a.b.c']) {
+      const ack = helloAckSchema.parse(await raw.hello(token, 'bad-token-01'));
+      expect(ack.ok ? 'ok' : ack.error.code).toBe('UNAUTHORIZED');
+    }
+  });
+
+  it('malformed messages, wrong types, unknown mutators and oversized input get their codes; the store is unchanged', async () => {
+    const raw = await helloed('mallory', 'mallory-0001');
+    const before = readServerState(server.dataDir);
+    const helloAgain = helloAckSchema.parse(await raw.hello(tokenFor('mallory'), 'mallory-0001'));
+    expect(helloAgain.ok ? 'ok' : helloAgain.error.code).toBe('BAD_REQUEST');
+
+    const cases: Array<[string, unknown, string]> = [
+      ['not an object', 'garbage', 'BAD_REQUEST'],
+      ['no mutations', {}, 'BAD_REQUEST'],
+      ['wrong types', { mutations: [{ seq: 'one', name: 5, args: {} }] }, 'BAD_REQUEST'],
+      ['negative seq', { mutations: [{ seq: -1, name: 'put', args: {} }] }, 'BAD_REQUEST'],
+      [
+        'message too large',
+        {
+          mutations: Array.from({ length: 20 }, (_, i) => ({
+            seq: i + 1,
+            name: 'put',
+            args: { collection: 'notes', doc: { id: `m${i}`, text: 'y'.repeat(1500) } },
+          })),
+        },
+        'TOO_LARGE',
+      ],
+      ['too many mutations', { mutations: Array.from({ length: 51 }, (_, i) => ({ seq: i + 1, name: 'inc', args: {} })) }, 'TOO_LARGE'],
+    ];
+    for (const [what, payload, code] of cases) {
+      expect(pushResult(await raw.request('push', payload)).code, what).toBe(code);
+    }
+    const perMutation: Array<[string, unknown, string]> = [
+      ['unknown mutator', { seq: 1, name: 'dropTables', args: {} }, 'UNKNOWN_MUTATOR'],
+      ['bad args', { seq: 2, name: 'inc', args: { collection: 'notes', id: 'x', field: 'n', by: 'lots' } }, 'INVALID_ARGS'],
+      ['unknown collection', { seq: 3, name: 'put', args: { collection: 'nope', doc: { id: 'a' } } }, 'BAD_REQUEST'],
+      ['oversized document', { seq: 4, name: 'put', args: { collection: 'notes', doc: { id: 'big', text: 'x'.repeat(4000) } } }, 'TOO_LARGE'],
+      ['checkout with no lines', { seq: 5, name: 'checkout', args: { orderId: 'o', lines: [], at: 1 } }, 'INVALID_ARGS'],
+    ];
+    for (const [what, mutation, code] of perMutation) {
+      expect(pushResult(await raw.request('push', { mutations: [mutation] })), what).toEqual({ status: 'rejected', code });
+    }
+    // A retry of an answered mutation is a duplicate that reports the first answer.
+    const retry = pushResult(await raw.request('push', { mutations: [{ seq: 1, name: 'dropTables', args: {} }] }));
+    expect(retry).toEqual({ status: 'duplicate', code: 'UNKNOWN_MUTATOR' });
+    // Unknown events and events without an ack are refused without harm.
+    raw.socket.emit('dropEverything', { now: true });
+    raw.socket.emit('push', { mutations: [] });
+    await waitFor('fatal notices', () => raw.received.filter((r) => r.event === 'fatal').length >= 2);
+
+    const after = readServerState(server.dataDir);
+    expect(after.docs).toEqual(before.docs);
+    expect(after.headLsn).toBe(before.headLsn);
+    // The server is still up and serving.
+    const res = await fetch(`${server.url}/healthz`);
+    expect(res.ok).toBe(true);
+    const ok = pushResult(
+      await raw.request('push', { mutations: [{ seq: 6, name: 'put', args: { collection: 'notes', doc: { id: 'fine', createdAt: 1 } } }] }),
+    );
+    expect(ok).toEqual({ status: 'applied' });
+  });
+
+  it('a duplicate push commits nothing new', async () => {
+    const raw = await helloed('dup-user', 'dup-client-01');
+    const push = { mutations: [{ seq: 1, name: 'put', args: { collection: 'notes', doc: { id: 'dup', createdAt: 1 } } }] };
+    expect(pushResult(await raw.request('push', push))).toEqual({ status: 'applied' });
+    const head = readServerState(server.dataDir).headLsn;
+    expect(pushResult(await raw.request('push', push))).toEqual({ status: 'duplicate' });
+    expect(readServerState(server.dataDir).headLsn).toBe(head);
+  });
+});

@@ -1,0 +1,172 @@
+import type { MemoryStore } from '../../server/store/memory-store';
+import type { Doc } from '../../shared/json';
+import type { Change } from '../../shared/protocol/change';
+import type { SimClient } from './sim-client';
+import type { DocsView, ServerHistory } from './server-history';
+import { diffViews, emptyView } from './server-history';
+import { COUNTER } from './workload';
+
+export interface EndState {
+  store: MemoryStore;
+  history: ServerHistory;
+  clients: readonly SimClient[];
+  initialStock: ReadonlyMap<string, number>;
+  fail: (message: string) => void;
+}
+
+/** The checks on the idle end state: convergence, exactly-once, the counter, the stock. */
+export async function checkEndState(s: EndState): Promise<void> {
+  for (const client of s.clients) await checkConverged(s, client);
+  const applied = checkExactlyOnce(s);
+  checkCounter(s, applied);
+  checkStock(s, applied);
+}
+
+/** Convergence: idle, live, nothing pending, and the replica equals the primary's scope. */
+async function checkConverged({ store, fail }: EndState, client: SimClient): Promise<void> {
+  const { name, local } = client;
+  if (client.connectionState !== 'live') {
+    fail(`client ${name} ended ${client.connectionState}, not live (${client.engine.status().lastError?.message ?? 'no error'})`);
+  }
+  const state = await local.transaction(async (tx) => ({
+    outbox: await tx.outbox(),
+    shadow: await tx.shadow(),
+    staged: await tx.staged(),
+    meta: await tx.meta(),
+    visible: local.dump(),
+  }));
+  if (state.outbox.length > 0) {
+    fail(`client ${name} diverged: ${state.outbox.length} mutations still in its outbox (seqs ${state.outbox.map((e) => e.seq).join(',')})`);
+  }
+  if (state.shadow.length > 0) fail(`client ${name} diverged: shadow still holds ${state.shadow.map((e) => e.key).join(',')}`);
+  if (state.staged.length > 0) fail(`client ${name}: ${state.staged.length} snapshot documents left staged`);
+  const expected = viewOf(store.scanScope({ userId: client.userId }), Object.keys(state.visible));
+  const diff = diffViews(state.visible, expected);
+  if (diff !== null) fail(`client ${name} diverged from the primary: ${diff}`);
+  const seqs = client.queued.map((q) => q.seq).sort((a, b) => a - b);
+  if (seqs.some((seq, i) => seq !== i + 1) || state.meta.nextSeq !== seqs.length + 1) {
+    fail(`client ${name} queued seqs ${seqs.join(',')} but its next seq is ${state.meta.nextSeq}`);
+  }
+}
+
+function viewOf(docs: ReadonlyArray<{ collection: string; doc: Doc }>, collections: readonly string[]): DocsView {
+  const view = emptyView(collections);
+  for (const { collection, doc } of docs) (view[collection] ??= {})[doc.id] = doc;
+  return view;
+}
+
+/** Each client's applied mutations, by seq, with the changes they committed. */
+type Applied = Map<SimClient, Map<number, Change[]>>;
+
+/**
+ * Exactly once, per-client order and clear rejection: every queued mutation
+ * has one outcome on the primary; an applied one committed once, as one run
+ * of consecutive LSNs, in seq order; a rejected one committed nothing and
+ * was reported to its client exactly once.
+ */
+function checkExactlyOnce({ store, history, clients, fail }: EndState): Applied {
+  const applied: Applied = new Map();
+  const byClientId = new Map(clients.map((c) => [c.clientId, c]));
+  const groups = new Map<string, Map<number, Change[]>>();
+  const lastSeqSeen = new Map<string, number>();
+  for (const c of history.changes) {
+    if (c.clientId === null) continue;
+    if (c.seq === null) {
+      fail(`LSN ${c.lsn} names client ${c.clientId} but no seq`);
+      continue;
+    }
+    const group = groups.get(c.clientId) ?? new Map<number, Change[]>();
+    groups.set(c.clientId, group);
+    const prev = lastSeqSeen.get(c.clientId) ?? 0;
+    if (c.seq < prev) fail(`client ${c.clientId}: seq ${c.seq} committed at LSN ${c.lsn}, after seq ${prev} (per-client order)`);
+    lastSeqSeen.set(c.clientId, c.seq);
+    const list = group.get(c.seq) ?? [];
+    group.set(c.seq, list);
+    list.push(c);
+  }
+
+  for (const [clientId, group] of groups) {
+    const client = byClientId.get(clientId);
+    if (!client) {
+      fail(`changes from unknown client ${clientId}`);
+      continue;
+    }
+    const queued = new Set(client.queued.map((q) => q.seq));
+    for (const [seq, list] of group) {
+      if (!queued.has(seq)) fail(`client ${client.name}: seq ${seq} committed but never queued`);
+      const first = list[0]!.lsn;
+      const last = list[list.length - 1]!.lsn;
+      const keys = new Set(list.map((c) => `${c.collection}/${c.id}`));
+      if (last - first + 1 !== list.length || keys.size !== list.length) {
+        fail(
+          `client ${client.name}: mutation ${seq} committed more than once (LSNs ${list.map((c) => `${c.lsn}:${c.collection}/${c.id}`).join(' ')})`,
+        );
+      }
+    }
+  }
+
+  for (const client of clients) {
+    const group = groups.get(client.clientId) ?? new Map<number, Change[]>();
+    applied.set(client, group);
+    const maxQueued = client.queued.reduce((m, q) => Math.max(m, q.seq), 0);
+    const { lastSeq, rejections } = store.transact((tx) => ({
+      lastSeq: tx.lastSeq(client.clientId),
+      rejections: new Map(client.queued.map((q) => [q.seq, tx.rejection(client.clientId, q.seq)])),
+    }));
+    if (lastSeq !== maxQueued) {
+      fail(`client ${client.name}: the primary has outcomes up to seq ${lastSeq}, the client queued up to ${maxQueued}`);
+    }
+    for (const q of client.queued) {
+      const rejection = rejections.get(q.seq);
+      const reports = client.rejectedReports.get(q.seq) ?? 0;
+      if (rejection && group.has(q.seq)) fail(`client ${client.name}: seq ${q.seq} was both rejected and committed`);
+      if (rejection && reports !== 1) {
+        fail(`client ${client.name}: seq ${q.seq} (${q.name}) was rejected (${rejection.code}) but reported ${reports} times`);
+      }
+      if (!rejection && reports > 0) fail(`client ${client.name}: seq ${q.seq} (${q.name}) reported rejected but the primary applied it`);
+    }
+  }
+  return applied;
+}
+
+/** Concurrent increments all count: the counter is the number of applied `inc`s, and none was rejected. */
+function checkCounter({ store, clients, fail }: EndState, applied: Applied): void {
+  let queuedIncs = 0;
+  let appliedIncs = 0;
+  for (const client of clients) {
+    const group = applied.get(client)!;
+    for (const q of client.queued) {
+      if (q.name !== 'inc') continue;
+      queuedIncs++;
+      if (group.has(q.seq)) appliedIncs++;
+    }
+  }
+  const value = store.getDoc(COUNTER.collection, COUNTER.id)?.doc?.[COUNTER.field];
+  if (value !== appliedIncs) fail(`counter is ${JSON.stringify(value)} but ${appliedIncs} incs were applied`);
+  if (appliedIncs !== queuedIncs) fail(`${queuedIncs} incs were queued but ${appliedIncs} applied`);
+}
+
+/** Stock never goes negative, and what was sold is exactly what applied checkouts ordered. */
+function checkStock({ store, history, clients, initialStock, fail }: EndState, applied: Applied): void {
+  for (const c of history.changes) {
+    if (c.collection === 'products' && c.doc !== null && !(typeof c.doc['stock'] === 'number' && c.doc['stock'] >= 0)) {
+      fail(`products/${c.id} stock is ${JSON.stringify(c.doc['stock'])} at LSN ${c.lsn}`);
+    }
+  }
+  const sold = new Map<string, number>();
+  for (const client of clients) {
+    const group = applied.get(client)!;
+    for (const q of client.queued) {
+      if (q.name !== 'checkout' || !group.has(q.seq)) continue;
+      const { lines, orderId } = q.args as { lines: Array<{ productId: string; qty: number }>; orderId: string };
+      for (const l of lines) sold.set(l.productId, (sold.get(l.productId) ?? 0) + l.qty);
+      const order = store.getDoc('orders', orderId);
+      if (order?.doc == null || order.owner !== client.userId) fail(`order ${orderId} of client ${client.name} is missing`);
+    }
+  }
+  for (const [id, initial] of initialStock) {
+    const stock = store.getDoc('products', id)?.doc?.['stock'];
+    const expected = initial - (sold.get(id) ?? 0);
+    if (stock !== expected) fail(`products/${id} stock is ${JSON.stringify(stock)}, expected ${initial} - ${sold.get(id) ?? 0} sold`);
+  }
+}

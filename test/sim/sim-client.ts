@@ -1,0 +1,174 @@
+import { MemoryLocalStore } from '../../client/store/memory-local-store';
+import { SyncEngine } from '../../client/sync/engine';
+import type { ConnectionState, EngineEvent } from '../../client/sync/engine';
+import type { ShadowEntry } from '../../client/sync/local-store';
+import { storeSchema } from '../../shared/apps/store';
+import type { JsonValue } from '../../shared/json';
+import type { Rng } from './random';
+import type { DocsView, ServerHistory } from './server-history';
+import { diffViews } from './server-history';
+import type { SimNetwork } from './sim-network';
+import type { VirtualClock } from './virtual-clock';
+
+export interface QueuedMutation {
+  seq: number;
+  name: string;
+  args: JsonValue;
+}
+
+export interface ClientDeps {
+  clock: VirtualClock;
+  net: SimNetwork;
+  history: ServerHistory;
+  rng: Rng;
+  log: (line: string) => void;
+  /** Records a broken invariant; the message is prefixed with the seed later. */
+  fail: (message: string) => void;
+}
+
+/**
+ * One simulated browser: a `MemoryLocalStore` that outlives engines (a page
+ * reload makes a new engine on the same replica), the current `SyncEngine`,
+ * and what the checks watch: the mutations it queued, every checkpoint it
+ * reported and every rejection it was told about.
+ */
+export class SimClient {
+  readonly local = new MemoryLocalStore(storeSchema, () => this.clientId);
+  readonly clientId: string;
+  engine: SyncEngine;
+  readonly queued: QueuedMutation[] = [];
+  /** seq → how many times the engine reported it rejected. */
+  readonly rejectedReports = new Map<number, number>();
+  lastCheckpoint = 0;
+  applied = 0;
+  gaps = 0;
+  mutateErrors = 0;
+  restarts = 0;
+  private state: ConnectionState = 'stopped';
+  private unsubscribe: () => void = () => undefined;
+
+  constructor(
+    readonly name: string,
+    readonly userId: string,
+    seed: number,
+    private readonly deps: ClientDeps,
+  ) {
+    this.clientId = `sim-${name}-${seed}`;
+    this.engine = this.newEngine();
+  }
+
+  start(): void {
+    this.engine.start().catch((err: unknown) => this.deps.fail(`client ${this.name}: start threw ${String(err)}`));
+  }
+
+  /** Like closing the tab: the engine stops; the replica stays. */
+  stop(): void {
+    this.deps.log(`${this.name} STOP`);
+    this.engine.stop();
+    this.unsubscribe();
+  }
+
+  /** Like reopening the tab: a new engine on the same replica. */
+  restart(): void {
+    this.deps.log(`${this.name} RESTART`);
+    this.restarts++;
+    this.engine = this.newEngine();
+    this.start();
+  }
+
+  get connectionState(): ConnectionState {
+    return this.state;
+  }
+
+  mutate(name: string, args: JsonValue): void {
+    this.engine.mutate(name, args).then(
+      ({ seq }) => {
+        this.deps.log(`${this.name} queued ${seq}:${name} ${JSON.stringify(args)}`);
+        this.queued.push({ seq, name, args });
+      },
+      (err: unknown) => {
+        this.mutateErrors++;
+        this.deps.log(`${this.name} mutate ${name} threw ${String(err)}`);
+      },
+    );
+  }
+
+  private newEngine(): SyncEngine {
+    const { clock, net, rng } = this.deps;
+    const engine = new SyncEngine({
+      schema: storeSchema,
+      local: this.local,
+      servers: ['sim://primary'],
+      connect: net.factoryFor(this.name),
+      token: `user:${this.userId}`,
+      user: { userId: this.userId, roles: [] },
+      clock,
+      random: () => rng.float(),
+      requestTimeoutMs: 2_000,
+      backoff: { baseMs: 50, maxMs: 2_000 },
+    });
+    this.unsubscribe = engine.on((e) => this.onEvent(e));
+    return engine;
+  }
+
+  private onEvent(e: EngineEvent): void {
+    switch (e.type) {
+      case 'status': {
+        const { state, lastError } = e.status;
+        if (state === 'backoff' && this.state !== 'backoff' && lastError?.message.startsWith('gap')) {
+          this.gaps++;
+          this.deps.fail(`client ${this.name} saw a gap in the change stream (${lastError.message}) though no message was lost`);
+        }
+        if (state !== this.state) this.deps.log(`${this.name} ${this.state} → ${state}${lastError ? ` (${lastError.message})` : ''}`);
+        this.state = state;
+        return;
+      }
+      case 'rejected':
+        this.rejectedReports.set(e.rejection.seq, (this.rejectedReports.get(e.rejection.seq) ?? 0) + 1);
+        this.deps.log(`${this.name} rejected ${e.rejection.seq}:${e.rejection.name} ${e.rejection.error.code}`);
+        return;
+      case 'applied':
+        this.onApplied(e.checkpoint);
+        return;
+    }
+  }
+
+  /**
+   * Monotonic reads: checkpoints never go back, and at each one the client's
+   * confirmed data (visible documents with the shadow's confirmed versions
+   * put back) is exactly what its user could read on the primary at that LSN.
+   */
+  private onApplied(checkpoint: number): void {
+    this.applied++;
+    if (checkpoint < this.lastCheckpoint) {
+      this.deps.fail(`client ${this.name} checkpoint went back from ${this.lastCheckpoint} to ${checkpoint}`);
+    }
+    this.lastCheckpoint = Math.max(this.lastCheckpoint, checkpoint);
+    // Queued now, this read runs right after the transaction that applied the
+    // message and before the next one; local writes queued in between leave the
+    // confirmed data alone (they save it to the shadow first).
+    this.local
+      .transaction(async (tx) => confirmedView(this.local.dump(), await tx.shadow()))
+      .then(
+        (view) => {
+          const diff = diffViews(view, this.deps.history.viewAt(checkpoint, this.userId));
+          if (diff !== null) {
+            this.deps.fail(`client ${this.name} at checkpoint ${checkpoint} shows data the primary never had then: ${diff}`);
+          }
+        },
+        (err: unknown) => this.deps.fail(`client ${this.name}: reading the replica threw ${String(err)}`),
+      );
+  }
+}
+
+/** The confirmed data: visible documents with the pending mutations' writes undone. */
+export function confirmedView(visible: DocsView, shadow: readonly ShadowEntry[]): DocsView {
+  const view: DocsView = {};
+  for (const [collection, docs] of Object.entries(visible)) view[collection] = { ...docs };
+  for (const s of shadow) {
+    const docs = (view[s.collection] ??= {});
+    if (s.doc === null) delete docs[s.id];
+    else docs[s.id] = s.doc;
+  }
+  return view;
+}

@@ -1,0 +1,64 @@
+import type { JsonValue } from '../../shared/json';
+import type { Rng } from './random';
+
+export const NOTE_IDS = ['n0', 'n1', 'n2', 'n3'];
+export const COUNTER = { collection: 'notes', id: 'counter', field: 'n' } as const;
+export const PRODUCTS: ReadonlyArray<{ id: string; price: number }> = [
+  { id: 'p0', price: 3 },
+  { id: 'p1', price: 7.5 },
+  { id: 'p2', price: 12 },
+];
+
+const OPS = {
+  notePut: 14,
+  notePatch: 12,
+  noteDelete: 4,
+  inc: 20,
+  itemPut: 10,
+  itemPatch: 6,
+  itemDelete: 4,
+  checkout: 20,
+  cartPut: 5,
+} as const;
+
+export interface Op {
+  name: string;
+  args: JsonValue;
+}
+
+/**
+ * One random mutation of a client. Ids come from small pools so that clients
+ * collide: the same notes, the shared counter, a few products with little
+ * stock, and an `items` id that every user tries to own.
+ */
+export function randomOp(rng: Rng, client: string, userId: string, k: number, now: number): Op {
+  const tag = `${client}-${k}`;
+  const itemId = rng.chance(0.2) ? 'shared-i0' : `${userId}-i${rng.int(0, 1)}`;
+  switch (rng.weighted(OPS)) {
+    case 'notePut':
+      return { name: 'put', args: { collection: 'notes', doc: { id: rng.pick(NOTE_IDS), text: tag, createdAt: now } } };
+    case 'notePatch':
+      return { name: 'patch', args: { collection: 'notes', id: rng.pick(NOTE_IDS), set: { [rng.pick(['a', 'b', 'c'])]: tag } } };
+    case 'noteDelete':
+      return { name: 'delete', args: { collection: 'notes', id: rng.pick(NOTE_IDS) } };
+    case 'inc':
+      return { name: 'inc', args: { ...COUNTER, by: 1 } };
+    case 'itemPut':
+      return { name: 'put', args: { collection: 'items', doc: { id: itemId, v: tag } } };
+    case 'itemPatch':
+      return { name: 'patch', args: { collection: 'items', id: itemId, set: { w: tag } } };
+    case 'itemDelete':
+      return { name: 'delete', args: { collection: 'items', id: itemId } };
+    case 'checkout': {
+      const lines = Array.from({ length: rng.int(1, 2) }, () => ({ productId: rng.pick(PRODUCTS).id, qty: rng.int(1, 2) }));
+      const args: { [key: string]: JsonValue } = { orderId: `o-${tag}`, lines, at: now };
+      if (rng.chance(0.3)) args['cartId'] = `${userId}-cart`;
+      return { name: 'checkout', args };
+    }
+    case 'cartPut':
+      return {
+        name: 'put',
+        args: { collection: 'carts', doc: { id: `${userId}-cart`, lines: [{ productId: rng.pick(PRODUCTS).id, qty: 1 }] } },
+      };
+  }
+}
