@@ -52,7 +52,7 @@ export async function startServer(config: ServerConfig, schema: AppSchema = stor
   const app = express();
   app.disable('x-powered-by');
   app.use(express.json({ limit: '1mb' }));
-  const deps = { store, core, secret, adminToken, staff: config.staff, now: clock.now, startedAt: clock.now() };
+  const deps = { store, core, secret, adminToken, staff: config.staff, now: () => clock.now(), startedAt: clock.now() };
   app.get('/healthz', (_req, res) => {
     res.json({ ok: true });
   });
@@ -65,7 +65,9 @@ export async function startServer(config: ServerConfig, schema: AppSchema = stor
   }
   app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
     const status = typeof err === 'object' && err !== null && 'status' in err ? Number(err.status) : 500;
-    res.status(status).json({ error: { code: status < 500 ? 'BAD_REQUEST' : 'INTERNAL', message: 'request failed', retryable: status >= 500 } });
+    res.status(status).json({
+      error: { code: status < 500 ? 'BAD_REQUEST' : 'INTERNAL', message: 'request failed', retryable: status >= 500 },
+    });
   });
 
   const http = createServer(app);

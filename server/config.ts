@@ -77,7 +77,11 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): ServerConfi
     staff: (values.staff ?? 'staff').split(',').filter((s) => s.length > 0),
     staticDir: values.static ?? './dist',
     limits: {
-      maxMutationsPerPush: int(values['max-mutations-per-push'], DEFAULT_LIMITS.maxMutationsPerPush, 'max-mutations-per-push'),
+      maxMutationsPerPush: int(
+        values['max-mutations-per-push'],
+        DEFAULT_LIMITS.maxMutationsPerPush,
+        'max-mutations-per-push',
+      ),
       maxDocBytes: int(values['max-doc-bytes'], DEFAULT_LIMITS.maxDocBytes, 'max-doc-bytes'),
       maxMessageBytes: int(values['max-message-bytes'], DEFAULT_LIMITS.maxMessageBytes, 'max-message-bytes'),
     },

@@ -2,8 +2,32 @@ import type { Doc } from '../shared/json';
 import type { Store } from './store/store';
 
 const CATEGORIES = ['Books', 'Kitchen', 'Garden', 'Toys', 'Music', 'Outdoor', 'Office', 'Beauty', 'Tools', 'Games'];
-const ADJECTIVES = ['Classic', 'Compact', 'Deluxe', 'Eco', 'Handmade', 'Modern', 'Rustic', 'Smart', 'Travel', 'Vintage'];
-const NOUNS = ['Lamp', 'Kettle', 'Backpack', 'Notebook', 'Speaker', 'Planter', 'Puzzle', 'Mug', 'Blanket', 'Clock', 'Knife', 'Chair'];
+const ADJECTIVES = [
+  'Classic',
+  'Compact',
+  'Deluxe',
+  'Eco',
+  'Handmade',
+  'Modern',
+  'Rustic',
+  'Smart',
+  'Travel',
+  'Vintage',
+];
+const NOUNS = [
+  'Lamp',
+  'Kettle',
+  'Backpack',
+  'Notebook',
+  'Speaker',
+  'Planter',
+  'Puzzle',
+  'Mug',
+  'Blanket',
+  'Clock',
+  'Knife',
+  'Chair',
+];
 
 /** mulberry32: a small seeded PRNG, so every fresh install gets the same catalog. */
 function prng(seed: number): () => number {

@@ -32,11 +32,7 @@ export class TidelineError extends Error {
   readonly retryable: boolean;
   readonly hint: string | undefined;
 
-  constructor(
-    code: ErrorCode,
-    message: string,
-    options: { retryable?: boolean; hint?: string; cause?: unknown } = {},
-  ) {
+  constructor(code: ErrorCode, message: string, options: { retryable?: boolean; hint?: string; cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'TidelineError';
     this.code = code;

@@ -25,7 +25,7 @@ export const docSchema: z.ZodType<Doc> = z
   .record(z.string(), jsonValueSchema)
   .refine((d): d is Doc => typeof d['id'] === 'string' && d['id'].length > 0 && d['id'].length <= 256, {
     message: 'a document needs a string id of 1 to 256 characters',
-  }) as unknown as z.ZodType<Doc>;
+  });
 
 const encoder = new TextEncoder();
 

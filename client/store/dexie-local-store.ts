@@ -58,10 +58,10 @@ export class DexieLocalStore implements LocalStore {
   }
 
   private boundTx(trans: Transaction): LocalTx {
-    const table = <R>(name: string): Table<R, unknown> => trans.table(name);
+    const table = <R>(name: string): Table<R, unknown> => trans.table<R, unknown>(name);
     const docs = (collection: string): Table<Doc, string> => {
       if (!this.collections.has(collection)) throw new Error(`unknown collection '${collection}'`);
-      return trans.table(collection);
+      return trans.table<Doc, string>(collection);
     };
     const outbox = table<OutboxEntry>('_outbox');
     const shadow = table<ShadowEntry>('_shadow');
@@ -94,7 +94,13 @@ export class DexieLocalStore implements LocalStore {
           const { key: _key, ...rest } = row;
           return rest;
         }
-        const fresh: MetaRow = { key: 'meta', clientId: this.newClientId(), checkpoint: 0, nextSeq: 1, lastSyncedAt: null };
+        const fresh: MetaRow = {
+          key: 'meta',
+          clientId: this.newClientId(),
+          checkpoint: 0,
+          nextSeq: 1,
+          lastSyncedAt: null,
+        };
         await meta.put(fresh);
         const { key: _key, ...rest } = fresh;
         return rest;

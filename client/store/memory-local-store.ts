@@ -76,7 +76,12 @@ export class MemoryLocalStore implements LocalStore {
         setMeta: async (m) => {
           s.meta = { ...m };
         },
-        addRejection: async (r) => void s.rejections.push(structuredClone(r)),
+        addRejection: async (r) => {
+          // Keyed by seq like the Dexie store: a second record for a seq replaces the first.
+          s.rejections = [...s.rejections.filter((x) => x.seq !== r.seq), structuredClone(r)].sort(
+            (a, b) => a.seq - b.seq,
+          );
+        },
         stage: async (d) => void s.staging.push(...structuredClone(d)),
         staged: async () => structuredClone(s.staging),
         clearStaging: async () => {

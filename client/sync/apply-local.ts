@@ -49,7 +49,11 @@ export async function applyLocal(tx: LocalTx, deps: LocalRunDeps, entry: OutboxE
   return outcome;
 }
 
-function runFromCache(deps: LocalRunDeps, entry: OutboxEntry, cache: Map<string, Doc | undefined>): RunOutcome | MissingRead {
+function runFromCache(
+  deps: LocalRunDeps,
+  entry: OutboxEntry,
+  cache: Map<string, Doc | undefined>,
+): RunOutcome | MissingRead {
   try {
     return runMutation(
       deps.schema,

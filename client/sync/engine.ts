@@ -212,7 +212,8 @@ export class SyncEngine {
         if (gen === this.generation) this.enqueue(gen, () => this.handshake(gen, transport));
       },
       disconnected: (reason) => {
-        if (gen === this.generation) this.retryLater({ code: 'INTERNAL', message: `disconnected: ${reason}`, retryable: true });
+        if (gen === this.generation)
+          this.retryLater({ code: 'INTERNAL', message: `disconnected: ${reason}`, retryable: true });
       },
       changes: (raw, ack) => this.receive(gen, { kind: 'changes', raw, ack }),
       snapshot: (raw, ack) => this.receive(gen, { kind: 'snapshot', raw, ack }),
@@ -452,7 +453,10 @@ export class SyncEngine {
       if (e.seq <= this.sentUpTo) continue;
       const m = { seq: e.seq, name: e.name, args: e.args };
       const size = jsonByteLength(m) + 1;
-      if (batch.length > 0 && (batch.length >= this.limits.maxMutationsPerPush || bytes + size > this.limits.maxMessageBytes)) {
+      if (
+        batch.length > 0 &&
+        (batch.length >= this.limits.maxMutationsPerPush || bytes + size > this.limits.maxMessageBytes)
+      ) {
         break;
       }
       batch.push(m);

@@ -5,7 +5,8 @@ import type { Transport, TransportEvents } from './transport';
 
 type MaybeAck = ((res: PageAck) => void) | undefined;
 
-const asAck = (value: unknown): MaybeAck => (typeof value === 'function' ? (value as (res: PageAck) => void) : undefined);
+const asAck = (value: unknown): MaybeAck =>
+  typeof value === 'function' ? (value as (res: PageAck) => void) : undefined;
 
 /**
  * A transport over one Socket.IO connection to `${url}/sync`. Socket.IO's own

@@ -126,7 +126,12 @@ export class SyncCore {
       previous.sink.close({ code: 'BAD_REQUEST', message: 'superseded by a newer connection', retryable: false });
       this.disconnect(previous);
     }
-    session.auth = { clientId: msg.clientId, userId: principal.userId, roles: principal.roles, pendingFrom: msg.pendingFrom };
+    session.auth = {
+      clientId: msg.clientId,
+      userId: principal.userId,
+      roles: principal.roles,
+      pendingFrom: msg.pendingFrom,
+    };
     session.cursor = msg.checkpoint;
     session.live = false;
     this.byClient.set(msg.clientId, session);
@@ -160,7 +165,11 @@ export class SyncCore {
     }
     const size = jsonByteLength(parsed.data);
     if (size > maxMessageBytes) {
-      return fail({ code: 'TOO_LARGE', message: `push is ${size} bytes; the limit is ${maxMessageBytes}`, retryable: false });
+      return fail({
+        code: 'TOO_LARGE',
+        message: `push is ${size} bytes; the limit is ${maxMessageBytes}`,
+        retryable: false,
+      });
     }
     return new Promise((resolve) => {
       this.queue.push({ session, mutations, resolve });
@@ -282,7 +291,11 @@ export class SyncCore {
         if (session.closed || !session.auth) return;
         const { userId, clientId } = session.auth;
         const meta = store.meta();
-        if (session.cursor < meta.horizon || session.cursor > meta.headLsn || (session.cursor === 0 && meta.headLsn > 0)) {
+        if (
+          session.cursor < meta.horizon ||
+          session.cursor > meta.headLsn ||
+          (session.cursor === 0 && meta.headLsn > 0)
+        ) {
           await this.sendSnapshot(session);
           continue;
         }

@@ -32,6 +32,8 @@ const checkoutArgs = z.object({
   cartId: z.string().min(1).max(256).optional(),
 });
 
+const productName = (p: Doc): string => (typeof p['name'] === 'string' ? p['name'] : p.id);
+
 /** One order: decrement each line's stock (the rule keeps it >= 0), record the order, empty the cart. */
 export const checkout = defineMutator({
   name: 'checkout',
@@ -45,11 +47,11 @@ export const checkout = defineMutator({
       if (!product) throw new TidelineError('NOT_FOUND', `product ${productId} does not exist`);
       const stock = Number(product['stock']);
       if (stock < qty) {
-        throw new TidelineError('REJECTED', `${String(product['name'])}: only ${stock} left, ${qty} wanted`);
+        throw new TidelineError('REJECTED', `${productName(product)}: only ${stock} left, ${qty} wanted`);
       }
       const price = Number(product['price']);
       tx.put('products', { ...product, stock: stock - qty });
-      orderLines.push({ productId, name: String(product['name']), qty, price });
+      orderLines.push({ productId, name: productName(product), qty, price });
       total += price * qty;
     }
     tx.put('orders', {

@@ -59,7 +59,7 @@ export const inc = defineMutator({
   run(tx, { collection, id, field, by }) {
     const current = tx.get(collection, id);
     if (!current) throw new TidelineError('NOT_FOUND', `${collection}/${id} does not exist`);
-    const value = current[field] ?? 0;
+    const value = current[field] === undefined ? 0 : current[field];
     if (typeof value !== 'number') {
       throw new TidelineError('INVALID_ARGS', `${collection}/${id}.${field} is not a number`);
     }

@@ -70,8 +70,11 @@ export function runMutation(
   } catch (err) {
     if (err instanceof AbortRun) throw err;
     if (err instanceof TidelineError) return { ok: false, error: err.toWire() };
-    const message = err instanceof Error ? err.message : String(err);
-    return { ok: false, error: { code: 'REJECTED', message: `mutator '${name}' failed: ${message}`, retryable: false } };
+    const message = describeThrown(err);
+    return {
+      ok: false,
+      error: { code: 'REJECTED', message: `mutator '${name}' failed: ${message}`, retryable: false },
+    };
   }
 }
 
@@ -112,7 +115,8 @@ function runChecked(
     put(collection, doc) {
       const def = collectionOf(schema, collection);
       const checked = docSchema.safeParse(doc);
-      if (!checked.success) throw new TidelineError('INVALID_DOCUMENT', `${collection}: ${checked.error.issues[0]?.message}`);
+      if (!checked.success)
+        throw new TidelineError('INVALID_DOCUMENT', `${collection}: ${checked.error.issues[0]?.message}`);
       const copy = structuredClone(checked.data);
       if (def.read === 'owner' && copy['owner'] === undefined) copy['owner'] = ctx.userId;
       buffer.set(keyOf(collection, copy.id), { collection, id: copy.id, doc: copy });
@@ -149,23 +153,20 @@ function checkWriteAccess(
 ): void {
   if (!mutator.builtin) return;
   const w = def.write;
-  const allowed =
-    w === 'any' || w === 'owner' || (typeof w === 'object' && ctx.roles.includes(w.role));
+  const allowed = w === 'any' || w === 'owner' || (typeof w === 'object' && ctx.roles.includes(w.role));
   if (!allowed) {
     const who = typeof w === 'object' ? `role '${w.role}'` : 'app mutators';
     throw new TidelineError('FORBIDDEN', `${collection}/${id} can only be written by ${who}`);
   }
 }
 
-function checkDocument(
-  def: CollectionDef,
-  collection: string,
-  doc: Doc,
-  limits: Pick<Limits, 'maxDocBytes'>,
-): void {
+function checkDocument(def: CollectionDef, collection: string, doc: Doc, limits: Pick<Limits, 'maxDocBytes'>): void {
   const size = jsonByteLength(doc);
   if (size > limits.maxDocBytes) {
-    throw new TidelineError('TOO_LARGE', `${collection}/${doc.id} is ${size} bytes; the limit is ${limits.maxDocBytes}`);
+    throw new TidelineError(
+      'TOO_LARGE',
+      `${collection}/${doc.id} is ${size} bytes; the limit is ${limits.maxDocBytes}`,
+    );
   }
   if (def.doc) {
     const r = def.doc.safeParse(doc);
@@ -179,5 +180,15 @@ function checkDocument(
     if (!rule.check(doc)) {
       throw new TidelineError('REJECTED', `${collection}/${doc.id}: ${rule.message} (rule ${rule.name})`);
     }
+  }
+}
+
+/** A message for anything a mutator threw, even a value that cannot be stringified. */
+function describeThrown(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  try {
+    return String(err);
+  } catch {
+    return 'a non-error value';
   }
 }

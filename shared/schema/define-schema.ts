@@ -58,6 +58,12 @@ export function defineSchema<S extends AppSchema>(schema: S): S {
     if (def.read === 'owner' && def.write !== 'owner' && def.write !== 'none') {
       throw new Error(`owner-only collection '${name}' must have write 'owner' or 'none'`);
     }
+    if (def.write === 'owner' && def.read !== 'owner') {
+      // Ownership is what scopes a document; a public collection has no owners to check.
+      throw new Error(
+        `collection '${name}' has write 'owner' but read '${def.read}': only owner-only collections have owners`,
+      );
+    }
     for (const index of def.indexes) {
       if (index === 'id' || index.startsWith('_')) throw new Error(`index '${index}' on '${name}' is reserved`);
     }

@@ -59,13 +59,16 @@ describe('conflicts: server order decides, intent is replayed', () => {
     );
     await Promise.all(
       incs.map(async (c) => {
-        for (let i = 0; i < INCS; i++) await c.mutate.inc({ collection: 'notes', id: 'counter', field: 'count', by: 1 });
+        for (let i = 0; i < INCS; i++)
+          await c.mutate.inc({ collection: 'notes', id: 'counter', field: 'count', by: 1 });
       }),
     );
     await drained(...incs);
     expect(readServerState(server.dataDir).docs['notes']?.['counter']?.['count']).toBe(10 * INCS);
     await waitFor('every client shows 1000', async () =>
-      (await Promise.all(incs.map((c) => c.collection('notes').get('counter')))).every((d) => d?.["count"] === 10 * INCS),
+      (await Promise.all(incs.map((c) => c.collection('notes').get('counter')))).every(
+        (d) => d?.['count'] === 10 * INCS,
+      ),
     );
   });
 

@@ -31,23 +31,25 @@ describe('kill -9 of the primary during a stream of mutations', () => {
     const port = Number(new URL(first.url).port);
     /** (clientId#seq) of every mutation a client saw acked as committed. */
     const acked = new Set<string>();
-    const recording = (clientId: () => string | null) => (url: string): Transport => {
-      const inner = socketTransport(url);
-      return {
-        open: (events) => inner.open(events),
-        close: () => inner.close(),
-        async request(event, msg, timeoutMs) {
-          const res = await inner.request(event, msg, timeoutMs);
-          if (event === 'push') {
-            const ack = pushAckSchema.safeParse(res);
-            if (ack.success && ack.data.ok) {
-              for (const r of ack.data.results) if (r.status !== 'rejected') acked.add(`${clientId()}#${r.seq}`);
+    const recording =
+      (clientId: () => string | null) =>
+      (url: string): Transport => {
+        const inner = socketTransport(url);
+        return {
+          open: (events) => inner.open(events),
+          close: () => inner.close(),
+          async request(event, msg, timeoutMs) {
+            const res = await inner.request(event, msg, timeoutMs);
+            if (event === 'push') {
+              const ack = pushAckSchema.safeParse(res);
+              if (ack.success && ack.data.ok) {
+                for (const r of ack.data.results) if (r.status !== 'rejected') acked.add(`${clientId()}#${r.seq}`);
+              }
             }
-          }
-          return res;
-        },
+            return res;
+          },
+        };
       };
-    };
     for (let i = 0; i < CLIENTS; i++) {
       const holder: { c: NodeClient | null } = { c: null };
       const c = await open(storeSchema, {
@@ -87,7 +89,8 @@ describe('kill -9 of the primary during a stream of mutations', () => {
     for (const key of ackedAtKill) expect(state.commitsPerMutation.get(key), `acked ${key} survives`).toBe(1);
     const ids = clients.map((c) => c.engine.clientId!);
     for (const id of ids) {
-      for (let seq = 1; seq <= MUTATIONS; seq++) expect(state.commitsPerMutation.get(`${id}#${seq}`), `${id}#${seq}`).toBe(1);
+      for (let seq = 1; seq <= MUTATIONS; seq++)
+        expect(state.commitsPerMutation.get(`${id}#${seq}`), `${id}#${seq}`).toBe(1);
       expect(state.lastSeq.get(id)).toBe(MUTATIONS);
     }
     expect(Object.keys(state.docs['notes'] ?? {})).toHaveLength(CLIENTS * MUTATIONS);

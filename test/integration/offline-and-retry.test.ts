@@ -85,7 +85,10 @@ describe('offline work and lost acks', () => {
     await waitFor('live', () => client.status().state === 'live');
     const before = readServerState(server.dataDir).headLsn;
     await client.mutate.put({ collection: 'notes', doc: { id: 'ack-lost', text: 'once', createdAt: 1 } });
-    await waitFor('drained after the retry', () => client.status().pending === 0 && client.status().state === 'live').catch((e: unknown) => {
+    await waitFor(
+      'drained after the retry',
+      () => client.status().pending === 0 && client.status().state === 'live',
+    ).catch((e: unknown) => {
       throw new Error(`${String(e)} ${JSON.stringify(client.status())}`);
     });
     const state = readServerState(server.dataDir);

@@ -14,7 +14,9 @@ const pushResult = (res: unknown): { code?: string; status?: string } => {
   const ack = pushAckSchema.parse(res);
   if (!ack.ok) return { code: ack.error.code };
   const r = ack.results[0]!;
-  return r.status === 'applied' ? { status: r.status } : { status: r.status, ...(r.error ? { code: r.error.code } : {}) };
+  return r.status === 'applied'
+    ? { status: r.status }
+    : { status: r.status, ...(r.error ? { code: r.error.code } : {}) };
 };
 
 describe('isolation between users, and bad input', () => {
@@ -23,7 +25,9 @@ describe('isolation between users, and bad input', () => {
   const raws: RawClient[] = [];
 
   beforeAll(async () => {
-    server = await startServerProcess({ args: ['--no-seed', '--max-doc-bytes', '2048', '--max-mutations-per-push', '50', '--max-message-bytes', '20000'] });
+    server = await startServerProcess({
+      args: ['--no-seed', '--max-doc-bytes', '2048', '--max-mutations-per-push', '50', '--max-message-bytes', '20000'],
+    });
   });
   afterAll(async () => {
     for (const c of clients) c.close();
@@ -47,7 +51,10 @@ describe('isolation between users, and bad input', () => {
     const xRaw = await helloed('user-x', 'raw-x-0001');
     await y.mutate.put({ collection: 'items', doc: { id: 'y-secret', owner: 'user-y', text: 'for y only' } });
     await y.mutate.put({ collection: 'notes', doc: { id: 'public-marker', text: 'everyone', createdAt: 1 } });
-    await waitFor('x sees the public marker', async () => (await x.collection('notes').get('public-marker')) !== undefined);
+    await waitFor(
+      'x sees the public marker',
+      async () => (await x.collection('notes').get('public-marker')) !== undefined,
+    );
     await waitFor('raw x sees the public marker', () => JSON.stringify(xRaw.received).includes('public-marker'));
     expect(await localDocs(x, 'items')).toEqual({});
     expect(JSON.stringify(xRaw.received)).not.toContain('y-secret');
@@ -65,17 +72,27 @@ describe('isolation between users, and bad input', () => {
     const xRaw = await helloed('user-x', 'raw-x-0002');
     const before = readServerState(server.dataDir);
     const overwrite = await xRaw.request('push', {
-      mutations: [{ seq: 1, name: 'put', args: { collection: 'items', doc: { id: 'y-secret', owner: 'user-y', text: 'pwned' } } }],
+      mutations: [
+        { seq: 1, name: 'put', args: { collection: 'items', doc: { id: 'y-secret', owner: 'user-y', text: 'pwned' } } },
+      ],
     });
     expect(pushResult(overwrite)).toEqual({ status: 'rejected', code: 'FORBIDDEN' });
     const asMine = await xRaw.request('push', {
       mutations: [{ seq: 2, name: 'put', args: { collection: 'items', doc: { id: 'y-secret', text: 'pwned' } } }],
     });
     expect(pushResult(asMine)).toEqual({ status: 'rejected', code: 'FORBIDDEN' });
-    const del = await xRaw.request('push', { mutations: [{ seq: 3, name: 'delete', args: { collection: 'items', id: 'y-secret' } }] });
+    const del = await xRaw.request('push', {
+      mutations: [{ seq: 3, name: 'delete', args: { collection: 'items', id: 'y-secret' } }],
+    });
     expect(pushResult(del)).toEqual({ status: 'rejected', code: 'FORBIDDEN' });
     const staffOnly = await xRaw.request('push', {
-      mutations: [{ seq: 4, name: 'put', args: { collection: 'products', doc: { id: 'p', name: 'P', category: 'c', price: 1, stock: 1, rating: 1 } } }],
+      mutations: [
+        {
+          seq: 4,
+          name: 'put',
+          args: { collection: 'products', doc: { id: 'p', name: 'P', category: 'c', price: 1, stock: 1, rating: 1 } },
+        },
+      ],
     });
     expect(pushResult(staffOnly)).toEqual({ status: 'rejected', code: 'FORBIDDEN' });
     const after = readServerState(server.dataDir);
@@ -116,20 +133,39 @@ describe('isolation between users, and bad input', () => {
         },
         'TOO_LARGE',
       ],
-      ['too many mutations', { mutations: Array.from({ length: 51 }, (_, i) => ({ seq: i + 1, name: 'inc', args: {} })) }, 'TOO_LARGE'],
+      [
+        'too many mutations',
+        { mutations: Array.from({ length: 51 }, (_, i) => ({ seq: i + 1, name: 'inc', args: {} })) },
+        'TOO_LARGE',
+      ],
     ];
     for (const [what, payload, code] of cases) {
       expect(pushResult(await raw.request('push', payload)).code, what).toBe(code);
     }
     const perMutation: Array<[string, unknown, string]> = [
       ['unknown mutator', { seq: 1, name: 'dropTables', args: {} }, 'UNKNOWN_MUTATOR'],
-      ['bad args', { seq: 2, name: 'inc', args: { collection: 'notes', id: 'x', field: 'n', by: 'lots' } }, 'INVALID_ARGS'],
+      [
+        'bad args',
+        { seq: 2, name: 'inc', args: { collection: 'notes', id: 'x', field: 'n', by: 'lots' } },
+        'INVALID_ARGS',
+      ],
       ['unknown collection', { seq: 3, name: 'put', args: { collection: 'nope', doc: { id: 'a' } } }, 'BAD_REQUEST'],
-      ['oversized document', { seq: 4, name: 'put', args: { collection: 'notes', doc: { id: 'big', text: 'x'.repeat(4000) } } }, 'TOO_LARGE'],
-      ['checkout with no lines', { seq: 5, name: 'checkout', args: { orderId: 'o', lines: [], at: 1 } }, 'INVALID_ARGS'],
+      [
+        'oversized document',
+        { seq: 4, name: 'put', args: { collection: 'notes', doc: { id: 'big', text: 'x'.repeat(4000) } } },
+        'TOO_LARGE',
+      ],
+      [
+        'checkout with no lines',
+        { seq: 5, name: 'checkout', args: { orderId: 'o', lines: [], at: 1 } },
+        'INVALID_ARGS',
+      ],
     ];
     for (const [what, mutation, code] of perMutation) {
-      expect(pushResult(await raw.request('push', { mutations: [mutation] })), what).toEqual({ status: 'rejected', code });
+      expect(pushResult(await raw.request('push', { mutations: [mutation] })), what).toEqual({
+        status: 'rejected',
+        code,
+      });
     }
     // A retry of an answered mutation is a duplicate that reports the first answer.
     const retry = pushResult(await raw.request('push', { mutations: [{ seq: 1, name: 'dropTables', args: {} }] }));
@@ -146,14 +182,18 @@ describe('isolation between users, and bad input', () => {
     const res = await fetch(`${server.url}/healthz`);
     expect(res.ok).toBe(true);
     const ok = pushResult(
-      await raw.request('push', { mutations: [{ seq: 6, name: 'put', args: { collection: 'notes', doc: { id: 'fine', createdAt: 1 } } }] }),
+      await raw.request('push', {
+        mutations: [{ seq: 6, name: 'put', args: { collection: 'notes', doc: { id: 'fine', createdAt: 1 } } }],
+      }),
     );
     expect(ok).toEqual({ status: 'applied' });
   });
 
   it('a duplicate push commits nothing new', async () => {
     const raw = await helloed('dup-user', 'dup-client-01');
-    const push = { mutations: [{ seq: 1, name: 'put', args: { collection: 'notes', doc: { id: 'dup', createdAt: 1 } } }] };
+    const push = {
+      mutations: [{ seq: 1, name: 'put', args: { collection: 'notes', doc: { id: 'dup', createdAt: 1 } } }],
+    };
     expect(pushResult(await raw.request('push', push))).toEqual({ status: 'applied' });
     const head = readServerState(server.dataDir).headLsn;
     expect(pushResult(await raw.request('push', push))).toEqual({ status: 'duplicate' });

@@ -37,7 +37,8 @@ describe('compaction and the snapshot path', () => {
     const sleeper = await openClient([server.url], 'snap-sleeper');
     clients.push(writer, sleeper);
     await waitFor('live', () => writer.status().state === 'live' && sleeper.status().state === 'live');
-    for (let i = 0; i < 20; i++) await writer.mutate.put({ collection: 'notes', doc: { id: `s${i}`, v: 1, createdAt: i } });
+    for (let i = 0; i < 20; i++)
+      await writer.mutate.put({ collection: 'notes', doc: { id: `s${i}`, v: 1, createdAt: i } });
     await sleeper.mutate.put({ collection: 'items', doc: { id: 'mine', text: 'kept' } });
     await waitFor('sleeper has all', async () => Object.keys(await localDocs(sleeper, 'notes')).length === 20);
     await waitFor('sleeper drained', () => sleeper.status().pending === 0);
@@ -60,7 +61,10 @@ describe('compaction and the snapshot path', () => {
     expect(status.horizon).toBe(status.headLsn);
 
     await sleeper.engine.start();
-    await waitFor('sleeper live and drained', () => sleeper.status().state === 'live' && sleeper.status().pending === 0);
+    await waitFor(
+      'sleeper live and drained',
+      () => sleeper.status().state === 'live' && sleeper.status().pending === 0,
+    );
     const state = readServerState(server.dataDir);
     expect(await localDocs(sleeper, 'notes')).toEqual(state.docs['notes']);
     expect(Object.keys(state.docs['notes'] ?? {})).toContain('while-asleep');

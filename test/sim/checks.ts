@@ -26,7 +26,9 @@ export async function checkEndState(s: EndState): Promise<void> {
 async function checkConverged({ store, fail }: EndState, client: SimClient): Promise<void> {
   const { name, local } = client;
   if (client.connectionState !== 'live') {
-    fail(`client ${name} ended ${client.connectionState}, not live (${client.engine.status().lastError?.message ?? 'no error'})`);
+    fail(
+      `client ${name} ended ${client.connectionState}, not live (${client.engine.status().lastError?.message ?? 'no error'})`,
+    );
   }
   const state = await local.transaction(async (tx) => ({
     outbox: await tx.outbox(),
@@ -36,9 +38,12 @@ async function checkConverged({ store, fail }: EndState, client: SimClient): Pro
     visible: local.dump(),
   }));
   if (state.outbox.length > 0) {
-    fail(`client ${name} diverged: ${state.outbox.length} mutations still in its outbox (seqs ${state.outbox.map((e) => e.seq).join(',')})`);
+    fail(
+      `client ${name} diverged: ${state.outbox.length} mutations still in its outbox (seqs ${state.outbox.map((e) => e.seq).join(',')})`,
+    );
   }
-  if (state.shadow.length > 0) fail(`client ${name} diverged: shadow still holds ${state.shadow.map((e) => e.key).join(',')}`);
+  if (state.shadow.length > 0)
+    fail(`client ${name} diverged: shadow still holds ${state.shadow.map((e) => e.key).join(',')}`);
   if (state.staged.length > 0) fail(`client ${name}: ${state.staged.length} snapshot documents left staged`);
   const expected = viewOf(store.scanScope({ userId: client.userId }), Object.keys(state.visible));
   const diff = diffViews(state.visible, expected);
@@ -78,7 +83,8 @@ function checkExactlyOnce({ store, history, clients, fail }: EndState): Applied 
     const group = groups.get(c.clientId) ?? new Map<number, Change[]>();
     groups.set(c.clientId, group);
     const prev = lastSeqSeen.get(c.clientId) ?? 0;
-    if (c.seq < prev) fail(`client ${c.clientId}: seq ${c.seq} committed at LSN ${c.lsn}, after seq ${prev} (per-client order)`);
+    if (c.seq < prev)
+      fail(`client ${c.clientId}: seq ${c.seq} committed at LSN ${c.lsn}, after seq ${prev} (per-client order)`);
     lastSeqSeen.set(c.clientId, c.seq);
     const list = group.get(c.seq) ?? [];
     group.set(c.seq, list);
@@ -114,16 +120,21 @@ function checkExactlyOnce({ store, history, clients, fail }: EndState): Applied 
       rejections: new Map(client.queued.map((q) => [q.seq, tx.rejection(client.clientId, q.seq)])),
     }));
     if (lastSeq !== maxQueued) {
-      fail(`client ${client.name}: the primary has outcomes up to seq ${lastSeq}, the client queued up to ${maxQueued}`);
+      fail(
+        `client ${client.name}: the primary has outcomes up to seq ${lastSeq}, the client queued up to ${maxQueued}`,
+      );
     }
     for (const q of client.queued) {
       const rejection = rejections.get(q.seq);
       const reports = client.rejectedReports.get(q.seq) ?? 0;
       if (rejection && group.has(q.seq)) fail(`client ${client.name}: seq ${q.seq} was both rejected and committed`);
       if (rejection && reports !== 1) {
-        fail(`client ${client.name}: seq ${q.seq} (${q.name}) was rejected (${rejection.code}) but reported ${reports} times`);
+        fail(
+          `client ${client.name}: seq ${q.seq} (${q.name}) was rejected (${rejection.code}) but reported ${reports} times`,
+        );
       }
-      if (!rejection && reports > 0) fail(`client ${client.name}: seq ${q.seq} (${q.name}) reported rejected but the primary applied it`);
+      if (!rejection && reports > 0)
+        fail(`client ${client.name}: seq ${q.seq} (${q.name}) reported rejected but the primary applied it`);
     }
   }
   return applied;
@@ -161,12 +172,14 @@ function checkStock({ store, history, clients, initialStock, fail }: EndState, a
       const { lines, orderId } = q.args as { lines: Array<{ productId: string; qty: number }>; orderId: string };
       for (const l of lines) sold.set(l.productId, (sold.get(l.productId) ?? 0) + l.qty);
       const order = store.getDoc('orders', orderId);
-      if (order?.doc == null || order.owner !== client.userId) fail(`order ${orderId} of client ${client.name} is missing`);
+      if (order?.doc == null || order.owner !== client.userId)
+        fail(`order ${orderId} of client ${client.name} is missing`);
     }
   }
   for (const [id, initial] of initialStock) {
     const stock = store.getDoc('products', id)?.doc?.['stock'];
     const expected = initial - (sold.get(id) ?? 0);
-    if (stock !== expected) fail(`products/${id} stock is ${JSON.stringify(stock)}, expected ${initial} - ${sold.get(id) ?? 0} sold`);
+    if (stock !== expected)
+      fail(`products/${id} stock is ${JSON.stringify(stock)}, expected ${initial} - ${sold.get(id) ?? 0} sold`);
   }
 }

@@ -1,11 +1,10 @@
-import { MemoryLocalStore } from '../../client/store/memory-local-store';
 import { SyncEngine } from '../../client/sync/engine';
 import type { ConnectionState, EngineEvent } from '../../client/sync/engine';
-import type { ShadowEntry } from '../../client/sync/local-store';
 import { storeSchema } from '../../shared/apps/store';
 import type { JsonValue } from '../../shared/json';
 import type { Rng } from './random';
-import type { DocsView, ServerHistory } from './server-history';
+import { ObservedLocalStore } from './observed-local-store';
+import type { ServerHistory } from './server-history';
 import { diffViews } from './server-history';
 import type { SimNetwork } from './sim-network';
 import type { VirtualClock } from './virtual-clock';
@@ -27,13 +26,13 @@ export interface ClientDeps {
 }
 
 /**
- * One simulated browser: a `MemoryLocalStore` that outlives engines (a page
+ * One simulated browser: a `MemoryLocalStore` (observed) that outlives engines (a page
  * reload makes a new engine on the same replica), the current `SyncEngine`,
  * and what the checks watch: the mutations it queued, every checkpoint it
  * reported and every rejection it was told about.
  */
 export class SimClient {
-  readonly local = new MemoryLocalStore(storeSchema, () => this.clientId);
+  readonly local = new ObservedLocalStore(storeSchema, () => this.clientId);
   readonly clientId: string;
   engine: SyncEngine;
   readonly queued: QueuedMutation[] = [];
@@ -117,9 +116,12 @@ export class SimClient {
         const { state, lastError } = e.status;
         if (state === 'backoff' && this.state !== 'backoff' && lastError?.message.startsWith('gap')) {
           this.gaps++;
-          this.deps.fail(`client ${this.name} saw a gap in the change stream (${lastError.message}) though no message was lost`);
+          this.deps.fail(
+            `client ${this.name} saw a gap in the change stream (${lastError.message}) though no message was lost`,
+          );
         }
-        if (state !== this.state) this.deps.log(`${this.name} ${this.state} → ${state}${lastError ? ` (${lastError.message})` : ''}`);
+        if (state !== this.state)
+          this.deps.log(`${this.name} ${this.state} → ${state}${lastError ? ` (${lastError.message})` : ''}`);
         this.state = state;
         return;
       }
@@ -144,31 +146,9 @@ export class SimClient {
       this.deps.fail(`client ${this.name} checkpoint went back from ${this.lastCheckpoint} to ${checkpoint}`);
     }
     this.lastCheckpoint = Math.max(this.lastCheckpoint, checkpoint);
-    // Queued now, this read runs right after the transaction that applied the
-    // message and before the next one; local writes queued in between leave the
-    // confirmed data alone (they save it to the shadow first).
-    this.local
-      .transaction(async (tx) => confirmedView(this.local.dump(), await tx.shadow()))
-      .then(
-        (view) => {
-          const diff = diffViews(view, this.deps.history.viewAt(checkpoint, this.userId));
-          if (diff !== null) {
-            this.deps.fail(`client ${this.name} at checkpoint ${checkpoint} shows data the primary never had then: ${diff}`);
-          }
-        },
-        (err: unknown) => this.deps.fail(`client ${this.name}: reading the replica threw ${String(err)}`),
-      );
+    const diff = diffViews(this.local.confirmed(), this.deps.history.viewAt(checkpoint, this.userId));
+    if (diff !== null) {
+      this.deps.fail(`client ${this.name} at checkpoint ${checkpoint} shows data the primary never had then: ${diff}`);
+    }
   }
-}
-
-/** The confirmed data: visible documents with the pending mutations' writes undone. */
-export function confirmedView(visible: DocsView, shadow: readonly ShadowEntry[]): DocsView {
-  const view: DocsView = {};
-  for (const [collection, docs] of Object.entries(visible)) view[collection] = { ...docs };
-  for (const s of shadow) {
-    const docs = (view[s.collection] ??= {});
-    if (s.doc === null) delete docs[s.id];
-    else docs[s.id] = s.doc;
-  }
-  return view;
 }

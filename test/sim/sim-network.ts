@@ -90,7 +90,14 @@ interface PendingRequest {
  */
 export class SimNetwork {
   faults: NetworkFaults;
-  readonly stats: NetworkStats = { connections: 0, connectFailures: 0, cuts: 0, duplicates: 0, lostAcks: 0, messages: 0 };
+  readonly stats: NetworkStats = {
+    connections: 0,
+    connectFailures: 0,
+    cuts: 0,
+    duplicates: 0,
+    lostAcks: 0,
+    messages: 0,
+  };
   private nextConnection = 0;
   private readonly current = new Map<string, SimConnection>();
 
@@ -201,11 +208,14 @@ class SimConnection implements Transport {
     this.net.log(`${this.name} CUT (${reason})`);
     const { clock, rng, core } = this.net.opts;
     clock.setTimeout(() => this.clientSeesClose('transport close'), rng.int(0, this.net.faults.noticeMaxMs));
-    clock.setTimeout(() => {
-      if (!this.serverOpen) return;
-      this.serverSideClosed();
-      if (this.session) core.disconnect(this.session);
-    }, rng.int(0, this.net.faults.noticeMaxMs));
+    clock.setTimeout(
+      () => {
+        if (!this.serverOpen) return;
+        this.serverSideClosed();
+        if (this.session) core.disconnect(this.session);
+      },
+      rng.int(0, this.net.faults.noticeMaxMs),
+    );
   }
 
   private clientSeesClose(reason: string): void {
@@ -261,7 +271,9 @@ class SimConnection implements Transport {
         return;
       }
       case 'changes': {
-        this.net.log(`${this.name} ← changes ${describeChanges(msg.msg as Changes)}${msg.ackId === null ? '' : ` page #${msg.ackId}`}`);
+        this.net.log(
+          `${this.name} ← changes ${describeChanges(msg.msg as Changes)}${msg.ackId === null ? '' : ` page #${msg.ackId}`}`,
+        );
         this.net.opts.inspect?.(this.client, { kind: 'changes', msg: msg.msg as Changes });
         const ackId = msg.ackId;
         events.changes(msg.msg, ackId === null ? undefined : (res) => this.sendPageAck(ackId, res));
@@ -269,7 +281,9 @@ class SimConnection implements Transport {
       }
       case 'snapshot': {
         const snap = msg.msg as Snapshot;
-        this.net.log(`${this.name} ← snapshot asOf ${snap.asOf} page ${snap.page} (${snap.docs.length} docs) done=${snap.done} lastSeq=${snap.lastSeq}`);
+        this.net.log(
+          `${this.name} ← snapshot asOf ${snap.asOf} page ${snap.page} (${snap.docs.length} docs) done=${snap.done} lastSeq=${snap.lastSeq}`,
+        );
         this.net.opts.inspect?.(this.client, { kind: 'snapshot', msg: snap });
         const ackId = msg.ackId;
         events.snapshot(msg.msg, (res) => this.sendPageAck(ackId, res));

@@ -46,6 +46,11 @@ const START_MS = 1_700_000_000_000;
 const SETTLE_LIMIT_MS = 10 * 60_000;
 const MAX_STEPS = 200_000;
 export const SIM_COLLECTIONS = Object.keys(storeSchema.collections);
+const OWNER_ONLY = new Set(
+  Object.entries(storeSchema.collections)
+    .filter(([, d]) => d.read === 'owner')
+    .map(([c]) => c),
+);
 
 /**
  * One seeded run: a primary (`SyncCore` on a `MemoryStore`), N client engines
@@ -99,7 +104,7 @@ export async function runSimulation(config: SimConfig): Promise<SimResult> {
     if (d.kind === 'snapshot') {
       if (d.msg.done) snapshots++;
       for (const { collection, doc } of d.msg.docs) {
-        if (storeSchema.collections[collection]?.read === 'owner' && doc['owner'] !== userId) {
+        if (OWNER_ONLY.has(collection) && doc['owner'] !== userId) {
           fail(`client ${name} (${userId}) was sent ${collection}/${doc.id} of ${String(doc['owner'])} in a snapshot`);
         }
       }
@@ -217,7 +222,11 @@ function seedData(store: MemoryStore, history: ServerHistory, rng: Rng, now: num
   const stock = new Map<string, number>();
   const changes = store.transact((tx) => {
     const out = [
-      tx.append({ collection: 'notes', id: COUNTER.id, doc: { id: COUNTER.id, [COUNTER.field]: 0 }, owner: null }, null, now),
+      tx.append(
+        { collection: 'notes', id: COUNTER.id, doc: { id: COUNTER.id, [COUNTER.field]: 0 }, owner: null },
+        null,
+        now,
+      ),
     ];
     for (const id of NOTE_IDS.slice(0, 2)) {
       out.push(tx.append({ collection: 'notes', id, doc: { id, text: 'seed', createdAt: 0 }, owner: null }, null, now));

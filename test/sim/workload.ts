@@ -38,7 +38,10 @@ export function randomOp(rng: Rng, client: string, userId: string, k: number, no
     case 'notePut':
       return { name: 'put', args: { collection: 'notes', doc: { id: rng.pick(NOTE_IDS), text: tag, createdAt: now } } };
     case 'notePatch':
-      return { name: 'patch', args: { collection: 'notes', id: rng.pick(NOTE_IDS), set: { [rng.pick(['a', 'b', 'c'])]: tag } } };
+      return {
+        name: 'patch',
+        args: { collection: 'notes', id: rng.pick(NOTE_IDS), set: { [rng.pick(['a', 'b', 'c'])]: tag } },
+      };
     case 'noteDelete':
       return { name: 'delete', args: { collection: 'notes', id: rng.pick(NOTE_IDS) } };
     case 'inc':
@@ -50,7 +53,10 @@ export function randomOp(rng: Rng, client: string, userId: string, k: number, no
     case 'itemDelete':
       return { name: 'delete', args: { collection: 'items', id: itemId } };
     case 'checkout': {
-      const lines = Array.from({ length: rng.int(1, 2) }, () => ({ productId: rng.pick(PRODUCTS).id, qty: rng.int(1, 2) }));
+      const lines = Array.from({ length: rng.int(1, 2) }, () => ({
+        productId: rng.pick(PRODUCTS).id,
+        qty: rng.int(1, 2),
+      }));
       const args: { [key: string]: JsonValue } = { orderId: `o-${tag}`, lines, at: now };
       if (rng.chance(0.3)) args['cartId'] = `${userId}-cart`;
       return { name: 'checkout', args };
@@ -58,7 +64,10 @@ export function randomOp(rng: Rng, client: string, userId: string, k: number, no
     case 'cartPut':
       return {
         name: 'put',
-        args: { collection: 'carts', doc: { id: `${userId}-cart`, lines: [{ productId: rng.pick(PRODUCTS).id, qty: 1 }] } },
+        args: {
+          collection: 'carts',
+          doc: { id: `${userId}-cart`, lines: [{ productId: rng.pick(PRODUCTS).id, qty: 1 }] },
+        },
       };
   }
 }
