@@ -4,7 +4,7 @@ import type { WireErrorShape } from '../../shared/errors';
 import type { Doc } from '../../shared/json';
 import type { Write } from '../../shared/mutators/types';
 import type { Change } from '../../shared/protocol/change';
-import type { Scope, Store, StoreMeta, StoredDoc, StoreTx } from './store';
+import type { ReplicaSnapshot, Scope, Store, StoreMeta, StoredDoc, StoreTx, TermStart } from './store';
 
 interface MemoryDoc {
   collection: string;
@@ -26,6 +26,7 @@ export interface MemoryStoreData {
   term: number;
   headLsn: number;
   horizon: number;
+  terms: TermStart[];
   readonly docs: Map<string, MemoryDoc>;
   /** Changes in LSN order; `log[i].lsn === horizon + 1 + i`. */
   log: MemoryChange[];
@@ -61,6 +62,7 @@ export class MemoryStore implements Store {
       term: 1,
       headLsn: 0,
       horizon: 0,
+      terms: [{ term: 1, startLsn: 0 }],
       docs: new Map(),
       log: [],
       clients: new Map(),
@@ -181,11 +183,101 @@ export class MemoryStore implements Store {
     if (term === data.term) return;
     this.atomically(() => {
       const before = data.term;
+      const terms = data.terms;
       data.term = term;
+      data.terms = [...terms, { term, startLsn: data.headLsn }];
       this.undo.push(() => {
         data.term = before;
+        data.terms = terms;
       });
     });
+  }
+
+  terms(): TermStart[] {
+    this.assertOpen();
+    return this.data.terms.map((t) => ({ ...t }));
+  }
+
+  adoptTerms(terms: readonly TermStart[]): void {
+    this.assertOpen();
+    const last = terms[terms.length - 1];
+    if (!last) throw new TidelineError('INTERNAL', 'cannot adopt an empty term history');
+    this.data.terms = terms.map((t) => ({ ...t }));
+    this.data.term = last.term;
+  }
+
+  applyReplicated(changes: readonly Change[]): void {
+    this.assertOpen();
+    const data = this.data;
+    this.atomically(() => {
+      for (const c of changes) {
+        if (c.lsn !== data.headLsn + 1) {
+          throw new TidelineError('INTERNAL', `replicated change ${c.lsn} does not follow head ${data.headLsn}`);
+        }
+        const body = c.doc === null ? null : JSON.stringify(c.doc);
+        const { doc: _doc, ...rest } = c;
+        data.log.push({ ...rest, body });
+        data.headLsn = c.lsn;
+        this.undo.push(() => {
+          data.log.pop();
+          data.headLsn = c.lsn - 1;
+        });
+        this.setDoc(keyOf(c.collection, c.id), {
+          collection: c.collection,
+          id: c.id,
+          owner: c.owner,
+          lsn: c.lsn,
+          body,
+        });
+        if (c.clientId !== null && c.seq !== null && c.seq > (data.clients.get(c.clientId) ?? 0)) {
+          const { clientId } = c;
+          const prev = data.clients.get(clientId);
+          data.clients.set(clientId, c.seq);
+          this.undo.push(() => restore(data.clients, clientId, prev));
+        }
+      }
+    });
+  }
+
+  exportSnapshot(): ReplicaSnapshot {
+    this.assertOpen();
+    const docs: StoredDoc[] = [];
+    for (const d of this.data.docs.values()) {
+      if (d.body !== null)
+        docs.push({ collection: d.collection, id: d.id, owner: d.owner, lsn: d.lsn, doc: parseBody(d.body) });
+    }
+    docs.sort((a, b) => compareCodePoints(a.collection, b.collection) || compareCodePoints(a.id, b.id));
+    return {
+      asOf: this.data.headLsn,
+      terms: this.terms(),
+      docs,
+      clients: [...this.data.clients].map(([clientId, lastSeq]) => ({ clientId, lastSeq })),
+    };
+  }
+
+  importSnapshot(snapshot: ReplicaSnapshot): void {
+    this.assertOpen();
+    const last = snapshot.terms[snapshot.terms.length - 1];
+    if (!last) throw new TidelineError('INTERNAL', 'a snapshot needs a term history');
+    const data = this.data;
+    data.docs.clear();
+    data.clients.clear();
+    data.rejections.clear();
+    for (const d of snapshot.docs) {
+      data.docs.set(keyOf(d.collection, d.id), {
+        collection: d.collection,
+        id: d.id,
+        owner: d.owner,
+        lsn: d.lsn,
+        body: d.doc === null ? null : JSON.stringify(d.doc),
+      });
+    }
+    for (const c of snapshot.clients) data.clients.set(c.clientId, c.lastSeq);
+    data.log = [];
+    data.headLsn = snapshot.asOf;
+    data.horizon = snapshot.asOf;
+    data.terms = snapshot.terms.map((t) => ({ ...t }));
+    data.term = last.term;
   }
 
   close(): void {

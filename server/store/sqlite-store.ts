@@ -7,7 +7,7 @@ import type { ErrorCode, WireErrorShape } from '../../shared/errors';
 import type { Doc } from '../../shared/json';
 import type { Write } from '../../shared/mutators/types';
 import type { Change } from '../../shared/protocol/change';
-import type { Scope, Store, StoreMeta, StoredDoc, StoreTx } from './store';
+import type { ReplicaSnapshot, Scope, Store, StoreMeta, StoredDoc, StoreTx, TermStart } from './store';
 
 /**
  * Version of the tables below, kept in `meta`. Bump it with every change to
@@ -80,7 +80,7 @@ interface ChangeRow {
   ts: number;
 }
 
-type MetaKey = 'schema_version' | 'server_id' | 'term' | 'head_lsn' | 'horizon';
+type MetaKey = 'schema_version' | 'server_id' | 'term' | 'head_lsn' | 'horizon' | 'terms';
 
 /** Opens (creating it and its directory if needed) the SQLite store at `path`. */
 export function openSqliteStore(path: string, options: SqliteStoreOptions = {}): SqliteStore {
@@ -119,6 +119,8 @@ export class SqliteStore implements Store {
   private readonly deleteChanges;
   private readonly deleteTombstones;
   private readonly updateMeta;
+  private readonly updateMetaText;
+  private readonly selectMetaText;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     this.path = path;
@@ -189,6 +191,8 @@ export class SqliteStore implements Store {
     this.deleteChanges = db.prepare<[number]>('DELETE FROM changes WHERE lsn <= ?');
     this.deleteTombstones = db.prepare<[number]>('DELETE FROM docs WHERE deleted = 1 AND lsn <= ?');
     this.updateMeta = db.prepare<[number, MetaKey]>('UPDATE meta SET value = ? WHERE key = ?');
+    this.updateMetaText = db.prepare<[MetaKey, string]>('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)');
+    this.selectMetaText = db.prepare<[MetaKey], { value: string }>('SELECT value FROM meta WHERE key = ?');
   }
 
   meta(): StoreMeta {
@@ -291,7 +295,86 @@ export class SqliteStore implements Store {
     if (term === this.term) return;
     this.atomically(() => {
       this.updateMeta.run(term, 'term');
+      this.updateMetaText.run('terms', JSON.stringify([...this.terms(), { term, startLsn: this.head }]));
       this.term = term;
+    });
+  }
+
+  terms(): TermStart[] {
+    this.assertOpen();
+    const row = this.selectMetaText.get('terms');
+    // Stores made before term history was kept have had one term from the start.
+    return row ? (JSON.parse(row.value) as TermStart[]) : [{ term: this.term, startLsn: 0 }];
+  }
+
+  adoptTerms(terms: readonly TermStart[]): void {
+    this.assertOpen();
+    const last = terms[terms.length - 1];
+    if (!last) throw new TidelineError('INTERNAL', 'cannot adopt an empty term history');
+    this.atomically(() => {
+      this.updateMetaText.run('terms', JSON.stringify(terms));
+      this.updateMeta.run(last.term, 'term');
+      this.term = last.term;
+    });
+  }
+
+  applyReplicated(changes: readonly Change[]): void {
+    this.assertOpen();
+    if (changes.length === 0) return;
+    this.atomically(() => {
+      for (const c of changes) {
+        if (c.lsn !== this.head + 1) {
+          throw new TidelineError('INTERNAL', `replicated change ${c.lsn} does not follow head ${this.head}`, {
+            hint: 'the replica must catch up from its checkpoint, or through a snapshot',
+          });
+        }
+        const body = c.doc === null ? null : JSON.stringify(c.doc);
+        const deleted = c.doc === null ? 1 : 0;
+        this.insertChange.run(c.lsn, c.term, c.collection, c.id, c.owner, deleted, body, c.clientId, c.seq, c.ts);
+        this.upsertDoc.run(c.collection, c.id, c.owner, c.lsn, deleted, body);
+        if (c.clientId !== null && c.seq !== null && c.seq > this.lastSeq(c.clientId)) {
+          this.upsertClient.run(c.clientId, c.seq);
+        }
+        this.head = c.lsn;
+      }
+    });
+  }
+
+  exportSnapshot(): ReplicaSnapshot {
+    this.assertOpen();
+    return this.atomically(() => {
+      const docs = this.db
+        .prepare<[], { collection: string; id: string; owner: string | null; lsn: number; body: string }>(
+          'SELECT collection, id, owner, lsn, body FROM docs WHERE deleted = 0 ORDER BY collection, id',
+        )
+        .all()
+        .map((r) => ({ collection: r.collection, id: r.id, owner: r.owner, lsn: r.lsn, doc: parseDoc(r.body) }));
+      const clients = this.db
+        .prepare<[], { client_id: string; last_seq: number }>('SELECT client_id, last_seq FROM clients')
+        .all()
+        .map((r) => ({ clientId: r.client_id, lastSeq: r.last_seq }));
+      return { asOf: this.head, terms: this.terms(), docs, clients };
+    });
+  }
+
+  importSnapshot(snapshot: ReplicaSnapshot): void {
+    this.assertOpen();
+    const last = snapshot.terms[snapshot.terms.length - 1];
+    if (!last) throw new TidelineError('INTERNAL', 'a snapshot needs a term history');
+    this.atomically(() => {
+      this.db.exec('DELETE FROM docs; DELETE FROM changes; DELETE FROM clients; DELETE FROM rejections;');
+      for (const d of snapshot.docs) {
+        this.upsertDoc.run(d.collection, d.id, d.owner, d.lsn, 0, JSON.stringify(d.doc));
+      }
+      for (const c of snapshot.clients) this.upsertClient.run(c.clientId, c.lastSeq);
+      this.head = snapshot.asOf;
+      this.horizon = snapshot.asOf;
+      this.term = last.term;
+      this.updateMeta.run(snapshot.asOf, 'horizon');
+      this.updateMeta.run(last.term, 'term');
+      this.updateMetaText.run('terms', JSON.stringify(snapshot.terms));
+      // head_lsn is written by atomically() when it changed; write it anyway for an equal head.
+      this.updateMeta.run(snapshot.asOf, 'head_lsn');
     });
   }
 
@@ -431,6 +514,7 @@ function initSchema(db: Database.Database, path: string): void {
   insert.run('term', 1);
   insert.run('head_lsn', 0);
   insert.run('horizon', 0);
+  insert.run('terms', JSON.stringify([{ term: 1, startLsn: 0 }]));
 }
 
 function loadMeta(db: Database.Database, path: string): StoreMeta {

@@ -61,6 +61,86 @@ export function runStoreTests(name: string, makeStore: () => StoreHarness): void
     const appendAll = (writes: Write[], origin: { clientId: string; seq: number } | null = null) =>
       store.transact((tx) => writes.map((w) => tx.append(w, origin, TS)));
 
+    describe('replication', () => {
+      it('keeps a term history that promotion extends', () => {
+        expect(store.terms()).toEqual([{ term: 1, startLsn: 0 }]);
+        appendAll([put('notes', 'a'), put('notes', 'b')]);
+        store.setTerm(2);
+        expect(store.terms()).toEqual([
+          { term: 1, startLsn: 0 },
+          { term: 2, startLsn: 2 },
+        ]);
+        expect(appendAll([put('notes', 'c')])[0]?.term).toBe(2);
+      });
+
+      it('applies replicated changes as they are, raising client seqs', () => {
+        const source = appendAll([put('notes', 'a', { v: 1 })], { clientId: 'c1', seq: 4 });
+        const follower = makeStore();
+        try {
+          follower.store.applyReplicated(source);
+          expect(follower.store.meta().headLsn).toBe(1);
+          expect(follower.store.readChanges(0, 10)).toEqual(source);
+          expect(follower.store.getDoc('notes', 'a')?.doc).toEqual({ id: 'a', v: 1 });
+          expect(follower.store.transact((tx) => tx.lastSeq('c1'))).toBe(4);
+        } finally {
+          follower.cleanup();
+        }
+      });
+
+      it('refuses replicated changes that do not continue the log, keeping nothing', () => {
+        const source = appendAll([put('notes', 'a'), put('notes', 'b'), put('notes', 'c')]);
+        const follower = makeStore();
+        try {
+          expect(() => follower.store.applyReplicated([source[0]!, source[2]!])).toThrow(TidelineError);
+          expect(follower.store.meta().headLsn).toBe(0);
+          expect(follower.store.getDoc('notes', 'a')).toBeUndefined();
+          follower.store.applyReplicated(source.slice(0, 2));
+          expect(() => follower.store.applyReplicated(source.slice(0, 1))).toThrow(TidelineError);
+          expect(follower.store.meta().headLsn).toBe(2);
+        } finally {
+          follower.cleanup();
+        }
+      });
+
+      it('exports a snapshot that another store imports whole', () => {
+        appendAll([put('notes', 'a'), put('items', 'i', {}, 'u1')], { clientId: 'c1', seq: 1 });
+        appendAll([del('notes', 'a')]);
+        store.setTerm(3);
+        appendAll([put('notes', 'b')], { clientId: 'c2', seq: 7 });
+        store.transact((tx) => {
+          tx.recordOutcome('c1', 1, null);
+          tx.recordOutcome('c2', 7, null);
+        });
+        const snapshot = store.exportSnapshot();
+        expect(snapshot.asOf).toBe(4);
+        expect(snapshot.docs.map((d) => `${d.collection}/${d.id}`)).toEqual(['items/i', 'notes/b']);
+        const target = makeStore();
+        try {
+          target.store.transact((tx) => tx.append(put('notes', 'stale'), null, TS));
+          target.store.importSnapshot(snapshot);
+          expect(target.store.meta()).toMatchObject({ headLsn: 4, horizon: 4, term: 3 });
+          expect(target.store.terms()).toEqual(store.terms());
+          expect(target.store.getDoc('notes', 'stale')).toBeUndefined();
+          expect(target.store.scanScope({ userId: 'u1' })).toEqual(store.scanScope({ userId: 'u1' }));
+          expect(target.store.transact((tx) => [tx.lastSeq('c1'), tx.lastSeq('c2')])).toEqual([1, 7]);
+          expect(target.store.readChanges(4, 10)).toEqual([]);
+          target.store.applyReplicated(appendAll([put('notes', 'after')]));
+          expect(target.store.getDoc('notes', 'after')?.lsn).toBe(5);
+        } finally {
+          target.cleanup();
+        }
+      });
+
+      it('adopts a primary term history', () => {
+        store.adoptTerms([
+          { term: 1, startLsn: 0 },
+          { term: 4, startLsn: 10 },
+        ]);
+        expect(store.meta().term).toBe(4);
+        expect(store.terms()).toHaveLength(2);
+      });
+    });
+
     describe('a new store', () => {
       it('is empty at term 1 with a server id', () => {
         const meta = store.meta();

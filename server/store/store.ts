@@ -23,6 +23,22 @@ export interface StoreMeta {
   horizon: number;
 }
 
+/** A term and where it began: its first change has LSN `startLsn + 1`. */
+export interface TermStart {
+  term: number;
+  startLsn: number;
+}
+
+/** A node's whole state at one LSN, for a replica that is behind the horizon (or new). */
+export interface ReplicaSnapshot {
+  asOf: number;
+  terms: TermStart[];
+  /** Live documents only: a snapshot has no tombstones. */
+  docs: StoredDoc[];
+  /** Every client's last seq, so exactly-once holds after this node is promoted. */
+  clients: Array<{ clientId: string; lastSeq: number }>;
+}
+
 /** Who may see a document: every user when `owner` is null, else only that owner. */
 export interface Scope {
   userId: string;
@@ -74,6 +90,32 @@ export interface Store {
   /** Number of changes in the log and the ts of the oldest, for automatic compaction. */
   logStats(): { count: number; oldestTs: number | null };
   compact(upTo: number): { removedChanges: number; removedTombstones: number; horizon: number };
+  /**
+   * Raises the term (promotion); the new term starts at the current head and
+   * is appended to `terms()`. Terms only rise.
+   */
   setTerm(term: number): void;
+  /** The term history, oldest first; a new store has `[{ term: 1, startLsn: 0 }]`. */
+  terms(): TermStart[];
+  /**
+   * A replica adopts its primary's term history (its own log is a prefix of
+   * the primary's, which the handshake checked). The last entry's term becomes
+   * this store's term.
+   */
+  adoptTerms(terms: readonly TermStart[]): void;
+  /**
+   * Replica: applies the primary's changes as they are (LSN, term, ts), in
+   * one transaction. They must continue this log: the first LSN is head + 1
+   * and LSNs are consecutive; otherwise nothing is applied and it throws.
+   * Each change's (clientId, seq) raises that client's last seq.
+   */
+  applyReplicated(changes: readonly Change[]): void;
+  /** Every live document, the terms and every client's last seq, at one consistent point. */
+  exportSnapshot(): ReplicaSnapshot;
+  /**
+   * Replaces everything (documents, log, clients, rejections, terms) with a
+   * snapshot: afterwards head = horizon = `asOf` and the log is empty.
+   */
+  importSnapshot(snapshot: ReplicaSnapshot): void;
   close(): void;
 }
