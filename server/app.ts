@@ -9,10 +9,14 @@ import { storeSchema } from '../shared/apps/store';
 import { systemClock } from '../shared/clock';
 import type { AppSchema } from '../shared/schema/define-schema';
 import { verifyToken } from './auth/tokens';
+import { ClusterNode } from './cluster/cluster-node';
+import { ReplicationHub } from './cluster/replication-hub';
 import type { ServerConfig } from './config';
-import { adminRoutes, authRoutes } from './http/routes';
+import { queryRoutes } from './http/query-route';
+import { adminRoutes, authRoutes, clusterRoutes } from './http/routes';
 import { loadOrCreateSecret } from './secrets';
 import { seedDemoData } from './seed';
+import { backupLsn, restoreBackup, STORE_FILE } from './store/backup';
 import { openSqliteStore } from './store/sqlite-store';
 import { startCompaction } from './sync/compaction';
 import { attachSync } from './sync/socket-sync';
@@ -24,15 +28,53 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** The composition root: wires the SQLite store, the sync core, Socket.IO and Express into one HTTP server. */
+/**
+ * The composition root: wires the SQLite store, the sync core, replication,
+ * Socket.IO and Express into one HTTP server, as a primary or a replica.
+ */
 export async function startServer(config: ServerConfig, schema: AppSchema = storeSchema): Promise<RunningServer> {
   const clock = systemClock;
-  const store = openSqliteStore(join(config.dataDir, 'tideline.db'));
+  if (config.restoreFrom) restoreBackup(config.restoreFrom, config.dataDir);
+  const store = openSqliteStore(join(config.dataDir, STORE_FILE));
+  store.ensureIndexes(Object.fromEntries(Object.entries(schema.collections).map(([name, def]) => [name, def.indexes])));
   const secret = loadOrCreateSecret(config.dataDir, 'secret.key', config.secret);
   const adminToken = loadOrCreateSecret(config.dataDir, 'admin.token', config.adminToken);
-  if (config.seed) seedDemoData(store, clock.now());
+  const clusterSecret = loadOrCreateSecret(config.dataDir, 'cluster.key', config.clusterSecret);
 
-  const core = new SyncCore({
+  let core: SyncCore | null = null;
+  let hub: ReplicationHub | null = null;
+  const node = new ClusterNode({
+    store,
+    clock,
+    dataDir: config.dataDir,
+    clusterSecret,
+    peers: config.peers,
+    onStepDown: () => {
+      core?.closeAll();
+      hub?.disconnectAll();
+    },
+  });
+  if (config.primaryUrl) {
+    node.role = 'replica';
+    node.primaryUrl = config.primaryUrl;
+  } else if (config.peers.length > 0) {
+    // A restarted old primary must not take a single write before it knows no higher term exists.
+    const higher = await node.higherPrimary();
+    if (higher) {
+      node.role = 'replica';
+      node.primaryUrl = higher.url;
+    }
+  }
+  if (config.seed && node.role === 'primary' && !config.restoreFrom) seedDemoData(store, clock.now());
+
+  hub = new ReplicationHub({
+    store,
+    clock,
+    role: () => node.view(),
+    onHigherTerm: () => node.stepDown(null),
+  });
+  const replicationHub = hub;
+  core = new SyncCore({
     store,
     schema,
     clock,
@@ -42,7 +84,13 @@ export async function startServer(config: ServerConfig, schema: AppSchema = stor
       const claims = verifyToken(secret, token, clock.now());
       return { userId: claims.sub, roles: claims.roles };
     },
+    role: () => node.view(),
+    onCommit: (changes) => replicationHub.onCommit(changes),
+    ...(config.minSyncReplicas > 0
+      ? { replicated: (lsn: number) => replicationHub.waitFor(lsn, config.minSyncReplicas) }
+      : {}),
   });
+  const syncCore = core;
   const stopCompaction = startCompaction(core, store, clock, {
     maxLogChanges: config.maxLogChanges,
     maxLogAgeMs: config.maxLogAgeMs,
@@ -52,12 +100,45 @@ export async function startServer(config: ServerConfig, schema: AppSchema = stor
   const app = express();
   app.disable('x-powered-by');
   app.use(express.json({ limit: '1mb' }));
-  const deps = { store, core, secret, adminToken, staff: config.staff, now: () => clock.now(), startedAt: clock.now() };
+  const startedAt = clock.now();
+  const deps = { store, core, secret, adminToken, staff: config.staff, now: () => clock.now(), startedAt };
+  const backupsDir = join(config.dataDir, 'backups');
   app.get('/healthz', (_req, res) => {
-    res.json({ ok: true });
+    res.json({ ok: true, role: node.role });
   });
   app.use('/auth', authRoutes(deps));
-  app.use('/admin', adminRoutes(deps));
+  app.use(
+    '/admin',
+    adminRoutes({
+      ...deps,
+      node,
+      hub,
+      minSyncReplicas: config.minSyncReplicas,
+      backup: async (path) => {
+        const head = store.meta().headLsn;
+        const out = path ?? join(backupsDir, `tideline-${head}-${new Date(clock.now()).toISOString().replace(/[:.]/g, '-')}.db`);
+        await store.backupTo(out);
+        return { path: out, lsn: backupLsn(out) };
+      },
+    }),
+  );
+  app.use('/cluster', clusterRoutes(node, clusterSecret));
+  app.use(
+    '/query',
+    queryRoutes({
+      store,
+      schema,
+      userOf: (req: Request) => {
+        const header = req.headers.authorization;
+        if (!header?.startsWith('Bearer ')) return null;
+        try {
+          return verifyToken(secret, header.slice('Bearer '.length), clock.now()).sub;
+        } catch {
+          return null;
+        }
+      },
+    }),
+  );
   const staticDir = resolve(config.staticDir);
   if (existsSync(staticDir)) {
     app.use(express.static(staticDir));
@@ -73,18 +154,24 @@ export async function startServer(config: ServerConfig, schema: AppSchema = stor
   const http = createServer(app);
   // Socket.IO drops a connection whose message is over this; the sync core answers TOO_LARGE well below it.
   const io = new Server(http, { maxHttpBufferSize: config.limits.maxMessageBytes * 2, serveClient: false });
-  attachSync(io.of('/sync'), core);
+  attachSync(io.of('/sync'), syncCore);
+  replicationHub.attach(io.of('/replication'), clusterSecret);
 
   await new Promise<void>((ok, fail) => {
     http.once('error', fail);
     http.listen(config.port, config.host, () => ok());
   });
   const port = (http.address() as AddressInfo).port;
+  const url = `http://${config.host}:${port}`;
+  node.selfUrl = config.publicUrl ?? url;
+  if (node.role === 'replica' && node.primaryUrl) node.follow(node.primaryUrl);
+  else node.watchPeers();
   return {
-    url: `http://${config.host}:${port}`,
+    url,
     port,
     async close() {
       stopCompaction();
+      node.stop();
       await io.close();
       store.close();
     },

@@ -23,6 +23,18 @@ export interface ServerConfig {
   /** ... and drops changes older than this. */
   maxLogAgeMs: number;
   compactionIntervalMs: number;
+  /** Follow this primary as a replica; null runs as the primary. */
+  primaryUrl: string | null;
+  /** Other nodes, asked for a primary with a higher term (failover). */
+  peers: string[];
+  /** Client acks wait until this many replicas have applied the change. */
+  minSyncReplicas: number;
+  /** Authenticates replicas on /replication; when absent, kept in `<data>/cluster.key`. */
+  clusterSecret: string | null;
+  /** Start from this backup file (into an empty data directory), then catch up as a replica. */
+  restoreFrom: string | null;
+  /** How other nodes and clients reach this one; defaults to http://host:port. */
+  publicUrl: string | null;
 }
 
 const HELP = `Usage: tsx server/main.ts [options]
@@ -37,7 +49,14 @@ const HELP = `Usage: tsx server/main.ts [options]
   --max-message-bytes N       (default ${DEFAULT_LIMITS.maxMessageBytes})
   --max-log-changes N         compact when the log holds more (default 1000000)
   --max-log-age-ms N          compact changes older than this (default 7 days)
-Environment: TIDELINE_SECRET (client token secret), TIDELINE_ADMIN_TOKEN (admin bearer token).`;
+  --role primary|replica      (default primary; --primary implies replica)
+  --primary URL               follow this primary as a read-only replica
+  --peers URLS                comma-separated other nodes, to find a primary with a higher term
+  --min-sync-replicas N       client acks wait for N replicas to apply a change (default 0)
+  --restore FILE              start from a backup (empty data dir), then catch up as a replica
+  --public-url URL            how others reach this node (default http://HOST:PORT)
+Environment: TIDELINE_SECRET (client token secret, the same on every node), TIDELINE_ADMIN_TOKEN
+(admin bearer token), TIDELINE_CLUSTER_SECRET (replication secret, the same on every node).`;
 
 function int(value: string | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
@@ -63,10 +82,20 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): ServerConfi
       'max-log-changes': { type: 'string' },
       'max-log-age-ms': { type: 'string' },
       'compaction-interval-ms': { type: 'string' },
+      role: { type: 'string' },
+      primary: { type: 'string' },
+      peers: { type: 'string' },
+      'min-sync-replicas': { type: 'string' },
+      restore: { type: 'string' },
+      'public-url': { type: 'string' },
     },
     strict: true,
   });
   if (values.help) return 'help';
+  const role = values.role ?? (values.primary ? 'replica' : 'primary');
+  if (role !== 'primary' && role !== 'replica') throw new Error(`--role must be primary or replica, got '${role}'`);
+  if (role === 'replica' && !values.primary) throw new Error('a replica needs --primary URL');
+  if (values.restore && !values.primary) throw new Error('--restore needs --primary URL to catch up from');
   return {
     host: values.host ?? '127.0.0.1',
     port: int(values.port ?? env['PORT'], 3000, 'port'),
@@ -88,6 +117,12 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): ServerConfi
     maxLogChanges: int(values['max-log-changes'], 1_000_000, 'max-log-changes'),
     maxLogAgeMs: int(values['max-log-age-ms'], 7 * 24 * 3600 * 1000, 'max-log-age-ms'),
     compactionIntervalMs: int(values['compaction-interval-ms'], 60_000, 'compaction-interval-ms'),
+    primaryUrl: role === 'replica' ? (values.primary ?? null) : null,
+    peers: (values.peers ?? '').split(',').filter((s) => s.length > 0),
+    minSyncReplicas: int(values['min-sync-replicas'], 0, 'min-sync-replicas'),
+    clusterSecret: env['TIDELINE_CLUSTER_SECRET'] ?? null,
+    restoreFrom: values.restore ?? null,
+    publicUrl: values['public-url'] ?? null,
   };
 }
 

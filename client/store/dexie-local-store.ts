@@ -98,6 +98,7 @@ export class DexieLocalStore implements LocalStore {
           key: 'meta',
           clientId: this.newClientId(),
           checkpoint: 0,
+          checkpointTerm: 0,
           nextSeq: 1,
           lastSyncedAt: null,
         };

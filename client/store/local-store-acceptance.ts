@@ -100,7 +100,13 @@ export function runLocalStoreTests(name: string, make: () => Promise<LocalStoreH
         const meta = await store.transaction((tx) => tx.meta());
         expect(typeof meta.clientId).toBe('string');
         expect(meta.clientId.length).toBeGreaterThan(0);
-        expect(meta).toEqual({ clientId: meta.clientId, checkpoint: 0, nextSeq: 1, lastSyncedAt: null });
+        expect(meta).toEqual({
+          clientId: meta.clientId,
+          checkpoint: 0,
+          checkpointTerm: 0,
+          nextSeq: 1,
+          lastSyncedAt: null,
+        });
       });
 
       it('keeps the client id from one transaction to the next', async () => {

@@ -70,7 +70,7 @@ export class MemoryLocalStore implements LocalStore {
           for (const seq of seqs) s.outbox.delete(seq);
         },
         meta: async () => {
-          s.meta ??= { clientId: this.newClientId(), checkpoint: 0, nextSeq: 1, lastSyncedAt: null };
+          s.meta ??= { clientId: this.newClientId(), checkpoint: 0, checkpointTerm: 0, nextSeq: 1, lastSyncedAt: null };
           return { ...s.meta };
         },
         setMeta: async (m) => {

@@ -93,6 +93,8 @@ export class SyncEngine {
   /** Highest seq sent on this connection; the next push starts after it. */
   private sentUpTo = 0;
   private helloHead = 0;
+  /** Term of the primary this connection is synced with; stamped on the checkpoint. */
+  private sessionTerm = 0;
   private pending = 0;
   private inbox: InboxItem[] = [];
   /** This replica's client id, known once the local store has been read. */
@@ -232,7 +234,9 @@ export class SyncEngine {
     this.transport = null;
     this.lastError = error;
     if (this.state === 'stopped' || this.state === 'failed') return;
-    if (error.code === 'NOT_PRIMARY' || this.attempt > 0) {
+    const pointed = error.primary === undefined ? -1 : this.opts.servers.indexOf(error.primary);
+    if (pointed >= 0) this.serverIndex = pointed;
+    else if (error.code === 'NOT_PRIMARY' || this.attempt > 0) {
       this.serverIndex = (this.serverIndex + 1) % this.opts.servers.length;
     }
     const { baseMs, maxMs } = this.opts.backoff ?? { baseMs: 250, maxMs: 10_000 };
@@ -266,6 +270,7 @@ export class SyncEngine {
         clientId: meta.clientId,
         token: this.opts.token,
         checkpoint: meta.checkpoint,
+        checkpointTerm: meta.checkpointTerm,
         pendingFrom: outbox[0]?.seq ?? meta.nextSeq,
       },
       this.opts.requestTimeoutMs ?? 15_000,
@@ -279,6 +284,7 @@ export class SyncEngine {
     }
     this.sentUpTo = ack.lastSeq;
     this.helloHead = ack.headLsn;
+    this.sessionTerm = ack.term;
     this.lastError = null;
     this.setState('syncing');
     this.kickPush();
@@ -347,7 +353,12 @@ export class SyncEngine {
         applied++;
       }
       const integrated = await integrateConfirmed(tx, this.deps, fresh, lastSeq, rejected, now);
-      await tx.setMeta({ ...meta, checkpoint, lastSyncedAt: now });
+      await tx.setMeta({
+        ...meta,
+        checkpoint,
+        checkpointTerm: this.sessionTerm || meta.checkpointTerm,
+        lastSyncedAt: now,
+      });
       return { integrated, checkpoint, applied };
     });
     // What committed locally counts even if the connection has moved on meanwhile.
@@ -377,7 +388,7 @@ export class SyncEngine {
       const meta = await tx.meta();
       const integrated = await swapInSnapshot(tx, this.deps, await tx.staged(), msg.lastSeq, msg.rejected, now);
       await tx.clearStaging();
-      await tx.setMeta({ ...meta, checkpoint: msg.asOf, lastSyncedAt: now });
+      await tx.setMeta({ ...meta, checkpoint: msg.asOf, checkpointTerm: this.sessionTerm, lastSyncedAt: now });
       return { integrated, checkpoint: msg.asOf };
     });
     // What committed locally counts even if the connection has moved on meanwhile.

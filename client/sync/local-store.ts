@@ -23,6 +23,8 @@ export interface LocalMeta {
   clientId: string;
   /** Highest LSN applied. */
   checkpoint: number;
+  /** Term of the primary whose log the checkpoint belongs to (0 before the first sync). */
+  checkpointTerm: number;
   /** The seq the next mutation gets. */
   nextSeq: number;
   /** When the last message from the primary was applied (ms since the epoch). */
@@ -78,7 +80,7 @@ export interface LocalTx {
  *   kept or, when `fn` throws, nothing is, and the error propagates.
  *   Transactions do not interleave. `fn` must await only the tx's methods.
  * - `meta()` of a new store returns `{ clientId: <new random id>,
- *   checkpoint: 0, nextSeq: 1, lastSyncedAt: null }` and keeps that id.
+ *   checkpoint: 0, checkpointTerm: 0, nextSeq: 1, lastSyncedAt: null }` and keeps that id.
  * - Data written in a committed transaction survives closing and reopening.
  */
 export interface LocalStore {

@@ -4,6 +4,9 @@ import type { NextFunction, Request, Response, Router } from 'express';
 import { z } from 'zod';
 import { TidelineError } from '../../shared/errors';
 import { signToken } from '../auth/tokens';
+import { CLUSTER_SECRET_HEADER } from '../cluster/cluster-node';
+import type { ClusterNode } from '../cluster/cluster-node';
+import type { ReplicationHub } from '../cluster/replication-hub';
 import type { Store } from '../store/store';
 import type { SyncCore } from '../sync/sync-core';
 
@@ -46,8 +49,16 @@ function bearerOk(header: string | undefined, expected: string): boolean {
   return given.length === want.length && timingSafeEqual(given, want);
 }
 
+/** What the admin API needs beyond the basics: the cluster role, replication, backups. */
+export interface AdminDeps extends RouteDeps {
+  node: ClusterNode;
+  hub: ReplicationHub;
+  minSyncReplicas: number;
+  backup: (path: string | undefined) => Promise<{ path: string; lsn: number }>;
+}
+
 /** The admin API: bearer admin token; 401 without it. */
-export function adminRoutes(deps: RouteDeps): Router {
+export function adminRoutes(deps: AdminDeps): Router {
   const router = express.Router();
   router.use((req: Request, res: Response, next: NextFunction) => {
     if (bearerOk(req.headers.authorization, deps.adminToken)) return next();
@@ -56,14 +67,31 @@ export function adminRoutes(deps: RouteDeps): Router {
   router.get('/status', (_req: Request, res: Response) => {
     const meta = deps.store.meta();
     const log = deps.store.logStats();
+    const replicas = deps.hub.replicas();
+    const caughtUp = replicas.filter((r) => r.connected && r.live).length;
+    const follower = deps.node.follower;
     res.json({
-      role: 'primary',
+      role: deps.node.role,
       serverId: meta.serverId,
+      url: deps.node.selfUrl,
       term: meta.term,
+      terms: deps.store.terms(),
       headLsn: meta.headLsn,
       horizon: meta.horizon,
       logChanges: log.count,
       connectedClients: deps.core.connectedClients,
+      replicas,
+      minSyncReplicas: {
+        required: deps.minSyncReplicas,
+        caughtUp,
+        met: caughtUp >= deps.minSyncReplicas,
+        waitingCommits: deps.hub.waiting,
+      },
+      primary:
+        deps.node.role === 'replica'
+          ? { url: deps.node.primaryUrl, state: follower?.state ?? 'stopped', lastError: follower?.lastError ?? null }
+          : null,
+      rollbackFiles: deps.node.rollbackFiles(),
       uptimeMs: deps.now() - deps.startedAt,
     });
   });
@@ -74,6 +102,38 @@ export function adminRoutes(deps: RouteDeps): Router {
       return;
     }
     res.json(deps.core.compact(body.data.upTo));
+  });
+  router.post('/backup', (req: Request, res: Response) => {
+    const body = z.object({ path: z.string().min(1).optional() }).safeParse(req.body ?? {});
+    if (!body.success) {
+      sendError(res, 400, new TidelineError('BAD_REQUEST', body.error.issues[0]?.message ?? 'bad request'));
+      return;
+    }
+    deps.backup(body.data.path).then(
+      (result) => res.json(result),
+      (err: unknown) => sendError(res, 500, err instanceof TidelineError ? err : new TidelineError('INTERNAL', 'backup failed')),
+    );
+  });
+  router.post('/promote', (_req: Request, res: Response) => {
+    if (deps.node.role === 'primary') {
+      sendError(res, 409, new TidelineError('BAD_REQUEST', 'this node is already the primary'));
+      return;
+    }
+    res.json(deps.node.promote());
+  });
+  return router;
+}
+
+/** Cluster-internal: peers ask each other for their role and term, with the cluster secret. */
+export function clusterRoutes(node: ClusterNode, clusterSecret: string): Router {
+  const router = express.Router();
+  router.get('/info', (req: Request, res: Response) => {
+    const given = req.headers[CLUSTER_SECRET_HEADER];
+    if (typeof given !== 'string' || !bearerOk(`Bearer ${given}`, clusterSecret)) {
+      sendError(res, 401, new TidelineError('UNAUTHORIZED', 'wrong or missing cluster secret'));
+      return;
+    }
+    res.json(node.info());
   });
   return router;
 }

@@ -4,7 +4,7 @@ import type { WireErrorShape } from '../../shared/errors';
 import type { Doc } from '../../shared/json';
 import type { Write } from '../../shared/mutators/types';
 import type { Change } from '../../shared/protocol/change';
-import type { ReplicaSnapshot, Scope, Store, StoreMeta, StoredDoc, StoreTx, TermStart } from './store';
+import type { DocQuery, ReplicaSnapshot, Scope, Store, StoreMeta, StoredDoc, StoreTx, TermStart } from './store';
 
 interface MemoryDoc {
   collection: string;
@@ -138,6 +138,50 @@ export class MemoryStore implements Store {
     }
     visible.sort((a, b) => compareCodePoints(a.collection, b.collection) || compareCodePoints(a.id, b.id));
     return visible.map((d) => ({ collection: d.collection, doc: parseBody(d.body) as Doc }));
+  }
+
+  query(q: DocQuery): Doc[] {
+    this.assertOpen();
+    const matches = (doc: Doc): boolean =>
+      q.filters.every((f) => {
+        const v = doc[f.field];
+        if (v === undefined || v === null || typeof v === 'object') return false;
+        const x = f.value;
+        switch (f.op) {
+          case 'eq':
+            return v === x;
+          case 'ne':
+            return v !== x;
+          case 'gt':
+            return v > x;
+          case 'gte':
+            return v >= x;
+          case 'lt':
+            return v < x;
+          case 'lte':
+            return v <= x;
+          case 'prefix':
+            return typeof v === 'string' && v.startsWith(String(x));
+        }
+      });
+    const docs: Doc[] = [];
+    for (const d of this.data.docs.values()) {
+      if (d.collection !== q.collection || d.body === null) continue;
+      if (q.owner !== undefined && d.owner !== q.owner) continue;
+      const doc = parseBody(d.body) as Doc;
+      if (matches(doc)) docs.push(doc);
+    }
+    const { orderBy } = q;
+    docs.sort((a, b) => {
+      if (orderBy) {
+        const x = a[orderBy.field];
+        const y = b[orderBy.field];
+        const c = x === y ? 0 : x === undefined || x === null ? -1 : y === undefined || y === null ? 1 : x < y ? -1 : 1;
+        if (c !== 0) return orderBy.direction === 'desc' ? -c : c;
+      }
+      return compareCodePoints(a.id, b.id);
+    });
+    return docs.slice(0, Math.max(0, Math.floor(q.limit)));
   }
 
   logStats(): { count: number; oldestTs: number | null } {

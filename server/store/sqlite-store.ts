@@ -7,7 +7,7 @@ import type { ErrorCode, WireErrorShape } from '../../shared/errors';
 import type { Doc } from '../../shared/json';
 import type { Write } from '../../shared/mutators/types';
 import type { Change } from '../../shared/protocol/change';
-import type { ReplicaSnapshot, Scope, Store, StoreMeta, StoredDoc, StoreTx, TermStart } from './store';
+import type { DocQuery, ReplicaSnapshot, Scope, Store, StoreMeta, StoredDoc, StoreTx, TermStart } from './store';
 
 /**
  * Version of the tables below, kept in `meta`. Bump it with every change to
@@ -262,6 +262,53 @@ export class SqliteStore implements Store {
   scanScope(scope: Scope): Array<{ collection: string; doc: Doc }> {
     this.assertOpen();
     return this.selectScope.all(scope.userId).map((r) => ({ collection: r.collection, doc: parseDoc(r.body) }));
+  }
+
+  query(q: DocQuery): Doc[] {
+    this.assertOpen();
+    const where = ['collection = ?', 'deleted = 0'];
+    const params: Array<string | number> = [q.collection];
+    if (q.owner !== undefined) {
+      where.push('owner = ?');
+      params.push(q.owner);
+    }
+    for (const f of q.filters) {
+      const expr = fieldExpr(f.field);
+      const value = typeof f.value === 'boolean' ? (f.value ? 1 : 0) : f.value;
+      if (f.op === 'prefix') {
+        // A range, not LIKE, so the expression index serves it.
+        where.push(`${expr} >= ? AND ${expr} < ?`);
+        params.push(String(value), `${String(value)}\uffff`);
+      } else {
+        where.push(`${expr} ${SQL_OPS[f.op]} ?`);
+        params.push(value);
+      }
+    }
+    const order = q.orderBy ? `${fieldExpr(q.orderBy.field)} ${q.orderBy.direction === 'desc' ? 'DESC' : 'ASC'}, id` : 'id';
+    params.push(Math.max(0, Math.floor(q.limit)));
+    const rows = this.db
+      .prepare<Array<string | number>, { body: string }>(
+        `SELECT body FROM docs WHERE ${where.join(' AND ')} ORDER BY ${order} LIMIT ?`,
+      )
+      .all(...params);
+    return rows.map((r) => parseDoc(r.body));
+  }
+
+  /**
+   * Expression indexes for the app's indexed fields, so that replicas and the
+   * primary answer `query` without scanning. Idempotent.
+   */
+  ensureIndexes(collections: Readonly<Record<string, readonly string[]>>): void {
+    this.assertOpen();
+    for (const [collection, fields] of Object.entries(collections)) {
+      for (const field of fields) {
+        if (field.includes('+')) continue;
+        const name = `ix_${collection}_${field}`.replace(/[^A-Za-z0-9_]/g, '_');
+        this.db.exec(
+          `CREATE INDEX IF NOT EXISTS ${name} ON docs (${fieldExpr(field)}) WHERE collection = '${collection.replace(/'/g, "''")}'`,
+        );
+      }
+    }
   }
 
   logStats(): { count: number; oldestTs: number | null } {
@@ -536,6 +583,16 @@ function loadMeta(db: Database.Database, path: string): StoreMeta {
     });
   }
   return { serverId, term, headLsn, horizon };
+}
+
+const SQL_OPS = { eq: '=', ne: '!=', gt: '>', gte: '>=', lt: '<', lte: '<=' } as const;
+
+/** The SQL expression for a top-level document field; names are checked against the schema by the caller. */
+function fieldExpr(field: string): string {
+  if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(field)) {
+    throw new TidelineError('BAD_REQUEST', `'${field}' is not a queryable field name`);
+  }
+  return `json_extract(body, '$.${field}')`;
 }
 
 function parseDoc(body: string): Doc {

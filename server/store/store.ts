@@ -39,6 +39,16 @@ export interface ReplicaSnapshot {
   clients: Array<{ clientId: string; lastSeq: number }>;
 }
 
+/** A read-only query on one collection: filters and sort on indexed fields. */
+export interface DocQuery {
+  collection: string;
+  filters: Array<{ field: string; op: 'eq' | 'ne' | 'gt' | 'gte' | 'lt' | 'lte' | 'prefix'; value: string | number | boolean }>;
+  orderBy?: { field: string; direction: 'asc' | 'desc' };
+  limit: number;
+  /** Only documents of this owner (owner-only collections). */
+  owner?: string;
+}
+
 /** Who may see a document: every user when `owner` is null, else only that owner. */
 export interface Scope {
   userId: string;
@@ -87,6 +97,8 @@ export interface Store {
   transact<T>(fn: (tx: StoreTx) => T): T;
   readChanges(after: number, limit: number): Change[];
   scanScope(scope: Scope): Array<{ collection: string; doc: Doc }>;
+  /** Live documents matching `q`, sorted (then by id), at most `q.limit`. The caller checks that fields are indexed. */
+  query(q: DocQuery): Doc[];
   /** Number of changes in the log and the ts of the oldest, for automatic compaction. */
   logStats(): { count: number; oldestTs: number | null };
   compact(upTo: number): { removedChanges: number; removedTombstones: number; horizon: number };

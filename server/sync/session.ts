@@ -25,9 +25,11 @@ export interface Session {
   cursor: number;
   /** Caught up: commits are sent to it directly. Until then its pump reads the log. */
   live: boolean;
+  /** Its checkpoint is not on this primary's history (a failover): it gets a snapshot first. */
+  needsSnapshot: boolean;
   closed: boolean;
 }
 
 export function newSession(sink: SessionSink): Session {
-  return { sink, auth: null, cursor: 0, live: false, closed: false };
+  return { sink, auth: null, cursor: 0, live: false, needsSnapshot: false, closed: false };
 }

@@ -12,6 +12,7 @@ import { pushSchema } from '../../shared/protocol/push';
 import type { Mutation, MutationResult, PushAck } from '../../shared/protocol/push';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version';
 import type { AppSchema } from '../../shared/schema/define-schema';
+import { sharedPrefixEnd } from '../cluster/terms';
 import type { Store, StoreTx } from '../store/store';
 import { newSession } from './session';
 import type { Session, SessionSink } from './session';
@@ -36,6 +37,14 @@ export interface SyncCoreOptions {
   snapshotPageSize?: number;
   /** Called after every commit with its changes, in LSN order (replication, metrics). */
   onCommit?: (changes: readonly Change[]) => void;
+  /** Whether this node takes writes now; when not, clients are sent to `primaryUrl`. */
+  role?: () => { primary: true } | { primary: false; primaryUrl: string | null };
+  /**
+   * Resolves once enough replicas have applied `lsn` (`minSyncReplicas`).
+   * Acks and fan-out of a commit wait for it, so nothing a client saw or was
+   * told is lost when a caught-up replica is promoted.
+   */
+  replicated?: (lsn: number) => Promise<void>;
 }
 
 interface QueuedPush {
@@ -74,6 +83,8 @@ export class SyncCore {
   private readonly sessions = new Set<Session>();
   private readonly byClient = new Map<string, Session>();
   private queue: QueuedPush[] = [];
+  /** Post-commit work (waiting for replicas, fan-out, acks) runs in commit order on this chain. */
+  private delivered: Promise<void> = Promise.resolve();
   private flushScheduled = false;
   private readonly pageSize: number;
   private readonly snapshotPageSize: number;
@@ -114,6 +125,8 @@ export class SyncCore {
       });
     }
     if (session.auth) return fail(badRequest('hello', 'hello was already done on this connection'));
+    const notPrimary = this.notPrimary();
+    if (notPrimary) return fail(notPrimary);
     let principal: Principal;
     try {
       principal = this.opts.verifyToken(msg.token);
@@ -136,6 +149,9 @@ export class SyncCore {
     session.live = false;
     this.byClient.set(msg.clientId, session);
     const meta = this.opts.store.meta();
+    // A checkpoint past the point where this primary's history forked from the client's holds lost changes.
+    const shared = sharedPrefixEnd(this.opts.store.terms(), meta.headLsn, msg.checkpointTerm);
+    session.needsSnapshot = msg.checkpoint > shared;
     this.opts.schedule(() => void this.pump(session));
     return {
       ok: true,
@@ -152,6 +168,8 @@ export class SyncCore {
   push(session: Session, raw: unknown): Promise<PushAck> {
     const fail = (error: WireErrorShape): Promise<PushAck> => Promise.resolve({ ok: false, error });
     if (!session.auth) return fail({ code: 'UNAUTHORIZED', message: 'send hello first', retryable: false });
+    const notPrimary = this.notPrimary();
+    if (notPrimary) return fail(notPrimary);
     const parsed = pushSchema.safeParse(raw);
     if (!parsed.success) return fail(badRequest('push', parsed.error.issues[0]?.message));
     const { mutations } = parsed.data;
@@ -202,9 +220,42 @@ export class SyncCore {
       return;
     }
     const head = changes.length > 0 ? changes[changes.length - 1]!.lsn : prevHead;
-    this.fanOut(prevHead, head, changes, outcomes);
     if (changes.length > 0) this.opts.onCommit?.(changes);
-    batch.forEach((item, i) => item.resolve({ ok: true, results: results[i]! }));
+    const deliver = (): void => {
+      this.fanOut(prevHead, head, changes, outcomes);
+      batch.forEach((item, i) => item.resolve({ ok: true, results: results[i]! }));
+    };
+    const { replicated } = this.opts;
+    if (!replicated) {
+      deliver();
+      return;
+    }
+    // Even a batch of duplicates waits: what they answer for may not be on a replica yet.
+    this.delivered = this.delivered.then(() => replicated(head)).then(deliver);
+  }
+
+  /** The NOT_PRIMARY error when this node does not take writes now. */
+  private notPrimary(): WireErrorShape | null {
+    const role = this.opts.role?.();
+    if (!role || role.primary) return null;
+    const error: WireErrorShape & { primary?: string } = {
+      code: 'NOT_PRIMARY',
+      message: role.primaryUrl
+        ? `this node is a replica; the primary is ${role.primaryUrl}`
+        : 'this node is not the primary',
+      retryable: true,
+    };
+    if (role.primaryUrl) error.primary = role.primaryUrl;
+    return error;
+  }
+
+  /** Closes every client connection with NOT_PRIMARY (this node stepped down). */
+  closeAll(): void {
+    const error = this.notPrimary() ?? { code: 'NOT_PRIMARY', message: 'this node stepped down', retryable: true };
+    for (const session of [...this.sessions]) {
+      session.sink.close(error);
+      this.disconnect(session);
+    }
   }
 
   private applyOne(
@@ -269,6 +320,8 @@ export class SyncCore {
   ): void {
     for (const session of this.sessions) {
       if (!session.live || session.closed || !session.auth) continue;
+      // Its pump already read past this batch while the batch waited for replicas.
+      if (session.cursor >= head) continue;
       const { userId, clientId } = session.auth;
       const visible = changes.filter((c) => inScope(c, userId));
       const outcome = outcomes.get(clientId);

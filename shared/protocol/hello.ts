@@ -21,6 +21,13 @@ export const helloSchema = z.object({
    * a push ack still learns why its mutation was refused.
    */
   pendingFrom: z.number().int().positive(),
+  /**
+   * The term of the primary whose log the checkpoint belongs to (0 before
+   * the first sync). After a failover the new primary compares it with its
+   * term history: a checkpoint past the point where the terms forked holds
+   * changes the new primary never had, so that client gets a snapshot.
+   */
+  checkpointTerm: z.number().int().nonnegative(),
 });
 export type Hello = z.infer<typeof helloSchema>;
 

@@ -29,3 +29,4 @@ export interface SyncServerToClient {
   snapshot: (msg: Snapshot, ack: (res: PageAck) => void) => void;
   fatal: (err: WireError) => void;
 }
+export * from './replication';

@@ -4,5 +4,6 @@
  *
  * History:
  * 1 — hello, push, changes, snapshot, error on /sync.
+ * 2 — hello.checkpointTerm; the /replication namespace (follow, repl:changes, repl:snapshot).
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;

@@ -32,7 +32,7 @@ export async function rawClient(url: string): Promise<RawClient> {
     received,
     request,
     hello: (token, clientId, checkpoint = 0) =>
-      request('hello', { protocol: PROTOCOL_VERSION, clientId, token, checkpoint, pendingFrom: 1 }),
+      request('hello', { protocol: PROTOCOL_VERSION, clientId, token, checkpoint, checkpointTerm: 0, pendingFrom: 1 }),
     close: () => socket.disconnect(),
   };
 }

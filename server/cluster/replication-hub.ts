@@ -1,0 +1,268 @@
+import type { Namespace, Socket } from 'socket.io';
+import type { Clock } from '../../shared/clock';
+import { TidelineError } from '../../shared/errors';
+import type { Change } from '../../shared/protocol/change';
+import { followSchema, replAckSchema } from '../../shared/protocol/replication';
+import type { FollowAck, ReplChanges, ReplSnapshot } from '../../shared/protocol/replication';
+import { PROTOCOL_VERSION } from '../../shared/protocol/version';
+import type { Store } from '../store/store';
+import { sharedPrefixEnd } from './terms';
+
+/** What the primary knows of one replica. */
+export interface ReplicaInfo {
+  replicaId: string;
+  url: string | null;
+  connected: boolean;
+  appliedLsn: number;
+  lagLsn: number;
+  lagMs: number;
+  live: boolean;
+}
+
+interface ReplicaSession {
+  socket: Socket;
+  replicaId: string;
+  url: string | null;
+  cursor: number;
+  live: boolean;
+  appliedLsn: number;
+  closed: boolean;
+}
+
+export interface HubOptions {
+  store: Store;
+  clock: Clock;
+  /** Whether this node is the primary now; followers of a non-primary are told where to go. */
+  role: () => { primary: true } | { primary: false; primaryUrl: string | null };
+  /** A follower has a higher term than ours: we are a stale primary. */
+  onHigherTerm: (term: number) => void;
+  pageSize?: number;
+  snapshotPageSize?: number;
+}
+
+const ACK_TIMEOUT_MS = 60_000;
+
+/**
+ * The primary's side of /replication. Each replica catches up from its
+ * checkpoint (or through a snapshot), then gets every commit as it happens.
+ * Its acks report what it has applied durably; `waitFor(lsn, k)` resolves when
+ * k replicas have applied `lsn` (semi-synchronous replication).
+ */
+export class ReplicationHub {
+  private readonly sessions = new Map<string, ReplicaSession>();
+  private readonly known = new Map<string, { url: string | null; appliedLsn: number }>();
+  /** Commit times of recent LSNs, to measure lag in milliseconds. */
+  private readonly commitTimes: Array<{ lsn: number; ts: number }> = [];
+  private waiters: Array<{ lsn: number; k: number; resolve: () => void }> = [];
+  private readonly pageSize: number;
+  private readonly snapshotPageSize: number;
+
+  constructor(private readonly opts: HubOptions) {
+    this.pageSize = opts.pageSize ?? 2000;
+    this.snapshotPageSize = opts.snapshotPageSize ?? 2000;
+  }
+
+  attach(nsp: Namespace, clusterSecret: string): void {
+    nsp.use((socket, next) => {
+      const auth: unknown = socket.handshake.auth;
+      const secret = typeof auth === 'object' && auth !== null && 'secret' in auth ? auth.secret : undefined;
+      if (typeof secret === 'string' && secret.length > 0 && secret === clusterSecret) return next();
+      next(new Error('UNAUTHORIZED: wrong or missing cluster secret'));
+    });
+    nsp.on('connection', (socket: Socket) => {
+      socket.on('follow', (raw: unknown, ack: unknown) => {
+        if (typeof ack !== 'function') return;
+        (ack as (res: FollowAck) => void)(this.follow(socket, raw));
+      });
+      socket.on('disconnect', () => {
+        for (const [id, s] of this.sessions) {
+          if (s.socket === socket) {
+            s.closed = true;
+            this.sessions.delete(id);
+          }
+        }
+        this.settleWaiters();
+      });
+    });
+  }
+
+  private follow(socket: Socket, raw: unknown): FollowAck {
+    const parsed = followSchema.safeParse(raw);
+    if (!parsed.success) {
+      return { ok: false, error: new TidelineError('BAD_REQUEST', 'malformed follow').toWire() };
+    }
+    const msg = parsed.data;
+    if (msg.protocol !== PROTOCOL_VERSION) {
+      return {
+        ok: false,
+        error: { code: 'PROTOCOL_MISMATCH', message: `primary speaks ${PROTOCOL_VERSION}`, retryable: false },
+      };
+    }
+    const role = this.opts.role();
+    if (!role.primary) {
+      const error = { code: 'NOT_PRIMARY' as const, message: 'this node is not the primary', retryable: true };
+      return { ok: false, error: role.primaryUrl ? { ...error, primary: role.primaryUrl } : error };
+    }
+    const { store } = this.opts;
+    const meta = store.meta();
+    if (msg.term > meta.term) {
+      this.opts.onHigherTerm(msg.term);
+      return {
+        ok: false,
+        error: { code: 'NOT_PRIMARY', message: `a node with term ${msg.term} exists`, retryable: true },
+      };
+    }
+    const terms = store.terms();
+    const shared = Math.min(msg.checkpoint, sharedPrefixEnd(terms, meta.headLsn, msg.checkpointTerm));
+    const diverged = msg.checkpoint > shared;
+    this.sessions.get(msg.replicaId)?.socket.disconnect(true);
+    const session: ReplicaSession = {
+      socket,
+      replicaId: msg.replicaId,
+      url: msg.url,
+      cursor: diverged ? -1 : msg.checkpoint,
+      live: false,
+      appliedLsn: diverged ? shared : msg.checkpoint,
+      closed: false,
+    };
+    this.sessions.set(msg.replicaId, session);
+    this.known.set(msg.replicaId, { url: msg.url, appliedLsn: session.appliedLsn });
+    setImmediate(() => void this.pump(session));
+    const ack: FollowAck = {
+      ok: true,
+      primaryId: meta.serverId,
+      term: meta.term,
+      headLsn: meta.headLsn,
+      horizon: meta.horizon,
+      terms,
+    };
+    if (diverged) ack.forkLsn = shared;
+    return ack;
+  }
+
+  /** Called after every commit, in LSN order. */
+  onCommit(changes: readonly Change[]): void {
+    if (changes.length === 0) return;
+    const last = changes[changes.length - 1]!;
+    this.commitTimes.push({ lsn: last.lsn, ts: this.opts.clock.now() });
+    if (this.commitTimes.length > 10_000) this.commitTimes.splice(0, this.commitTimes.length - 10_000);
+    const from = changes[0]!.lsn - 1;
+    for (const s of this.sessions.values()) {
+      if (!s.live || s.closed || s.cursor !== from) continue;
+      s.cursor = last.lsn;
+      this.send(s, 'repl:changes', { from, to: last.lsn, changes: [...changes] }).catch(() =>
+        s.socket.disconnect(true),
+      );
+    }
+  }
+
+  private async pump(s: ReplicaSession): Promise<void> {
+    const { store } = this.opts;
+    try {
+      for (;;) {
+        if (s.closed) return;
+        const meta = store.meta();
+        if (s.cursor < meta.horizon || s.cursor > meta.headLsn) {
+          await this.sendSnapshot(s);
+          continue;
+        }
+        const page = store.readChanges(s.cursor, this.pageSize);
+        if (page.length === 0) {
+          s.live = true;
+          return;
+        }
+        const to = page[page.length - 1]!.lsn;
+        const msg: ReplChanges = { from: s.cursor, to, changes: page };
+        s.cursor = to;
+        if (to >= meta.headLsn) {
+          // Caught up: later commits reach it from onCommit, in order behind this page.
+          s.live = true;
+          this.send(s, 'repl:changes', msg).catch(() => s.socket.disconnect(true));
+          return;
+        }
+        await this.send(s, 'repl:changes', msg);
+      }
+    } catch {
+      s.socket.disconnect(true);
+    }
+  }
+
+  private async sendSnapshot(s: ReplicaSession): Promise<void> {
+    const snapshot = this.opts.store.exportSnapshot();
+    const pages = Math.max(1, Math.ceil(snapshot.docs.length / this.snapshotPageSize));
+    for (let page = 0; page < pages; page++) {
+      if (s.closed) return;
+      const done = page === pages - 1;
+      const msg: ReplSnapshot = {
+        asOf: snapshot.asOf,
+        page,
+        done,
+        terms: snapshot.terms,
+        docs: snapshot.docs.slice(page * this.snapshotPageSize, (page + 1) * this.snapshotPageSize),
+        clients: done ? snapshot.clients : [],
+      };
+      await this.send(s, 'repl:snapshot', msg);
+    }
+    s.cursor = snapshot.asOf;
+  }
+
+  private async send(s: ReplicaSession, event: string, msg: ReplChanges | ReplSnapshot): Promise<void> {
+    const res: unknown = await s.socket.timeout(ACK_TIMEOUT_MS).emitWithAck(event, msg);
+    const ack = replAckSchema.parse(res);
+    if (ack.appliedLsn > s.appliedLsn) {
+      s.appliedLsn = ack.appliedLsn;
+      this.known.set(s.replicaId, { url: s.url, appliedLsn: ack.appliedLsn });
+      this.settleWaiters();
+    }
+  }
+
+  /** Resolves once `k` connected replicas have applied `lsn`. */
+  waitFor(lsn: number, k: number): Promise<void> {
+    if (k <= 0 || this.countAtLeast(lsn) >= k) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ lsn, k, resolve }));
+  }
+
+  private countAtLeast(lsn: number): number {
+    let n = 0;
+    for (const s of this.sessions.values()) if (!s.closed && s.appliedLsn >= lsn) n++;
+    return n;
+  }
+
+  private settleWaiters(): void {
+    if (this.waiters.length === 0) return;
+    this.waiters = this.waiters.filter((w) => {
+      if (this.countAtLeast(w.lsn) < w.k) return true;
+      w.resolve();
+      return false;
+    });
+  }
+
+  /** Replicas with an unmet wait: whether `minSyncReplicas` is being held up. */
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
+  /** Tells every follower to go (this node stepped down). */
+  disconnectAll(): void {
+    for (const s of this.sessions.values()) s.socket.disconnect(true);
+  }
+
+  replicas(): ReplicaInfo[] {
+    const head = this.opts.store.meta().headLsn;
+    const now = this.opts.clock.now();
+    return [...this.known].map(([replicaId, k]) => {
+      const s = this.sessions.get(replicaId);
+      const applied = s?.appliedLsn ?? k.appliedLsn;
+      const firstMissing = this.commitTimes.find((c) => c.lsn > applied);
+      return {
+        replicaId,
+        url: k.url,
+        connected: s !== undefined && !s.closed,
+        live: s?.live ?? false,
+        appliedLsn: applied,
+        lagLsn: Math.max(0, head - applied),
+        lagMs: firstMissing ? Math.max(0, now - firstMissing.ts) : 0,
+      };
+    });
+  }
+}

@@ -1,0 +1,29 @@
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Change } from '../../shared/protocol/change';
+
+/**
+ * Changes that a node committed past the point where its log forked from the
+ * new primary's. They are never silently dropped: they go to a file for the
+ * operator, one JSON change per line.
+ */
+export function writeRollbackFile(dataDir: string, changes: readonly Change[], now: number): string | null {
+  if (changes.length === 0) return null;
+  const dir = join(dataDir, 'rollback');
+  mkdirSync(dir, { recursive: true });
+  const first = changes[0]!.lsn;
+  const last = changes[changes.length - 1]!.lsn;
+  const path = join(dir, `rollback-${first}-${last}-${new Date(now).toISOString().replace(/[:.]/g, '-')}.jsonl`);
+  writeFileSync(path, changes.map((c) => JSON.stringify(c)).join('\n') + '\n');
+  return path;
+}
+
+export function listRollbackFiles(dataDir: string): string[] {
+  try {
+    return readdirSync(join(dataDir, 'rollback'))
+      .filter((f) => f.endsWith('.jsonl'))
+      .map((f) => join(dataDir, 'rollback', f));
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,77 @@
+import { z } from 'zod';
+import { docSchema } from '../json';
+import { changeSchema, lsnSchema } from './change';
+import { wireErrorSchema } from './wire-error';
+
+/**
+ * The /replication namespace: a replica follows the primary's change log.
+ * The Socket.IO handshake carries `auth: { secret }` (the cluster secret).
+ *
+ *   replica → primary   follow (ack FollowAck)
+ *   primary → replica   repl:changes, repl:snapshot (each acked with ReplAck)
+ */
+
+export const termStartSchema = z.object({ term: z.number().int().positive(), startLsn: lsnSchema });
+
+export const followSchema = z.object({
+  protocol: z.number().int(),
+  replicaId: z.string().min(1).max(128),
+  /** Where the replica serves HTTP, for status and redirects. */
+  url: z.string().max(512).nullable(),
+  /** The highest term the replica has seen. */
+  term: z.number().int().nonnegative(),
+  /** The last LSN it applied, and the term of the history that LSN belongs to. */
+  checkpoint: lsnSchema,
+  checkpointTerm: z.number().int().nonnegative(),
+});
+export type Follow = z.infer<typeof followSchema>;
+
+export const followAckSchema = z.discriminatedUnion('ok', [
+  z.object({
+    ok: z.literal(true),
+    primaryId: z.string(),
+    term: z.number().int().positive(),
+    headLsn: lsnSchema,
+    horizon: lsnSchema,
+    terms: z.array(termStartSchema).min(1),
+    /**
+     * Set when the replica's log holds changes past the point where it forked
+     * from the primary's: it moves (forkLsn, checkpoint] to a rollback file
+     * and is sent a snapshot.
+     */
+    forkLsn: lsnSchema.optional(),
+  }),
+  z.object({ ok: z.literal(false), error: wireErrorSchema }),
+]);
+export type FollowAck = z.infer<typeof followAckSchema>;
+
+/** Primary → replica: changes `from < lsn <= to`, all of them (replicas have no scope). */
+export const replChangesSchema = z.object({
+  from: lsnSchema,
+  to: lsnSchema,
+  changes: z.array(changeSchema),
+});
+export type ReplChanges = z.infer<typeof replChangesSchema>;
+
+export const storedDocSchema = z.object({
+  collection: z.string(),
+  id: z.string(),
+  owner: z.string().nullable(),
+  lsn: lsnSchema,
+  doc: docSchema.nullable(),
+});
+
+/** Primary → replica: the whole store as of `asOf`, in pages; applied with the last one. */
+export const replSnapshotSchema = z.object({
+  asOf: lsnSchema,
+  page: z.number().int().nonnegative(),
+  done: z.boolean(),
+  terms: z.array(termStartSchema).min(1),
+  docs: z.array(storedDocSchema),
+  clients: z.array(z.object({ clientId: z.string(), lastSeq: z.number().int().nonnegative() })),
+});
+export type ReplSnapshot = z.infer<typeof replSnapshotSchema>;
+
+/** Replica → primary, as the ack of every repl message: what it has applied durably. */
+export const replAckSchema = z.object({ appliedLsn: lsnSchema });
+export type ReplAck = z.infer<typeof replAckSchema>;
