@@ -14,10 +14,13 @@ export interface ServerProcess {
   stop(): Promise<void>;
   /** SIGKILL (kill -9), and wait for exit. */
   kill9(): Promise<void>;
+  /** GET or POST the admin API with the test admin token. */
+  admin<T>(path: string, body?: unknown): Promise<T>;
 }
 
 export const TEST_SECRET = 'test-secret-0123456789';
 export const TEST_ADMIN_TOKEN = 'test-admin-token-0123456789';
+export const TEST_CLUSTER_SECRET = 'test-cluster-secret-0123456789';
 
 export function tempDataDir(prefix = 'tideline-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
@@ -49,7 +52,12 @@ export async function startServerProcess(
     ...(options.args ?? ['--no-seed']),
   ];
   const child = spawn(process.execPath, args, {
-    env: { ...process.env, TIDELINE_SECRET: TEST_SECRET, TIDELINE_ADMIN_TOKEN: TEST_ADMIN_TOKEN },
+    env: {
+      ...process.env,
+      TIDELINE_SECRET: TEST_SECRET,
+      TIDELINE_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+      TIDELINE_CLUSTER_SECRET: TEST_CLUSTER_SECRET,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -82,5 +90,14 @@ export async function startServerProcess(
     output: () => out,
     stop: () => stopWith('SIGTERM'),
     kill9: () => stopWith('SIGKILL'),
+    async admin<T>(path: string, body?: unknown): Promise<T> {
+      const res = await fetch(`${url}/admin${path}`, {
+        method: body === undefined ? 'GET' : 'POST',
+        headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, 'content-type': 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      });
+      if (!res.ok) throw new Error(`admin ${path}: ${res.status} ${await res.text()}`);
+      return (await res.json()) as T;
+    },
   };
 }

@@ -45,3 +45,36 @@ export function readServerState(dataDir: string): {
     db.close();
   }
 }
+
+/** The change log and the live documents of a store file, for comparing nodes row by row. */
+export function readLogAndDocs(file: string): {
+  changes: Array<{ lsn: number; term: number; collection: string; id: string; body: string | null }>;
+  docs: Array<{ collection: string; id: string; lsn: number; body: string }>;
+  head: number;
+} {
+  const db = new Database(file, { readonly: true, fileMustExist: true });
+  try {
+    const changes = db
+      .prepare('SELECT lsn, term, collection, id, body FROM changes ORDER BY lsn')
+      .all() as Array<{ lsn: number; term: number; collection: string; id: string; body: string | null }>;
+    const docs = db
+      .prepare('SELECT collection, id, lsn, body FROM docs WHERE deleted = 0 ORDER BY collection, id')
+      .all() as Array<{ collection: string; id: string; lsn: number; body: string }>;
+    const head = db.prepare("SELECT value FROM meta WHERE key = 'head_lsn'").get() as { value: number };
+    return { changes, docs, head: head.value };
+  } finally {
+    db.close();
+  }
+}
+
+/** The live documents of a store as they were at `lsn`, rebuilt from its (uncompacted) change log. */
+export function docsAsOf(file: string, lsn: number): Array<{ collection: string; id: string; lsn: number; body: string }> {
+  const latest = new Map<string, { collection: string; id: string; lsn: number; body: string | null }>();
+  for (const c of readLogAndDocs(file).changes) {
+    if (c.lsn <= lsn) latest.set(`${c.collection}\u0000${c.id}`, c);
+  }
+  return [...latest.values()]
+    .filter((d): d is { collection: string; id: string; lsn: number; body: string } => d.body !== null)
+    .map(({ collection, id, lsn: l, body }) => ({ collection, id, lsn: l, body }))
+    .sort((a, b) => (a.collection === b.collection ? (a.id < b.id ? -1 : 1) : a.collection < b.collection ? -1 : 1));
+}
