@@ -239,7 +239,7 @@ export class SyncEngine {
     else if (error.code === 'NOT_PRIMARY' || this.attempt > 0) {
       this.serverIndex = (this.serverIndex + 1) % this.opts.servers.length;
     }
-    const { baseMs, maxMs } = this.opts.backoff ?? { baseMs: 250, maxMs: 10_000 };
+    const { baseMs, maxMs } = this.opts.backoff ?? { baseMs: 250, maxMs: 5_000 };
     const delay = backoffDelay(this.attempt++, baseMs, maxMs, this.opts.random);
     this.setState('backoff');
     this.clearTimer();

@@ -69,7 +69,8 @@ export class ClusterNode {
       dataDir: this.opts.dataDir,
       onError: (error) => {
         // The node we follow is no longer the primary but knows who is.
-        if (error.code === 'NOT_PRIMARY' && error.primary && error.primary !== this.primaryUrl) this.follow(error.primary);
+        if (error.code === 'NOT_PRIMARY' && error.primary && error.primary !== this.primaryUrl)
+          this.follow(error.primary);
       },
     });
     this.follower.start();

@@ -39,6 +39,12 @@ export interface FollowerOptions {
 export class Follower {
   private socket: Socket | null = null;
   private staged: ReplSnapshot[] = [];
+  /**
+   * Messages are handled in order on this chain, behind the follow handshake:
+   * a snapshot may arrive in the same packet as the follow ack, and must not
+   * be applied before the rollback file of a diverged tail is written.
+   */
+  private chain: Promise<void> = Promise.resolve();
   state: FollowerState = 'connecting';
   lastError: WireError | null = null;
   primaryTerm = 0;
@@ -53,7 +59,7 @@ export class Follower {
       reconnectionDelayMax: 2000,
     });
     this.socket = socket;
-    socket.on('connect', () => void this.follow(socket));
+    socket.on('connect', () => this.enqueue(() => this.follow(socket)));
     socket.on('connect_error', (err: Error) => {
       this.state = 'connecting';
       this.lastError = {
@@ -67,8 +73,16 @@ export class Follower {
     socket.on('disconnect', () => {
       if (this.state !== 'stopped') this.state = 'connecting';
     });
-    socket.on('repl:changes', (raw: unknown, ack: unknown) => this.onChanges(socket, raw, ack));
-    socket.on('repl:snapshot', (raw: unknown, ack: unknown) => this.onSnapshot(socket, raw, ack));
+    socket.on('repl:changes', (raw: unknown, ack: unknown) => this.enqueue(() => this.onChanges(socket, raw, ack)));
+    socket.on('repl:snapshot', (raw: unknown, ack: unknown) => this.enqueue(() => this.onSnapshot(socket, raw, ack)));
+  }
+
+  private enqueue(task: () => void | Promise<void>): void {
+    this.chain = this.chain.then(task).catch((err: unknown) => {
+      this.lastError = { code: 'INTERNAL', message: err instanceof Error ? err.message : String(err), retryable: true };
+      this.socket?.disconnect();
+      this.socket?.connect();
+    });
   }
 
   stop(): void {

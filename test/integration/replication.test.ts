@@ -43,7 +43,8 @@ describe('server replicas', () => {
   });
 
   const writeNotes = async (client: NodeClient, prefix: string, n: number): Promise<void> => {
-    for (let i = 0; i < n; i++) await client.mutate.put({ collection: 'notes', doc: { id: `${prefix}${i}`, i, createdAt: i } });
+    for (let i = 0; i < n; i++)
+      await client.mutate.put({ collection: 'notes', doc: { id: `${prefix}${i}`, i, createdAt: i } });
   };
   const drained = (c: NodeClient): Promise<void> =>
     waitFor('client drained', () => c.status().pending === 0 && c.status().state === 'live', 60_000);
@@ -125,7 +126,11 @@ describe('server replicas', () => {
   it('refuses a wrong cluster secret on /replication and a wrong admin token', async () => {
     const primary = await start([]);
     const error = await new Promise<string>((resolve) => {
-      const s = io(`${primary.url}/replication`, { transports: ['websocket'], auth: { secret: 'wrong' }, reconnection: false });
+      const s = io(`${primary.url}/replication`, {
+        transports: ['websocket'],
+        auth: { secret: 'wrong' },
+        reconnection: false,
+      });
       s.on('connect', () => resolve('connected'));
       s.on('connect_error', (err: Error) => {
         s.close();
@@ -134,7 +139,9 @@ describe('server replicas', () => {
     });
     expect(error).toMatch(/UNAUTHORIZED/);
     expect((await fetch(`${primary.url}/admin/status`)).status).toBe(401);
-    expect((await fetch(`${primary.url}/admin/promote`, { method: 'POST', headers: { authorization: 'Bearer x' } })).status).toBe(401);
+    expect(
+      (await fetch(`${primary.url}/admin/promote`, { method: 'POST', headers: { authorization: 'Bearer x' } })).status,
+    ).toBe(401);
     expect((await fetch(`${primary.url}/cluster/info`)).status).toBe(401);
   });
 
