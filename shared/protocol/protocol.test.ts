@@ -26,14 +26,16 @@ import {
  * the payload tests further down pin those by behaviour.
  */
 const PINNED = {
-  version: 1,
+  version: 2,
   schemas: {
     changeSchema: '584136ad44143b6ed0a50852c77f707ae8267264488a18314ae875b8629a9027',
     changesSchema: '9be283825ecd9b7a88a4d420065a9cd8e1aebe2390e4e23a4018e805e215cef9',
     clientIdSchema: '5dfea93be90f81171852411966ecc71dd007762753be00a466836d1fa95987c8',
+    followAckSchema: '78e1452234540ca5b769c192e15933af147a2bb32fe69dfb0460e7d22aaea1f5',
+    followSchema: 'e83adbeb53b6e9698f072fb7ac5bbbd3164519bd9cbf55f94069d31afb7599e1',
     helloAckSchema: '360d2eda1de13b5b8d4a656bc4a9a7f1a1ac41bc77825c4043636ef575656b37',
     helloOkSchema: 'ae8de63323dc6b7df3211b5ea82cc32d571fc51541c306d5b7ca968067757f6a',
-    helloSchema: 'f50e9ba45fa925420ecf83a12aa568b064cff8d151a82b1f8961230b378f8e19',
+    helloSchema: 'b360fe94c8b0d3ba1ab07ee05e616248d7fdeb4e75308ae7b69fa1afd605b675',
     lsnSchema: '1989c66f1d82c8ae4b213d2ea188b53409c578dd8931b8ee489de4a146ae1c2f',
     mutationResultSchema: 'a8989e518735c2a27018d61ea46728e0fb16f104baa8665092a172f4fe71db90',
     mutationSchema: 'bbf0c2c7ad2a1580f0690ce27594446d2787a131e02c7ee472beb1bf4d7149c4',
@@ -41,8 +43,13 @@ const PINNED = {
     pushAckSchema: 'aadadf484c7bf92b8cbc36471e14ce27877e4f419dffb2ec84806880fea6daac',
     pushSchema: 'ffb49394e39c08ecca79203fbcbd9b5df122d02af59d319406870dc3b061d6ef',
     rejectedSchema: '6aff333bf02b6e2d8622ac331667852d0fc1ff9c9713f159082ec667fad0ec08',
+    replAckSchema: '249533178aa924660e089bb1071f2bfe4de35c00496cb9c1aa120362039f3209',
+    replChangesSchema: 'e94471197594ba32092c0a32cd7a56c654a3f7f82ee1d3f9a1a3b69224e9a726',
+    replSnapshotSchema: '2e7146c0e60ec796b48f6cdc6159fb9795ce502a52b2b758c0365d27b8bc7981',
     seqSchema: '7dd54a9d75bddf5a255fc74a87a59b447d9a977a679a456870a001a79c771e98',
     snapshotSchema: 'cea3f64c3d8edb5a1a7fbdeb154be99e9f21bede581721ad2996fa280c320518',
+    storedDocSchema: 'e0c819812715bd9e6ad370ee619d1efd04b175fca879406ae91dccf6e125f254',
+    termStartSchema: 'cf4f42c25b109e46987ff676f88f5214df1268535f5dcc5e7b9db69ba67f7428',
     wireErrorSchema: 'b96368183784d25b16f64c3c5651cdf71b1ea65fca817c275cffa99fd4cff715',
   },
 };
@@ -118,7 +125,7 @@ const without = <T extends object>(value: T, key: keyof T): Partial<T> => {
   return copy;
 };
 
-const hello = { protocol: 1, clientId: 'client-0001', token: 'tok', checkpoint: 0, pendingFrom: 1 };
+const hello = { protocol: 1, clientId: 'client-0001', token: 'tok', checkpoint: 0, pendingFrom: 1, checkpointTerm: 0 };
 const helloOk = { ok: true, serverId: 's1', term: 1, headLsn: 10, horizon: 0, lastSeq: 0, userId: 'alice' };
 
 const cases: Record<string, Case> = {
