@@ -116,7 +116,8 @@ export async function startServer(config: ServerConfig, schema: AppSchema = stor
       minSyncReplicas: config.minSyncReplicas,
       backup: async (path) => {
         const head = store.meta().headLsn;
-        const out = path ?? join(backupsDir, `tideline-${head}-${new Date(clock.now()).toISOString().replace(/[:.]/g, '-')}.db`);
+        const out =
+          path ?? join(backupsDir, `tideline-${head}-${new Date(clock.now()).toISOString().replace(/[:.]/g, '-')}.db`);
         await store.backupTo(out);
         return { path: out, lsn: backupLsn(out) };
       },
@@ -132,7 +133,8 @@ export async function startServer(config: ServerConfig, schema: AppSchema = stor
         const header = req.headers.authorization;
         if (!header?.startsWith('Bearer ')) return null;
         try {
-          return verifyToken(secret, header.slice('Bearer '.length), clock.now()).sub;
+          const claims = verifyToken(secret, header.slice('Bearer '.length), clock.now());
+          return { userId: claims.sub, roles: claims.roles };
         } catch {
           return null;
         }

@@ -17,7 +17,9 @@ async function main(): Promise<void> {
   }
   const server = await startServer(config);
   // Tests and scripts read this line to learn the port.
-  console.log(`tideline ${config.primaryUrl ? 'replica' : 'node'} listening on ${server.url} (data in ${config.dataDir})`);
+  console.log(
+    `tideline ${config.primaryUrl ? 'replica' : 'node'} listening on ${server.url} (data in ${config.dataDir})`,
+  );
   const shutdown = (): void => {
     void server.close().then(() => process.exit(0));
   };

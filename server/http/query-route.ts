@@ -2,6 +2,7 @@ import express from 'express';
 import type { Request, Response, Router } from 'express';
 import { z } from 'zod';
 import { TidelineError } from '../../shared/errors';
+import { readsAll } from '../../shared/schema/define-schema';
 import type { AppSchema } from '../../shared/schema/define-schema';
 import type { DocQuery, Store } from '../store/store';
 
@@ -31,12 +32,16 @@ export function parseDocQuery(
   schema: AppSchema,
   collection: string,
   input: unknown,
-  userId: string | null,
+  user: { userId: string; roles: readonly string[] } | null,
 ): DocQuery {
+  const userId = user?.userId ?? null;
   const def = Object.hasOwn(schema.collections, collection) ? schema.collections[collection] : undefined;
   if (!def) throw new TidelineError('BAD_REQUEST', `unknown collection '${collection}'`);
   if (def.read === 'owner' && userId === null) {
-    throw new TidelineError('UNAUTHORIZED', `'${collection}' is owner-only: send "Authorization: Bearer <client token>"`);
+    throw new TidelineError(
+      'UNAUTHORIZED',
+      `'${collection}' is owner-only: send "Authorization: Bearer <client token>"`,
+    );
   }
   const parsed = querySchema.safeParse(input);
   if (!parsed.success) throw new TidelineError('BAD_REQUEST', parsed.error.issues[0]?.message ?? 'bad query');
@@ -58,8 +63,9 @@ export function parseDocQuery(
     return { field: checkField(field), op: op as (typeof OPS)[number], value: parseValue(rest.join(':')) };
   });
   const q: DocQuery = { collection, filters, limit: parsed.data.limit ?? 100 };
-  if (parsed.data.orderBy) q.orderBy = { field: checkField(parsed.data.orderBy), direction: parsed.data.order ?? 'asc' };
-  if (def.read === 'owner' && userId !== null) q.owner = userId;
+  if (parsed.data.orderBy)
+    q.orderBy = { field: checkField(parsed.data.orderBy), direction: parsed.data.order ?? 'asc' };
+  if (def.read === 'owner' && user !== null && !readsAll(def, user.roles)) q.owner = user.userId;
   return q;
 }
 
@@ -68,7 +74,11 @@ export function parseDocQuery(
  * read-only queries on indexed fields, served by the primary and every
  * replica alike, so read load spreads across nodes.
  */
-export function queryRoutes(deps: { store: Store; schema: AppSchema; userOf: (req: Request) => string | null }): Router {
+export function queryRoutes(deps: {
+  store: Store;
+  schema: AppSchema;
+  userOf: (req: Request) => { userId: string; roles: readonly string[] } | null;
+}): Router {
   const router = express.Router();
   router.get('/:collection', (req: Request, res: Response) => {
     try {

@@ -111,7 +111,8 @@ export function adminRoutes(deps: AdminDeps): Router {
     }
     deps.backup(body.data.path).then(
       (result) => res.json(result),
-      (err: unknown) => sendError(res, 500, err instanceof TidelineError ? err : new TidelineError('INTERNAL', 'backup failed')),
+      (err: unknown) =>
+        sendError(res, 500, err instanceof TidelineError ? err : new TidelineError('INTERNAL', 'backup failed')),
     );
   });
   router.post('/promote', (_req: Request, res: Response) => {

@@ -134,7 +134,8 @@ export class MemoryStore implements Store {
     this.assertOpen();
     const visible: MemoryDoc[] = [];
     for (const d of this.data.docs.values()) {
-      if (d.body !== null && (d.owner === null || d.owner === scope.userId)) visible.push(d);
+      const all = scope.allOf?.includes(d.collection) ?? false;
+      if (d.body !== null && (d.owner === null || d.owner === scope.userId || all)) visible.push(d);
     }
     visible.sort((a, b) => compareCodePoints(a.collection, b.collection) || compareCodePoints(a.id, b.id));
     return visible.map((d) => ({ collection: d.collection, doc: parseBody(d.body) as Doc }));

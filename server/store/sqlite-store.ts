@@ -261,7 +261,18 @@ export class SqliteStore implements Store {
 
   scanScope(scope: Scope): Array<{ collection: string; doc: Doc }> {
     this.assertOpen();
-    return this.selectScope.all(scope.userId).map((r) => ({ collection: r.collection, doc: parseDoc(r.body) }));
+    const allOf = scope.allOf ?? [];
+    const rows =
+      allOf.length === 0
+        ? this.selectScope.all(scope.userId)
+        : this.db
+            .prepare<Array<string>, { collection: string; body: string }>(
+              `SELECT collection, body FROM docs WHERE deleted = 0
+               AND (owner IS NULL OR owner = ? OR collection IN (${allOf.map(() => '?').join(', ')}))
+               ORDER BY collection, id`,
+            )
+            .all(scope.userId, ...allOf);
+    return rows.map((r) => ({ collection: r.collection, doc: parseDoc(r.body) }));
   }
 
   query(q: DocQuery): Doc[] {
@@ -284,7 +295,9 @@ export class SqliteStore implements Store {
         params.push(value);
       }
     }
-    const order = q.orderBy ? `${fieldExpr(q.orderBy.field)} ${q.orderBy.direction === 'desc' ? 'DESC' : 'ASC'}, id` : 'id';
+    const order = q.orderBy
+      ? `${fieldExpr(q.orderBy.field)} ${q.orderBy.direction === 'desc' ? 'DESC' : 'ASC'}, id`
+      : 'id';
     params.push(Math.max(0, Math.floor(q.limit)));
     const rows = this.db
       .prepare<Array<string | number>, { body: string }>(

@@ -372,6 +372,7 @@ export function runStoreTests(name: string, makeStore: () => StoreHarness): void
           { collection: 'products', doc: { id: 'p2', name: 'b' } },
         ]);
         expect(store.scanScope({ userId: 'u3' }).map((r) => r.doc.id)).toEqual(['p1', 'p2']);
+        expect(store.scanScope({ userId: 'u3', allOf: ['orders'] }).map((r) => r.doc.id)).toEqual(['o-u1', 'p1', 'p2']);
       });
 
       it('orders the collection before the id, and strings by code point', () => {

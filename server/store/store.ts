@@ -42,7 +42,11 @@ export interface ReplicaSnapshot {
 /** A read-only query on one collection: filters and sort on indexed fields. */
 export interface DocQuery {
   collection: string;
-  filters: Array<{ field: string; op: 'eq' | 'ne' | 'gt' | 'gte' | 'lt' | 'lte' | 'prefix'; value: string | number | boolean }>;
+  filters: Array<{
+    field: string;
+    op: 'eq' | 'ne' | 'gt' | 'gte' | 'lt' | 'lte' | 'prefix';
+    value: string | number | boolean;
+  }>;
   orderBy?: { field: string; direction: 'asc' | 'desc' };
   limit: number;
   /** Only documents of this owner (owner-only collections). */
@@ -52,6 +56,8 @@ export interface DocQuery {
 /** Who may see a document: every user when `owner` is null, else only that owner. */
 export interface Scope {
   userId: string;
+  /** Owner-only collections this user may read in full (by role). */
+  allOf?: readonly string[];
 }
 
 /** What one write transaction can do. Reads see the transaction's own writes. */
@@ -84,6 +90,7 @@ export interface StoreTx {
  *   order, at most `limit`, and only those above the horizon: callers must
  *   check `after >= horizon` first (else a snapshot is needed).
  * - `scanScope` returns, at one consistent point, every live document
+ *   (of a public collection, owned by the user, or in `scope.allOf`)
  *   (no tombstones) that the scope may read, ordered by (collection, id).
  * - `compact(upTo)` drops changes with `lsn <= upTo` and tombstones with
  *   `lsn <= upTo`, and raises the horizon to `upTo` (never lowers it, never

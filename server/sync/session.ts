@@ -20,7 +20,14 @@ export interface SessionSink {
 export interface Session {
   readonly sink: SessionSink;
   /** Set by hello. */
-  auth: { clientId: string; userId: string; roles: readonly string[]; pendingFrom: number } | null;
+  auth: {
+    clientId: string;
+    userId: string;
+    roles: readonly string[];
+    pendingFrom: number;
+    /** Owner-only collections this user reads in full, by role. */
+    allOf: readonly string[];
+  } | null;
   /** Highest LSN sent (or skipped as out of scope) to this client. */
   cursor: number;
   /** Caught up: commits are sent to it directly. Until then its pump reads the log. */

@@ -11,6 +11,7 @@ import type { Limits } from '../../shared/protocol/limits';
 import { pushSchema } from '../../shared/protocol/push';
 import type { Mutation, MutationResult, PushAck } from '../../shared/protocol/push';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version';
+import { fullyReadable } from '../../shared/schema/define-schema';
 import type { AppSchema } from '../../shared/schema/define-schema';
 import { sharedPrefixEnd } from '../cluster/terms';
 import type { Store, StoreTx } from '../store/store';
@@ -62,8 +63,12 @@ interface ClientOutcome {
 /** A client with more unanswered mutations than this learns only the newest rejections. */
 const MAX_REPORTED_REJECTIONS = 10_000;
 
-const inScope = (change: { owner: string | null }, userId: string): boolean =>
-  change.owner === null || change.owner === userId;
+/** A user sees public documents, their own, and every document of the collections their roles read in full. */
+const inScope = (
+  change: { owner: string | null; collection: string },
+  userId: string,
+  allOf: readonly string[],
+): boolean => change.owner === null || change.owner === userId || allOf.includes(change.collection);
 
 /**
  * The primary's side of /sync, with no I/O of its own: it takes a store,
@@ -144,6 +149,7 @@ export class SyncCore {
       userId: principal.userId,
       roles: principal.roles,
       pendingFrom: msg.pendingFrom,
+      allOf: fullyReadable(this.opts.schema, principal.roles),
     };
     session.cursor = msg.checkpoint;
     session.live = false;
@@ -323,7 +329,7 @@ export class SyncCore {
       // Its pump already read past this batch while the batch waited for replicas.
       if (session.cursor >= head) continue;
       const { userId, clientId } = session.auth;
-      const visible = changes.filter((c) => inScope(c, userId));
+      const visible = changes.filter((c) => inScope(c, userId, session.auth!.allOf));
       const outcome = outcomes.get(clientId);
       session.cursor = head;
       if (visible.length === 0 && outcome === undefined) continue;
@@ -354,7 +360,11 @@ export class SyncCore {
         }
         const page = store.readChanges(session.cursor, this.pageSize);
         const to = page.length > 0 ? page[page.length - 1]!.lsn : session.cursor;
-        const msg: Changes = { from: session.cursor, to, changes: page.filter((c) => inScope(c, userId)) };
+        const msg: Changes = {
+          from: session.cursor,
+          to,
+          changes: page.filter((c) => inScope(c, userId, session.auth!.allOf)),
+        };
         session.cursor = to;
         if (to >= meta.headLsn) {
           // Caught up: from now on commits reach this session directly.
@@ -381,7 +391,7 @@ export class SyncCore {
     const { store } = this.opts;
     const auth = session.auth!;
     const asOf = store.meta().headLsn;
-    const docs = store.scanScope({ userId: auth.userId });
+    const docs = store.scanScope({ userId: auth.userId, allOf: auth.allOf });
     const { lastSeq, rejected } = this.outcomesSince(auth.clientId, auth.pendingFrom);
     const pages = Math.max(1, Math.ceil(docs.length / this.snapshotPageSize));
     for (let page = 0; page < pages; page++) {

@@ -66,6 +66,69 @@ export const checkout = defineMutator({
   },
 });
 
+const cartLine = z.object({
+  productId: z.string().min(1).max(256),
+  qty: z
+    .number()
+    .int('a quantity is a whole number')
+    .min(1, 'a quantity is at least 1')
+    .max(99, 'at most 99 of one product'),
+});
+
+/** The user's one cart document. */
+export const cartIdOf = (userId: string): string => `cart:${userId}`;
+
+const linesOf = (cart: Doc | undefined): Array<{ productId: string; qty: number }> => {
+  const parsed = z.array(cartLine).safeParse(cart?.['lines'] ?? []);
+  return parsed.success ? parsed.data : [];
+};
+
+/** Put a quantity of a product in the cart (added to what is there). */
+export const cartAdd = defineMutator({
+  name: 'cartAdd',
+  args: cartLine,
+  run(tx, { productId, qty }, ctx) {
+    if (!tx.get('products', productId)) throw new TidelineError('NOT_FOUND', `product ${productId} does not exist`);
+    const id = cartIdOf(ctx.userId);
+    const lines = linesOf(tx.get('carts', id));
+    const line = lines.find((l) => l.productId === productId);
+    const total = (line?.qty ?? 0) + qty;
+    if (total > 99) throw new TidelineError('INVALID_ARGS', 'at most 99 of one product');
+    const next = line
+      ? lines.map((l) => (l.productId === productId ? { productId, qty: total } : l))
+      : [...lines, { productId, qty }];
+    tx.put('carts', { id, owner: ctx.userId, lines: next });
+  },
+});
+
+/** Set a line's quantity; 0 removes it. */
+export const cartSet = defineMutator({
+  name: 'cartSet',
+  args: z.object({
+    productId: z.string().min(1).max(256),
+    qty: z
+      .number()
+      .int('a quantity is a whole number')
+      .min(0, 'a quantity cannot be negative')
+      .max(99, 'at most 99 of one product'),
+  }),
+  run(tx, { productId, qty }, ctx) {
+    if (qty > 0 && !tx.get('products', productId)) {
+      throw new TidelineError('NOT_FOUND', `product ${productId} does not exist`);
+    }
+    const id = cartIdOf(ctx.userId);
+    const lines = linesOf(tx.get('carts', id));
+    const others = lines.filter((l) => l.productId !== productId);
+    const next =
+      qty === 0
+        ? others
+        : lines.some((l) => l.productId === productId)
+          ? lines.map((l) => (l.productId === productId ? { productId, qty } : l))
+          : [...lines, { productId, qty }];
+    tx.put('carts', { id, owner: ctx.userId, lines: next });
+  },
+});
+
 export const storeSchema = defineSchema({
   name: 'tideline-store',
   version: 1,
@@ -85,11 +148,11 @@ export const storeSchema = defineSchema({
       ],
     },
     carts: { read: 'owner', write: 'owner', indexes: ['owner'] },
-    orders: { read: 'owner', write: 'none', indexes: ['createdAt'] },
+    orders: { read: 'owner', readRoles: ['staff'], write: 'none', indexes: ['createdAt', 'owner'] },
     /** Owner-only scratch documents; the bench's ingest clients write here. */
     items: { read: 'owner', write: 'owner', indexes: [] },
   },
-  mutators: { checkout },
+  mutators: { checkout, cartAdd, cartSet },
 });
 
 export type StoreSchema = typeof storeSchema;

@@ -3,6 +3,7 @@ import type { WireErrorShape } from '../errors';
 import { docSchema, jsonByteLength } from '../json';
 import type { Doc, JsonValue } from '../json';
 import type { Limits } from '../protocol/limits';
+import { readsAll } from '../schema/define-schema';
 import type { AppSchema, CollectionDef } from '../schema/define-schema';
 import { BUILTIN_MUTATORS } from './builtins';
 import type { MutatorContext, MutatorDef, MutatorTx, Write } from './types';
@@ -99,7 +100,7 @@ function runChecked(
   const readVisible = (collection: string, id: string): Doc | undefined => {
     const def = collectionOf(schema, collection);
     const doc = read(collection, id);
-    if (doc && def.read === 'owner' && doc['owner'] !== ctx.userId) {
+    if (doc && def.read === 'owner' && doc['owner'] !== ctx.userId && !readsAll(def, ctx.roles)) {
       throw new TidelineError('FORBIDDEN', `${collection}/${id} belongs to another user`);
     }
     return doc;
@@ -136,6 +137,10 @@ function runChecked(
     if (doc === null && prev === undefined) continue; // deleting nothing
     checkWriteAccess(def, collection, id, mutator, ctx);
     if (doc !== null) checkDocument(def, collection, doc, limits);
+    if (def.read === 'owner' && prev !== undefined && prev['owner'] !== ctx.userId) {
+      // Reading another user's document may be allowed (readRoles); writing it never is.
+      throw new TidelineError('FORBIDDEN', `${collection}/${id} belongs to another user`);
+    }
     if (def.read === 'owner' && doc !== null && doc['owner'] !== ctx.userId) {
       throw new TidelineError('FORBIDDEN', `${collection}/${id} must be owned by its writer`);
     }

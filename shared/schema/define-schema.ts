@@ -30,6 +30,8 @@ export interface Rule {
 
 export interface CollectionDef {
   read: ReadAccess;
+  /** Roles that may read every document of an owner-only collection (staff sees all orders). */
+  readRoles?: readonly string[];
   write: WriteAccess;
   /** Fields with a local Dexie index, for `query` and `liveQuery`. Compound: 'a+b'. */
   indexes: readonly string[];
@@ -49,6 +51,18 @@ export interface AppSchema {
 }
 
 const COLLECTION_NAME = /^[a-z][a-zA-Z0-9_]{0,63}$/;
+
+/** Whether a user with `roles` may read every document of `def`, not just their own. */
+export function readsAll(def: CollectionDef, roles: readonly string[]): boolean {
+  return def.read === 'public' || (def.readRoles ?? []).some((r) => roles.includes(r));
+}
+
+/** The owner-only collections that `roles` may read in full. */
+export function fullyReadable(schema: AppSchema, roles: readonly string[]): string[] {
+  return Object.entries(schema.collections)
+    .filter(([, def]) => def.read === 'owner' && readsAll(def, roles))
+    .map(([name]) => name);
+}
 
 export function defineSchema<S extends AppSchema>(schema: S): S {
   for (const [name, def] of Object.entries(schema.collections)) {

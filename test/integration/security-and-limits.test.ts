@@ -189,6 +189,55 @@ describe('isolation between users, and bad input', () => {
     expect(ok).toEqual({ status: 'applied' });
   });
 
+  it('staff read every order; shoppers only their own; nobody writes another user’s cart', async () => {
+    const staff = await openClient([server.url], 'staff-reader', { roles: ['staff'] });
+    const shopper = await openClient([server.url], 'shopper-a');
+    const other = await openClient([server.url], 'shopper-b');
+    clients.push(staff, shopper, other);
+    await waitFor('live', () => [staff, shopper, other].every((c) => c.status().state === 'live'));
+    await staff.mutate.put({
+      collection: 'products',
+      doc: { id: 'sp1', name: 'Staff Pick', category: 'Books', price: 5, stock: 10, rating: 3 },
+    });
+    await waitFor('shoppers see the product', async () =>
+      (await Promise.all([shopper, other].map((c) => c.collection('products').get('sp1')))).every(
+        (d) => d !== undefined,
+      ),
+    );
+    await shopper.mutate.cartAdd({ productId: 'sp1', qty: 2 });
+    await shopper.mutate.checkout({
+      orderId: 'order-a',
+      lines: [{ productId: 'sp1', qty: 2 }],
+      at: 1,
+      cartId: 'cart:shopper-a',
+    });
+    await other.mutate.checkout({ orderId: 'order-b', lines: [{ productId: 'sp1', qty: 1 }], at: 2 });
+    await waitFor('staff sees both orders', async () => Object.keys(await localDocs(staff, 'orders')).length >= 2);
+    expect(Object.keys(await localDocs(staff, 'orders')).sort()).toEqual(['order-a', 'order-b']);
+    await waitFor('drained', () => shopper.status().pending === 0 && other.status().pending === 0);
+    expect(Object.keys(await localDocs(shopper, 'orders'))).toEqual(['order-a']);
+    expect(Object.keys(await localDocs(other, 'orders'))).toEqual(['order-b']);
+    expect(await localDocs(shopper, 'carts')).toEqual({});
+    const fromQuery = await fetch(`${server.url}/query/orders?orderBy=createdAt`, {
+      headers: { authorization: `Bearer ${tokenFor('staff-reader', ['staff'])}` },
+    });
+    expect(((await fromQuery.json()) as { docs: Array<{ id: string }> }).docs.map((d) => d.id)).toEqual([
+      'order-a',
+      'order-b',
+    ]);
+    const asShopper = await fetch(`${server.url}/query/orders`, {
+      headers: { authorization: `Bearer ${tokenFor('shopper-b')}` },
+    });
+    expect(((await asShopper.json()) as { docs: Array<{ id: string }> }).docs.map((d) => d.id)).toEqual(['order-b']);
+    // Reading all orders does not make them writable.
+    await expect(staff.mutate.delete({ collection: 'orders', id: 'order-a' })).rejects.toMatchObject({
+      code: 'FORBIDDEN',
+    });
+    await expect(other.mutate.cartSet({ productId: 'sp1', qty: 0 })).resolves.toMatchObject({
+      seq: expect.any(Number),
+    });
+  });
+
   it('a duplicate push commits nothing new', async () => {
     const raw = await helloed('dup-user', 'dup-client-01');
     const push = {
