@@ -62,8 +62,8 @@ export function CatalogPreview({ db }: { db: StoreDb }) {
             <tbody>
               {products.map((p) => (
                 <tr key={p.id}>
-                  <td>{String(p['name'] ?? p.id)}</td>
-                  <td>{String(p['category'] ?? '')}</td>
+                  <td>{typeof p['name'] === 'string' ? p['name'] : p.id}</td>
+                  <td>{typeof p['category'] === 'string' ? p['category'] : ''}</td>
                   <td className="num">{formatPrice(p['price'])}</td>
                   <td className="num">{typeof p['stock'] === 'number' ? formatCount(p['stock']) : '–'}</td>
                 </tr>

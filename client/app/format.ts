@@ -30,6 +30,9 @@ export function connectionLabel(status: SyncStatus): string {
   }
 }
 
+/** Random ids (UUIDs) are long; their first characters tell them apart. */
+const shortId = (id: string): string => (id.length > 12 ? `${id.slice(0, 8)}…` : id);
+
 /** A short name for a mutation: `patch notes/abc`, `checkout`. */
 export function describeMutation(name: string, args: JsonValue): string {
   if (typeof args === 'object' && args !== null && !Array.isArray(args)) {
@@ -41,7 +44,8 @@ export function describeMutation(name: string, args: JsonValue): string {
         : typeof doc === 'object' && doc !== null && !Array.isArray(doc) && typeof doc['id'] === 'string'
           ? doc['id']
           : null;
-    if (typeof collection === 'string') return id === null ? `${name} ${collection}` : `${name} ${collection}/${id}`;
+    if (typeof collection === 'string')
+      return id === null ? `${name} ${collection}` : `${name} ${collection}/${shortId(id)}`;
   }
   return name;
 }

@@ -85,8 +85,8 @@ export function NotesBoard({ db }: { db: StoreDb }) {
 
 interface NoteItemProps {
   note: Doc;
-  onSave(text: string): void;
-  onDelete(): void;
+  onSave: (text: string) => void;
+  onDelete: () => void;
 }
 
 function NoteItem({ note, onSave, onDelete }: NoteItemProps) {

@@ -4,7 +4,7 @@ import { signIn } from './session';
 import type { Session } from './session';
 
 /** Development sign-in: any name gets a token; `staff` also gets the staff role. */
-export function SignIn({ onSignedIn }: { onSignedIn(session: Session): void }) {
+export function SignIn({ onSignedIn }: { onSignedIn: (session: Session) => void }) {
   const [name, setName] = useState('');
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
@@ -23,8 +23,8 @@ export function SignIn({ onSignedIn }: { onSignedIn(session: Session): void }) {
     <section className="card sign-in" aria-labelledby="sign-in-title">
       <h1 id="sign-in-title">See live sync at work</h1>
       <p>
-        Sign in with any name. Your data lives in this browser (IndexedDB) and syncs with the server in the
-        background; open a second tab, or another browser as someone else, and watch changes arrive.
+        Sign in with any name. Your data lives in this browser (IndexedDB) and syncs with the server in the background;
+        open a second tab, or another browser as someone else, and watch changes arrive.
       </p>
       <form onSubmit={submit}>
         <label htmlFor="sign-in-name">Your name</label>

@@ -7,94 +7,104 @@ import type { StoreDb } from './use-tideline';
 interface StatusBarProps {
   session: Session | null;
   db: StoreDb | null;
-  onSignOut(): void;
+  onSignOut: () => void;
 }
 
 /** The top bar: always there, so the sync state is never out of sight. */
 export function StatusBar({ session, db, onSignOut }: StatusBarProps) {
+  if (session && db) return <LiveStatusBar session={session} db={db} onSignOut={onSignOut} />;
   return (
     <header className="topbar">
-      <div className="brand">
-        <span className="brand-mark" aria-hidden="true">
-          ≈
-        </span>
-        Tideline
-      </div>
+      <Brand />
       <section className="status" aria-label="Sync status">
-        {db ? (
-          <SyncIndicators db={db} />
-        ) : (
-          <output className="badge" data-state="stopped" aria-label="Connection">
-            {session ? 'Opening…' : 'Signed out'}
-          </output>
-        )}
+        <output className="badge" data-state="stopped" aria-label="Connection">
+          {session ? 'Opening…' : 'Signed out'}
+        </output>
       </section>
-      {session && (
-        <div className="user">
-          <span className="user-name" title={session.roles.length ? `roles: ${session.roles.join(', ')}` : undefined}>
-            {session.userId}
-            {session.roles.includes('staff') && <span className="tag">staff</span>}
-          </span>
-          <button type="button" className="quiet" onClick={onSignOut}>
-            Sign out
-          </button>
-        </div>
-      )}
+      {session && <UserMenu session={session} onSignOut={onSignOut} />}
     </header>
   );
 }
 
-function SyncIndicators({ db }: { db: StoreDb }) {
+function Brand() {
+  return (
+    <div className="brand">
+      <span className="brand-mark" aria-hidden="true">
+        ≈
+      </span>
+      Tideline
+    </div>
+  );
+}
+
+function UserMenu({ session, onSignOut }: { session: Session; onSignOut: () => void }) {
+  return (
+    <div className="user">
+      <span className="user-name">
+        {session.userId}
+        {session.roles.includes('staff') && <span className="tag">staff</span>}
+      </span>
+      <button type="button" className="quiet" onClick={onSignOut}>
+        Sign out
+      </button>
+    </div>
+  );
+}
+
+function LiveStatusBar({ session, db, onSignOut }: { session: Session; db: StoreDb; onSignOut: () => void }) {
   const { status, leader, latestRejection, dismissRejection } = useSyncStatus(db);
   const rejections = useLiveQuery(() => db.rejections(), [db], []);
   const waiting = !leader && status.state === 'stopped';
-  const label = waiting ? 'Waiting' : connectionLabel(status);
   const problem = status.state === 'backoff' || status.state === 'failed' ? status.lastError?.message : undefined;
   return (
-    <>
-      <output className="badge" data-state={status.state} aria-label="Connection" title={problem}>
-        {label}
-      </output>
-      <span className="item">
-        <span className="item-label">Pending</span>
-        <output aria-label="Pending changes" aria-live="off">
-          {formatCount(status.pending)}
+    <header className="topbar">
+      <Brand />
+      <section className="status" aria-label="Sync status">
+        <output className="badge" data-state={status.state} aria-label="Connection" title={problem}>
+          {waiting ? 'Waiting' : connectionLabel(status)}
         </output>
-      </span>
-      <span className="item">
-        <span className="item-label">Synced</span>
-        <output aria-label="Last synced" aria-live="off">
-          {status.lastSyncedAt === null
-            ? 'not yet'
-            : `LSN ${formatCount(status.lastSyncedLsn)} at ${formatTime(status.lastSyncedAt)}`}
-        </output>
-      </span>
-      <span className="item">
-        <span className="item-label">Connection</span>
-        <output aria-label="Connection holder" aria-live="off">
-          {leader ? 'this tab' : 'another tab'}
-        </output>
-      </span>
-      {rejections.length > 0 && (
-        <details className="rejections">
-          <summary>{formatCount(rejections.length)} rejected</summary>
-          <ul aria-label="Rejected changes">
-            {rejections
-              .slice(-20)
-              .reverse()
-              .map((r) => (
-                <li key={r.seq}>
-                  <strong>{describeMutation(r.name, r.args)}</strong>
-                  <span>
-                    {r.error.code}: {r.error.message}
-                  </span>
-                  <time dateTime={new Date(r.at).toISOString()}>{formatTime(r.at)}</time>
-                </li>
-              ))}
-          </ul>
-        </details>
-      )}
-      {problem && status.state === 'failed' && <span className="problem">{problem}</span>}
+        <span className="item">
+          <span className="item-label">Pending</span>
+          <output aria-label="Pending changes" aria-live="off">
+            {formatCount(status.pending)}
+          </output>
+        </span>
+        <span className="item">
+          <span className="item-label">Synced</span>
+          <output aria-label="Last synced" aria-live="off">
+            {status.lastSyncedAt === null
+              ? 'not yet'
+              : `LSN ${formatCount(status.lastSyncedLsn)} at ${formatTime(status.lastSyncedAt)}`}
+          </output>
+        </span>
+        <span className="item">
+          <span className="item-label">Held by</span>
+          <output aria-label="Connection holder" aria-live="off">
+            {leader ? 'this tab' : 'another tab'}
+          </output>
+        </span>
+        {rejections.length > 0 && (
+          <details className="rejections">
+            <summary>{formatCount(rejections.length)} rejected</summary>
+            <ul aria-label="Rejected changes">
+              {rejections
+                .slice(-20)
+                .reverse()
+                .map((r) => (
+                  <li key={r.seq}>
+                    <strong>{describeMutation(r.name, r.args)}</strong>
+                    <span>
+                      {r.error.code}: {r.error.message}
+                    </span>
+                    <time dateTime={new Date(r.at).toISOString()}>{formatTime(r.at)}</time>
+                  </li>
+                ))}
+            </ul>
+          </details>
+        )}
+        {problem && status.state === 'failed' && <span className="problem">{problem}</span>}
+      </section>
+      <UserMenu session={session} onSignOut={onSignOut} />
       {latestRejection && (
         <div role="alert" className="banner">
           <span>
@@ -105,6 +115,6 @@ function SyncIndicators({ db }: { db: StoreDb }) {
           </button>
         </div>
       )}
-    </>
+    </header>
   );
 }

@@ -12,7 +12,7 @@ export interface TabSyncState {
 }
 
 /** The sync status as this tab sees it: its own engine's, or that of the tab holding the connection. */
-export function useSyncStatus(db: StoreDb): TabSyncState & { dismissRejection(): void } {
+export function useSyncStatus(db: StoreDb): TabSyncState & { dismissRejection: () => void } {
   const [state, setState] = useState<TabSyncState>(() => ({
     status: db.status(),
     leader: db.isLeader(),

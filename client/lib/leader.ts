@@ -41,7 +41,10 @@ export function browserLocks(): LockManager | null {
 export interface Leadership {
   /** Whether this tab holds the lock now. */
   isLeader(): boolean;
-  /** Resolves when this tab takes the lock: at once if it holds it already; never if released first. */
+  /**
+   * Resolves when this tab takes the lock: at once if it holds it already;
+   * never if released first. Rejects if the browser refuses the request.
+   */
   readonly elected: Promise<void>;
   /** Lets the lock go, or stops waiting for it. */
   release(): void;
@@ -58,7 +61,11 @@ export async function claimLeadership(locks: LockManager, name: string): Promise
   let letGo = (): void => {};
   const held = new Promise<void>((resolve) => (letGo = resolve));
   let markElected = (): void => {};
-  const elected = new Promise<void>((resolve) => (markElected = resolve));
+  let markFailed = (_err: unknown): void => {};
+  const elected = new Promise<void>((resolve, reject) => {
+    markElected = resolve;
+    markFailed = reject;
+  });
   const abort = new AbortController();
 
   // The lock is held for as long as the callback's promise is pending.
@@ -68,8 +75,9 @@ export async function claimLeadership(locks: LockManager, name: string): Promise
     markElected();
     return held;
   };
-  const ignoreAbort = (err: unknown): void => {
-    if (!(err instanceof DOMException && err.name === 'AbortError')) throw err;
+  // release() aborts the wait; any other failure means this tab can never take over.
+  const waitFailed = (err: unknown): void => {
+    if (!(err instanceof DOMException && err.name === 'AbortError')) markFailed(err);
   };
 
   const free = await new Promise<boolean>((resolve, reject) => {
@@ -81,7 +89,7 @@ export async function claimLeadership(locks: LockManager, name: string): Promise
       .catch(reject);
   });
   if (!free) {
-    locks.request(name, { signal: abort.signal }, hold).catch(ignoreAbort);
+    locks.request(name, { signal: abort.signal }, hold).catch(waitFailed);
   }
 
   return {
@@ -157,7 +165,10 @@ export async function shareSyncAcrossTabs({ locks, dbName, db, engine }: ShareOp
       return;
     }
     if (data.type === 'ask') return;
-    if (data.type === 'status') leaderStatus = data.status;
+    if (data.type === 'status') {
+      leaderStatus = data.status;
+      takeoverFailed = null;
+    }
     emit(data);
   };
 
@@ -183,12 +194,29 @@ export async function shareSyncAcrossTabs({ locks, dbName, db, engine }: ShareOp
     if (closed) engine.stop();
   };
 
+  /** Stops syncing here and lets another tab take the lock; followers keep the last status they saw until it speaks. */
+  const stepDown = (): void => {
+    stopEngineEvents();
+    outboxWatch?.unsubscribe();
+    outboxWatch = null;
+    engine.stop();
+    leadership.release();
+  };
+
   if (leadership.isLeader()) {
-    await lead();
+    try {
+      await lead();
+    } catch (err) {
+      // open() fails: let another tab lead.
+      stepDown();
+      channel.close();
+      throw err;
+    }
   } else {
     channel.postMessage({ type: 'ask' });
     leadership.elected.then(lead).catch((err: unknown) => {
-      // Taking over failed (the replica could not be read): say so in the status bar.
+      // Taking over failed (the replica could not be read): let another tab try, and say so in the status bar.
+      stepDown();
       const message = err instanceof Error ? err.message : String(err);
       const status: SyncStatus = {
         ...engine.status(),
@@ -210,11 +238,7 @@ export async function shareSyncAcrossTabs({ locks, dbName, db, engine }: ShareOp
     close() {
       if (closed) return;
       closed = true;
-      // Followers keep the last status they saw until the next leader speaks.
-      stopEngineEvents();
-      outboxWatch?.unsubscribe();
-      engine.stop();
-      leadership.release();
+      stepDown();
       channel.close();
     },
   };

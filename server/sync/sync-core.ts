@@ -327,7 +327,8 @@ export class SyncCore {
     for (const session of this.sessions) {
       if (!session.live || session.closed || !session.auth) continue;
       // Its pump already read past this batch while the batch waited for replicas.
-      if (session.cursor >= head) continue;
+      // A batch that committed nothing (all rejected or duplicates) still owes the sender its outcomes.
+      if (session.cursor >= head && head > prevHead) continue;
       const { userId, clientId } = session.auth;
       const visible = changes.filter((c) => inScope(c, userId, session.auth!.allOf));
       const outcome = outcomes.get(clientId);
