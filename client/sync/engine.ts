@@ -97,6 +97,8 @@ export class SyncEngine {
   private sessionTerm = 0;
   private pending = 0;
   private inbox: InboxItem[] = [];
+  /** The snapshot the current connection is sending: its asOf and the page expected next (-1: complete). */
+  private snapshotIn: { gen: number; asOf: number; next: number } | null = null;
   /** This replica's client id, known once the local store has been read. */
   clientId: string | null = null;
   private checkpoint = 0;
@@ -380,6 +382,18 @@ export class SyncEngine {
 
   private async onSnapshot(gen: number, raw: unknown, ack: ((res: PageAck) => void) | undefined): Promise<void> {
     const msg = snapshotSchema.parse(raw);
+    // Pages of one snapshot arrive in order, and a later snapshot on the same connection has a later
+    // asOf: any other page is a duplicate delivery. Ack it, since the server may wait, but apply nothing.
+    const current = this.snapshotIn?.gen === gen ? this.snapshotIn : null;
+    const expected =
+      msg.page === 0
+        ? current === null || msg.asOf > current.asOf
+        : current !== null && msg.asOf === current.asOf && msg.page === current.next;
+    if (!expected) {
+      if (gen === this.generation) ack?.({ ok: true });
+      return;
+    }
+    this.snapshotIn = { gen, asOf: msg.asOf, next: msg.done ? -1 : msg.page + 1 };
     const now = this.opts.clock.now();
     const result = await this.opts.local.transaction(async (tx) => {
       if (msg.page === 0) await tx.clearStaging();

@@ -332,9 +332,12 @@ export class SyncCore {
       const { userId, clientId } = session.auth;
       const visible = changes.filter((c) => inScope(c, userId, session.auth!.allOf));
       const outcome = outcomes.get(clientId);
-      session.cursor = head;
+      // Nothing for this client: send nothing, and leave the cursor where its last message ended, so
+      // that the next message starts at the client's checkpoint and covers the LSNs skipped here.
       if (visible.length === 0 && outcome === undefined) continue;
-      const msg: Changes = { from: prevHead, to: head, changes: visible };
+      const to = Math.max(head, session.cursor);
+      const msg: Changes = { from: session.cursor, to, changes: visible };
+      session.cursor = to;
       if (outcome !== undefined) {
         msg.lastSeq = outcome.lastSeq;
         if (outcome.rejected.length > 0) msg.rejected = outcome.rejected;

@@ -233,9 +233,7 @@ describe('isolation between users, and bad input', () => {
     await expect(staff.mutate.delete({ collection: 'orders', id: 'order-a' })).rejects.toMatchObject({
       code: 'FORBIDDEN',
     });
-    await expect(other.mutate.cartSet({ productId: 'sp1', qty: 0 })).resolves.toMatchObject({
-      seq: expect.any(Number),
-    });
+    expect((await other.mutate.cartSet({ productId: 'sp1', qty: 0 })).seq).toBeGreaterThan(0);
   });
 
   it('a duplicate push commits nothing new', async () => {

@@ -34,8 +34,8 @@ export class ServerHistory {
     }
   }
 
-  /** What `userId` may read once every change up to `lsn` is applied. */
-  viewAt(lsn: number, userId: string): DocsView {
+  /** What `userId` may read once every change up to `lsn` is applied; `allOf`: owner-only collections it reads in full. */
+  viewAt(lsn: number, userId: string, allOf: readonly string[]): DocsView {
     const view = emptyView(this.collections);
     for (const list of this.versions.values()) {
       let latest: Change | undefined;
@@ -44,7 +44,7 @@ export class ServerHistory {
         latest = c;
       }
       if (!latest || latest.doc === null) continue;
-      if (latest.owner !== null && latest.owner !== userId) continue;
+      if (latest.owner !== null && latest.owner !== userId && !allOf.includes(latest.collection)) continue;
       const docs = view[latest.collection];
       if (docs) docs[latest.id] = latest.doc;
     }

@@ -62,11 +62,13 @@ export interface NetworkStats {
 export interface SimNetworkOptions {
   clock: VirtualClock;
   rng: Rng;
+  /** The primary to connect to; `crashServer` swaps in a new one. */
   core: SyncCore;
   faults: NetworkFaults;
   /** How long the server waits for a page ack before it gives up on the client (socket-sync: 60 s). */
   pageAckTimeoutMs: number;
-  log?: (line: string) => void;
+  /** Gets each trace line as a thunk, so that untraced runs do not build the strings. */
+  log?: (line: () => string) => void;
   /** Sees every changes/snapshot message a client receives, before the engine does. */
   inspect?: (client: string, delivered: Delivered) => void;
 }
@@ -90,6 +92,7 @@ interface PendingRequest {
  */
 export class SimNetwork {
   faults: NetworkFaults;
+  core: SyncCore;
   readonly stats: NetworkStats = {
     connections: 0,
     connectFailures: 0,
@@ -100,9 +103,11 @@ export class SimNetwork {
   };
   private nextConnection = 0;
   private readonly current = new Map<string, SimConnection>();
+  private readonly all = new Set<SimConnection>();
 
   constructor(readonly opts: SimNetworkOptions) {
     this.faults = opts.faults;
+    this.core = opts.core;
   }
 
   /** The transport factory for one client's engine. */
@@ -110,6 +115,7 @@ export class SimNetwork {
     return () => {
       const conn = new SimConnection(this, client, ++this.nextConnection);
       this.current.set(client, conn);
+      this.all.add(conn);
       this.stats.connections++;
       return conn;
     };
@@ -120,18 +126,31 @@ export class SimNetwork {
     this.current.get(client)?.cut(reason);
   }
 
+  /**
+   * The primary's process dies: every connection resets (each client notices
+   * after its own delay), nothing in flight arrives, and the dead core never
+   * hears from the network again. Later connections reach `next`.
+   */
+  crashServer(next: SyncCore): void {
+    for (const conn of this.all) conn.serverDied();
+    this.core = next;
+  }
+
   latency(): number {
     return this.opts.rng.int(this.faults.minLatencyMs, this.faults.maxLatencyMs);
   }
 
-  log(line: string): void {
-    this.opts.log?.(`[${this.opts.clock.now()}] ${line}`);
+  log(line: () => string): void {
+    const { log, clock } = this.opts;
+    if (log) log(() => `[${clock.now()}] ${line()}`);
   }
 }
 
 class SimConnection implements Transport {
   private events: TransportEvents | null = null;
   private session: Session | null = null;
+  /** The core this connection reached, which may be dead by now. */
+  private core: SyncCore | null = null;
   /** The client side still sends and receives. */
   private clientOpen = false;
   /** The engine closed this transport: nothing may reach it any more. */
@@ -157,20 +176,21 @@ class SimConnection implements Transport {
 
   open(events: TransportEvents): void {
     this.events = events;
-    const { clock, rng, core } = this.net.opts;
+    const { clock, rng } = this.net.opts;
     clock.setTimeout(() => {
       if (this.clientClosed) return;
       if (rng.chance(this.net.faults.connectFailure)) {
         this.broken = true;
         this.net.stats.connectFailures++;
-        this.net.log(`${this.name} connect failed`);
+        this.net.log(() => `${this.name} connect failed`);
         events.disconnected('connect error');
         return;
       }
-      this.session = core.connect(this.sink());
+      this.core = this.net.core;
+      this.session = this.core.connect(this.sink());
       this.serverOpen = true;
       this.clientOpen = true;
-      this.net.log(`${this.name} connected`);
+      this.net.log(() => `${this.name} connected`);
       events.connected();
     }, this.net.latency());
   }
@@ -192,7 +212,7 @@ class SimConnection implements Transport {
     return new Promise((resolve, reject) => {
       const timer = clock.setTimeout(() => {
         this.requests.delete(id);
-        this.net.log(`${this.name} ${event} #${id} timed out`);
+        this.net.log(() => `${this.name} ${event} #${id} timed out`);
         reject(new Error(`${event} timed out after ${timeoutMs} ms`));
       }, timeoutMs);
       this.requests.set(id, { resolve, reject, timer });
@@ -205,24 +225,37 @@ class SimConnection implements Transport {
     if (this.broken || (!this.clientOpen && !this.serverOpen)) return;
     this.broken = true;
     this.net.stats.cuts++;
-    this.net.log(`${this.name} CUT (${reason})`);
-    const { clock, rng, core } = this.net.opts;
+    this.net.log(() => `${this.name} CUT (${reason})`);
+    const { clock, rng } = this.net.opts;
     clock.setTimeout(() => this.clientSeesClose('transport close'), rng.int(0, this.net.faults.noticeMaxMs));
     clock.setTimeout(
       () => {
         if (!this.serverOpen) return;
         this.serverSideClosed();
-        if (this.session) core.disconnect(this.session);
+        if (this.session) this.core?.disconnect(this.session);
       },
       rng.int(0, this.net.faults.noticeMaxMs),
     );
+  }
+
+  /** The server process is gone: no goodbye to the core, and its pending pages never settle. */
+  serverDied(): void {
+    if (!this.serverOpen) return;
+    this.serverOpen = false;
+    const { clock, rng } = this.net.opts;
+    for (const page of this.pages.values()) clock.clearTimeout(page.timer);
+    this.pages.clear();
+    if (!this.broken) {
+      this.broken = true;
+      clock.setTimeout(() => this.clientSeesClose('transport close'), rng.int(0, this.net.faults.noticeMaxMs));
+    }
   }
 
   private clientSeesClose(reason: string): void {
     if (!this.clientOpen) return;
     this.clientOpen = false;
     this.failRequests(reason);
-    this.net.log(`${this.name} client sees disconnect: ${reason}`);
+    this.net.log(() => `${this.name} client sees disconnect: ${reason}`);
     this.events?.disconnected(reason);
   }
 
@@ -239,7 +272,7 @@ class SimConnection implements Transport {
     if (!this.clientOpen) return;
     if (this.net.opts.rng.chance(this.net.faults.loseAck)) {
       this.net.stats.lostAcks++;
-      this.net.log(`${this.name} page ack #${id} LOST`);
+      this.net.log(() => `${this.name} page ack #${id} LOST`);
       return;
     }
     this.toServer({ kind: 'pageAck', id, res: wire(res) });
@@ -272,7 +305,8 @@ class SimConnection implements Transport {
       }
       case 'changes': {
         this.net.log(
-          `${this.name} ← changes ${describeChanges(msg.msg as Changes)}${msg.ackId === null ? '' : ` page #${msg.ackId}`}`,
+          () =>
+            `${this.name} ← changes ${describeChanges(msg.msg as Changes)}${msg.ackId === null ? '' : ` page #${msg.ackId}`}`,
         );
         this.net.opts.inspect?.(this.client, { kind: 'changes', msg: msg.msg as Changes });
         const ackId = msg.ackId;
@@ -282,7 +316,8 @@ class SimConnection implements Transport {
       case 'snapshot': {
         const snap = msg.msg as Snapshot;
         this.net.log(
-          `${this.name} ← snapshot asOf ${snap.asOf} page ${snap.page} (${snap.docs.length} docs) done=${snap.done} lastSeq=${snap.lastSeq}`,
+          () =>
+            `${this.name} ← snapshot asOf ${snap.asOf} page ${snap.page} (${snap.docs.length} docs) done=${snap.done} lastSeq=${snap.lastSeq}`,
         );
         this.net.opts.inspect?.(this.client, { kind: 'snapshot', msg: snap });
         const ackId = msg.ackId;
@@ -290,7 +325,7 @@ class SimConnection implements Transport {
         return;
       }
       case 'fatal':
-        this.net.log(`${this.name} ← fatal ${JSON.stringify(msg.error)}`);
+        this.net.log(() => `${this.name} ← fatal ${JSON.stringify(msg.error)}`);
         events.fatal(msg.error);
         return;
       case 'fin':
@@ -310,7 +345,7 @@ class SimConnection implements Transport {
       sendSnapshot: (msg: Snapshot) => this.sendWithAck('snapshot', msg),
       close: (error: WireError) => {
         if (!this.serverOpen) return;
-        this.net.log(`${this.name} server closes: ${error.message}`);
+        this.net.log(() => `${this.name} server closes: ${error.message}`);
         this.toClient({ kind: 'fatal', error: wire(error) });
         this.toClient({ kind: 'fin' });
         this.serverSideClosed();
@@ -325,7 +360,7 @@ class SimConnection implements Transport {
     return new Promise<void>((resolve, reject) => {
       const timer = clock.setTimeout(() => {
         this.pages.delete(id);
-        this.net.log(`${this.name} server: ${kind} page #${id} ack timed out`);
+        this.net.log(() => `${this.name} server: ${kind} page #${id} ack timed out`);
         reject(new Error(`client did not ack the ${kind} page in time`));
       }, this.net.opts.pageAckTimeoutMs);
       this.pages.set(id, {
@@ -343,19 +378,20 @@ class SimConnection implements Transport {
 
   private atServer(msg: ClientToServer): void {
     if (this.broken || !this.serverOpen || !this.session) return;
-    const { core, clock } = this.net.opts;
+    const { clock } = this.net.opts;
+    const core = this.core!;
     const session = this.session;
     switch (msg.kind) {
       case 'request':
         if (msg.event === 'hello') {
           const res = core.hello(session, msg.msg);
-          this.net.log(`${this.name} → hello ${JSON.stringify(msg.msg)} → ${JSON.stringify(res)}`);
+          this.net.log(() => `${this.name} → hello ${JSON.stringify(msg.msg)} → ${JSON.stringify(res)}`);
           this.reply(msg.id, res);
         } else {
-          this.net.log(`${this.name} → push ${describePush(msg.msg)}`);
+          this.net.log(() => `${this.name} → push ${describePush(msg.msg)}`);
           const id = msg.id;
           void core.push(session, msg.msg).then((res) => {
-            this.net.log(`${this.name} push #${id} → ${JSON.stringify(res)}`);
+            this.net.log(() => `${this.name} push #${id} → ${JSON.stringify(res)}`);
             this.reply(id, res);
           });
         }
@@ -369,7 +405,7 @@ class SimConnection implements Transport {
         return;
       }
       case 'fin':
-        this.net.log(`${this.name} server sees the client close`);
+        this.net.log(() => `${this.name} server sees the client close`);
         this.serverSideClosed();
         core.disconnect(session);
         return;
@@ -380,7 +416,7 @@ class SimConnection implements Transport {
     if (!this.serverOpen) return;
     if (this.net.opts.rng.chance(this.net.faults.loseAck)) {
       this.net.stats.lostAcks++;
-      this.net.log(`${this.name} reply #${id} LOST`);
+      this.net.log(() => `${this.name} reply #${id} LOST`);
       return;
     }
     this.toClient({ kind: 'reply', id, res: wire(res) });
@@ -408,7 +444,7 @@ class SimConnection implements Transport {
       this.net.stats.duplicates++;
       clock.setTimeout(
         () => {
-          this.net.log(`${this.name} duplicating a ${msg.kind} message`);
+          this.net.log(() => `${this.name} duplicating a ${msg.kind} message`);
           if (!this.broken) this.enqueueToClient(msg);
         },
         rng.int(0, this.net.faults.duplicateLagMs),

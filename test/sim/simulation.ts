@@ -30,6 +30,8 @@ export interface SimStats {
   snapshots: number;
   compactions: number;
   restarts: number;
+  serverRestarts: number;
+  localTransactions: number;
   network: NetworkStats;
 }
 
@@ -46,6 +48,7 @@ const START_MS = 1_700_000_000_000;
 const SETTLE_LIMIT_MS = 10 * 60_000;
 const MAX_STEPS = 200_000;
 export const SIM_COLLECTIONS = Object.keys(storeSchema.collections);
+const STAFF = new Set(['sam']);
 const OWNER_ONLY = new Set(
   Object.entries(storeSchema.collections)
     .filter(([, d]) => d.read === 'owner')
@@ -63,70 +66,99 @@ const OWNER_ONLY = new Set(
 export async function runSimulation(config: SimConfig): Promise<SimResult> {
   const { seed } = config;
   const nClients = config.clients ?? 3;
-  const perClient = config.mutationsPerClient ?? 20;
-  const workloadMs = config.workloadMs ?? 6_000;
+  const perClient = config.mutationsPerClient ?? 10;
+  const workloadMs = config.workloadMs ?? 4_000;
   const trace: string[] = [];
   const problems: string[] = [];
   const clock = new VirtualClock(START_MS);
-  const log = config.trace ? (line: string) => trace.push(line) : () => undefined;
+  const log = config.trace ? (line: () => string) => void trace.push(line()) : () => undefined;
   const fail = (message: string): void => {
     problems.push(message);
-    log(`!!! ${message}`);
+    log(() => `!!! ${message}`);
   };
 
   const rng = new Rng(seed);
   const workRng = rng.fork();
   const history = new ServerHistory(SIM_COLLECTIONS);
-  const store = new MemoryStore({ serverId: `sim-primary-${seed}` });
+  let store = new MemoryStore({ serverId: `sim-primary-${seed}` });
   const initialStock = seedData(store, history, rng, clock.now());
 
-  const core = new SyncCore({
-    store,
-    schema: storeSchema,
-    clock,
-    limits: DEFAULT_LIMITS,
-    verifyToken: (token) => {
-      if (!token.startsWith('user:')) throw new TidelineError('UNAUTHORIZED', 'bad token');
-      return { userId: token.slice('user:'.length), roles: [] };
-    },
-    schedule: (fn) => void clock.setTimeout(fn, 0),
-    pageSize: 4,
-    snapshotPageSize: 3,
-    onCommit: (changes) => history.record(changes),
-  });
+  // Some runs make acks and fan-out wait for (simulated) synchronous replicas.
+  const replicaLagMs = rng.pick([0, 0, 30, 300]);
+  const replicaRng = rng.fork();
+  const replicated = (): Promise<void> =>
+    new Promise((resolve) => void clock.setTimeout(resolve, replicaRng.int(0, replicaLagMs)));
+
+  /** A primary on `store`. When it is killed, whatever it scheduled never runs. */
+  const startPrimary = (): { core: SyncCore; kill: () => void } => {
+    let alive = true;
+    const core = new SyncCore({
+      ...(replicaLagMs > 0 ? { replicated } : {}),
+      store,
+      schema: storeSchema,
+      clock,
+      limits: DEFAULT_LIMITS,
+      // Tokens are `user:<id>:<role>,<role>`.
+      verifyToken: (token) => {
+        const [kind, userId, roles] = token.split(':');
+        if (kind !== 'user' || !userId) throw new TidelineError('UNAUTHORIZED', 'bad token');
+        return { userId, roles: roles ? roles.split(',') : [] };
+      },
+      schedule: (fn) => void clock.setTimeout(() => alive && fn(), 0),
+      pageSize: 4,
+      snapshotPageSize: 3,
+      onCommit: (changes) => history.record(changes),
+    });
+    return { core, kill: () => void (alive = false) };
+  };
+  let primary = startPrimary();
 
   const faults = randomFaults(rng);
-  const users = ['alice', 'bob', rng.chance(0.5) ? 'alice' : 'carol'];
+  // Two clients may share a user; `sam` is staff: reads every order and restocks products.
+  const users = ['alice', 'bob', rng.pick(['alice', 'carol', 'sam'])];
   const clientsByName = new Map<string, SimClient>();
   let snapshots = 0;
   const inspect = (name: string, d: Delivered): void => {
-    const userId = clientsByName.get(name)?.userId;
+    const client = clientsByName.get(name);
+    const userId = client?.userId;
+    const readsAll = (collection: string): boolean => client?.allOf.includes(collection) ?? false;
     if (d.kind === 'snapshot') {
       if (d.msg.done) snapshots++;
       for (const { collection, doc } of d.msg.docs) {
-        if (OWNER_ONLY.has(collection) && doc['owner'] !== userId) {
-          fail(`client ${name} (${userId}) was sent ${collection}/${doc.id} of ${String(doc['owner'])} in a snapshot`);
+        if (OWNER_ONLY.has(collection) && doc['owner'] !== userId && !readsAll(collection)) {
+          fail(
+            `client ${name} (${userId}) was sent ${collection}/${doc.id} of ${JSON.stringify(doc['owner'])} in a snapshot`,
+          );
         }
       }
     } else {
       for (const c of d.msg.changes) {
-        if (c.owner !== null && c.owner !== userId) {
+        if (c.owner !== null && c.owner !== userId && !readsAll(c.collection)) {
           fail(`client ${name} (${userId}) was sent ${c.collection}/${c.id} of ${c.owner} (LSN ${c.lsn})`);
         }
       }
     }
   };
-  const net = new SimNetwork({ clock, rng: rng.fork(), core, faults, pageAckTimeoutMs: 5_000, log, inspect });
-  log(`faults ${JSON.stringify(faults)}`);
+  const net = new SimNetwork({
+    clock,
+    rng: rng.fork(),
+    core: primary.core,
+    faults,
+    pageAckTimeoutMs: 5_000,
+    log,
+    inspect,
+  });
+  log(() => `faults ${JSON.stringify(faults)}, replica lag up to ${replicaLagMs} ms`);
 
   const clients: SimClient[] = [];
   for (let i = 0; i < nClients; i++) {
     const name = `c${i}`;
     const userId = users[i % users.length]!;
-    const client = new SimClient(name, userId, seed, { clock, net, history, rng: rng.fork(), log, fail });
+    const roles = STAFF.has(userId) ? ['staff'] : [];
+    const client = new SimClient(name, userId, roles, seed, { clock, net, history, rng: rng.fork(), log, fail });
     clients.push(client);
     clientsByName.set(name, client);
-    log(`${name} is ${userId} (${client.clientId})`);
+    log(() => `${name} is ${userId} (${client.clientId})`);
   }
 
   // The workload: mutations, breaks, restarts (some offline for a while) and compactions.
@@ -135,7 +167,7 @@ export async function runSimulation(config: SimConfig): Promise<SimResult> {
     at(workRng.int(0, 50), () => client.start());
     for (let k = 0; k < perClient; k++) {
       at(workRng.int(0, workloadMs), () => {
-        const op = randomOp(workRng, client.name, client.userId, k, clock.now());
+        const op = randomOp(workRng, client.name, client.userId, client.roles.includes('staff'), k, clock.now());
         client.mutate(op.name, op.args);
       });
     }
@@ -152,14 +184,27 @@ export async function runSimulation(config: SimConfig): Promise<SimResult> {
   const nCompactions = workRng.int(0, 3);
   for (let k = 0; k < nCompactions; k++) {
     at(workRng.int(0, workloadMs + 1_000), () => {
-      const r = core.compact();
+      const r = primary.core.compact();
       compactions++;
-      log(`COMPACT → horizon ${r.horizon} (${r.removedChanges} changes, ${r.removedTombstones} tombstones)`);
+      log(() => `COMPACT → horizon ${r.horizon} (${r.removedChanges} changes, ${r.removedTombstones} tombstones)`);
+    });
+  }
+  // Now and then the primary is killed (kill -9) and restarted on the same data.
+  let serverRestarts = 0;
+  if (workRng.chance(0.25)) {
+    at(workRng.int(0, workloadMs), () => {
+      primary.kill();
+      store.close();
+      store = new MemoryStore({ data: store.data });
+      primary = startPrimary();
+      net.crashServer(primary.core);
+      serverRestarts++;
+      log(() => 'PRIMARY RESTART');
     });
   }
   at(workloadMs + 1, () => {
     net.faults = { ...HEALTHY, maxLatencyMs: faults.maxLatencyMs };
-    log('HEAL');
+    log(() => 'HEAL');
   });
 
   // Run until nothing is scheduled: each timer, then every microtask it caused.
@@ -197,6 +242,8 @@ export async function runSimulation(config: SimConfig): Promise<SimResult> {
       snapshots,
       compactions,
       restarts: clients.reduce((n, c) => n + c.restarts, 0),
+      serverRestarts,
+      localTransactions: clients.reduce((n, c) => n + c.local.transactions, 0),
       network: net.stats,
     },
     trace,

@@ -19,6 +19,7 @@ const OPS = {
   itemDelete: 4,
   checkout: 20,
   cartPut: 5,
+  restock: 6,
 } as const;
 
 export interface Op {
@@ -31,10 +32,11 @@ export interface Op {
  * collide: the same notes, the shared counter, a few products with little
  * stock, and an `items` id that every user tries to own.
  */
-export function randomOp(rng: Rng, client: string, userId: string, k: number, now: number): Op {
+export function randomOp(rng: Rng, client: string, userId: string, staff: boolean, k: number, now: number): Op {
   const tag = `${client}-${k}`;
   const itemId = rng.chance(0.2) ? 'shared-i0' : `${userId}-i${rng.int(0, 1)}`;
-  switch (rng.weighted(OPS)) {
+  const op = rng.weighted(OPS);
+  switch (op === 'restock' && !staff ? 'inc' : op) {
     case 'notePut':
       return { name: 'put', args: { collection: 'notes', doc: { id: rng.pick(NOTE_IDS), text: tag, createdAt: now } } };
     case 'notePatch':
@@ -61,6 +63,8 @@ export function randomOp(rng: Rng, client: string, userId: string, k: number, no
       if (rng.chance(0.3)) args['cartId'] = `${userId}-cart`;
       return { name: 'checkout', args };
     }
+    case 'restock':
+      return { name: 'inc', args: { collection: 'products', id: rng.pick(PRODUCTS).id, field: 'stock', by: 1 } };
     case 'cartPut':
       return {
         name: 'put',
