@@ -22,6 +22,8 @@ export interface SeenChange {
   collection: string;
   id: string;
   doc: Record<string, unknown> | null;
+  /** The primary's commit time (its Date.now() when the group commit began). */
+  ts: number;
 }
 
 export interface SeenChanges {
@@ -37,6 +39,8 @@ export interface SeenChanges {
 export interface RawClientOptions {
   userId: string;
   checkpoint?: number;
+  /** The term of the primary whose log `checkpoint` belongs to (0 before the first sync); sent by protocol 2 and later. */
+  checkpointTerm?: number;
   onChanges?: (msg: SeenChanges) => void;
   requestTimeoutMs?: number;
   connectTimeoutMs?: number;
@@ -52,7 +56,8 @@ type AckFn = (res: unknown) => void;
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-function readChanges(raw: unknown, page: boolean, receivedAt: number): SeenChanges | null {
+/** Reads a `changes` message loosely (the bench must not pay for full validation); null when it is not one. */
+export function readChanges(raw: unknown, page: boolean, receivedAt: number): SeenChanges | null {
   if (!isRecord(raw) || typeof raw['from'] !== 'number' || typeof raw['to'] !== 'number') return null;
   const list = raw['changes'];
   if (!Array.isArray(list)) return null;
@@ -65,6 +70,7 @@ function readChanges(raw: unknown, page: boolean, receivedAt: number): SeenChang
       collection: String(c['collection']),
       id: String(c['id']),
       doc: isRecord(doc) ? doc : null,
+      ts: typeof c['ts'] === 'number' ? c['ts'] : Number.NaN,
     });
   }
   return { from: raw['from'], to: raw['to'], changes, page, receivedAt };
@@ -72,8 +78,9 @@ function readChanges(raw: unknown, page: boolean, receivedAt: number): SeenChang
 
 export class RawClient {
   readonly clientId = `bench-${randomBytes(9).toString('hex')}`;
-  /** Head LSN the server reported in its hello ack. */
+  /** Head LSN and term the server reported in its hello ack. */
   headAtHello = 0;
+  term = 0;
   /** Highest LSN received (the `to` of the last changes message or the `asOf` of the last snapshot). */
   checkpoint: number;
   live = false;
@@ -97,8 +104,12 @@ export class RawClient {
       timeout: opts.connectTimeoutMs ?? 20_000,
     });
     const client = new RawClient(socket, opts);
-    socket.on('changes', (raw: unknown, ack: unknown) => client.onChanges(raw, typeof ack === 'function' ? (ack as AckFn) : null));
-    socket.on('snapshot', (raw: unknown, ack: unknown) => client.onSnapshot(raw, typeof ack === 'function' ? (ack as AckFn) : null));
+    socket.on('changes', (raw: unknown, ack: unknown) =>
+      client.onChanges(raw, typeof ack === 'function' ? (ack as AckFn) : null),
+    );
+    socket.on('snapshot', (raw: unknown, ack: unknown) =>
+      client.onSnapshot(raw, typeof ack === 'function' ? (ack as AckFn) : null),
+    );
     try {
       await new Promise<void>((resolve, reject) => {
         socket.once('connect', () => resolve());
@@ -110,11 +121,13 @@ export class RawClient {
           clientId: client.clientId,
           token: tokenFor(opts.userId),
           checkpoint: client.checkpoint,
+          checkpointTerm: opts.checkpointTerm ?? 0,
           pendingFrom: 1,
         }),
       );
       if (!ack.ok) throw new Error(`hello refused: ${ack.error.code} ${ack.error.message}`);
       client.headAtHello = ack.headLsn;
+      client.term = ack.term;
       client.nextSeq = ack.lastSeq + 1;
     } catch (err) {
       client.close();
@@ -142,7 +155,9 @@ export class RawClient {
       const seq = this.nextSeq++;
       mutations.push({ seq, ...build(seq) });
     }
-    const raw: unknown = await this.socket.timeout(this.opts.requestTimeoutMs ?? 60_000).emitWithAck('push', { mutations });
+    const raw: unknown = await this.socket
+      .timeout(this.opts.requestTimeoutMs ?? 60_000)
+      .emitWithAck('push', { mutations });
     return pushAckSchema.parse(raw);
   }
 

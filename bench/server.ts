@@ -41,10 +41,26 @@ export interface BenchServerOptions {
 }
 
 const running = new Set<BenchServer>();
+/** Children and data directories not yet cleaned up, for the exit hook. */
+const leftovers = new Map<number, { kill: () => void; dataDir: string }>();
 
-/** Kills every server still running (the bench's last resort on a hard timeout). */
-export function killAllBenchServers(): void {
-  for (const s of running) void s.stop();
+// Whatever ends the bench (a crash, Ctrl-C, process.exit), no server outlives it.
+process.once('exit', () => {
+  for (const { kill, dataDir } of leftovers.values()) {
+    kill();
+    removeDir(dataDir);
+  }
+});
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    console.error(`bench: ${signal}, stopping servers`);
+    process.exit(130);
+  });
+}
+
+/** Stops every server still running (the bench's last resort on a hard timeout, and before it exits). */
+export async function stopAllBenchServers(): Promise<void> {
+  await Promise.all([...running].map((s) => s.stop()));
 }
 
 export async function startBenchServer(options: BenchServerOptions = {}): Promise<BenchServer> {
@@ -77,7 +93,10 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
   let url: string;
   try {
     url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`server did not start:\n${out}`)), options.startTimeoutMs ?? 30_000);
+      const timer = setTimeout(
+        () => reject(new Error(`server did not start:\n${out}`)),
+        options.startTimeoutMs ?? 30_000,
+      );
       const onData = (): void => {
         const m = /listening on (http:\/\/[^\s]+)/.exec(out);
         if (m?.[1]) {
@@ -98,6 +117,7 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
     throw err;
   }
   const pid = child.pid!;
+  leftovers.set(pid, { kill: () => child.kill('SIGKILL'), dataDir });
   let stopped: Promise<number | null> | null = null;
   const server: BenchServer = {
     url,
@@ -119,6 +139,7 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
         await exited;
         clearTimeout(grace);
         running.delete(server);
+        leftovers.delete(pid);
         removeDir(dataDir);
         return peak;
       })();

@@ -1,0 +1,281 @@
+import { waitFor } from '../../test/support/wait';
+import { openObservedClient } from '../clients';
+import type { ObservedClient } from '../clients';
+import { RawClient } from '../raw-client';
+import type { SeenChanges } from '../raw-client';
+import { cpuMeter, sleep } from '../scenario';
+import type { Json, Metric, Resources, ScenarioOptions, ScenarioResult } from '../scenario';
+import { nowMs, round, summarize } from '../stats';
+import type { Summary } from '../stats';
+
+/**
+ * Fan-out latency: one writer (a real `open()` client) puts `notes` (a
+ * public collection) at a fixed rate; every other connected client records
+ * when each note arrives. Three clocks per note:
+ * - mutate: `sentAt` in the document, taken just before `mutate.put`;
+ * - push: when the writer's engine hands the push holding the note to its
+ *   socket (seen by wrapping the writer's transport);
+ * - commit: the change's `ts`, the server's clock when the group commit began
+ *   (same machine, whole milliseconds).
+ * The headline is push → receipt (for open() receivers, push → applied: the
+ * engine has written the change to the local replica, the 'applied' event).
+ * mutate → receipt adds the writer's local transaction and outbox, which in
+ * one busy bench process is mostly the bench's own event loop.
+ */
+
+const TARGET_P99_MS = 50;
+
+export interface FanoutConfig {
+  receivers: number;
+  kind: 'real' | 'protocol';
+  writesPerSecond: number;
+  durationMs: number;
+  warmupMs: number;
+}
+
+export const FANOUT: FanoutConfig[] = [
+  { receivers: 10, kind: 'real', writesPerSecond: 50, durationMs: 10_000, warmupMs: 1_000 },
+  { receivers: 10, kind: 'protocol', writesPerSecond: 50, durationMs: 10_000, warmupMs: 1_000 },
+  { receivers: 200, kind: 'protocol', writesPerSecond: 50, durationMs: 10_000, warmupMs: 1_000 },
+];
+
+interface Recorder {
+  /** Note id → when the push holding it was sent. */
+  pushedAt: Map<string, number>;
+  pushToReceipt: number[];
+  mutateToReceipt: number[];
+  commitToReceipt: number[];
+  pushToCommit: number[];
+  pushToApplied: number[];
+  /** Notes seen per receiver (measured ones only), to find deliveries that never came. */
+  seen: number[];
+  /** Receipts whose push time was unknown (should stay 0). */
+  unmatched: number;
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The note id a pushed mutation writes, if it is a notes put. */
+function noteIdOf(mutation: unknown): string | null {
+  if (!isRecord(mutation) || !isRecord(mutation['args'])) return null;
+  const { collection, doc } = mutation['args'];
+  if (collection !== 'notes' || !isRecord(doc) || typeof doc['id'] !== 'string') return null;
+  return doc['id'];
+}
+
+function summaryJson(s: Summary): { [key: string]: Json } {
+  return {
+    count: s.count,
+    min: round(s.min),
+    mean: round(s.mean),
+    p50: round(s.p50),
+    p95: round(s.p95),
+    p99: round(s.p99),
+    max: round(s.max),
+  };
+}
+
+export async function fanout(
+  options: ScenarioOptions,
+  res: Resources,
+  configs: readonly FanoutConfig[] = FANOUT,
+): Promise<ScenarioResult> {
+  const scenario = 'fan-out';
+  const started = nowMs();
+  const metrics: Metric[] = [];
+  const details: { [key: string]: Json } = {};
+  for (const cfg of configs) {
+    const server = await res.server();
+    const rec: Recorder = {
+      pushedAt: new Map(),
+      pushToReceipt: [],
+      mutateToReceipt: [],
+      commitToReceipt: [],
+      pushToCommit: [],
+      pushToApplied: [],
+      seen: new Array<number>(cfg.receivers).fill(0),
+      unmatched: 0,
+    };
+    const real: ObservedClient[] = [];
+    const raw: RawClient[] = [];
+    let writer: ObservedClient | null = null;
+    try {
+      const onChangesFor =
+        (index: number, pendingApply: Array<{ lsn: number; pushedAt: number }> | null) =>
+        (msg: SeenChanges): void => {
+          for (const c of msg.changes) {
+            const doc = c.doc;
+            if (c.collection !== 'notes' || doc === null || doc['warmup'] !== false) continue;
+            const pushedAt = rec.pushedAt.get(c.id);
+            const sentAt = doc['sentAt'];
+            if (pushedAt === undefined || typeof sentAt !== 'number') {
+              rec.unmatched++;
+              continue;
+            }
+            rec.pushToReceipt.push(msg.receivedAt - pushedAt);
+            rec.mutateToReceipt.push(msg.receivedAt - sentAt);
+            rec.commitToReceipt.push(msg.receivedAt - c.ts);
+            if (index === 0) rec.pushToCommit.push(c.ts - pushedAt);
+            rec.seen[index]!++;
+            pendingApply?.push({ lsn: c.lsn, pushedAt });
+          }
+        };
+      for (let i = 0; i < cfg.receivers; i++) {
+        if (cfg.kind === 'real') {
+          const pendingApply: Array<{ lsn: number; pushedAt: number }> = [];
+          const c = await openObservedClient(server.url, `reader-${i}`, { onChanges: onChangesFor(i, pendingApply) });
+          c.client.on((e) => {
+            if (e.type !== 'applied') return;
+            const now = nowMs();
+            let k = 0;
+            while (k < pendingApply.length && pendingApply[k]!.lsn <= e.checkpoint) {
+              rec.pushToApplied.push(now - pendingApply[k]!.pushedAt);
+              k++;
+            }
+            pendingApply.splice(0, k);
+          });
+          real.push(c);
+          res.defer(() => c.close());
+        } else {
+          const c = await RawClient.connect(server.url, { userId: `reader-${i}`, onChanges: onChangesFor(i, null) });
+          raw.push(c);
+          res.defer(() => c.close());
+        }
+      }
+      const w = await openObservedClient(server.url, 'writer', {
+        onPush: (mutations, at) => {
+          for (const m of mutations) {
+            const id = noteIdOf(m);
+            // A resent mutation keeps its first push time.
+            if (id !== null && !rec.pushedAt.has(id)) rec.pushedAt.set(id, at);
+          }
+        },
+      });
+      writer = w;
+      res.defer(() => w.close());
+      await Promise.all(raw.map((c) => c.waitLive()));
+      await waitFor(
+        'receivers and writer live',
+        () => w.client.status().state === 'live' && real.every((c) => c.client.status().state === 'live'),
+        60_000,
+      );
+      const label = `${cfg.receivers} ${cfg.kind === 'real' ? 'open() clients' : 'protocol clients'}`;
+      options.log(`  ${label}, writer at ${cfg.writesPerSecond}/s for ${(cfg.warmupMs + cfg.durationMs) / 1000} s`);
+
+      const interval = 1000 / cfg.writesPerSecond;
+      const warmupWrites = Math.round(cfg.warmupMs / interval);
+      const measuredWrites = Math.round(cfg.durationMs / interval);
+      const writes: Array<Promise<unknown>> = [];
+      let meter: ReturnType<typeof cpuMeter> | null = null;
+      let lateWrites = 0;
+      const t0 = nowMs();
+      for (let k = 0; k < warmupWrites + measuredWrites; k++) {
+        const due = t0 + k * interval;
+        const wait = due - nowMs();
+        if (wait > 0) await sleep(wait);
+        else if (wait < -interval) lateWrites++;
+        if (k === warmupWrites) meter = cpuMeter(server);
+        const sentAt = nowMs();
+        writes.push(
+          w.client.mutate.put({
+            collection: 'notes',
+            doc: {
+              id: `note-${k}`,
+              text: `note ${k} from the fan-out bench`,
+              createdAt: Math.floor(sentAt),
+              sentAt,
+              warmup: k < warmupWrites,
+            },
+          }),
+        );
+      }
+      const writeSpanMs = nowMs() - t0;
+      await Promise.all(writes);
+      const expected = measuredWrites * cfg.receivers;
+      try {
+        await waitFor(
+          'every receiver got every note',
+          () => rec.pushToReceipt.length >= expected && (cfg.kind !== 'real' || rec.pushToApplied.length >= expected),
+          10_000,
+        );
+      } catch {
+        // reported below as missing deliveries
+      }
+      const cpu = meter?.() ?? null;
+      const pushToReceipt = summarize(rec.pushToReceipt);
+      const pushToApplied = summarize(rec.pushToApplied);
+      const mutateToReceipt = summarize(rec.mutateToReceipt);
+      const commitToReceipt = summarize(rec.commitToReceipt);
+      const main = cfg.kind === 'real' ? pushToApplied : pushToReceipt;
+      const tail = `${label}: push → ${cfg.kind === 'real' ? 'applied' : 'receipt'}`;
+      const withTarget =
+        cfg.receivers === 200 ? { target: `< ${TARGET_P99_MS} ms`, pass: main.p99 < TARGET_P99_MS } : {};
+      metrics.push({ scenario, metric: `${tail} p50`, value: round(main.p50), unit: 'ms' });
+      metrics.push({ scenario, metric: `${tail} p95`, value: round(main.p95), unit: 'ms' });
+      metrics.push({ scenario, metric: `${tail} p99`, value: round(main.p99), unit: 'ms', ...withTarget });
+      if (cfg.kind === 'real') {
+        metrics.push({ scenario, metric: `${label}: push → receipt p99`, value: round(pushToReceipt.p99), unit: 'ms' });
+      }
+      metrics.push({
+        scenario,
+        metric: `${label}: server commit → receipt p99`,
+        value: round(commitToReceipt.p99),
+        unit: 'ms',
+        note: 'server clock, whole ms',
+      });
+      metrics.push({
+        scenario,
+        metric: `${label}: mutate() → receipt p99`,
+        value: round(mutateToReceipt.p99),
+        unit: 'ms',
+        note: "adds the writer's local transaction",
+      });
+      const delivered = rec.pushToReceipt.length;
+      const missing = expected - delivered;
+      metrics.push({
+        scenario,
+        metric: `${label}: deliveries`,
+        value: delivered,
+        unit: `of ${expected}`,
+        ...(missing > 0 ? { note: `${missing} missing` } : {}),
+      });
+      details[label] = {
+        receivers: cfg.receivers,
+        receiverKind: cfg.kind,
+        writesPerSecond: cfg.writesPerSecond,
+        warmupWrites,
+        measuredWrites,
+        writeSpanMs: round(writeSpanMs),
+        lateWrites,
+        expectedDeliveries: expected,
+        deliveries: delivered,
+        unmatchedReceipts: rec.unmatched,
+        pushToReceiptMs: summaryJson(pushToReceipt),
+        ...(cfg.kind === 'real' ? { pushToAppliedMs: summaryJson(pushToApplied) } : {}),
+        mutateToReceiptMs: summaryJson(mutateToReceipt),
+        pushToCommitMs: summaryJson(summarize(rec.pushToCommit)),
+        commitToReceiptMs: summaryJson(commitToReceipt),
+        minDeliveriesPerReceiver: Math.min(...rec.seen),
+        writerPushes: w.stats.pushes,
+        writerReconnects: w.stats.reconnects,
+        receiverReconnects: real.reduce((s, c) => s + c.stats.reconnects, 0),
+        serverCpuPct: cpu === null || cpu.serverCpuPct === null ? null : round(cpu.serverCpuPct),
+        benchProcessCpuPct: cpu === null ? null : round(cpu.benchCpuPct),
+      };
+    } finally {
+      for (const c of raw) c.close();
+      for (const c of real) await c.close();
+      await writer?.close();
+      await res.stopServer(server);
+    }
+  }
+  return {
+    name: scenario,
+    description:
+      'one open() writer putting public notes at a fixed rate; receivers in the same process record push → receipt (and, for open() clients, push → applied) latency',
+    metrics,
+    details,
+    serverPeakRssKb: [...res.peakRssKb],
+    durationMs: nowMs() - started,
+  };
+}
