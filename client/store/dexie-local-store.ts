@@ -77,8 +77,30 @@ export class DexieLocalStore implements LocalStore {
       clearDocs: async () => {
         for (const c of this.collections) await docs(c).clear();
       },
+      applyDocs: async (writes) => {
+        // Last write per key wins; then one bulkPut and one bulkDelete per collection.
+        const byCollection = new Map<string, Map<string, Doc | null>>();
+        for (const w of writes) {
+          let m = byCollection.get(w.collection);
+          if (!m) byCollection.set(w.collection, (m = new Map()));
+          m.delete(w.id);
+          m.set(w.id, w.doc);
+        }
+        for (const [c, m] of byCollection) {
+          const puts: Doc[] = [];
+          const deletes: string[] = [];
+          for (const [id, doc] of m) {
+            if (doc) puts.push(doc);
+            else deletes.push(id);
+          }
+          if (puts.length > 0) await docs(c).bulkPut(puts);
+          if (deletes.length > 0) await docs(c).bulkDelete(deletes);
+        }
+      },
       shadow: () => shadow.toArray(),
       hasShadow: async (key) => (await shadow.where('key').equals(key).count()) > 0,
+      shadowEntries: async (keys) => (await shadow.bulkGet([...keys])).filter((e): e is ShadowEntry => e !== undefined),
+      deleteShadow: (keys) => shadow.bulkDelete([...keys]),
       putShadow: async (entry) => {
         await shadow.put(entry);
       },

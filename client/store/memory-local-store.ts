@@ -60,6 +60,17 @@ export class MemoryLocalStore implements LocalStore {
         clearDocs: async () => {
           for (const m of s.docs.values()) m.clear();
         },
+        applyDocs: async (writes) => {
+          for (const w of writes) {
+            if (w.doc) docs(w.collection).set(w.id, structuredClone(w.doc));
+            else docs(w.collection).delete(w.id);
+          }
+        },
+        shadowEntries: async (keys) =>
+          structuredClone(keys.map((k) => s.shadow.get(k)).filter((e): e is ShadowEntry => e !== undefined)),
+        deleteShadow: async (keys) => {
+          for (const k of keys) s.shadow.delete(k);
+        },
         shadow: async () => structuredClone([...s.shadow.values()]),
         hasShadow: async (key) => s.shadow.has(key),
         putShadow: async (e) => void s.shadow.set(e.key, structuredClone(e)),

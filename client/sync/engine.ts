@@ -467,7 +467,7 @@ export class SyncEngine {
       }
     } finally {
       this.pushing = false;
-      if (this.pushAgain && gen === this.generation) this.kickPush();
+      if (this.pushAgain) this.kickPush();
     }
   }
 

@@ -15,12 +15,17 @@ export interface Integrated {
 
 /**
  * Applies confirmed changes and drops settled mutations, keeping the
- * invariant: visible = confirmed + pending mutations re-run in seq order.
+ * invariant: visible = confirmed + pending mutations re-run in seq order,
+ * and the shadow holds the confirmed version of every document a pending
+ * mutation overwrote.
  *
- * When no pending mutation read or wrote what changed and none settled, the
- * changes go straight in. Otherwise this rebases: restore the confirmed
- * versions from the shadow, apply the changes, and re-run what is still
- * pending on top.
+ * Fast path, when nothing still pending read or wrote what changed or what
+ * the settled mutations wrote: restore the settled mutations' documents from
+ * the shadow, apply the changes on top, and drop those shadow entries. (A
+ * settled mutation's own confirmed change either comes in this message or
+ * came earlier, while it was pending, and then went through a rebase that
+ * refreshed its shadow entry.) Otherwise rebase: restore every shadowed
+ * document, apply the changes, and re-run what is still pending.
  */
 export async function integrateConfirmed(
   tx: LocalTx,
@@ -34,20 +39,24 @@ export async function integrateConfirmed(
   const settled = lastSeq === undefined ? [] : outbox.filter((e) => e.seq <= lastSeq);
   const pending = lastSeq === undefined ? outbox : outbox.filter((e) => e.seq > lastSeq);
   const rejections = rejectionsOf(settled, rejected, now);
+  const confirmed = changes.map((c) => ({ collection: c.collection, id: c.id, doc: c.doc }));
 
-  const touched = new Set<string>();
-  for (const e of outbox) for (const k of [...e.reads, ...e.writes]) touched.add(k);
-  const needsRebase = settled.length > 0 || changes.some((c) => touched.has(docKey(c.collection, c.id)));
+  const pendingKeys = new Set<string>();
+  for (const e of pending) for (const k of [...e.reads, ...e.writes]) pendingKeys.add(k);
+  const settledKeys = [...new Set(settled.flatMap((e) => e.writes))];
+  const needsRebase =
+    changes.some((c) => pendingKeys.has(docKey(c.collection, c.id))) || settledKeys.some((k) => pendingKeys.has(k));
 
   if (!needsRebase) {
-    for (const c of changes) await writeDoc(tx, c.collection, c.id, c.doc);
-    return { settled, rejections };
+    const restored = settledKeys.length === 0 ? [] : await tx.shadowEntries(settledKeys);
+    await tx.applyDocs([...restored, ...confirmed]);
+    if (settledKeys.length > 0) await tx.deleteShadow(settledKeys);
+  } else {
+    await tx.applyDocs([...(await tx.shadow()), ...confirmed]);
+    await tx.clearShadow();
+    await rerun(tx, deps, pending);
   }
-  for (const s of await tx.shadow()) await writeDoc(tx, s.collection, s.id, s.doc);
-  for (const c of changes) await writeDoc(tx, c.collection, c.id, c.doc);
-  await tx.clearShadow();
-  await rerun(tx, deps, pending);
-  await tx.deleteOutbox(settled.map((e) => e.seq));
+  if (settled.length > 0) await tx.deleteOutbox(settled.map((e) => e.seq));
   for (const r of rejections) await tx.addRejection(r);
   return { settled, rejections };
 }
@@ -67,7 +76,7 @@ export async function swapInSnapshot(
   const rejections = rejectionsOf(settled, rejected, now);
   await tx.clearDocs();
   await tx.clearShadow();
-  for (const { collection, doc } of docs) await tx.putDoc(collection, doc);
+  await tx.applyDocs(docs.map(({ collection, doc }) => ({ collection, id: doc.id, doc })));
   await rerun(tx, deps, pending);
   await tx.deleteOutbox(settled.map((e) => e.seq));
   for (const r of rejections) await tx.addRejection(r);
@@ -81,11 +90,6 @@ async function rerun(tx: LocalTx, deps: LocalRunDeps, pending: readonly OutboxEn
     await applyLocal(tx, deps, entry);
     if (`${entry.reads.join('\n')}|${entry.writes.join('\n')}` !== before) await tx.putOutbox(entry);
   }
-}
-
-async function writeDoc(tx: LocalTx, collection: string, id: string, doc: Doc | null): Promise<void> {
-  if (doc) await tx.putDoc(collection, doc);
-  else await tx.deleteDoc(collection, id);
 }
 
 function rejectionsOf(settled: readonly OutboxEntry[], rejected: Rejected, now: number): RejectionRecord[] {

@@ -50,9 +50,17 @@ export interface LocalTx {
   deleteDoc(collection: string, id: string): Promise<void>;
   /** Removes every document of every collection (a snapshot replaces them). */
   clearDocs(): Promise<void>;
+  /**
+   * Writes many documents (null deletes), in order: the last write of a key
+   * wins. The bulk path for catch-up pages and snapshots.
+   */
+  applyDocs(writes: ReadonlyArray<{ collection: string; id: string; doc: Doc | null }>): Promise<void>;
 
   shadow(): Promise<ShadowEntry[]>;
   hasShadow(key: string): Promise<boolean>;
+  /** The shadow entries of these keys (absent keys are left out). */
+  shadowEntries(keys: readonly string[]): Promise<ShadowEntry[]>;
+  deleteShadow(keys: readonly string[]): Promise<void>;
   putShadow(entry: ShadowEntry): Promise<void>;
   clearShadow(): Promise<void>;
 

@@ -98,6 +98,12 @@ export class ClusterNode {
     }
     this.primaryUrl = primaryUrl;
     if (primaryUrl) this.follow(primaryUrl);
+    else {
+      // Told of a higher term by a follower, not who holds it: ask the peers.
+      void this.higherPrimary().then((higher) => {
+        if (higher && this.role === 'replica' && this.follower === null) this.follow(higher.url);
+      });
+    }
   }
 
   /** Asks every peer; returns the primary with the highest term above ours, if any. */

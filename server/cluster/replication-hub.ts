@@ -1,3 +1,4 @@
+import { timingSafeEqual } from 'node:crypto';
 import type { Namespace, Socket } from 'socket.io';
 import type { Clock } from '../../shared/clock';
 import { TidelineError } from '../../shared/errors';
@@ -53,7 +54,7 @@ export class ReplicationHub {
   private readonly known = new Map<string, { url: string | null; appliedLsn: number }>();
   /** Commit times of recent LSNs, to measure lag in milliseconds. */
   private readonly commitTimes: Array<{ lsn: number; ts: number }> = [];
-  private waiters: Array<{ lsn: number; k: number; resolve: () => void }> = [];
+  private waiters: Array<{ lsn: number; k: number; resolve: () => void; reject: (err: Error) => void }> = [];
   private readonly pageSize: number;
   private readonly snapshotPageSize: number;
 
@@ -66,7 +67,7 @@ export class ReplicationHub {
     nsp.use((socket, next) => {
       const auth: unknown = socket.handshake.auth;
       const secret = typeof auth === 'object' && auth !== null && 'secret' in auth ? auth.secret : undefined;
-      if (typeof secret === 'string' && secret.length > 0 && secret === clusterSecret) return next();
+      if (typeof secret === 'string' && secret.length > 0 && sameSecret(secret, clusterSecret)) return next();
       next(new Error('UNAUTHORIZED: wrong or missing cluster secret'));
     });
     nsp.on('connection', (socket: Socket) => {
@@ -127,6 +128,8 @@ export class ReplicationHub {
     };
     this.sessions.set(msg.replicaId, session);
     this.known.set(msg.replicaId, { url: msg.url, appliedLsn: session.appliedLsn });
+    // Its checkpoint may already cover commits that wait for it (its last ack was lost with the old connection).
+    this.settleWaiters();
     setImmediate(() => void this.pump(session));
     const ack: FollowAck = {
       ok: true,
@@ -219,7 +222,7 @@ export class ReplicationHub {
   /** Resolves once `k` connected replicas have applied `lsn`. */
   waitFor(lsn: number, k: number): Promise<void> {
     if (k <= 0 || this.countAtLeast(lsn) >= k) return Promise.resolve();
-    return new Promise((resolve) => this.waiters.push({ lsn, k, resolve }));
+    return new Promise((resolve, reject) => this.waiters.push({ lsn, k, resolve, reject }));
   }
 
   private countAtLeast(lsn: number): number {
@@ -245,6 +248,10 @@ export class ReplicationHub {
   /** Tells every follower to go (this node stepped down). */
   disconnectAll(): void {
     for (const s of this.sessions.values()) s.socket.disconnect(true);
+    // Commits still waiting for replicas will never be acked by this node: fail them.
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w.reject(new TidelineError('NOT_PRIMARY', 'this node stepped down', { retryable: true }));
   }
 
   replicas(): ReplicaInfo[] {
@@ -265,4 +272,10 @@ export class ReplicationHub {
       };
     });
   }
+}
+
+function sameSecret(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
 }

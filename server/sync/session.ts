@@ -34,9 +34,11 @@ export interface Session {
   live: boolean;
   /** Its checkpoint is not on this primary's history (a failover): it gets a snapshot first. */
   needsSnapshot: boolean;
+  /** A push of this client is queued or waiting for replicas: one in flight per client. */
+  pushing: boolean;
   closed: boolean;
 }
 
 export function newSession(sink: SessionSink): Session {
-  return { sink, auth: null, cursor: 0, live: false, needsSnapshot: false, closed: false };
+  return { sink, auth: null, cursor: 0, live: false, needsSnapshot: false, pushing: false, closed: false };
 }

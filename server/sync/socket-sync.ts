@@ -1,5 +1,5 @@
 import type { Namespace, Socket } from 'socket.io';
-import { TidelineError } from '../../shared/errors';
+import { TidelineError, toWireError } from '../../shared/errors';
 import { pageAckSchema } from '../../shared/protocol/changes';
 import type { Changes, Snapshot } from '../../shared/protocol/changes';
 import type { WireError } from '../../shared/protocol/wire-error';
@@ -18,13 +18,24 @@ export function attachSync(nsp: Namespace, core: SyncCore): void {
     const session = core.connect(sink);
     socket.on('disconnect', () => core.disconnect(session));
 
+    // A bad message never crashes the node: whatever a handler throws becomes the answer.
     socket.on('hello', (msg: unknown, ack: unknown) => {
       if (!isAck(ack)) return rejectNoAck(socket, 'hello');
-      ack(core.hello(session, msg));
+      try {
+        ack(core.hello(session, msg));
+      } catch (err) {
+        ack({ ok: false, error: toWireError(err) });
+      }
     });
     socket.on('push', (msg: unknown, ack: unknown) => {
       if (!isAck(ack)) return rejectNoAck(socket, 'push');
-      void core.push(session, msg).then(ack);
+      let answer: Promise<unknown>;
+      try {
+        answer = core.push(session, msg);
+      } catch (err) {
+        answer = Promise.resolve({ ok: false, error: toWireError(err) });
+      }
+      void answer.then(ack, (err: unknown) => ack({ ok: false, error: toWireError(err) }));
     });
     socket.onAny((event: unknown) => {
       if (event !== 'hello' && event !== 'push') {
@@ -44,8 +55,13 @@ function rejectNoAck(socket: Socket, event: string): void {
 }
 
 function socketSink(socket: Socket): SessionSink {
+  // The server side of Socket.IO does not fail pending acks when a socket goes: race them against it.
+  const gone = new Promise<never>((_resolve, reject) => {
+    socket.once('disconnect', () => reject(new TidelineError('BAD_REQUEST', 'client disconnected')));
+  });
+  gone.catch(() => undefined);
   const awaitAck = async (event: 'changes' | 'snapshot', msg: Changes | Snapshot): Promise<void> => {
-    const res: unknown = await socket.timeout(PAGE_ACK_TIMEOUT_MS).emitWithAck(event, msg);
+    const res: unknown = await Promise.race([socket.timeout(PAGE_ACK_TIMEOUT_MS).emitWithAck(event, msg), gone]);
     const parsed = pageAckSchema.safeParse(res);
     if (!parsed.success || !parsed.data.ok) {
       throw new TidelineError('BAD_REQUEST', `client did not apply the ${event} page`);

@@ -60,6 +60,14 @@ interface ClientOutcome {
   rejected: Array<{ seq: number; error: WireErrorShape }>;
 }
 
+/**
+ * Client ids work as bearer secrets (a connection with an id can settle and
+ * push that client's mutations), so a change tells its origin only to the
+ * client that made it.
+ */
+const ownOrigin = (c: Change, clientId: string): Change =>
+  c.clientId === clientId || c.clientId === null ? c : { ...c, clientId: null, seq: null };
+
 /** A client with more unanswered mutations than this learns only the newest rejections. */
 const MAX_REPORTED_REJECTIONS = 10_000;
 
@@ -154,6 +162,11 @@ export class SyncCore {
     session.cursor = msg.checkpoint;
     session.live = false;
     this.byClient.set(msg.clientId, session);
+    // Everything below pendingFrom was settled by some primary; one whose outcome wrote nothing
+    // (a rejection, a no-op) is not in the replicated log, so after a failover this node may not know it.
+    this.opts.store.transact((tx) => {
+      if (tx.lastSeq(msg.clientId) < msg.pendingFrom - 1) tx.recordOutcome(msg.clientId, msg.pendingFrom - 1, null);
+    });
     const meta = this.opts.store.meta();
     // A checkpoint past the point where this primary's history forked from the client's holds lost changes.
     const shared = sharedPrefixEnd(this.opts.store.terms(), meta.headLsn, msg.checkpointTerm);
@@ -195,8 +208,16 @@ export class SyncCore {
         retryable: false,
       });
     }
+    if (session.pushing) {
+      return fail({ code: 'RATE_LIMITED', message: 'one push in flight per client', retryable: true });
+    }
+    session.pushing = true;
     return new Promise((resolve) => {
-      this.queue.push({ session, mutations, resolve });
+      const done = (ack: PushAck): void => {
+        session.pushing = false;
+        resolve(ack);
+      };
+      this.queue.push({ session, mutations, resolve: done });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         this.opts.schedule(() => this.flush());
@@ -210,6 +231,11 @@ export class SyncCore {
     const batch = this.queue;
     this.queue = [];
     if (batch.length === 0) return;
+    const stepDown = this.notPrimary();
+    if (stepDown) {
+      for (const item of batch) item.resolve({ ok: false, error: stepDown });
+      return;
+    }
     const { store } = this.opts;
     const prevHead = store.meta().headLsn;
     const now = this.opts.clock.now();
@@ -237,7 +263,12 @@ export class SyncCore {
       return;
     }
     // Even a batch of duplicates waits: what they answer for may not be on a replica yet.
-    this.delivered = this.delivered.then(() => replicated(head)).then(deliver);
+    this.delivered = this.delivered
+      .then(() => replicated(head))
+      .then(deliver, (err: unknown) => {
+        // Stepped down before the replicas had it: the commit may be rolled back, so no ack and no fan-out.
+        for (const item of batch) item.resolve({ ok: false, error: toWireError(err) });
+      });
   }
 
   /** The NOT_PRIMARY error when this node does not take writes now. */
@@ -315,6 +346,7 @@ export class SyncCore {
       lsn = change.lsn;
     }
     tx.recordOutcome(auth.clientId, m.seq, null);
+    // A mutation that wrote nothing (say, a patch to the same values) is applied at the batch's last LSN so far.
     return { seq: m.seq, status: 'applied', lsn: lsn || (changes.length > 0 ? changes[changes.length - 1]!.lsn : 0) };
   }
 
@@ -330,7 +362,7 @@ export class SyncCore {
       // A batch that committed nothing (all rejected or duplicates) still owes the sender its outcomes.
       if (session.cursor >= head && head > prevHead) continue;
       const { userId, clientId } = session.auth;
-      const visible = changes.filter((c) => inScope(c, userId, session.auth!.allOf));
+      const visible = changes.filter((c) => inScope(c, userId, session.auth!.allOf)).map((c) => ownOrigin(c, clientId));
       const outcome = outcomes.get(clientId);
       // Nothing for this client: send nothing, and leave the cursor where its last message ended, so
       // that the next message starts at the client's checkpoint and covers the LSNs skipped here.
@@ -355,19 +387,23 @@ export class SyncCore {
         const { userId, clientId } = session.auth;
         const meta = store.meta();
         if (
+          session.needsSnapshot ||
           session.cursor < meta.horizon ||
           session.cursor > meta.headLsn ||
           (session.cursor === 0 && meta.headLsn > 0)
         ) {
+          session.needsSnapshot = false;
           await this.sendSnapshot(session);
           continue;
         }
         const page = store.readChanges(session.cursor, this.pageSize);
         const to = page.length > 0 ? page[page.length - 1]!.lsn : session.cursor;
+        // (Only with replicas to wait for: without, the switch to live below stays synchronous with the read.)
+        if (to >= meta.headLsn && this.opts.replicated && (await this.awaitReplicated(meta.headLsn))) continue;
         const msg: Changes = {
           from: session.cursor,
           to,
-          changes: page.filter((c) => inScope(c, userId, session.auth!.allOf)),
+          changes: page.filter((c) => inScope(c, userId, session.auth!.allOf)).map((c) => ownOrigin(c, clientId)),
         };
         session.cursor = to;
         if (to >= meta.headLsn) {
@@ -394,6 +430,8 @@ export class SyncCore {
   private async sendSnapshot(session: Session): Promise<void> {
     const { store } = this.opts;
     const auth = session.auth!;
+    // What the snapshot tells (data and settled seqs) must already be on the replicas minSyncReplicas asks for.
+    while (await this.awaitReplicated(store.meta().headLsn));
     const asOf = store.meta().headLsn;
     const docs = store.scanScope({ userId: auth.userId, allOf: auth.allOf });
     const { lastSeq, rejected } = this.outcomesSince(auth.clientId, auth.pendingFrom);
@@ -406,6 +444,19 @@ export class SyncCore {
       await session.sink.sendSnapshot(msg);
     }
     session.cursor = asOf;
+  }
+
+  /**
+   * With minSyncReplicas, waits until `head` is replicated; returns whether
+   * more was committed meanwhile (the caller reads again). Without it, false
+   * at once. The final catch-up page and snapshots tell a client which of its
+   * mutations settled, so they must not run ahead of replication.
+   */
+  private async awaitReplicated(head: number): Promise<boolean> {
+    const { replicated } = this.opts;
+    if (!replicated) return false;
+    await replicated(head);
+    return this.opts.store.meta().headLsn !== head;
   }
 
   private lastSeq(clientId: string): number {
