@@ -10,6 +10,13 @@ import type { ServerProcess } from '../support/server-process';
 import { readServerState } from '../support/server-state';
 import { waitFor } from '../support/wait';
 
+/** An array nested `depth` levels deep: valid JSON that a naive recursive check would overflow on. */
+function deeplyNested(depth: number): unknown {
+  let v: unknown = [];
+  for (let i = 0; i < depth; i++) v = [v];
+  return v;
+}
+
 const pushResult = (res: unknown): { code?: string; status?: string } => {
   const ack = pushAckSchema.parse(res);
   if (!ack.ok) return { code: ack.error.code };
@@ -122,6 +129,7 @@ describe('isolation between users, and bad input', () => {
       ['no mutations', {}, 'BAD_REQUEST'],
       ['wrong types', { mutations: [{ seq: 'one', name: 5, args: {} }] }, 'BAD_REQUEST'],
       ['negative seq', { mutations: [{ seq: -1, name: 'put', args: {} }] }, 'BAD_REQUEST'],
+      ['deeply nested arguments', { mutations: [{ seq: 1, name: 'put', args: deeplyNested(3000) }] }, 'BAD_REQUEST'],
       [
         'message too large',
         {
