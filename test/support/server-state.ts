@@ -54,9 +54,13 @@ export function readLogAndDocs(file: string): {
 } {
   const db = new Database(file, { readonly: true, fileMustExist: true });
   try {
-    const changes = db
-      .prepare('SELECT lsn, term, collection, id, body FROM changes ORDER BY lsn')
-      .all() as Array<{ lsn: number; term: number; collection: string; id: string; body: string | null }>;
+    const changes = db.prepare('SELECT lsn, term, collection, id, body FROM changes ORDER BY lsn').all() as Array<{
+      lsn: number;
+      term: number;
+      collection: string;
+      id: string;
+      body: string | null;
+    }>;
     const docs = db
       .prepare('SELECT collection, id, lsn, body FROM docs WHERE deleted = 0 ORDER BY collection, id')
       .all() as Array<{ collection: string; id: string; lsn: number; body: string }>;
@@ -68,7 +72,10 @@ export function readLogAndDocs(file: string): {
 }
 
 /** The live documents of a store as they were at `lsn`, rebuilt from its (uncompacted) change log. */
-export function docsAsOf(file: string, lsn: number): Array<{ collection: string; id: string; lsn: number; body: string }> {
+export function docsAsOf(
+  file: string,
+  lsn: number,
+): Array<{ collection: string; id: string; lsn: number; body: string }> {
   const latest = new Map<string, { collection: string; id: string; lsn: number; body: string | null }>();
   for (const c of readLogAndDocs(file).changes) {
     if (c.lsn <= lsn) latest.set(`${c.collection}\u0000${c.id}`, c);
