@@ -1,9 +1,10 @@
 /**
- * `npm run bench`: the first Tideline benchmark (issue #2), against real
+ * `npm run bench`: the Tideline benchmark (issues #2 and #4), against real
  * server processes on 127.0.0.1 with clients in this Node process.
  *
  *   npm run bench                          all scenarios
- *   npm run bench -- --only fanout,catchup run some (ingest-raw, ingest-real, fanout, catchup)
+ *   npm run bench -- --only fanout,catchup run some (ingest-raw, ingest-real, fanout, catchup,
+ *                                          replication-lag, replication-ingest; `replication` is both)
  *   npm run bench -- --max-seconds 60      lower every scenario's hard limit to 60 s
  *   npm run bench -- --cpu-prof            also write V8 CPU profiles of the servers to bench/results/tmp/prof/
  *                                          (summarise one with `npx tsx bench/profile-top.ts <file>`)
@@ -21,11 +22,14 @@ import type { Metric, ScenarioOptions, ScenarioResult } from './scenario';
 import { catchup } from './scenarios/catchup';
 import { fanout } from './scenarios/fanout';
 import { ingestRaw, ingestReal } from './scenarios/ingest';
+import { replicationIngest, replicationLag } from './scenarios/replication';
 import { stopAllBenchServers } from './server';
 import { round } from './stats';
 
 interface ScenarioEntry {
   key: string;
+  /** `--only <group>` selects every scenario of the group. */
+  group?: string;
   name: string;
   /** Hard limit; the scenario is abandoned and its servers and clients closed past it. */
   timeoutMs: number;
@@ -37,10 +41,24 @@ const SCENARIOS: ScenarioEntry[] = [
   { key: 'ingest-real', name: 'ingest (open() clients)', timeoutMs: 180_000, run: (o, r) => ingestReal(o, r) },
   { key: 'fanout', name: 'fan-out', timeoutMs: 150_000, run: (o, r) => fanout(o, r) },
   { key: 'catchup', name: 'catch-up', timeoutMs: 180_000, run: (o, r) => catchup(o, r) },
+  {
+    key: 'replication-lag',
+    group: 'replication',
+    name: 'replication lag',
+    timeoutMs: 120_000,
+    run: (o, r) => replicationLag(o, r),
+  },
+  {
+    key: 'replication-ingest',
+    group: 'replication',
+    name: 'ingest with a replica',
+    timeoutMs: 300_000,
+    run: (o, r) => replicationIngest(o, r),
+  },
 ];
 
 /** The whole run never takes longer than this. */
-const GLOBAL_TIMEOUT_MS = 15 * 60_000;
+const GLOBAL_TIMEOUT_MS = 20 * 60_000;
 
 const NOTES = [
   'Server: a real `server/main.ts` process per scenario (fresh temp data dir, --no-seed, 127.0.0.1), SQLite WAL with synchronous=FULL.',
@@ -48,6 +66,9 @@ const NOTES = [
   '"open() clients" are the real client library (Dexie on fake-indexeddb, socket.io transport); fake-indexeddb is an in-memory JS implementation, slower than a browser IndexedDB.',
   '"protocol clients" are light socket.io-client connections speaking the /sync protocol (hello, push, changes, page acks) with no local replica; used where hundreds of full clients in one process would measure the bench process rather than the server.',
   'Ingest rate = committed mutations / time from the start: for open() clients until the server head LSN (GET /admin/status, polled every 20 ms) reaches the total; for protocol clients until the last push ack (acks go out only after the durable commit), checked against the head LSN.',
+  'Replication: a primary and one replica (`--primary URL`), separate processes on the same machine with the same secrets; protocol clients write owner-only items to the primary at 2,000 mutations/s (10 s, due mutations sent every 5 ms to writers with no push in flight) and then as fast as they go (5 s); the first second is warm-up.',
+  'Replication lag ("commit → applied") = for each LSN, the first poll of the replica’s GET /admin/status showing a head at or past it minus the first such poll of the primary’s; each node is polled by its own loop, one request at a time, every 5 ms (fewer when a node answers slowly: the achieved resolution is in the table). Also: the change’s ts (primary clock when its group commit began, so it includes the commit itself) → replica poll, push ack → replica poll, and the primary’s own lagMs/lagLsn sampled by its polls. A saturated primary answers few polls, so at max rate the push ack row is the sharper one.',
+  'Ingest with a replica: the 100-client protocol ingest (50 per push) on fresh servers per run, primary alone vs. a replica with --min-sync-replicas 0 vs. 1 (acks wait for the replica to apply), rotating order, 5 rounds, medians; the replica-has-the-head row includes one status round trip (min-sync 1, where the replica has it at the ack, is the control).',
   'Fan-out latency = receipt (or, for open() receivers, applied) time on each receiver minus the moment the writer engine handed the push holding the note to its socket; mutate() → receipt also counts the writer’s local transaction; the first second is warm-up.',
 ];
 
@@ -104,10 +125,12 @@ async function main(): Promise<void> {
     strict: true,
   });
   const only = values.only?.split(',').map((s) => s.trim());
-  const unknown = only?.filter((k) => !SCENARIOS.some((s) => s.key === k)) ?? [];
-  if (unknown.length > 0)
-    throw new Error(`unknown scenario(s) ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.key).join(', ')}`);
-  const selected = SCENARIOS.filter((s) => !only || only.includes(s.key));
+  const unknown = only?.filter((k) => !SCENARIOS.some((s) => s.key === k || s.group === k)) ?? [];
+  if (unknown.length > 0) {
+    const known = [...new Set(SCENARIOS.flatMap((s) => [s.key, ...(s.group ? [s.group] : [])]))];
+    throw new Error(`unknown scenario(s) ${unknown.join(', ')}; known: ${known.join(', ')}`);
+  }
+  const selected = SCENARIOS.filter((s) => !only || only.includes(s.key) || (s.group && only.includes(s.group)));
   const maxMs = values['max-seconds'] === undefined ? Infinity : Number(values['max-seconds']) * 1000;
   if (!(maxMs > 0)) throw new Error(`--max-seconds needs a positive number, got '${values['max-seconds']}'`);
   const resultsDir = join(import.meta.dirname, 'results');
@@ -208,7 +231,7 @@ async function main(): Promise<void> {
   console.log(`\n${printTable(rows)}\n`);
   const report = {
     bench: 'tideline',
-    issue: 2,
+    issues: [2, 4],
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
     machine,

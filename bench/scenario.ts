@@ -48,6 +48,11 @@ export class Resources {
 
   constructor(private readonly options: ScenarioOptions) {}
 
+  /** True once the runner has disposed of the scenario (it failed or ran past its limit): loops should end. */
+  get stopped(): boolean {
+    return this.disposed;
+  }
+
   async server(args: string[] = []): Promise<BenchServer> {
     if (this.disposed) throw new Error('scenario was stopped');
     const server = await startBenchServer({ cpuProfDir: this.options.cpuProfDir, args });

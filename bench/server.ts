@@ -1,14 +1,22 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { removeDir, TEST_ADMIN_TOKEN, TEST_SECRET, tempDataDir } from '../test/support/server-process';
+import {
+  removeDir,
+  TEST_ADMIN_TOKEN,
+  TEST_CLUSTER_SECRET,
+  TEST_SECRET,
+  tempDataDir,
+} from '../test/support/server-process';
 import { readProcCpuMs, readProcMemory } from './rss';
 
 /**
  * A real server process for one scenario: `node --import tsx server/main.ts`
  * on 127.0.0.1, a free port, a fresh temporary data directory and `--no-seed`.
  * A copy of test/support/server-process.ts that can also pass Node flags
- * (`--cpu-prof`) and reads the process's memory and CPU from /proc.
+ * (`--cpu-prof`) and reads the process's memory and CPU from /proc. Every
+ * server gets the same client, admin and cluster secrets, so one started with
+ * `args: ['--primary', url]` follows another as a replica.
  */
 export interface BenchServer {
   url: string;
@@ -24,11 +32,27 @@ export interface BenchServer {
   stop(): Promise<number | null>;
 }
 
+const replicaInfoSchema = z.object({
+  replicaId: z.string(),
+  connected: z.boolean(),
+  live: z.boolean(),
+  appliedLsn: z.number(),
+  lagLsn: z.number(),
+  lagMs: z.number(),
+});
+export type ReplicaInfo = z.infer<typeof replicaInfoSchema>;
+
 const adminStatusSchema = z.object({
+  role: z.string().optional(),
   headLsn: z.number(),
   horizon: z.number(),
   logChanges: z.number(),
   connectedClients: z.number(),
+  /** On a primary: what it knows of each replica (servers before replication lack it). */
+  replicas: z.array(replicaInfoSchema).optional(),
+  minSyncReplicas: z
+    .object({ required: z.number(), caughtUp: z.number(), met: z.boolean(), waitingCommits: z.number().optional() })
+    .optional(),
 });
 export type AdminStatus = z.infer<typeof adminStatusSchema>;
 
@@ -83,9 +107,18 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
     ...(options.args ?? []),
   ];
   const child = spawn(process.execPath, args, {
-    env: { ...process.env, TIDELINE_SECRET: TEST_SECRET, TIDELINE_ADMIN_TOKEN: TEST_ADMIN_TOKEN },
+    // The same secrets on every node, so a replica can follow a primary (the cluster secret authenticates /replication).
+    env: {
+      ...process.env,
+      TIDELINE_SECRET: TEST_SECRET,
+      TIDELINE_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+      TIDELINE_CLUSTER_SECRET: TEST_CLUSTER_SECRET,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // Known to the exit hook from the start: a bench that ends while this server is still starting must not leave it behind.
+  const pid = child.pid;
+  if (pid !== undefined) leftovers.set(pid, { kill: () => child.kill('SIGKILL'), dataDir });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -113,11 +146,11 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
   } catch (err) {
     child.kill('SIGKILL');
     await exited;
+    if (pid !== undefined) leftovers.delete(pid);
     removeDir(dataDir);
     throw err;
   }
-  const pid = child.pid!;
-  leftovers.set(pid, { kill: () => child.kill('SIGKILL'), dataDir });
+  if (pid === undefined) throw new Error('server process has no pid');
   let stopped: Promise<number | null> | null = null;
   const server: BenchServer = {
     url,
@@ -125,7 +158,10 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
     dataDir,
     output: () => out,
     async adminStatus() {
-      const res = await fetch(`${url}/admin/status`, { headers: { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` } });
+      const res = await fetch(`${url}/admin/status`, {
+        headers: { Authorization: `Bearer ${TEST_ADMIN_TOKEN}` },
+        signal: AbortSignal.timeout(10_000),
+      });
       if (!res.ok) throw new Error(`GET /admin/status: ${res.status}`);
       return adminStatusSchema.parse(await res.json());
     },

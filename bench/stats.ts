@@ -39,6 +39,19 @@ export function summarize(values: readonly number[]): Summary {
   };
 }
 
+/** A summary rounded for the results file. */
+export function summaryJson(s: Summary): { [key: string]: number } {
+  return {
+    count: s.count,
+    min: round(s.min),
+    mean: round(s.mean),
+    p50: round(s.p50),
+    p95: round(s.p95),
+    p99: round(s.p99),
+    max: round(s.max),
+  };
+}
+
 /** Rounds for display and JSON: 2 decimals below 100, 1 below 10,000, else whole. */
 export function round(value: number): number {
   if (!Number.isFinite(value)) return value;

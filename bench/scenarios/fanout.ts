@@ -5,8 +5,7 @@ import { RawClient } from '../raw-client';
 import type { SeenChanges } from '../raw-client';
 import { cpuMeter, sleep } from '../scenario';
 import type { Json, Metric, Resources, ScenarioOptions, ScenarioResult } from '../scenario';
-import { nowMs, round, summarize } from '../stats';
-import type { Summary } from '../stats';
+import { nowMs, round, summarize, summaryJson } from '../stats';
 
 /**
  * Fan-out latency: one writer (a real `open()` client) puts `notes` (a
@@ -61,18 +60,6 @@ function noteIdOf(mutation: unknown): string | null {
   const { collection, doc } = mutation['args'];
   if (collection !== 'notes' || !isRecord(doc) || typeof doc['id'] !== 'string') return null;
   return doc['id'];
-}
-
-function summaryJson(s: Summary): { [key: string]: Json } {
-  return {
-    count: s.count,
-    min: round(s.min),
-    mean: round(s.mean),
-    p50: round(s.p50),
-    p95: round(s.p95),
-    p99: round(s.p99),
-    max: round(s.max),
-  };
 }
 
 export async function fanout(

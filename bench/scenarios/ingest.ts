@@ -2,7 +2,9 @@ import { waitFor } from '../../test/support/wait';
 import { mergeStats, openObservedClient } from '../clients';
 import type { ObservedClient } from '../clients';
 import { RawClient } from '../raw-client';
+import type { SeenChanges } from '../raw-client';
 import { cpuMeter, sleep } from '../scenario';
+import type { BenchServer } from '../server';
 import type { Json, Metric, Resources, ScenarioOptions, ScenarioResult } from '../scenario';
 import { nowMs, round } from '../stats';
 
@@ -177,39 +179,10 @@ export async function ingestRaw(
     const server = await res.server();
     const clients: RawClient[] = [];
     try {
-      for (let i = 0; i < cfg.clients; i++) {
-        const c = await RawClient.connect(server.url, { userId: `ingest-${i}` });
-        clients.push(c);
-        res.defer(() => c.close());
-      }
-      await Promise.all(clients.map((c) => c.waitLive()));
-      const total = cfg.clients * cfg.perClient;
+      clients.push(...(await connectIngestClients(server, cfg.clients, res)));
       options.log(`  ${cfg.clients} clients × ${cfg.perClient} mutations, ${cfg.batch} per push (protocol clients)`);
-      const meter = cpuMeter(server);
-      const t0 = nowMs();
-      let notApplied = 0;
-      await Promise.all(
-        clients.map(async (c, ci) => {
-          const owner = `ingest-${ci}`;
-          for (let done = 0; done < cfg.perClient;) {
-            const n = Math.min(cfg.batch, cfg.perClient - done);
-            const ack = await c.push(n, (seq) => ({
-              name: 'put',
-              args: { collection: 'items', doc: { id: `c${ci}-${seq}`, owner, n: seq } },
-            }));
-            if (!ack.ok) throw new Error(`push refused: ${ack.error.code} ${ack.error.message}`);
-            notApplied += ack.results.filter((r) => r.status !== 'applied').length;
-            done += n;
-          }
-        }),
-      );
-      const elapsed = nowMs() - t0;
-      const cpu = meter();
-      const { headLsn } = await server.adminStatus();
-      if (headLsn !== total || notApplied > 0) {
-        throw new Error(`expected ${total} commits, head is ${headLsn}, ${notApplied} not applied`);
-      }
-      const rate = total / (elapsed / 1000);
+      const { elapsed, committed, cpu } = await driveRawIngest(server, clients, cfg);
+      const rate = committed / (elapsed / 1000);
       const label = `${cfg.clients} client${cfg.clients === 1 ? '' : 's'}, ${cfg.batch}/push`;
       metrics.push({
         scenario,
@@ -228,7 +201,7 @@ export async function ingestRaw(
         clients: cfg.clients,
         mutationsPerClient: cfg.perClient,
         mutationsPerPush: cfg.batch,
-        committed: headLsn,
+        committed,
         elapsedMs: round(elapsed),
         serverCpuPct: cpu.serverCpuPct === null ? null : round(cpu.serverCpuPct),
         benchProcessCpuPct: round(cpu.benchCpuPct),
@@ -247,4 +220,72 @@ export async function ingestRaw(
     serverPeakRssKb: [...res.peakRssKb],
     durationMs: nowMs() - started,
   };
+}
+
+/** Connects `n` protocol clients (users ingest-0 … ingest-<n-1>) and waits until all are live. */
+export async function connectIngestClients(
+  server: BenchServer,
+  n: number,
+  res: Resources,
+  onChanges?: (msg: SeenChanges) => void,
+): Promise<RawClient[]> {
+  const clients: RawClient[] = [];
+  for (let i = 0; i < n; i++) {
+    const c = await RawClient.connect(server.url, { userId: `ingest-${i}`, ...(onChanges ? { onChanges } : {}) });
+    clients.push(c);
+    res.defer(() => c.close());
+  }
+  await Promise.all(clients.map((c) => c.waitLive()));
+  return clients;
+}
+
+export interface RawIngestRun {
+  /** From the first push to the last push ack, in ms. */
+  elapsed: number;
+  /** Changes committed by this run (the head LSN's rise, checked to equal clients × perClient). */
+  committed: number;
+  /** The server's head LSN after the last ack. */
+  headLsn: number;
+  /** nowMs() of the first push. */
+  startedAt: number;
+  cpu: ReturnType<ReturnType<typeof cpuMeter>>;
+}
+
+/**
+ * Every client pushes `perClient` owner-only `items` puts, `batch` per push,
+ * one push in flight per client; resolves after the last ack. Throws unless
+ * every mutation was applied and the head LSN is the total.
+ */
+export async function driveRawIngest(
+  server: BenchServer,
+  clients: readonly RawClient[],
+  cfg: RawIngestConfig,
+): Promise<RawIngestRun> {
+  const total = clients.length * cfg.perClient;
+  const prevHead = (await server.adminStatus()).headLsn;
+  const meter = cpuMeter(server);
+  const t0 = nowMs();
+  let notApplied = 0;
+  await Promise.all(
+    clients.map(async (c, ci) => {
+      const owner = `ingest-${ci}`;
+      for (let done = 0; done < cfg.perClient;) {
+        const n = Math.min(cfg.batch, cfg.perClient - done);
+        const ack = await c.push(n, (seq) => ({
+          name: 'put',
+          args: { collection: 'items', doc: { id: `c${ci}-${seq}`, owner, n: seq } },
+        }));
+        if (!ack.ok) throw new Error(`push refused: ${ack.error.code} ${ack.error.message}`);
+        notApplied += ack.results.filter((r) => r.status !== 'applied').length;
+        done += n;
+      }
+    }),
+  );
+  const elapsed = nowMs() - t0;
+  const cpu = meter();
+  const { headLsn } = await server.adminStatus();
+  if (headLsn - prevHead !== total || notApplied > 0) {
+    throw new Error(`expected ${total} commits, head went from ${prevHead} to ${headLsn}, ${notApplied} not applied`);
+  }
+  return { elapsed, committed: headLsn - prevHead, headLsn, startedAt: t0, cpu };
 }

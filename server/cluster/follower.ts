@@ -123,7 +123,8 @@ export class Follower {
         store.adoptTerms(ack.terms);
       }
       this.lastError = null;
-      this.state = 'catching-up';
+      // Already at the primary's head: the hub goes live without sending anything.
+      this.state = ack.forkLsn === undefined && ack.headLsn === meta.headLsn ? 'live' : 'catching-up';
     } catch (err) {
       this.lastError = { code: 'INTERNAL', message: err instanceof Error ? err.message : String(err), retryable: true };
       socket.disconnect();
