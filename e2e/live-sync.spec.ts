@@ -1,21 +1,30 @@
-import type { Browser, Page } from '@playwright/test';
-import { demoProducts } from '../server/seed';
-import { addNote, count, expect, inFront, note, signIn, statusBar, test, trackSockets } from './support/fixtures';
-import type { AppServer } from './support/app-server';
+import type { Page } from '@playwright/test';
+import {
+  addNote,
+  count,
+  expect,
+  goTo,
+  inFront,
+  note,
+  openAs,
+  signIn,
+  statusBar,
+  test,
+  trackSockets,
+} from './support/fixtures';
+import { SEEDED } from './support/seeded';
 
 /**
- * The live demo page (client/app) against a real server process: two tabs of
- * one profile share one replica and one connection; two users see each
- * other's notes; the catalog preview reads the local replica.
+ * The web app (client/app) against a real server process: two tabs of one
+ * profile share one replica and one connection; two users see each other's
+ * notes on the Live notes page; the catalog answers from the local replica,
+ * offline too.
  */
 
-async function openAs(browser: Browser, app: AppServer, user: string): Promise<Page> {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  await page.goto(app.url);
-  await signIn(page, user);
-  return page;
-}
+const notesPage = async (page: Page): Promise<void> => {
+  await goTo(page, 'Live notes');
+  await expect(page.getByRole('heading', { name: 'Shared notes' })).toBeVisible();
+};
 
 test('two tabs of one profile: live notes, one connection', async ({ app, context }, testInfo) => {
   const tab1 = await context.newPage();
@@ -26,10 +35,11 @@ test('two tabs of one profile: live notes, one connection', async ({ app, contex
   await tab1.goto(app.url);
   await signIn(tab1, 'alice');
   await expect(statusBar(tab1).holder).toHaveText('this tab');
+  await notesPage(tab1);
   const seeded = (await app.adminStatus()).headLsn;
 
   // The second tab signs in from the shared session, follows the first and shows its status.
-  await tab2.goto(app.url);
+  await tab2.goto(`${app.url}/#/notes`);
   await expect(statusBar(tab2).holder).toHaveText('another tab');
   await expect(statusBar(tab2).connection).toHaveText('Online');
   await expect(note(tab2, 'Welcome to Tideline: edit me in two tabs.')).toBeVisible();
@@ -73,7 +83,7 @@ test('when the connected tab closes, another tab takes over', async ({ app, cont
   const sockets2 = trackSockets(tab2);
   await tab1.goto(app.url);
   await signIn(tab1, 'alice');
-  await tab2.goto(app.url);
+  await tab2.goto(`${app.url}/#/notes`);
   await expect(statusBar(tab2).holder).toHaveText('another tab');
   await expect(statusBar(tab2).connection).toHaveText('Online');
   const seeded = (await app.adminStatus()).headLsn;
@@ -90,8 +100,10 @@ test('when the connected tab closes, another tab takes over', async ({ app, cont
 });
 
 test('two users in two browsers see each other and rejections', async ({ app, browser }) => {
-  const alice = await openAs(browser, app, 'alice');
-  const bob = await openAs(browser, app, 'bob');
+  const { page: alice } = await openAs(browser, app, 'alice');
+  const { page: bob } = await openAs(browser, app, 'bob');
+  await notesPage(alice);
+  await notesPage(bob);
   await expect.poll(async () => (await app.adminStatus()).connectedClients).toBe(2);
 
   await addNote(alice, 'Alice was here');
@@ -124,29 +136,52 @@ test('two users in two browsers see each other and rejections', async ({ app, br
   await expect(bob.getByRole('list', { name: 'Rejected changes' })).toContainText('NOT_FOUND');
 });
 
-test('the catalog preview reads seeded products from the local replica', async ({ app, page }, testInfo) => {
-  const names = demoProducts(2000)
-    .map((p) => p['name'])
-    .filter((n) => typeof n === 'string');
-  // IndexedDB orders strings by UTF-16 code units, as Array#sort does.
-  const first20 = [...names].sort().slice(0, 20);
+test('the catalog answers searches, filters, sorts and pages from the local replica, offline', async ({
+  app,
+  page,
+}, testInfo) => {
+  const products = SEEDED;
+  // IndexedDB orders strings by UTF-16 code units, as these comparisons do; ties go by id, as in an index.
+  const byName = [...products].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const sockets = trackSockets(page);
   await page.goto(app.url);
   await signIn(page, 'carol');
 
-  const firstColumn = page.getByRole('table', { name: 'Products' }).locator('tbody tr td:first-child');
-  await expect(page.getByText(`${count(2000)} products in this browser's replica`)).toBeVisible();
-  await expect(firstColumn).toHaveText(first20);
+  const names = page.getByRole('list', { name: 'Products' }).getByRole('heading');
+  const summary = page.getByText(/of 2,000 products/);
+  await expect(summary).toContainText(`${count(2000)} of ${count(2000)} products`);
+  await expect(names).toHaveText(byName.slice(0, 24).map((p) => p.name));
+  await page.getByRole('button', { name: 'Next' }).click();
+  await expect(names).toHaveText(byName.slice(24, 48).map((p) => p.name));
+  await expect(page.getByRole('navigation', { name: 'Pages' })).toContainText('25–48 of 2,000 · page 2 of 84');
 
-  // Offline, a search still answers: it runs on the local `name` index.
+  // Offline, every query still answers: they run on the replica's indexes.
   await page.context().setOffline(true);
   await expect(statusBar(page).connection).toHaveText('Offline');
   await expect.poll(async () => (await app.adminStatus()).connectedClients).toBe(0);
   expect(sockets.open()).toBe(0);
-  await page.getByRole('searchbox', { name: 'Search products' }).fill('smart k');
-  const matches = [...names].filter((n) => n.toLowerCase().startsWith('smart k')).sort();
-  expect(matches.length).toBeGreaterThan(0);
-  await expect(firstColumn).toHaveText(matches.slice(0, 20));
 
+  // Each word begins a word of the name.
+  await page.getByRole('searchbox', { name: 'Search products' }).fill('smart k');
+  const smartK = byName.filter((p) => /^Smart K/.test(p.name));
+  expect(smartK.length).toBeGreaterThan(24);
+  await expect(names).toHaveText(smartK.slice(0, 24).map((p) => p.name));
+  await expect(summary).toContainText(`${count(smartK.length)} of ${count(2000)} products`);
+
+  // A category and a price range, most expensive first.
+  await page.getByRole('searchbox', { name: 'Search products' }).fill('');
+  await page.getByLabel('Category').selectOption('Toys');
+  await page.getByLabel('Min price').fill('10');
+  await page.getByLabel('Max price').fill('60');
+  await page.getByLabel('Sort by').selectOption({ label: 'Price, high to low' });
+  const toys = products
+    .filter((p) => p.category === 'Toys' && p.price >= 10 && p.price <= 60)
+    .sort((a, b) => b.price - a.price || (a.id < b.id ? 1 : -1));
+  await expect(summary).toContainText(`${count(toys.length)} of ${count(2000)} products`);
+  await expect(names).toHaveText(toys.slice(0, 24).map((p) => p.name));
+
+  // A range that cannot match says so and is not applied.
+  await page.getByLabel('Min price').fill('70');
+  await expect(page.getByRole('alert')).toHaveText('The min price ($70.00) is above the max price ($60.00).');
   await page.screenshot({ path: testInfo.outputPath('catalog-offline.png'), fullPage: true });
 });

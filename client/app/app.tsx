@@ -1,16 +1,35 @@
 import { useEffect, useState } from 'react';
-import { CatalogPreview } from './catalog-preview';
+import { CartPage } from './cart-page';
+import { CatalogPage, EMPTY_CATALOG_FORM } from './catalog-page';
+import type { CatalogForm } from './catalog-page';
 import { NotesBoard } from './notes-board';
+import { OrdersPage } from './orders-page';
+import { ProductPage } from './product-page';
+import { useRoute } from './router';
+import type { Route } from './router';
 import { clearSession, loadSession, saveSession, SESSION_KEY } from './session';
 import type { Session } from './session';
 import { SignIn } from './sign-in';
+import { StaffPage } from './staff-page';
 import { StatusBar } from './status-bar';
+import { useReconnectWhenOnline } from './use-reconnect';
 import { useTideline } from './use-tideline';
+import type { StoreDb } from './use-tideline';
 
-/** The live sync demo: sign in, then a shared notes board and a catalog preview over the local replica. */
+/** A message for the page the user is sent to ("Order placed"), gone once they leave it. */
+export interface Flash {
+  page: Route['page'];
+  text: string;
+}
+
+/** The storefront: sign in, then the catalog, cart, orders and staff pages over the local replica. */
 export function App() {
   const [session, setSession] = useState<Session | null>(loadSession);
   const { db, error } = useTideline(session?.token ?? null);
+  const route = useRoute();
+  const [catalogForm, setCatalogForm] = useState<CatalogForm>(EMPTY_CATALOG_FORM);
+  const [flash, setFlash] = useState<Flash | null>(null);
+  useReconnectWhenOnline(db);
 
   // Signing in or out in one tab does the same in the others.
   useEffect(() => {
@@ -21,6 +40,10 @@ export function App() {
     return () => window.removeEventListener('storage', onStorage);
   }, []);
 
+  useEffect(() => {
+    setFlash((f) => (f && f.page !== route.page ? null : f));
+  }, [route.page]);
+
   const signedIn = (s: Session): void => {
     saveSession(s);
     setSession(s);
@@ -28,11 +51,12 @@ export function App() {
   const signOut = (): void => {
     clearSession();
     setSession(null);
+    setCatalogForm(EMPTY_CATALOG_FORM);
   };
 
   return (
     <>
-      <StatusBar session={session} db={db} onSignOut={signOut} />
+      <StatusBar session={session} db={db} route={route} onSignOut={signOut} />
       <main className="page">
         {session === null ? (
           <SignIn onSignedIn={signedIn} />
@@ -47,12 +71,56 @@ export function App() {
         ) : db === null ? (
           <p className="empty">Opening your replica…</p>
         ) : (
-          <div className="columns">
-            <NotesBoard db={db} />
-            <CatalogPreview db={db} />
-          </div>
+          <>
+            {flash && flash.page === route.page && (
+              <p role="status" className="flash">
+                {flash.text}
+              </p>
+            )}
+            <CurrentPage
+              db={db}
+              route={route}
+              staff={session.roles.includes('staff')}
+              catalogForm={catalogForm}
+              onCatalogForm={setCatalogForm}
+              onFlash={setFlash}
+            />
+          </>
         )}
       </main>
     </>
   );
+}
+
+interface PageProps {
+  db: StoreDb;
+  route: Route;
+  staff: boolean;
+  catalogForm: CatalogForm;
+  onCatalogForm: (form: CatalogForm) => void;
+  onFlash: (flash: Flash) => void;
+}
+
+function CurrentPage({ db, route, staff, catalogForm, onCatalogForm, onFlash }: PageProps) {
+  switch (route.page) {
+    case 'catalog':
+      return <CatalogPage db={db} form={catalogForm} onForm={onCatalogForm} />;
+    case 'product':
+      return <ProductPage db={db} id={route.id} staff={staff} />;
+    case 'cart':
+      return <CartPage db={db} onFlash={onFlash} />;
+    case 'orders':
+      return <OrdersPage db={db} />;
+    case 'staff':
+      return staff ? (
+        <StaffPage db={db} />
+      ) : (
+        <section className="card">
+          <h1>Staff only</h1>
+          <p>This page is for staff. Sign in as “staff” to edit products, restock and see every order.</p>
+        </section>
+      );
+    case 'notes':
+      return <NotesBoard db={db} />;
+  }
 }

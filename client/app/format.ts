@@ -1,4 +1,5 @@
 import type { JsonValue } from '../../shared/json';
+import type { RejectionRecord } from '../sync/local-store';
 import type { SyncStatus } from '../sync/engine';
 
 const time = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
@@ -31,7 +32,7 @@ export function connectionLabel(status: SyncStatus): string {
 }
 
 /** Random ids (UUIDs) are long; their first characters tell them apart. */
-const shortId = (id: string): string => (id.length > 12 ? `${id.slice(0, 8)}…` : id);
+export const shortId = (id: string): string => (id.length > 12 ? `${id.slice(0, 8)}…` : id);
 
 /** A short name for a mutation: `patch notes/abc`, `checkout`. */
 export function describeMutation(name: string, args: JsonValue): string {
@@ -49,3 +50,18 @@ export function describeMutation(name: string, args: JsonValue): string {
   }
   return name;
 }
+
+/** What the page says about a rejected mutation; a refused checkout says what it means for the shopper. */
+export function describeRejection(r: Pick<RejectionRecord, 'name' | 'args' | 'error'>): string {
+  if (r.name === 'checkout') {
+    return `Your order could not be placed: ${r.error.message}. Your cart has been restored.`;
+  }
+  if (r.name === 'cartAdd' || r.name === 'cartSet') return `Your cart was not changed: ${r.error.message}.`;
+  return `Rejected ${describeMutation(r.name, r.args)}: ${r.error.message}`;
+}
+
+/** A message for an error thrown by a local mutation (a TidelineError) or anything else. */
+export const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+export const formatRating = (value: JsonValue | undefined): string =>
+  typeof value === 'number' ? `${value.toFixed(1)} out of 5` : 'not rated';

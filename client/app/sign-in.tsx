@@ -21,10 +21,11 @@ export function SignIn({ onSignedIn }: { onSignedIn: (session: Session) => void 
 
   return (
     <section className="card sign-in" aria-labelledby="sign-in-title">
-      <h1 id="sign-in-title">See live sync at work</h1>
+      <h1 id="sign-in-title">Welcome to Tideline Store</h1>
       <p>
-        Sign in with any name. Your data lives in this browser (IndexedDB) and syncs with the server in the background;
-        open a second tab, or another browser as someone else, and watch changes arrive.
+        Sign in with any name. The catalog, your cart and your orders live in this browser (IndexedDB) and sync with the
+        server in the background: search and shop with no network, and watch changes from other tabs and shoppers arrive
+        live.
       </p>
       <form onSubmit={submit}>
         <label htmlFor="sign-in-name">Your name</label>
@@ -51,7 +52,8 @@ export function SignIn({ onSignedIn }: { onSignedIn: (session: Session) => void 
         </p>
       )}
       <p className="hint">
-        Development sign-in: no password. The name <code>staff</code> gets the staff role (it may edit products).
+        Development sign-in: no password. The name <code>staff</code> gets the staff role: edit products, restock and
+        see every order.
       </p>
     </section>
   );

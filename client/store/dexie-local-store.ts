@@ -82,7 +82,7 @@ export class DexieLocalStore implements LocalStore {
         const byCollection = new Map<string, Map<string, Doc | null>>();
         for (const w of writes) {
           let m = byCollection.get(w.collection);
-          if (!m) byCollection.set(w.collection, (m = new Map()));
+          if (!m) byCollection.set(w.collection, (m = new Map<string, Doc | null>()));
           m.delete(w.id);
           m.set(w.id, w.doc);
         }
