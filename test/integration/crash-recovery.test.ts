@@ -1,10 +1,8 @@
 import 'fake-indexeddb/auto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { open } from '../../client/lib/open';
-import { socketTransport } from '../../client/sync/socket-transport';
-import type { Transport } from '../../client/sync/transport';
 import { storeSchema } from '../../shared/apps/store';
-import { pushAckSchema } from '../../shared/protocol/push';
+import { ackRecordingTransport } from '../support/ack-recorder';
 import { localDocs, tokenFor } from '../support/node-client';
 import type { NodeClient } from '../support/node-client';
 import { removeDir, startServerProcess, tempDataDir } from '../support/server-process';
@@ -31,32 +29,13 @@ describe('kill -9 of the primary during a stream of mutations', () => {
     const port = Number(new URL(first.url).port);
     /** (clientId#seq) of every mutation a client saw acked as committed. */
     const acked = new Set<string>();
-    const recording =
-      (clientId: () => string | null) =>
-      (url: string): Transport => {
-        const inner = socketTransport(url);
-        return {
-          open: (events) => inner.open(events),
-          close: () => inner.close(),
-          async request(event, msg, timeoutMs) {
-            const res = await inner.request(event, msg, timeoutMs);
-            if (event === 'push') {
-              const ack = pushAckSchema.safeParse(res);
-              if (ack.success && ack.data.ok) {
-                for (const r of ack.data.results) if (r.status !== 'rejected') acked.add(`${clientId()}#${r.seq}`);
-              }
-            }
-            return res;
-          },
-        };
-      };
     for (let i = 0; i < CLIENTS; i++) {
       const holder: { c: NodeClient | null } = { c: null };
       const c = await open(storeSchema, {
         servers: [first.url],
         token: tokenFor(`crash-${i}`),
         dbName: `crash-${process.pid}-${i}`,
-        connect: recording(() => holder.c?.engine.clientId ?? null),
+        connect: ackRecordingTransport(acked, () => holder.c?.engine.clientId ?? null),
         requestTimeoutMs: 3000,
       });
       holder.c = c;

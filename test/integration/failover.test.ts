@@ -4,10 +4,8 @@ import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { open } from '../../client/lib/open';
-import { socketTransport } from '../../client/sync/socket-transport';
-import type { Transport } from '../../client/sync/transport';
 import { storeSchema } from '../../shared/apps/store';
-import { pushAckSchema } from '../../shared/protocol/push';
+import { ackRecordingTransport } from '../support/ack-recorder';
 import { localDocs, tokenFor } from '../support/node-client';
 import type { NodeClient } from '../support/node-client';
 import { removeDir, startServerProcess, tempDataDir } from '../support/server-process';
@@ -47,30 +45,13 @@ describe('failover with minSyncReplicas = 1', () => {
     await waitFor('replica connected', async () => (await primary.admin<Status>('/status')).minSyncReplicas.met);
 
     const acked = new Set<string>();
-    const recording =
-      (id: () => string | null) =>
-      (url: string): Transport => {
-        const inner = socketTransport(url);
-        return {
-          open: (events) => inner.open(events),
-          close: () => inner.close(),
-          async request(event, msg, timeoutMs) {
-            const res = await inner.request(event, msg, timeoutMs);
-            const ack = event === 'push' ? pushAckSchema.safeParse(res) : null;
-            if (ack?.success && ack.data.ok) {
-              for (const r of ack.data.results) if (r.status !== 'rejected') acked.add(`${id()}#${r.seq}`);
-            }
-            return res;
-          },
-        };
-      };
     for (let i = 0; i < CLIENTS; i++) {
       const holder: { c: NodeClient | null } = { c: null };
       holder.c = await open(storeSchema, {
         servers: [primary.url, replica.url],
         token: tokenFor(`fo-${i}`),
         dbName: `failover-${process.pid}-${i}`,
-        connect: recording(() => holder.c?.engine.clientId ?? null),
+        connect: ackRecordingTransport(acked, () => holder.c?.engine.clientId ?? null),
         requestTimeoutMs: 2000,
       });
       clients.push(holder.c);
