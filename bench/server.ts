@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { z } from 'zod';
 import {
+  listeningUrl,
   removeDir,
   TEST_ADMIN_TOKEN,
   TEST_CLUSTER_SECRET,
@@ -125,24 +126,7 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let url: string;
   try {
-    url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`server did not start:\n${out}`)),
-        options.startTimeoutMs ?? 30_000,
-      );
-      const onData = (): void => {
-        const m = /listening on (http:\/\/[^\s]+)/.exec(out);
-        if (m?.[1]) {
-          clearTimeout(timer);
-          resolve(m[1]);
-        }
-      };
-      child.stdout.on('data', onData);
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`server exited with ${code}:\n${out}`));
-      });
-    });
+    url = await listeningUrl(child, () => out, options.startTimeoutMs ?? 30_000);
   } catch (err) {
     child.kill('SIGKILL');
     await exited;
