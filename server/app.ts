@@ -85,7 +85,7 @@ export async function startServer(config: ServerConfig, schema: AppSchema = stor
       return { userId: claims.sub, roles: claims.roles };
     },
     role: () => node.view(),
-    onCommit: (changes) => replicationHub.onCommit(changes),
+    onCommit: (changes, outcomes) => replicationHub.onCommit(changes, outcomes),
     ...(config.minSyncReplicas > 0
       ? { replicated: (lsn: number) => replicationHub.waitFor(lsn, config.minSyncReplicas) }
       : {}),
