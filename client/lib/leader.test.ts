@@ -266,6 +266,28 @@ describe('shareSyncAcrossTabs', () => {
     expect(log.started).toEqual(['t1', 't3']);
   });
 
+  it('reports a follower whose lock request the browser refuses as failed, and never starts it', async () => {
+    const t1 = await openTab('t1');
+    const t2 = await openTab('t2');
+    expect(await newLeader()).toBe(t1);
+    locks.refuseWaiting('t2', new DOMException('The document is not fully active', 'InvalidStateError'));
+    await waitFor('the follower to report the failure', () => t2.shared.status().state === 'failed', 2_000);
+    expect(t2.shared.status().lastError).toEqual({
+      code: 'INTERNAL',
+      message: 'could not take over syncing: The document is not fully active',
+      retryable: true,
+    });
+    expect(t2.events.at(-1)).toEqual({ type: 'status', status: t2.shared.status() });
+
+    // The leader goes: nobody is left waiting, so nobody takes over.
+    t1.shared.close();
+    tabs = [t2];
+    await waitFor('the lock to be free', () => locks.holders(lockName()).length === 0, 2_000);
+    expect(locks.waiting(lockName())).toEqual([]);
+    expect(t2.shared.isLeader()).toBe(false);
+    expect(log.started).toEqual(['t1']);
+  });
+
   it("shows the leader's status and events in every follower, and a new follower gets the current status", async () => {
     const leader = await openTab('t1');
     const follower = await openTab('t2');

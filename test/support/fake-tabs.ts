@@ -16,6 +16,7 @@ interface Held {
 
 interface Waiting extends Held {
   grant: () => void;
+  refuse: (error: Error) => void;
 }
 
 /** What a request aborted by its signal rejects with: the signal's reason, an `AbortError` by default. */
@@ -64,6 +65,11 @@ export class FakeLocks {
   /** The tabs waiting for `name`, in queue order. */
   waiting(name: string): string[] {
     return this.queue.filter((w) => w.name === name).map((w) => w.tab);
+  }
+
+  /** The browser refuses the tab's queued requests (as when its document stops being fully active). */
+  refuseWaiting(tab: string, error: Error): void {
+    for (const w of this.queue.filter((q) => q.tab === tab)) w.refuse(error);
   }
 
   /** The tab is gone: its locks are released and its requests dropped (their promises never settle). */
@@ -121,6 +127,12 @@ export class FakeLocks {
         grant: () => {
           signal?.removeEventListener('abort', onAbort);
           take();
+        },
+        refuse: (error) => {
+          signal?.removeEventListener('abort', onAbort);
+          this.queue.splice(this.queue.indexOf(waiting), 1);
+          reject(error);
+          this.grantWaiting();
         },
       };
       signal?.addEventListener('abort', onAbort);
