@@ -160,7 +160,6 @@ export async function shareSyncAcrossTabs({
   openChannel = broadcastChannel,
 }: ShareOptions): Promise<SharedSync> {
   const name = `tideline:${dbName}`;
-  const channel = openChannel(name);
   const listeners = new Set<(e: EngineEvent) => void>();
   const emit = (e: EngineEvent): void => {
     for (const l of listeners) l(e);
@@ -171,6 +170,8 @@ export async function shareSyncAcrossTabs({
   let closed = false;
 
   const leadership = await claimLeadership(locks, name);
+  // Opened once the lock request is in, so a refused request (a sandboxed frame) leaves no channel open.
+  const channel = openChannel(name);
 
   const stopEngineEvents = engine.on((e) => {
     if (!leadership.isLeader()) return;
