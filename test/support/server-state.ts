@@ -53,6 +53,8 @@ export function readServerState(dataDir: string): {
 /** The change log and the live documents of a store file, for comparing nodes row by row. */
 export function readLogAndDocs(file: string): {
   changes: Array<{ lsn: number; term: number; collection: string; id: string; body: string | null }>;
+  /** Outcome entries (rejected and no-op mutations) in the log. */
+  outcomes: Array<{ lsn: number; term: number; client_id: string; seq: number; code: string | null }>;
   docs: Array<{ collection: string; id: string; lsn: number; body: string }>;
   head: number;
 } {
@@ -68,8 +70,15 @@ export function readLogAndDocs(file: string): {
     const docs = db
       .prepare('SELECT collection, id, lsn, body FROM docs WHERE deleted = 0 ORDER BY collection, id')
       .all() as Array<{ collection: string; id: string; lsn: number; body: string }>;
+    const outcomes = db.prepare('SELECT lsn, term, client_id, seq, code FROM outcomes ORDER BY lsn').all() as Array<{
+      lsn: number;
+      term: number;
+      client_id: string;
+      seq: number;
+      code: string | null;
+    }>;
     const head = db.prepare("SELECT value FROM meta WHERE key = 'head_lsn'").get() as { value: number };
-    return { changes, docs, head: head.value };
+    return { changes, outcomes, docs, head: head.value };
   } finally {
     db.close();
   }
