@@ -35,7 +35,13 @@ function refusal(token: string, secret = SECRET, now = NOW): string {
 describe('signToken and verifyToken', () => {
   it('round-trips the subject and roles, with iat and exp in seconds', () => {
     const token = signToken(SECRET, { sub: 'alice', roles: ['staff'] }, NOW + 999, 3600);
-    expect(token.split('.')).toHaveLength(3);
+    const [header, payload, signature] = token.split('.');
+    const decode = (part: string | undefined): unknown => JSON.parse(Buffer.from(part ?? '', 'base64url').toString());
+    expect([decode(header), decode(payload)]).toEqual([
+      { alg: 'HS256', typ: 'JWT' },
+      { sub: 'alice', roles: ['staff'], iat: NOW / 1000, exp: NOW / 1000 + 3600 },
+    ]);
+    expect(signature).toBe(hs256(`${header}.${payload}`));
     expect(verifyToken(SECRET, token, NOW + 5000)).toEqual({
       sub: 'alice',
       roles: ['staff'],

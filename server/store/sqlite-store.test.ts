@@ -113,7 +113,9 @@ describe('SqliteStore', () => {
     const err = openError();
     expect(err.code).toBe('INTERNAL');
     expect(err.message).toContain(path);
-    expect(err.hint).toBeDefined();
+    expect(err.hint).toBe(
+      'check that the path is a Tideline SQLite store and that this process may read and write it and its directory',
+    );
   });
 
   it('fails clearly when used after close', () => {
