@@ -547,6 +547,19 @@ export class SqliteStore implements Store {
     });
   }
 
+  /**
+   * The durability settings of this store's own connection, as SQLite reports
+   * them: for diagnostics and tests only. Pragmas such as `synchronous` are per
+   * connection, so a second connection to the file cannot tell what this one uses.
+   */
+  durability(): { journalMode: string; synchronous: number } {
+    this.assertOpen();
+    return {
+      journalMode: String(this.db.pragma('journal_mode', { simple: true })),
+      synchronous: Number(this.db.pragma('synchronous', { simple: true })),
+    };
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;

@@ -209,6 +209,17 @@ export class SyncCore {
         retryable: false,
       });
     }
+    // Checked whole before anything runs: one by one, the mutations before a skip would commit (per-client order).
+    const skip = mutations.findIndex((m, i) => i > 0 && m.seq !== mutations[i - 1]!.seq + 1);
+    if (skip > 0) {
+      const seqs = mutations.map((m) => m.seq);
+      const shown = seqs.length > 20 ? `${seqs.slice(0, 20).join(', ')}, …` : seqs.join(', ');
+      return fail({
+        code: 'BAD_REQUEST',
+        message: `the seqs of a push must rise by 1: seq ${seqs[skip]} follows seq ${seqs[skip - 1]} (seqs ${shown}); nothing was applied`,
+        retryable: false,
+      });
+    }
     if (session.pushing) {
       return fail({ code: 'RATE_LIMITED', message: 'one push in flight per client', retryable: true });
     }
