@@ -6,6 +6,7 @@ import type { Change } from '../../shared/protocol/change';
 import type { Changes, PageAck } from '../../shared/protocol/changes';
 import { helloSchema } from '../../shared/protocol/hello';
 import type { Hello, HelloAck } from '../../shared/protocol/hello';
+import type { PushAck } from '../../shared/protocol/push';
 import { defineSchema } from '../../shared/schema/define-schema';
 import { MemoryLocalStore } from '../store/memory-local-store';
 import { SyncEngine } from './engine';
@@ -58,6 +59,7 @@ class ScriptedTransport implements Transport {
   constructor(
     readonly url: string,
     private readonly helloAck: () => HelloAck,
+    private readonly pushAck: ((msg: unknown) => PushAck) | null = null,
   ) {}
 
   open(events: TransportEvents): void {
@@ -70,7 +72,10 @@ class ScriptedTransport implements Transport {
 
   async request(event: 'hello' | 'push', msg: unknown): Promise<unknown> {
     if (this.closed) throw new Error('disconnected');
-    if (event === 'push') throw new Error('this test pushes nothing');
+    if (event === 'push') {
+      if (!this.pushAck) throw new Error('this test pushes nothing');
+      return this.pushAck(msg);
+    }
     this.hellos.push(helloSchema.parse(msg));
     return this.helloAck();
   }
@@ -131,6 +136,8 @@ const notesIn = (store: MemoryLocalStore): string[] =>
   Object.keys(store.dump()['notes'] ?? {}).sort((a, b) => Number(a.slice(1)) - Number(b.slice(1)));
 const notesUpTo = (lsn: number): string[] => lsns(0, lsn).map((l) => `n${l}`);
 
+/** What the scripted server answers to a push; null: the test pushes nothing. */
+let pushAnswer: ((msg: unknown) => PushAck) | null;
 let clock: ManualClock;
 let memory: MemoryLocalStore;
 let store: CountingStore;
@@ -143,21 +150,26 @@ beforeEach(() => {
   memory = new MemoryLocalStore(schema, () => randomUUID().replace(/-/g, ''));
   store = new CountingStore(memory);
   transports = [];
+  pushAnswer = null;
   headLsn = 9;
   engine = new SyncEngine({
     schema,
     local: store,
     servers: ['http://primary.test'],
     connect: (url) => {
-      const t = new ScriptedTransport(url, () => ({
-        ok: true,
-        serverId: 'primary',
-        term: 1,
-        headLsn,
-        horizon: 0,
-        lastSeq: 0,
-        userId: 'u1',
-      }));
+      const t = new ScriptedTransport(
+        url,
+        () => ({
+          ok: true,
+          serverId: 'primary',
+          term: 1,
+          headLsn,
+          horizon: 0,
+          lastSeq: 0,
+          userId: 'u1',
+        }),
+        pushAnswer,
+      );
       transports.push(t);
       return t;
     },
@@ -253,3 +265,51 @@ describe('SyncEngine: a changes message past the checkpoint (a gap)', () => {
     expect(engine.status().state).toBe('live');
   });
 });
+
+describe('SyncEngine: a push refused as a whole', () => {
+  const refusal = (retryable: boolean): PushAck => ({
+    ok: false,
+    error: { code: retryable ? 'RATE_LIMITED' : 'UNAUTHORIZED', message: 'refused', retryable },
+  });
+
+  it('stops with the error when no retry can mend it, keeping the mutation queued', async () => {
+    pushAnswer = () => refusal(false);
+    await engine.start();
+    await connectLatest();
+    await engine.mutate('put', { collection: 'notes', doc: { id: 'mine', text: 'x' } });
+    await engine.settled();
+    await waitUntil(() => engine.status().state === 'failed');
+    expect(engine.status()).toMatchObject({
+      state: 'failed',
+      pending: 1,
+      lastError: { code: 'UNAUTHORIZED', retryable: false },
+    });
+    // No reconnect is scheduled.
+    expect(clock.next()).toBe(false);
+    expect(transports).toHaveLength(1);
+  });
+
+  it('reconnects and pushes again after a retryable refusal', async () => {
+    let refusals = 1;
+    pushAnswer = (msg) => {
+      if (refusals-- > 0) return refusal(true);
+      const seqs = (msg as { mutations: Array<{ seq: number }> }).mutations.map((m) => m.seq);
+      return { ok: true, results: seqs.map((seq) => ({ seq, status: 'applied', lsn: 10 })) };
+    };
+    await engine.start();
+    await connectLatest();
+    await engine.mutate('put', { collection: 'notes', doc: { id: 'mine', text: 'x' } });
+    await waitUntil(() => engine.status().state === 'backoff');
+    expect(engine.status().lastError).toMatchObject({ code: 'RATE_LIMITED' });
+    expect(clock.next()).toBe(true);
+    await connectLatest();
+    await waitUntil(() => refusals < 0);
+    expect(transports).toHaveLength(2);
+  });
+});
+
+/** Lets the engine's promise chains run until `check` holds (a few hundred turns at most). */
+async function waitUntil(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !check(); i++) await new Promise((r) => setImmediate(r));
+  expect(check()).toBe(true);
+}

@@ -4,7 +4,7 @@ import { open } from '../../client/lib/open';
 import { storeSchema } from '../../shared/apps/store';
 import type { Doc } from '../../shared/json';
 import { pushAckSchema } from '../../shared/protocol/push';
-import { ackLosingTransport } from '../support/ack-losing-transport';
+import { ackLosingTransport } from '../support/ack-recorder';
 import { openClient, tokenFor } from '../support/node-client';
 import type { NodeClient } from '../support/node-client';
 import { rawClient } from '../support/raw-client';

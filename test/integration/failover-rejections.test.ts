@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { open } from '../../client/lib/open';
 import { storeSchema } from '../../shared/apps/store';
-import { ackLosingTransport } from '../support/ack-losing-transport';
+import { ackLosingTransport } from '../support/ack-recorder';
 import { openClient, tokenFor } from '../support/node-client';
 import type { NodeClient } from '../support/node-client';
 import { removeDir, startServerProcess, tempDataDir } from '../support/server-process';

@@ -82,3 +82,42 @@ export function recordingTransport(
     };
   };
 }
+
+/**
+ * A lost ack that stays lost: once `arm`ed, the next push reaches the server
+ * and is answered, but the link dies first (as with `recordingTransport`) and
+ * the network stays down, so the client cannot reconnect and learn the
+ * outcome, until the test calls `up`. `cut()` tells whether the server has
+ * answered the armed push.
+ */
+export function ackLosingTransport(): {
+  factory: TransportFactory;
+  arm: () => void;
+  cut: () => boolean;
+  up: () => void;
+} {
+  const log: SentRequest[] = [];
+  let armed = false;
+  let down = false;
+  const recording = recordingTransport(log, (event) => {
+    if (event !== 'push' || !armed) return false;
+    armed = false;
+    down = true;
+    return true;
+  });
+  const dead: Transport = {
+    open: () => undefined,
+    close: () => undefined,
+    request: () => Promise.reject(new Error('the network is down')),
+  };
+  return {
+    factory: (url) => (down ? dead : recording(url)),
+    arm: () => {
+      armed = true;
+    },
+    cut: () => log.some((r) => r.lost),
+    up: () => {
+      down = false;
+    },
+  };
+}
