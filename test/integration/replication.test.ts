@@ -16,7 +16,15 @@ interface Status {
   term: number;
   headLsn: number;
   horizon: number;
-  replicas: Array<{ replicaId: string; connected: boolean; appliedLsn: number; lagLsn: number; lagMs: number }>;
+  replicas: Array<{
+    replicaId: string;
+    url: string | null;
+    connected: boolean;
+    live: boolean;
+    appliedLsn: number;
+    lagLsn: number;
+    lagMs: number;
+  }>;
   minSyncReplicas: { required: number; caughtUp: number; met: boolean };
   rollbackFiles: string[];
 }
@@ -128,8 +136,9 @@ describe('server replicas', () => {
     sameOutcomes(primary.dataDir, replicaDir);
 
     const status = await primary.admin<Status>('/status');
-    expect(status.replicas).toHaveLength(1);
-    expect(status.replicas[0]).toMatchObject({ connected: true, appliedLsn: 508, lagLsn: 0 });
+    expect(status.replicas).toEqual([
+      expect.objectContaining({ url: replica.url, connected: true, live: true, appliedLsn: 508, lagLsn: 0 }),
+    ]);
 
     // Reads spread across nodes: the same query API on both; writes on the replica are refused.
     const query = '/query/notes?filter=createdAt:gte:295&orderBy=createdAt&order=desc&limit=3';
@@ -217,6 +226,8 @@ describe('server replicas', () => {
     expect(readLogAndDocs(db(restored.dataDir)).docs).toEqual(readLogAndDocs(db(primary.dataDir)).docs);
     sameOutcomes(primary.dataDir, restored.dataDir);
     const status = await primary.admin<Status>('/status');
-    expect(status.replicas.filter((r) => r.connected)).toHaveLength(1);
+    expect(status.replicas.filter((r) => r.connected)).toEqual([
+      expect.objectContaining({ url: restored.url, appliedLsn: status.headLsn, lagLsn: 0 }),
+    ]);
   });
 });
