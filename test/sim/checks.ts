@@ -115,6 +115,19 @@ function checkExactlyOnce({ store, history, clients, fail }: EndState): Applied 
     }
   }
 
+  // A mutation that wrote nothing (rejected, or a no-op) settles with one outcome entry in the log instead.
+  const finalTerm = history.term;
+  const outcomeSeqs = new Map<string, Set<number>>();
+  for (const o of history.outcomes) {
+    if (!history.inLog(o, finalTerm)) continue;
+    const seqs = outcomeSeqs.get(o.clientId) ?? new Set<number>();
+    outcomeSeqs.set(o.clientId, seqs);
+    const name = byClientId.get(o.clientId)?.name ?? o.clientId;
+    if (seqs.has(o.seq)) fail(`client ${name}: seq ${o.seq} has more than one outcome entry in the log`);
+    if (groups.get(o.clientId)?.has(o.seq)) fail(`client ${name}: seq ${o.seq} has both changes and an outcome entry`);
+    seqs.add(o.seq);
+  }
+
   for (const client of clients) {
     const group = groups.get(client.clientId) ?? new Map<number, Change[]>();
     applied.set(client, group);
