@@ -65,10 +65,11 @@ export class SimReplica {
     if (this.head < meta.horizon) {
       this.store.importSnapshot(this.primary.exportSnapshot());
     }
-    const page = this.primary.readChanges(this.head, this.rng.int(1, 12));
-    if (page.length > 0) {
-      this.store.applyReplicated(page);
-      this.shipped += page.length;
+    // Document changes and outcome entries, as `repl:changes` carries them; a page never splits a mutation.
+    const page = this.primary.readLog(this.head, this.rng.int(1, 12));
+    if (page.to > this.head) {
+      this.store.applyReplicated(page.changes, page.outcomes);
+      this.shipped += page.changes.length + page.outcomes.length;
     }
     if (this.head < this.primary.meta().headLsn) this.onCommit();
     const head = this.head;
