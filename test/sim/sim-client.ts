@@ -70,7 +70,7 @@ export class SimClient {
   /** Bumped by every stop, reopen and crash, so a reopen scheduled by a crash can tell it came too late. */
   private life = 0;
   private unsubscribe: () => void = () => undefined;
-  /** The checkpoint below which a detected gap lies; recovered once the checkpoint passes it. */
+  /** The LSN a detected gap ends at; recovered once the checkpoint reaches it. */
   private gapAt: number | null = null;
   private readonly counterHigh = new Map<string, number>();
   private readonly reports = new Map<string, number>();
@@ -202,7 +202,9 @@ export class SimClient {
         const { state, lastError } = e.status;
         if (state === 'backoff' && this.state !== 'backoff' && lastError?.message.startsWith('gap')) {
           if (this.deps.net.droppedOnCurrent(this.name)) {
-            this.gapAt ??= this.lastCheckpoint + 1;
+            // "gap before LSN <from>": recovered once the checkpoint reaches the message past the gap.
+            const from = Number(/(\d+)/.exec(lastError.message)?.[1] ?? this.lastCheckpoint + 1);
+            this.gapAt = Math.max(this.gapAt ?? 0, from);
           } else {
             this.report(
               'gap',
