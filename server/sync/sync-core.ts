@@ -433,6 +433,10 @@ export class SyncCore {
           session.sink.sendChanges(msg);
           return;
         }
+        // Nothing a client applies may be lost to a failover (it would read an older state after a
+        // newer one, and settle outcomes the new primary lacks): each page waits for the replicas.
+        if (this.opts.replicated) await this.opts.replicated(to);
+        if (session.closed) return;
         // A page that holds the client's own outcomes settles them with their effects, or the
         // client would re-run mutations already applied in the confirmed data (a double count).
         const own = ownOutcomes(page, clientId);
