@@ -5,8 +5,8 @@ import { join, resolve } from 'node:path';
 import express from 'express';
 import type { NextFunction, Request, Response } from 'express';
 import { Server } from 'socket.io';
-import { storeSchema } from '../shared/apps/store';
 import { systemClock } from '../shared/clock';
+import { TidelineError } from '../shared/errors';
 import type { AppSchema } from '../shared/schema/define-schema';
 import { verifyToken } from './auth/tokens';
 import { ClusterNode } from './cluster/cluster-node';
@@ -16,7 +16,9 @@ import type { ServerConfig } from './config';
 import { queryRoutes } from './http/query-route';
 import { adminRoutes, authRoutes, clusterRoutes } from './http/routes';
 import { loadOrCreateSecret } from './secrets';
-import { seedDemoData } from './seed';
+import { checkStoredData } from './schema-check';
+import { seedEmptyStore } from './seed';
+import type { Seed } from './seed';
 import { backupLsn, restoreBackup, STORE_FILE } from './store/backup';
 import { openSqliteStore } from './store/sqlite-store';
 import { startCompaction } from './sync/compaction';
@@ -31,15 +33,37 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** A start-up failure for the operator: the message and its hint, or the stack of an unexpected error. */
+export function describeStartFailure(err: unknown): string {
+  if (err instanceof TidelineError) return err.hint ? `${err.message}\n  ${err.hint}` : err.message;
+  return err instanceof Error ? (err.stack ?? err.message) : String(err);
+}
+
+/** What a caller adds to the parsed configuration: the parts that are code, not flags. */
+export interface StartOptions {
+  /** Documents written into a new data directory (the storefront's demo data for `npm start`); none by default. */
+  seed?: Seed | null;
+  /** Mount the development login (`POST /auth/dev-login`): a token for any user name. Off by default. */
+  devLogin?: boolean;
+  /** Where start-up notes go (schema changes, dropped indexes); default console.log. */
+  log?: (line: string) => void;
+}
+
 /**
  * The composition root: wires the SQLite store, the sync core, replication,
- * Socket.IO and Express into one HTTP server, as a primary or a replica.
+ * Socket.IO and Express into one HTTP server, as a primary or a replica. The
+ * CLI (`tideline serve`), the demo (`server/main.ts`) and `createServer` all
+ * start a server here.
  */
-export async function startServer(config: ServerConfig, schema: AppSchema = storeSchema): Promise<RunningServer> {
+export async function startServer(
+  config: ServerConfig,
+  schema: AppSchema,
+  options: StartOptions = {},
+): Promise<RunningServer> {
   const clock = systemClock;
+  const log = options.log ?? ((line: string) => console.log(line));
   if (config.restoreFrom) restoreBackup(config.restoreFrom, config.dataDir);
   const store = openSqliteStore(join(config.dataDir, STORE_FILE));
-  store.ensureIndexes(Object.fromEntries(Object.entries(schema.collections).map(([name, def]) => [name, def.indexes])));
   const secret = loadOrCreateSecret(config.dataDir, 'secret.key', config.secret);
   const adminToken = loadOrCreateSecret(config.dataDir, 'admin.token', config.adminToken);
   const clusterSecret = loadOrCreateSecret(config.dataDir, 'cluster.key', config.clusterSecret);
@@ -58,11 +82,26 @@ export async function startServer(config: ServerConfig, schema: AppSchema = stor
       hub?.disconnectAll();
     },
   });
-  if (config.publicUrl) node.knowOwnUrl(config.publicUrl);
-  if (config.port !== 0) node.knowOwnUrl(`http://${config.host}:${config.port}`);
-  // Promotion is on record in the data directory and outranks the command line's --primary (see ClusterNode).
-  await node.decideStartRole(config.primaryUrl);
-  if (config.seed && node.role === 'primary' && !config.restoreFrom) seedDemoData(store, clock.now());
+  try {
+    if (config.publicUrl) node.knowOwnUrl(config.publicUrl);
+    if (config.port !== 0) node.knowOwnUrl(`http://${config.host}:${config.port}`);
+    // Promotion is on record in the data directory and outranks the command line's --primary (see ClusterNode).
+    await node.decideStartRole(config.primaryUrl);
+    // Before any connection: a client must never be sent a collection its schema lacks.
+    const report = checkStoredData(store, schema, {
+      dropUnknownCollections: config.dropUnknownCollections,
+      role: node.role,
+      now: clock.now(),
+    });
+    for (const line of report.messages) log(line);
+    if (options.seed && node.role === 'primary' && !config.restoreFrom) {
+      seedEmptyStore(store, schema, options.seed, clock.now());
+    }
+  } catch (err) {
+    node.stop();
+    store.close();
+    throw err;
+  }
 
   hub = new ReplicationHub({
     store,
@@ -103,7 +142,7 @@ export async function startServer(config: ServerConfig, schema: AppSchema = stor
   app.get('/healthz', (_req, res) => {
     res.json({ ok: true, role: node.role });
   });
-  app.use('/auth', authRoutes(deps));
+  if (options.devLogin) app.use('/auth', authRoutes(deps));
   app.use(
     '/admin',
     adminRoutes({
@@ -138,8 +177,8 @@ export async function startServer(config: ServerConfig, schema: AppSchema = stor
       },
     }),
   );
-  const staticDir = resolve(config.staticDir);
-  if (existsSync(staticDir)) {
+  const staticDir = config.staticDir === null ? null : resolve(config.staticDir);
+  if (staticDir !== null && existsSync(staticDir)) {
     app.use(express.static(staticDir));
     app.get('/{*splat}', (_req, res) => res.sendFile(join(staticDir, 'index.html')));
   }
@@ -156,10 +195,18 @@ export async function startServer(config: ServerConfig, schema: AppSchema = stor
   attachSync(io.of('/sync'), syncCore);
   replicationHub.attach(io.of('/replication'), clusterSecret);
 
-  await new Promise<void>((ok, fail) => {
-    http.once('error', fail);
-    http.listen(config.port, config.host, () => ok());
-  });
+  try {
+    await new Promise<void>((ok, fail) => {
+      http.once('error', fail);
+      http.listen(config.port, config.host, () => ok());
+    });
+  } catch (err) {
+    stopCompaction();
+    node.stop();
+    await io.close();
+    store.close();
+    throw err;
+  }
   const port = (http.address() as AddressInfo).port;
   const url = `http://${config.host}:${port}`;
   node.selfUrl = config.publicUrl ?? url;

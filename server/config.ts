@@ -7,16 +7,20 @@ export interface ServerConfig {
   /** 0 picks a free port; the chosen one is printed. */
   port: number;
   dataDir: string;
-  /** Seed demo data when the store is empty. */
+  /** Seed the demo schema's data into an empty store (`server/main.ts` only; a custom schema has none). */
   seed: boolean;
+  /** The app's schema module (`tideline serve --schema`); null for the demo, which serves the storefront. */
+  schemaModule: string | null;
+  /** Delete the documents of collections the schema does not define, instead of refusing to start. */
+  dropUnknownCollections: boolean;
   /** Client token secret; when absent, one is made and kept in `<data>/secret.key`. */
   secret: string | null;
   /** Bearer token for /admin; when absent, one is made and kept in `<data>/admin.token`. */
   adminToken: string | null;
   /** User names that the development login gives the `staff` role. */
   staff: string[];
-  /** Built web app to serve, if it exists. */
-  staticDir: string;
+  /** Built web app to serve, if it exists; null serves none. */
+  staticDir: string | null;
   limits: Limits;
   /** Automatic compaction keeps the log under this many changes. */
   maxLogChanges: number;
@@ -37,13 +41,14 @@ export interface ServerConfig {
   publicUrl: string | null;
 }
 
-const HELP = `Usage: node --import tsx server/main.ts [options]   (npm run dev -- [options])
-  --host HOST                 listen address (default 127.0.0.1)
+/** The options every way of starting a server takes (the demo and `tideline serve`). */
+const OPTIONS_HELP = `  --host HOST                 listen address (default 127.0.0.1)
   --port N                    port, 0 for any free one (default 3000, or $PORT)
   --data DIR                  data directory (default ./data)
-  --no-seed                   do not seed demo data into an empty store
-  --staff NAMES               comma-separated user names that get the staff role (default staff)
-  --static DIR                built web app to serve (default ./dist)
+  --static DIR                built web app to serve (default: ./dist for the demo, none for serve)
+  --drop-unknown-collections  delete the documents of collections the schema no longer defines
+                              (without it the server refuses to start and names them)
+  --staff NAMES               comma-separated user names that the dev login gives the staff role (default staff)
   --max-mutations-per-push N  (default ${DEFAULT_LIMITS.maxMutationsPerPush})
   --max-doc-bytes N           (default ${DEFAULT_LIMITS.maxDocBytes})
   --max-message-bytes N       (default ${DEFAULT_LIMITS.maxMessageBytes})
@@ -59,6 +64,12 @@ const HELP = `Usage: node --import tsx server/main.ts [options]   (npm run dev -
 Environment: TIDELINE_SECRET (client token secret, the same on every node), TIDELINE_ADMIN_TOKEN
 (admin bearer token), TIDELINE_CLUSTER_SECRET (replication secret, the same on every node).`;
 
+/** Usage of `server/main.ts`, the demo: the storefront schema and its data. */
+const HELP = `Usage: node --import tsx server/main.ts [options]   (npm run dev -- [options])
+Serves the demo storefront (its schema and demo data). To serve your own schema: tideline serve --help.
+  --no-seed                   do not seed the demo data into an empty store
+${OPTIONS_HELP}`;
+
 function int(value: string | undefined, fallback: number, name: string): number {
   if (value === undefined) return fallback;
   const n = Number(value);
@@ -66,7 +77,16 @@ function int(value: string | undefined, fallback: number, name: string): number 
   return n;
 }
 
-export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): ServerConfig | 'help' {
+/** Defaults that differ between the demo and `tideline serve`. */
+export interface ConfigDefaults {
+  staticDir: string | null;
+}
+
+export function parseConfig(
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+  defaults: ConfigDefaults = { staticDir: './dist' },
+): ServerConfig | 'help' {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -75,6 +95,8 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): ServerConfi
       port: { type: 'string' },
       data: { type: 'string' },
       'no-seed': { type: 'boolean' },
+      schema: { type: 'string' },
+      'drop-unknown-collections': { type: 'boolean' },
       staff: { type: 'string' },
       static: { type: 'string' },
       'max-mutations-per-push': { type: 'string' },
@@ -102,10 +124,12 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): ServerConfi
     port: int(values.port ?? env['PORT'], 3000, 'port'),
     dataDir: values.data ?? './data',
     seed: !values['no-seed'],
+    schemaModule: values.schema ?? null,
+    dropUnknownCollections: values['drop-unknown-collections'] ?? false,
     secret: env['TIDELINE_SECRET'] ?? null,
     adminToken: env['TIDELINE_ADMIN_TOKEN'] ?? null,
     staff: (values.staff ?? 'staff').split(',').filter((s) => s.length > 0),
-    staticDir: values.static ?? './dist',
+    staticDir: values.static ?? defaults.staticDir,
     limits: {
       maxMutationsPerPush: int(
         values['max-mutations-per-push'],
@@ -127,4 +151,4 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): ServerConfi
   };
 }
 
-export { HELP };
+export { HELP, OPTIONS_HELP };

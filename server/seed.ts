@@ -1,4 +1,6 @@
+import { TidelineError } from '../shared/errors';
 import type { Doc } from '../shared/json';
+import type { AppSchema } from '../shared/schema/define-schema';
 import type { Store } from './store/store';
 
 const CATEGORIES = ['Books', 'Kitchen', 'Garden', 'Toys', 'Music', 'Outdoor', 'Office', 'Beauty', 'Tools', 'Games'];
@@ -54,14 +56,52 @@ export function demoProducts(count: number): Doc[] {
   }));
 }
 
-/** Seeds the demo catalog and a welcome note into an empty store; does nothing otherwise. */
-export function seedDemoData(store: Store, now: number): number {
+/** One document written into an empty store at first start; `owner` only for owner-only collections. */
+export interface SeedWrite {
+  collection: string;
+  doc: Doc;
+  owner?: string | null;
+}
+
+/** Documents for a new data directory, or a function that makes them (it gets the current time). */
+export type Seed = readonly SeedWrite[] | ((now: number) => readonly SeedWrite[]);
+
+/** The storefront's demo data: the catalog and a welcome note. Only for the storefront schema (`npm start`). */
+export function demoSeed(now: number): SeedWrite[] {
+  const products = demoProducts(2000).map((doc) => ({ collection: 'products', doc }));
+  const note = { id: 'welcome', text: 'Welcome to Tideline: edit me in two tabs.', createdAt: now };
+  return [...products, { collection: 'notes', doc: note }];
+}
+
+/**
+ * Writes `seed` into an empty store (head 0) and returns how many documents
+ * it wrote; does nothing to a store that has ever had a change. Each document
+ * must belong to a collection of `schema` and pass its document schema, so a
+ * seed cannot plant data that the start-up check would then refuse.
+ */
+export function seedEmptyStore(store: Store, schema: AppSchema, seed: Seed, now: number): number {
   if (store.meta().headLsn > 0) return 0;
-  const products = demoProducts(2000);
+  const writes = typeof seed === 'function' ? seed(now) : seed;
+  for (const w of writes) {
+    const def = schema.collections[w.collection];
+    if (!def) {
+      throw new TidelineError(
+        'BAD_REQUEST',
+        `seed document ${w.collection}/${w.doc.id}: no collection '${w.collection}' in schema '${schema.name}'`,
+      );
+    }
+    const parsed = def.doc?.safeParse(w.doc);
+    if (parsed && !parsed.success) {
+      throw new TidelineError(
+        'INVALID_DOCUMENT',
+        `seed document ${w.collection}/${w.doc.id} does not match its collection's schema: ${parsed.error.issues[0]?.message ?? 'invalid'}`,
+      );
+    }
+  }
+  if (writes.length === 0) return 0;
   store.transact((tx) => {
-    for (const doc of products) tx.append({ collection: 'products', id: doc.id, doc, owner: null }, null, now);
-    const note = { id: 'welcome', text: 'Welcome to Tideline: edit me in two tabs.', createdAt: now };
-    tx.append({ collection: 'notes', id: note.id, doc: note, owner: null }, null, now);
+    for (const w of writes)
+      tx.append({ collection: w.collection, id: w.doc.id, doc: w.doc, owner: w.owner ?? null }, null, now);
   });
-  return products.length + 1;
+  return writes.length;
 }

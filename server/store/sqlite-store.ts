@@ -668,6 +668,66 @@ export class SqliteStore implements Store {
   private assertOpen(): void {
     if (this.closed) throw new TidelineError('INTERNAL', `the store at ${this.path} is closed`);
   }
+
+  /*
+   * What the start-up schema check reads and changes (server/schema-check.ts):
+   * documents per collection, the expression indexes `ensureIndexes` made,
+   * and the app schema this data directory was last served with.
+   */
+
+  /** Documents per collection, live and tombstones (a tombstone's change is still in the log). */
+  countByCollection(): Array<{ collection: string; live: number; deleted: number }> {
+    this.assertOpen();
+    return this.db
+      .prepare<[], { collection: string; live: number; deleted: number }>(
+        `SELECT collection, SUM(deleted = 0) AS live, SUM(deleted = 1) AS deleted FROM docs
+         GROUP BY collection ORDER BY collection`,
+      )
+      .all();
+  }
+
+  /** The expression indexes made by `ensureIndexes`, read back from their SQL. */
+  appIndexes(): Array<{ name: string; collection: string; field: string }> {
+    this.assertOpen();
+    const rows = this.db
+      .prepare<[], { name: string; sql: string | null }>(
+        "SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'docs' AND name LIKE 'ix\\_%' ESCAPE '\\'",
+      )
+      .all();
+    const out: Array<{ name: string; collection: string; field: string }> = [];
+    for (const r of rows) {
+      const m = /json_extract\(body, '\$\.([A-Za-z0-9_]+)'\)\) WHERE collection = '((?:[^']|'')*)'$/.exec(r.sql ?? '');
+      if (m) out.push({ name: r.name, field: m[1]!, collection: m[2]!.replace(/''/g, "'") });
+    }
+    return out;
+  }
+
+  /** Drops one index that `appIndexes` lists; other indexes are the store's own and stay. */
+  dropAppIndex(name: string): void {
+    this.assertOpen();
+    if (!this.appIndexes().some((ix) => ix.name === name)) {
+      throw new TidelineError('INTERNAL', `${name} is not an app index of the store at ${this.path}`);
+    }
+    this.db.exec(`DROP INDEX "${name}"`);
+  }
+
+  /** The app schema (name and version) this store was last served with; null before the first. */
+  appSchema(): { name: string; version: number } | null {
+    this.assertOpen();
+    const row = this.db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'app_schema'").get();
+    if (!row) return null;
+    const parsed = JSON.parse(row.value) as { name?: unknown; version?: unknown };
+    return typeof parsed.name === 'string' && typeof parsed.version === 'number'
+      ? { name: parsed.name, version: parsed.version }
+      : null;
+  }
+
+  recordAppSchema(schema: { name: string; version: number }): void {
+    this.assertOpen();
+    this.db
+      .prepare<[string]>("INSERT OR REPLACE INTO meta (key, value) VALUES ('app_schema', ?)")
+      .run(JSON.stringify({ name: schema.name, version: schema.version }));
+  }
 }
 
 /** Refuses a document stored under another id: it would be served under a key it does not carry. */

@@ -1,0 +1,129 @@
+import { DEFAULT_LIMITS } from '../shared/protocol/limits';
+import type { Limits } from '../shared/protocol/limits';
+import type { AppSchema } from '../shared/schema/define-schema';
+import { startServer } from './app';
+import type { RunningServer } from './app';
+import type { Role } from './cluster/cluster-node';
+import type { ServerConfig } from './config';
+import type { Seed, SeedWrite } from './seed';
+
+export type { AppSchema, Limits, Role, Seed, SeedWrite };
+
+/**
+ * How clients' tokens are checked. Today: HS256 with one shared secret (the
+ * same on every node). When absent, a secret is made and kept in
+ * `<dataDir>/secret.key`.
+ */
+export interface ServerAuthOptions {
+  secret?: string;
+}
+
+/** Replication and failover; leave it out for a single primary. */
+export interface ReplicationOptions {
+  /** Follow this primary as a read-only replica. */
+  primaryUrl?: string;
+  /** Other nodes, asked for a primary with a higher term (failover). */
+  peers?: readonly string[];
+  /** Client acks wait until this many replicas have applied the change (default 0). */
+  minSyncReplicas?: number;
+  /** Authenticates replicas; the same on every node. Default: kept in `<dataDir>/cluster.key`. */
+  clusterSecret?: string;
+  /** Start from this backup file (into an empty data directory), then catch up from `primaryUrl`. */
+  restoreFrom?: string;
+  /** How other nodes and clients reach this one; default the listen URL. */
+  publicUrl?: string;
+}
+
+/** When the change log is compacted (clients further behind get a snapshot). */
+export interface CompactionOptions {
+  maxLogChanges?: number;
+  maxLogAgeMs?: number;
+  intervalMs?: number;
+}
+
+export interface CreateServerOptions {
+  /** The app's schema (`defineSchema`), the same module its clients open. */
+  schema: AppSchema;
+  /** Where the store, secrets and backups live; created if missing. */
+  dataDir: string;
+  /** Default 3000; 0 picks a free port (read it from the handle). */
+  port?: number;
+  /** Default 127.0.0.1 (this machine only); '0.0.0.0' listens on every interface. */
+  host?: string;
+  auth?: ServerAuthOptions;
+  /** Bearer token for `/admin`; default: made and kept in `<dataDir>/admin.token`. */
+  adminToken?: string;
+  /** Mount `POST /auth/dev-login` (a token for any user name): development only. Default false. */
+  devLogin?: boolean;
+  /** User names the dev login gives the `staff` role. */
+  staff?: readonly string[];
+  /** Documents written into a new, empty data directory (never into one that has data). */
+  seed?: Seed;
+  /** A built web app to serve from `/`; default none. */
+  staticDir?: string;
+  limits?: Partial<Limits>;
+  /**
+   * Delete the documents of collections the schema does not define. Without
+   * it, such documents make the server refuse to start (see README, "Changing
+   * your schema").
+   */
+  dropUnknownCollections?: boolean;
+  replication?: ReplicationOptions;
+  compaction?: CompactionOptions;
+  /** Start-up notes (schema version changes, indexes made and dropped); default console.log. */
+  log?: (line: string) => void;
+}
+
+/** A running server. */
+export interface TidelineServer {
+  /** Where clients connect, e.g. http://127.0.0.1:3000. */
+  readonly url: string;
+  readonly port: number;
+  /** 'primary' or 'replica'; changes on promotion and step down. */
+  role(): Role;
+  /** Stops accepting connections, closes sessions and the store; the port is free when it resolves. */
+  close(): Promise<void>;
+}
+
+/** The configuration `startServer` takes, from these options and the defaults the CLI uses. */
+export function serverConfigOf(options: CreateServerOptions): ServerConfig {
+  const r = options.replication ?? {};
+  const c = options.compaction ?? {};
+  return {
+    host: options.host ?? '127.0.0.1',
+    port: options.port ?? 3000,
+    dataDir: options.dataDir,
+    seed: options.seed !== undefined,
+    schemaModule: null,
+    dropUnknownCollections: options.dropUnknownCollections ?? false,
+    secret: options.auth?.secret ?? null,
+    adminToken: options.adminToken ?? null,
+    staff: [...(options.staff ?? ['staff'])],
+    staticDir: options.staticDir ?? null,
+    limits: { ...DEFAULT_LIMITS, ...options.limits },
+    maxLogChanges: c.maxLogChanges ?? 1_000_000,
+    maxLogAgeMs: c.maxLogAgeMs ?? 7 * 24 * 3600 * 1000,
+    compactionIntervalMs: c.intervalMs ?? 60_000,
+    primaryUrl: r.primaryUrl ?? null,
+    peers: [...(r.peers ?? [])],
+    minSyncReplicas: r.minSyncReplicas ?? 0,
+    clusterSecret: r.clusterSecret ?? null,
+    restoreFrom: r.restoreFrom ?? null,
+    publicUrl: r.publicUrl ?? null,
+  };
+}
+
+/**
+ * Starts a Tideline server for `options.schema` in this process: the same
+ * server `tideline serve` runs. Rejects (and holds nothing open) when the
+ * stored data does not fit the schema, the port is taken, or the data
+ * directory is not a Tideline store.
+ */
+export async function createServer(options: CreateServerOptions): Promise<TidelineServer> {
+  const running: RunningServer = await startServer(serverConfigOf(options), options.schema, {
+    seed: options.seed ?? null,
+    devLogin: options.devLogin ?? false,
+    ...(options.log ? { log: options.log } : {}),
+  });
+  return { url: running.url, port: running.port, role: () => running.role(), close: () => running.close() };
+}

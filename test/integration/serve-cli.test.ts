@@ -1,0 +1,278 @@
+import 'fake-indexeddb/auto';
+import { spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { createServer as createNetServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { open } from '../../client/lib/open';
+import type { Tideline } from '../../client/lib/open';
+import type { AppSchema } from '../../shared/schema/define-schema';
+import { signToken } from '../../server/auth/tokens';
+import { createServer } from '../../server/index';
+import { loadSchemaModule } from '../../server/load-schema';
+import {
+  listeningUrl,
+  removeDir,
+  startServerProcess,
+  TEST_ADMIN_TOKEN,
+  TEST_SECRET,
+  tempDataDir,
+} from '../support/server-process';
+import { waitFor } from '../support/wait';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+/** The schema kit by absolute path, as an app outside the repo imports it until the package is built. */
+const KIT = join(ROOT, 'shared/schema/define-schema.ts');
+
+/** A todo app's schema module; `extra` adds collections, `indexes` sets the todos' indexed fields. */
+function todoSchemaSource(options: { version: number; extra?: string[]; indexes?: string[]; js?: boolean }): string {
+  const collections = [
+    `todos: { read: 'public', write: 'any', indexes: ${JSON.stringify(options.indexes ?? ['done'])} }`,
+    ...(options.extra ?? []).map((name) => `${name}: { read: 'public', write: 'any', indexes: [] }`),
+  ];
+  const body = `defineSchema({ name: 'todo', version: ${options.version}, collections: { ${collections.join(', ')} }, mutators: {} })`;
+  return options.js
+    ? `import { defineSchema } from ${JSON.stringify(KIT)};\nexport const schema = ${body};\n`
+    : `import { defineSchema } from ${JSON.stringify(KIT)};\nconst schema = ${body};\nexport default schema;\n`;
+}
+
+interface CliRun {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+function runCli(args: string[]): CliRun {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'server/cli.ts'), ...args], {
+    env: { ...process.env, TIDELINE_SECRET: TEST_SECRET, TIDELINE_ADMIN_TOKEN: TEST_ADMIN_TOKEN },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((ok) => child.once('exit', (code) => ok(code)));
+  return { child, output: () => out, exited };
+}
+
+interface Served extends CliRun {
+  url: string;
+  stop(): Promise<void>;
+}
+
+async function serve(schemaFile: string, dataDir: string, extra: string[] = []): Promise<Served> {
+  const run = runCli(['serve', '--schema', schemaFile, '--data', dataDir, '--port', '0', ...extra]);
+  const url = await listeningUrl(run.child, run.output, 30_000);
+  return {
+    ...run,
+    url,
+    async stop() {
+      if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill('SIGTERM');
+      await run.exited;
+    },
+  };
+}
+
+let dbCounter = 0;
+function client(schema: AppSchema, url: string, user: string): Promise<Tideline<AppSchema>> {
+  return open(schema, {
+    servers: [url],
+    token: signToken(TEST_SECRET, { sub: user }, Date.now()),
+    dbName: `serve-cli-${process.pid}-${++dbCounter}`,
+    requestTimeoutMs: 5_000,
+  });
+}
+
+async function status(url: string): Promise<{ headLsn: number; horizon: number }> {
+  const res = await fetch(`${url}/admin/status`, { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } });
+  return (await res.json()) as { headLsn: number; horizon: number };
+}
+
+/** Writes one todo on a client, and waits until another, new client has it from the server. */
+async function syncOneTodo(schema: AppSchema, url: string, id: string): Promise<void> {
+  const a = await client(schema, url, 'alice');
+  const b = await client(schema, url, 'bob');
+  try {
+    await a.mutate.put({ collection: 'todos', doc: { id, title: `todo ${id}`, done: 0 } });
+    await waitFor(`bob has ${id}`, async () => (await b.collection('todos').get(id)) !== undefined);
+    await waitFor('alice has no pending', () => a.status().pending === 0);
+    expect(await b.collection('todos').get(id)).toEqual({ id, title: `todo ${id}`, done: 0 });
+  } finally {
+    a.close();
+    b.close();
+  }
+}
+
+/** A port that was just free: taking it proves nothing listens there. */
+async function canListenOn(port: number): Promise<boolean> {
+  const probe = createNetServer();
+  return new Promise<boolean>((ok) => {
+    probe.once('error', () => ok(false));
+    probe.listen(port, '127.0.0.1', () => probe.close(() => ok(true)));
+  });
+}
+
+describe('tideline serve: your schema on the server', () => {
+  const dirs: string[] = [];
+  const running: Served[] = [];
+  const temp = (): string => {
+    const dir = tempDataDir('tideline-serve-');
+    dirs.push(dir);
+    return dir;
+  };
+  afterAll(async () => {
+    for (const s of running) await s.stop();
+    for (const dir of dirs) removeDir(dir);
+  });
+
+  it('tideline --help prints the usage; serve without --schema is a usage error', async () => {
+    const help = runCli(['--help']);
+    expect(await help.exited).toBe(0);
+    expect(help.output()).toContain('tideline serve --schema ./schema.ts --data ./data --port 3000');
+    const bad = runCli(['serve', '--port', '0']);
+    expect(await bad.exited).toBe(2);
+    expect(bad.output()).toContain('serve needs --schema FILE');
+  });
+
+  it('serves a .ts schema module with no demo data and no dev login; a client syncs a document', async () => {
+    const dir = temp();
+    const file = join(dir, 'schema.ts');
+    writeFileSync(file, todoSchemaSource({ version: 1 }));
+    const server = await serve(file, join(dir, 'data'));
+    running.push(server);
+    expect(server.output()).toContain("schema 'todo' version 1");
+    // A custom schema gets nothing planted: the log is empty before the first write.
+    expect((await status(server.url)).headLsn).toBe(0);
+    const login = await fetch(`${server.url}/auth/dev-login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ user: 'mallory' }),
+    });
+    expect(login.status).toBe(404);
+    await syncOneTodo(await loadSchemaModule(file), server.url, 't1');
+    expect((await status(server.url)).headLsn).toBe(1);
+    await server.stop();
+  });
+
+  it('serves a .js schema module (a named `schema` export)', async () => {
+    const dir = temp();
+    const file = join(dir, 'schema.js');
+    writeFileSync(file, todoSchemaSource({ version: 1, js: true }));
+    const server = await serve(file, join(dir, 'data'));
+    running.push(server);
+    await syncOneTodo(await loadSchemaModule(file), server.url, 'j1');
+    await server.stop();
+  });
+
+  it('a module that exports no schema is refused with a clear message', async () => {
+    const dir = temp();
+    const file = join(dir, 'schema.ts');
+    writeFileSync(file, 'export const answer = 42;\n');
+    const run = runCli(['serve', '--schema', file, '--data', join(dir, 'data'), '--port', '0']);
+    expect(await run.exited).toBe(1);
+    expect(run.output()).toContain(`${file} exports no schema`);
+  });
+
+  it('documents of a collection the schema dropped: refuse to start, then --drop-unknown-collections', async () => {
+    const dir = temp();
+    const data = join(dir, 'data');
+    const v1 = join(dir, 'schema-v1.ts');
+    const v2 = join(dir, 'schema-v2.ts');
+    writeFileSync(v1, todoSchemaSource({ version: 1, extra: ['tags'] }));
+    writeFileSync(v2, todoSchemaSource({ version: 2, indexes: ['title'] }));
+
+    const first = await serve(v1, data);
+    running.push(first);
+    const schema1 = await loadSchemaModule(v1);
+    const writer = await client(schema1, first.url, 'alice');
+    await writer.mutate.put({ collection: 'todos', doc: { id: 'keep', title: 'keep me', done: 0 } });
+    for (const id of ['red', 'green']) await writer.mutate.put({ collection: 'tags', doc: { id } });
+    await writer.mutate.delete({ collection: 'tags', id: 'green' });
+    await waitFor('all acked', () => writer.status().pending === 0);
+    writer.close();
+    await first.stop();
+
+    const refused = runCli(['serve', '--schema', v2, '--data', data, '--port', '0']);
+    expect(await refused.exited).toBe(1);
+    expect(refused.output()).toContain(
+      "the data directory holds documents of collections that schema 'todo' (version 2) does not define: 'tags' (1 document, 1 deleted not yet compacted)",
+    );
+    expect(refused.output()).toContain('--drop-unknown-collections');
+
+    const dropping = await serve(v2, data, ['--drop-unknown-collections']);
+    running.push(dropping);
+    const out = dropping.output();
+    expect(out).toContain("dropped collections not in schema 'todo': 'tags' (1 document, 1 deleted not yet compacted)");
+    expect(out).toContain('dropped the index on todos.done (no longer in the schema)');
+    expect(out).toContain('created an index on todos.title');
+    expect(out).toContain("schema changed: this data directory was served with 'todo' version 1, now 'todo' version 2");
+    // Four writes and one tombstone, all compacted: a client can never be sent a change of `tags`.
+    expect(await status(dropping.url)).toMatchObject({ headLsn: 5, horizon: 5 });
+    const schema2 = await loadSchemaModule(v2);
+    const reader = await client(schema2, dropping.url, 'bob');
+    await waitFor('bob has the kept todo', async () => (await reader.collection('todos').get('keep')) !== undefined);
+    reader.close();
+    await syncOneTodo(schema2, dropping.url, 'after');
+    await dropping.stop();
+
+    // The way forward is taken once: the next start needs no flag.
+    const again = await serve(v2, data);
+    running.push(again);
+    expect(again.output()).not.toContain('dropped');
+    await again.stop();
+  });
+
+  it('createServer in-process: a client syncs, close() frees the port, a bad data directory rejects', async () => {
+    const dir = temp();
+    const file = join(dir, 'schema.ts');
+    writeFileSync(file, todoSchemaSource({ version: 1, extra: ['tags'] }));
+    const schema = await loadSchemaModule(file);
+    const lines: string[] = [];
+    const server = await createServer({
+      schema,
+      dataDir: join(dir, 'data'),
+      port: 0,
+      auth: { secret: TEST_SECRET },
+      adminToken: TEST_ADMIN_TOKEN,
+      log: (line) => lines.push(line),
+    });
+    expect(server.url).toBe(`http://127.0.0.1:${server.port}`);
+    expect(server.role()).toBe('primary');
+    expect(lines).toEqual(["serving schema 'todo' version 1"]);
+    await syncOneTodo(schema, server.url, 'p1');
+    const tagger = await client(schema, server.url, 'carol');
+    await tagger.mutate.put({ collection: 'tags', doc: { id: 'blue' } });
+    await waitFor('tag acked', () => tagger.status().pending === 0);
+    tagger.close();
+    await server.close();
+    expect(await canListenOn(server.port)).toBe(true);
+
+    writeFileSync(join(dir, 'narrow.ts'), todoSchemaSource({ version: 2 }));
+    const narrower = await loadSchemaModule(join(dir, 'narrow.ts'));
+    await expect(
+      createServer({ schema: narrower, dataDir: join(dir, 'data'), port: server.port, log: () => {} }),
+    ).rejects.toThrow("does not define: 'tags' (1 document)");
+    // The refused start held nothing open: the same port and data directory start now.
+    const after = await createServer({
+      schema: narrower,
+      dataDir: join(dir, 'data'),
+      port: server.port,
+      dropUnknownCollections: true,
+      log: () => {},
+    });
+    expect(after.port).toBe(server.port);
+    await after.close();
+  });
+
+  it('the demo (server/main.ts) still seeds the storefront into a new data directory', async () => {
+    const demo = await startServerProcess({ args: [] });
+    try {
+      expect((await fetch(`${demo.url}/healthz`)).ok).toBe(true);
+      const { headLsn } = await demo.admin<{ headLsn: number }>('/status');
+      expect(headLsn).toBe(2001);
+    } finally {
+      await demo.stop();
+      removeDir(demo.dataDir);
+    }
+  });
+});
