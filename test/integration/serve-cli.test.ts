@@ -1,7 +1,7 @@
 import 'fake-indexeddb/auto';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, readlinkSync, realpathSync, writeFileSync } from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -55,6 +55,20 @@ function runCli(args: string[]): CliRun {
   return { child, output: () => out, exited };
 }
 
+/** The exit code of a run that should end by itself; one still running after `ms` is killed and fails the test. */
+async function exitCode(run: CliRun, ms = 30_000): Promise<number | null> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'still running'>((ok) => (timer = setTimeout(() => ok('still running'), ms)));
+  const result = await Promise.race([run.exited, late]);
+  clearTimeout(timer);
+  if (result === 'still running') {
+    run.child.kill('SIGKILL');
+    await run.exited;
+    throw new Error(`tideline did not exit within ${ms} ms:\n${run.output()}`);
+  }
+  return result;
+}
+
 interface Served extends CliRun {
   url: string;
   stop(): Promise<void>;
@@ -103,6 +117,20 @@ async function syncOneTodo(schema: AppSchema, url: string, id: string): Promise<
   }
 }
 
+/** Files under `dir` this process holds open (Linux: /proc/self/fd). */
+function openFilesUnder(dir: string): string[] {
+  const fds = readdirSync('/proc/self/fd');
+  const targets = fds.map((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`);
+    } catch {
+      return ''; // closed while we looked (the readdir's own fd)
+    }
+  });
+  const root = realpathSync(dir);
+  return targets.filter((t) => t.startsWith(root));
+}
+
 /** A port that was just free: taking it proves nothing listens there. */
 async function canListenOn(port: number): Promise<boolean> {
   const probe = createNetServer();
@@ -127,10 +155,10 @@ describe('tideline serve: your schema on the server', () => {
 
   it('tideline --help prints the usage; serve without --schema is a usage error', async () => {
     const help = runCli(['--help']);
-    expect(await help.exited).toBe(0);
+    expect(await exitCode(help)).toBe(0);
     expect(help.output()).toContain('tideline serve --schema ./schema.ts --data ./data --port 3000');
     const bad = runCli(['serve', '--port', '0']);
-    expect(await bad.exited).toBe(2);
+    expect(await exitCode(bad)).toBe(2);
     expect(bad.output()).toContain('serve needs --schema FILE');
   });
 
@@ -169,7 +197,7 @@ describe('tideline serve: your schema on the server', () => {
     const file = join(dir, 'schema.ts');
     writeFileSync(file, 'export const answer = 42;\n');
     const run = runCli(['serve', '--schema', file, '--data', join(dir, 'data'), '--port', '0']);
-    expect(await run.exited).toBe(1);
+    expect(await exitCode(run)).toBe(1);
     expect(run.output()).toContain(`${file} exports no schema`);
   });
 
@@ -193,7 +221,7 @@ describe('tideline serve: your schema on the server', () => {
     await first.stop();
 
     const refused = runCli(['serve', '--schema', v2, '--data', data, '--port', '0']);
-    expect(await refused.exited).toBe(1);
+    expect(await exitCode(refused)).toBe(1);
     expect(refused.output()).toContain(
       "the data directory holds documents of collections that schema 'todo' (version 2) does not define: 'tags' (1 document, 1 deleted not yet compacted)",
     );
@@ -252,6 +280,7 @@ describe('tideline serve: your schema on the server', () => {
     await expect(
       createServer({ schema: narrower, dataDir: join(dir, 'data'), port: server.port, log: () => {} }),
     ).rejects.toThrow("does not define: 'tags' (1 document)");
+    expect(openFilesUnder(join(dir, 'data'))).toEqual([]);
     // The refused start held nothing open: the same port and data directory start now.
     const after = await createServer({
       schema: narrower,
