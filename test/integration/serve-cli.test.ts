@@ -182,8 +182,10 @@ describe('tideline serve: your schema on the server', () => {
     await server.stop();
   });
 
-  it('serves a .js schema module (a named `schema` export)', async () => {
+  it('serves a .js schema module (a named `schema` export, in an ES module package)', async () => {
     const dir = temp();
+    // The .ts test above loads as CommonJS (no package.json); this one as an ES module.
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'module' }));
     const file = join(dir, 'schema.js');
     writeFileSync(file, todoSchemaSource({ version: 1, js: true }));
     const server = await serve(file, join(dir, 'data'));
