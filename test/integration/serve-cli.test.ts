@@ -16,6 +16,7 @@ import {
   removeDir,
   startServerProcess,
   TEST_ADMIN_TOKEN,
+  TEST_CLUSTER_SECRET,
   TEST_SECRET,
   tempDataDir,
 } from '../support/server-process';
@@ -45,7 +46,12 @@ interface CliRun {
 
 function runCli(args: string[]): CliRun {
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'server/cli.ts'), ...args], {
-    env: { ...process.env, TIDELINE_SECRET: TEST_SECRET, TIDELINE_ADMIN_TOKEN: TEST_ADMIN_TOKEN },
+    env: {
+      ...process.env,
+      TIDELINE_SECRET: TEST_SECRET,
+      TIDELINE_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+      TIDELINE_CLUSTER_SECRET: TEST_CLUSTER_SECRET,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -250,6 +256,45 @@ describe('tideline serve: your schema on the server', () => {
     running.push(again);
     expect(again.output()).not.toContain('dropped');
     await again.stop();
+  });
+
+  it('a replica keeps its data until its primary drops the collection, then catches up from a snapshot', async () => {
+    const dir = temp();
+    const v1 = join(dir, 'schema-v1.ts');
+    const v2 = join(dir, 'schema-v2.ts');
+    writeFileSync(v1, todoSchemaSource({ version: 1, extra: ['tags'] }));
+    writeFileSync(v2, todoSchemaSource({ version: 2 }));
+    const [primaryData, replicaData] = [join(dir, 'primary'), join(dir, 'replica')];
+
+    const primary = await serve(v1, primaryData);
+    running.push(primary);
+    const replica = await serve(v1, replicaData, ['--primary', primary.url]);
+    running.push(replica);
+    const writer = await client(await loadSchemaModule(v1), primary.url, 'alice');
+    await writer.mutate.put({ collection: 'todos', doc: { id: 'keep', title: 'keep me', done: 0 } });
+    await writer.mutate.put({ collection: 'tags', doc: { id: 'red' } });
+    await waitFor('acked', () => writer.status().pending === 0);
+    writer.close();
+    await waitFor('replica caught up', async () => (await status(replica.url)).headLsn === 2);
+    await replica.stop();
+    await primary.stop();
+
+    // The primary drops; a replica given the flag only notes it and follows.
+    const newPrimary = await serve(v2, primaryData, ['--drop-unknown-collections']);
+    running.push(newPrimary);
+    const follower = await serve(v2, replicaData, ['--primary', newPrimary.url, '--drop-unknown-collections']);
+    running.push(follower);
+    expect(follower.output()).toContain(
+      "collections not in the schema ('tags' (1 document)) are left to the primary to drop; this replica catches up from it",
+    );
+    await waitFor('replica took the snapshot', async () => (await status(follower.url)).horizon === 3);
+    await follower.stop();
+    // Its data now fits the schema: it starts without the flag.
+    const plain = await serve(v2, replicaData, ['--primary', newPrimary.url]);
+    running.push(plain);
+    expect(plain.output()).not.toContain('tags');
+    await plain.stop();
+    await newPrimary.stop();
   });
 
   it('createServer in-process: a client syncs, close() frees the port, a bad data directory rejects', async () => {
