@@ -297,7 +297,7 @@ describe('tideline serve: your schema on the server', () => {
     await newPrimary.stop();
   });
 
-  it('createServer in-process: a client syncs, close() frees the port, a bad data directory rejects', async () => {
+  it('createServer in-process: a client syncs, close() frees the port, a refused start (data, port) holds nothing open', async () => {
     const dir = temp();
     const file = join(dir, 'schema.ts');
     writeFileSync(file, todoSchemaSource({ version: 1, extra: ['tags'] }));
@@ -337,7 +337,20 @@ describe('tideline serve: your schema on the server', () => {
       log: () => {},
     });
     expect(after.port).toBe(server.port);
+
     await after.close();
+
+    // A taken port rejects too, and leaves nothing of the data directory open.
+    const squatter = createNetServer();
+    await new Promise<void>((ok) => squatter.listen(after.port, '127.0.0.1', ok));
+    try {
+      await expect(
+        createServer({ schema: narrower, dataDir: join(dir, 'data'), port: after.port, log: () => {} }),
+      ).rejects.toThrow('EADDRINUSE');
+      expect(openFilesUnder(join(dir, 'data'))).toEqual([]);
+    } finally {
+      await new Promise<void>((ok) => squatter.close(() => ok()));
+    }
   });
 
   it('the demo (server/main.ts) still seeds the storefront into a new data directory', async () => {
