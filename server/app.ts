@@ -38,10 +38,8 @@ export interface RunningServer {
  */
 export async function startServer(config: ServerConfig, schema: AppSchema = storeSchema): Promise<RunningServer> {
   const clock = systemClock;
-  if (config.restoreFrom) restoreBackup(config.restoreFrom, config.dataDir);
-  const store = openSqliteStore(join(config.dataDir, STORE_FILE));
-  store.ensureIndexes(Object.fromEntries(Object.entries(schema.collections).map(([name, def]) => [name, def.indexes])));
-  // Tokens from the app's identity provider (JWKS), or HS256 with the secret (given, or kept in the data directory).
+  // Tokens from the app's identity provider (JWKS), or HS256 with the secret (given, or kept in the data
+  // directory). First, so that auth options that cannot work fail before anything is opened.
   const auth = createAuth({
     ...config.auth,
     ...(config.auth.jwksUrl === undefined
@@ -53,6 +51,9 @@ export async function startServer(config: ServerConfig, schema: AppSchema = stor
     console.warn('WARNING: the development login is on: POST /auth/dev-login signs a token for any user name.');
     console.warn('         Never use --dev-login in production.');
   }
+  if (config.restoreFrom) restoreBackup(config.restoreFrom, config.dataDir);
+  const store = openSqliteStore(join(config.dataDir, STORE_FILE));
+  store.ensureIndexes(Object.fromEntries(Object.entries(schema.collections).map(([name, def]) => [name, def.indexes])));
   const adminToken = loadOrCreateSecret(config.dataDir, 'admin.token', config.adminToken);
   const clusterSecret = loadOrCreateSecret(config.dataDir, 'cluster.key', config.clusterSecret);
 

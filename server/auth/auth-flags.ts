@@ -41,5 +41,8 @@ export function authConfig(values: Record<string, string | boolean | undefined>,
     const value = typeof flagValue === 'string' ? flagValue : env[variable] || undefined;
     if (value !== undefined) auth[option] = value;
   }
+  if (auth.devLogin && auth.jwksUrl !== undefined) {
+    throw new Error('--dev-login signs tokens with the HS256 secret; it cannot be on with --auth-jwks-url');
+  }
   return auth;
 }
