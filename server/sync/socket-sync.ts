@@ -33,10 +33,21 @@ export function attachSync(
       core.disconnect(session);
     });
 
+    // One hello in flight per connection: a client cannot pile up token checks waiting on a key set fetch.
+    let verifying = false;
     const hello = async (msg: unknown): Promise<HelloAck> => {
+      if (verifying) {
+        return { ok: false, error: { code: 'RATE_LIMITED', message: 'a hello is in flight already', retryable: true } };
+      }
       const checked = core.checkHello(session, msg);
       if (!checked.ok) return checked;
-      const principal = await verifyToken(checked.hello.token);
+      verifying = true;
+      let principal: VerifiedPrincipal;
+      try {
+        principal = await verifyToken(checked.hello.token);
+      } finally {
+        verifying = false;
+      }
       const answer = core.admit(session, checked.hello, principal);
       if (answer.ok) cancelExpiry = atExpiry(principal.expiresAt, () => sink.close(TOKEN_EXPIRED));
       return answer;

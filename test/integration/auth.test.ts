@@ -118,6 +118,30 @@ describe('auth with a JWKS', () => {
   });
 });
 
+describe('auth with a slow key set', () => {
+  it('takes one hello at a time per connection while the keys are fetched', async () => {
+    const idp = await startTestIdp();
+    // A fresh server has no keys cached: its first hello waits for the fetch.
+    const server = await startServerProcess({ args: ['--no-seed', '--auth-jwks-url', idp.jwksUrl] });
+    const raw = await rawClient(server.url);
+    try {
+      idp.setDelay(1_500);
+      const first = raw.hello(await idp.sign('RS256', { sub: 'patient' }), 'slow-jwks-0001');
+      const second = raw.hello(await idp.sign('RS256', { sub: 'pushy' }), 'slow-jwks-0001');
+      expect(helloAckSchema.parse(await second)).toEqual({
+        ok: false,
+        error: { code: 'RATE_LIMITED', message: 'a hello is in flight already', retryable: true },
+      });
+      expect(helloAckSchema.parse(await first)).toMatchObject({ ok: true, userId: 'patient' });
+      expect(idp.fetches()).toBe(1);
+    } finally {
+      raw.close();
+      await server.stop();
+      await idp.close();
+    }
+  });
+});
+
 describe('the development login', () => {
   const login = (url: string, user: string): Promise<Response> =>
     fetch(`${url}/auth/dev-login`, {

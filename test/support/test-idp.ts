@@ -25,6 +25,8 @@ export interface TestIdp {
   audience: string;
   /** Key set requests served so far. */
   fetches(): number;
+  /** Answers key set requests this much later from now on (a slow identity provider). */
+  setDelay(ms: number): void;
   /**
    * A token for `claims` over defaults (`iss`, `aud`, `iat` now, `exp` in an
    * hour; set a claim to undefined to leave it out), signed with the published
@@ -51,14 +53,15 @@ export async function startTestIdp(): Promise<TestIdp> {
     strangers.set(alg, await keyPair(alg, `stranger-${alg}`));
   }
   let fetches = 0;
+  let delayMs = 0;
   const http = createServer((req, res) => {
     if (req.url !== '/.well-known/jwks.json') {
       res.writeHead(404).end();
       return;
     }
     fetches++;
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ keys: [...published.values()].map((k) => k.publicJwk) }));
+    const body = JSON.stringify({ keys: [...published.values()].map((k) => k.publicJwk) });
+    setTimeout(() => res.writeHead(200, { 'content-type': 'application/json' }).end(body), delayMs);
   });
   await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
   const base = `http://127.0.0.1:${(http.address() as AddressInfo).port}`;
@@ -69,6 +72,7 @@ export async function startTestIdp(): Promise<TestIdp> {
     issuer,
     audience,
     fetches: () => fetches,
+    setDelay: (ms) => void (delayMs = ms),
     async sign(alg, claims, options = {}) {
       const key = (options.stranger ? strangers : published).get(alg);
       if (!key) throw new Error(`no ${alg} key`);
