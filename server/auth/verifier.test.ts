@@ -155,6 +155,7 @@ describe('createAuth options', () => {
       { jwksUrl: 'https://idp.example/jwks', algorithms: ['HS256'] },
       { jwksUrl: 'https://idp.example/jwks', algorithms: ['none'] },
       { secret: 's', userClaim: '' },
+      { secret: 's', clockToleranceSeconds: -1 },
     ];
     for (const options of bad) {
       expect(() => createAuth(options), JSON.stringify(options)).toThrow(TidelineError);

@@ -48,13 +48,14 @@ export interface Auth {
   readonly verify: (token: string) => Promise<VerifiedPrincipal>;
   /** The development login, or null when it is off. */
   readonly devLogin: DevLogin | null;
-  /** One line for the start-up log. */
-  readonly description: string;
 }
 
 const JWKS_ALGORITHMS = ['RS256', 'ES256', 'EdDSA'];
 const DEV_LOGIN_TTL_SECONDS = 7 * 24 * 3600;
-/** Keys are fetched when a token names an unknown one, at most once per cooldown: a flood of made-up kids costs one fetch. */
+/**
+ * Below the clients' hello timeout. jose caches the key set (10 minutes) and fetches it again for a token
+ * naming an unknown key at most once per 30 s cooldown, so a flood of made-up kids costs one fetch.
+ */
 const JWKS_FETCH_TIMEOUT_MS = 3000;
 
 function invalid(message: string): TidelineError {
@@ -80,6 +81,9 @@ export function createAuth(options: AuthOptions, now: () => number = Date.now): 
     if (value.length === 0) throw invalid(`${name} is empty`);
   }
 
+  const tolerance = options.clockToleranceSeconds ?? 0;
+  if (!Number.isFinite(tolerance) || tolerance < 0) throw invalid('clockToleranceSeconds must be 0 or more');
+
   let key: Uint8Array | JWTVerifyGetKey;
   let algorithms: string[];
   if (jwksUrl !== undefined) {
@@ -102,11 +106,11 @@ export function createAuth(options: AuthOptions, now: () => number = Date.now): 
   const verifyOptions = {
     algorithms,
     requiredClaims: ['exp'],
-    clockTolerance: options.clockToleranceSeconds ?? 0,
+    clockTolerance: tolerance,
     ...(issuer === undefined ? {} : { issuer }),
     ...(audience === undefined ? {} : { audience }),
   };
-  const toleranceMs = (options.clockToleranceSeconds ?? 0) * 1000;
+  const toleranceMs = tolerance * 1000;
 
   const verify = async (token: string): Promise<VerifiedPrincipal> => {
     try {
@@ -144,12 +148,5 @@ export function createAuth(options: AuthOptions, now: () => number = Date.now): 
         }
       : null;
 
-  const checks = [
-    issuer === undefined ? null : `issuer ${String(issuer)}`,
-    audience === undefined ? null : `audience ${String(audience)}`,
-    `user claim '${userClaim}'`,
-    `roles claim '${rolesClaim}'`,
-  ].filter((s) => s !== null);
-  const description = `${jwksUrl === undefined ? 'HS256 secret' : `JWKS ${jwksUrl} (${algorithms.join(', ')})`}; ${checks.join(', ')}`;
-  return { verify, devLogin, description };
+  return { verify, devLogin };
 }
