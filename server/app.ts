@@ -8,7 +8,8 @@ import { Server } from 'socket.io';
 import { systemClock } from '../shared/clock';
 import { TidelineError } from '../shared/errors';
 import type { AppSchema } from '../shared/schema/define-schema';
-import { verifyToken } from './auth/tokens';
+import { bearerUsers } from './auth/bearer';
+import { createAuth } from './auth/verifier';
 import { ClusterNode } from './cluster/cluster-node';
 import type { Role } from './cluster/cluster-node';
 import { ReplicationHub } from './cluster/replication-hub';
@@ -43,8 +44,6 @@ export function describeStartFailure(err: unknown): string {
 export interface StartOptions {
   /** Documents written into a new data directory (the storefront's demo data for `npm start`); none by default. */
   seed?: Seed | null;
-  /** Mount the development login (`POST /auth/dev-login`): a token for any user name. Off by default. */
-  devLogin?: boolean;
   /** Where start-up notes go (schema changes, dropped indexes); default console.log. */
   log?: (line: string) => void;
 }
@@ -62,9 +61,21 @@ export async function startServer(
 ): Promise<RunningServer> {
   const clock = systemClock;
   const log = options.log ?? ((line: string) => console.log(line));
+  // Tokens from the app's identity provider (JWKS), or HS256 with the secret (given, or kept in the data
+  // directory). First, so that auth options that cannot work fail before anything is opened.
+  const auth = createAuth({
+    ...config.auth,
+    ...(config.auth.jwksUrl === undefined
+      ? { secret: loadOrCreateSecret(config.dataDir, 'secret.key', config.secret) }
+      : {}),
+    staff: config.staff,
+  });
+  if (auth.devLogin) {
+    console.warn('WARNING: the development login is on: POST /auth/dev-login signs a token for any user name.');
+    console.warn('         Never use --dev-login in production.');
+  }
   if (config.restoreFrom) restoreBackup(config.restoreFrom, config.dataDir);
   const store = openSqliteStore(join(config.dataDir, STORE_FILE));
-  const secret = loadOrCreateSecret(config.dataDir, 'secret.key', config.secret);
   const adminToken = loadOrCreateSecret(config.dataDir, 'admin.token', config.adminToken);
   const clusterSecret = loadOrCreateSecret(config.dataDir, 'cluster.key', config.clusterSecret);
 
@@ -116,10 +127,6 @@ export async function startServer(
     clock,
     limits: config.limits,
     schedule: (fn) => setImmediate(fn),
-    verifyToken: (token) => {
-      const claims = verifyToken(secret, token, clock.now());
-      return { userId: claims.sub, roles: claims.roles };
-    },
     role: () => node.view(),
     onCommit: (changes, outcomes) => replicationHub.onCommit(changes, outcomes),
     ...(config.minSyncReplicas > 0
@@ -137,12 +144,12 @@ export async function startServer(
   app.disable('x-powered-by');
   app.use(express.json({ limit: '1mb' }));
   const startedAt = clock.now();
-  const deps = { store, core, secret, adminToken, staff: config.staff, now: () => clock.now(), startedAt };
+  const deps = { store, core, adminToken, now: () => clock.now(), startedAt };
   const backupsDir = join(config.dataDir, 'backups');
   app.get('/healthz', (_req, res) => {
     res.json({ ok: true, role: node.role });
   });
-  if (options.devLogin) app.use('/auth', authRoutes(deps));
+  app.use('/auth', authRoutes(auth.devLogin));
   app.use(
     '/admin',
     adminRoutes({
@@ -160,23 +167,8 @@ export async function startServer(
     }),
   );
   app.use('/cluster', clusterRoutes(node, clusterSecret));
-  app.use(
-    '/query',
-    queryRoutes({
-      store,
-      schema,
-      userOf: (req: Request) => {
-        const header = req.headers.authorization;
-        if (!header?.startsWith('Bearer ')) return null;
-        try {
-          const claims = verifyToken(secret, header.slice('Bearer '.length), clock.now());
-          return { userId: claims.sub, roles: claims.roles };
-        } catch {
-          return null;
-        }
-      },
-    }),
-  );
+  const bearer = bearerUsers(auth.verify);
+  app.use('/query', bearer.middleware, queryRoutes({ store, schema, userOf: bearer.userOf }));
   const staticDir = config.staticDir === null ? null : resolve(config.staticDir);
   if (staticDir !== null && existsSync(staticDir)) {
     app.use(express.static(staticDir));
@@ -192,7 +184,7 @@ export async function startServer(
   const http = createServer(app);
   // Socket.IO drops a connection whose message is over this; the sync core answers TOO_LARGE well below it.
   const io = new Server(http, { maxHttpBufferSize: config.limits.maxMessageBytes * 2, serveClient: false });
-  attachSync(io.of('/sync'), syncCore);
+  attachSync(io.of('/sync'), syncCore, auth.verify);
   replicationHub.attach(io.of('/replication'), clusterSecret);
 
   try {

@@ -1,6 +1,8 @@
 import { parseArgs } from 'node:util';
 import { DEFAULT_LIMITS } from '../shared/protocol/limits';
 import type { Limits } from '../shared/protocol/limits';
+import { AUTH_FLAGS, AUTH_HELP, authConfig } from './auth/auth-flags';
+import type { AuthConfig } from './auth/auth-flags';
 
 export interface ServerConfig {
   host: string;
@@ -39,6 +41,8 @@ export interface ServerConfig {
   restoreFrom: string | null;
   /** How other nodes and clients reach this one; defaults to http://host:port. */
   publicUrl: string | null;
+  /** Client tokens: HS256 with `secret` unless `auth.jwksUrl` is set; the dev login is off unless `auth.devLogin`. */
+  auth: AuthConfig;
 }
 
 /** The options every way of starting a server takes (the demo and `tideline serve`). */
@@ -61,6 +65,7 @@ const OPTIONS_HELP = `  --host HOST                 listen address (default 127.
   --min-sync-replicas N       client acks wait for N replicas to apply a change (default 0)
   --restore FILE              start from a backup (empty data dir), then catch up as a replica
   --public-url URL            how others reach this node (default http://HOST:PORT)
+${AUTH_HELP}
 Environment: TIDELINE_SECRET (client token secret, the same on every node), TIDELINE_ADMIN_TOKEN
 (admin bearer token), TIDELINE_CLUSTER_SECRET (replication secret, the same on every node).`;
 
@@ -111,6 +116,7 @@ export function parseConfig(
       'min-sync-replicas': { type: 'string' },
       restore: { type: 'string' },
       'public-url': { type: 'string' },
+      ...AUTH_FLAGS,
     },
     strict: true,
   });
@@ -148,6 +154,7 @@ export function parseConfig(
     clusterSecret: env['TIDELINE_CLUSTER_SECRET'] ?? null,
     restoreFrom: values.restore ?? null,
     publicUrl: values['public-url'] ?? null,
+    auth: authConfig(values, env),
   };
 }
 

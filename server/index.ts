@@ -3,20 +3,12 @@ import type { Limits } from '../shared/protocol/limits';
 import type { AppSchema } from '../shared/schema/define-schema';
 import { startServer } from './app';
 import type { RunningServer } from './app';
+import type { AuthOptions } from './auth';
 import type { Role } from './cluster/cluster-node';
 import type { ServerConfig } from './config';
 import type { Seed, SeedWrite } from './seed';
 
-export type { AppSchema, Limits, Role, Seed, SeedWrite };
-
-/**
- * How clients' tokens are checked. Today: HS256 with one shared secret (the
- * same on every node). When absent, a secret is made and kept in
- * `<dataDir>/secret.key`.
- */
-export interface ServerAuthOptions {
-  secret?: string;
-}
+export type { AppSchema, AuthOptions, Limits, Role, Seed, SeedWrite };
 
 /** Replication and failover; leave it out for a single primary. */
 export interface ReplicationOptions {
@@ -50,13 +42,14 @@ export interface CreateServerOptions {
   port?: number;
   /** Default 127.0.0.1 (this machine only); '0.0.0.0' listens on every interface. */
   host?: string;
-  auth?: ServerAuthOptions;
+  /**
+   * How client tokens are checked: `{ jwksUrl, issuer, audience, userClaim, rolesClaim }` for the app's
+   * identity provider, or `{ secret }` (HS256). Default: HS256 with a secret made and kept in
+   * `<dataDir>/secret.key`. `devLogin: true` mounts `POST /auth/dev-login` (development only).
+   */
+  auth?: AuthOptions;
   /** Bearer token for `/admin`; default: made and kept in `<dataDir>/admin.token`. */
   adminToken?: string;
-  /** Mount `POST /auth/dev-login` (a token for any user name): development only. Default false. */
-  devLogin?: boolean;
-  /** User names the dev login gives the `staff` role. */
-  staff?: readonly string[];
   /** Documents written into a new, empty data directory (never into one that has data). */
   seed?: Seed;
   /** A built web app to serve from `/`; default none. */
@@ -89,6 +82,7 @@ export interface TidelineServer {
 export function serverConfigOf(options: CreateServerOptions): ServerConfig {
   const r = options.replication ?? {};
   const c = options.compaction ?? {};
+  const { secret, staff, ...auth } = options.auth ?? {};
   return {
     host: options.host ?? '127.0.0.1',
     port: options.port ?? 3000,
@@ -96,9 +90,10 @@ export function serverConfigOf(options: CreateServerOptions): ServerConfig {
     seed: options.seed !== undefined,
     schemaModule: null,
     dropUnknownCollections: options.dropUnknownCollections ?? false,
-    secret: options.auth?.secret ?? null,
+    secret: secret ?? null,
+    auth,
     adminToken: options.adminToken ?? null,
-    staff: [...(options.staff ?? ['staff'])],
+    staff: [...(staff ?? ['staff'])],
     staticDir: options.staticDir ?? null,
     limits: { ...DEFAULT_LIMITS, ...options.limits },
     maxLogChanges: c.maxLogChanges ?? 1_000_000,
@@ -122,7 +117,6 @@ export function serverConfigOf(options: CreateServerOptions): ServerConfig {
 export async function createServer(options: CreateServerOptions): Promise<TidelineServer> {
   const running: RunningServer = await startServer(serverConfigOf(options), options.schema, {
     seed: options.seed ?? null,
-    devLogin: options.devLogin ?? false,
     ...(options.log ? { log: options.log } : {}),
   });
   return { url: running.url, port: running.port, role: () => running.role(), close: () => running.close() };

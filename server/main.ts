@@ -6,8 +6,8 @@ import { demoSeed } from './seed';
 /**
  * The demo: `node --import tsx server/main.ts --port 3000 --data ./data`
  * (`npm start`, `npm run dev`, `npm run replica`) serves the storefront's
- * schema, seeds its demo data into a new data directory, and has the
- * development login on. Apps serve their own schema with `tideline serve`
+ * schema and seeds its demo data into a new data directory (`npm start`
+ * also passes `--dev-login`). Apps serve their own schema with `tideline serve`
  * (server/cli.ts). One process: `kill -9` of the pid a supervisor started
  * stops the server (the `tsx` CLI would run it in a child process that
  * outlives such a kill).
@@ -30,10 +30,7 @@ async function main(): Promise<void> {
     console.log(HELP);
     return;
   }
-  const server = await startServer(config, storeSchema, {
-    seed: config.seed ? demoSeed : null,
-    devLogin: true,
-  });
+  const server = await startServer(config, storeSchema, { seed: config.seed ? demoSeed : null });
   // Tests and scripts read this line to learn the port.
   console.log(`tideline ${server.role()} listening on ${server.url} (data in ${config.dataDir})`);
   const shutdown = (): void => {

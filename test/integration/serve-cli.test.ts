@@ -188,14 +188,22 @@ describe('tideline serve: your schema on the server', () => {
     await server.stop();
   });
 
-  it('serves a .js schema module (a named `schema` export, in an ES module package)', async () => {
+  it('serves a .js schema module (a named `schema` export, in an ES module package), with --dev-login', async () => {
     const dir = temp();
     // The .ts test above loads as CommonJS (no package.json); this one as an ES module.
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'module' }));
     const file = join(dir, 'schema.js');
     writeFileSync(file, todoSchemaSource({ version: 1, js: true }));
-    const server = await serve(file, join(dir, 'data'));
+    const server = await serve(file, join(dir, 'data'), ['--dev-login']);
     running.push(server);
+    // The dev login is there when asked for, with its warning.
+    expect(server.output()).toContain('WARNING: the development login is on');
+    const login = await fetch(`${server.url}/auth/dev-login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ user: 'dana' }),
+    });
+    expect(login.status).toBe(200);
     await syncOneTodo(await loadSchemaModule(file), server.url, 'j1');
     await server.stop();
   });
