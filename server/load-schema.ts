@@ -1,7 +1,7 @@
-import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, extname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { tsImport } from 'tsx/esm/api';
+import { register } from 'tsx/esm/api';
 import { z } from 'zod';
 import { TidelineError } from '../shared/errors';
 import { defineSchema } from '../shared/schema/define-schema';
@@ -35,35 +35,13 @@ const appSchemaShape = z.object({
   ),
 });
 
-function exported(mod: Record<string, unknown>): unknown {
-  return mod['schema'] ?? (isSchemaLike(mod['default']) ? mod['default'] : undefined);
-}
-
-function isSchemaLike(v: unknown): boolean {
-  return typeof v === 'object' && v !== null && 'collections' in v;
-}
-
-/**
- * A module Node loaded as CommonJS (a .ts or .js file in a folder without
- * "type": "module") arrives as `{ default: module.exports }`, and its own
- * exports sit inside.
- */
-function commonJsExports(mod: Record<string, unknown>): Record<string, unknown> | undefined {
-  const inner = mod['default'];
-  return typeof inner === 'object' && inner !== null && !isSchemaLike(inner)
-    ? (inner as Record<string, unknown>)
-    : undefined;
-}
-
 /**
  * The app schema a module exports: its default export, or a named `schema`
  * export. Checked by shape and by `defineSchema`'s rules, so a wrong export
  * fails here with the path of the problem, not later on a client's push.
  */
 export function appSchemaOf(mod: Record<string, unknown>, where: string): AppSchema {
-  const inner = commonJsExports(mod);
-  // Failing a schema-like export, the default export is checked, for an error that says what is wrong with it.
-  const candidate = exported(mod) ?? (inner && exported(inner)) ?? (inner ? inner['default'] : mod['default']);
+  const candidate = mod['schema'] ?? mod['default'];
   if (candidate === undefined) {
     throw new TidelineError('BAD_REQUEST', `${where} exports no schema`, {
       hint: 'export the result of defineSchema(...) as the default export or as `export const schema`',
@@ -89,10 +67,58 @@ export function appSchemaOf(mod: Record<string, unknown>, where: string): AppSch
   }
 }
 
+/** The nearest package.json above `file`, and whether it says "type": "module". */
+function packageScope(file: string): { path: string | null; module: boolean } {
+  for (let dir = dirname(file); ; dir = dirname(dir)) {
+    const path = join(dir, 'package.json');
+    if (existsSync(path)) {
+      let type: unknown;
+      try {
+        type = (JSON.parse(readFileSync(path, 'utf8')) as { type?: unknown }).type;
+      } catch {
+        type = undefined;
+      }
+      return { path, module: type === 'module' };
+    }
+    if (dirname(dir) === dir) return { path: null, module: false };
+  }
+}
+
 /**
- * Imports the app's schema module: TypeScript (`.ts`, `.mts`) without a build
- * step, through tsx's loader scoped to this one import (so it does not change
- * how the rest of the process loads modules), or JavaScript.
+ * Refuses a schema module that Node would load as CommonJS: it would get a
+ * CommonJS copy of the schema kit (or fail to import it: the package ships ES
+ * modules only), and a `TidelineError` its mutators throw would not be the
+ * server's. `.mts`/`.mjs` are ES modules anywhere; `.ts`/`.js` where the
+ * nearest package.json says "type": "module".
+ */
+function checkLoadsAsEsModule(file: string): void {
+  const ext = extname(file);
+  if (ext === '.mts' || ext === '.mjs') return;
+  const scope = packageScope(file);
+  if ((ext === '.ts' || ext === '.js' || ext === '.tsx') && scope.module) return;
+  const why =
+    ext === '.cts' || ext === '.cjs'
+      ? `its extension ${ext} makes it CommonJS`
+      : scope.path === null
+        ? 'no package.json above it says "type": "module"'
+        : `${scope.path} does not say "type": "module"`;
+  throw new TidelineError('BAD_REQUEST', `schema module ${file} would load as CommonJS: ${why}`, {
+    hint: 'Tideline ships ES modules: add "type": "module" to your package.json, or name the file schema.mts',
+  });
+}
+
+/** Whether this process registered tsx's loader (once is enough; later imports share it). */
+let tsxRegistered = false;
+
+/**
+ * Imports the app's schema module, an ES module: TypeScript (`.ts`, `.mts`)
+ * without a build step, or JavaScript, through tsx's loader registered for the whole process.
+ *
+ * Not tsx's scoped `tsImport`: it loads the module and everything it imports
+ * under URLs of their own (`?tsx-namespace=...`), so the schema kit the app
+ * imports would be a second copy of the server's. Then a `TidelineError`
+ * thrown by an app mutator is not the server's `TidelineError`, and the
+ * client is told a generic REJECTED instead of the mutator's own code.
  */
 export async function loadSchemaModule(path: string): Promise<AppSchema> {
   const file = resolve(path);
@@ -101,9 +127,14 @@ export async function loadSchemaModule(path: string): Promise<AppSchema> {
       hint: 'pass the path of the module that exports your defineSchema(...), e.g. --schema ./schema.ts',
     });
   }
+  checkLoadsAsEsModule(file);
+  if (!tsxRegistered) {
+    register();
+    tsxRegistered = true;
+  }
   let mod: Record<string, unknown>;
   try {
-    mod = (await tsImport(pathToFileURL(file).href, import.meta.url)) as Record<string, unknown>;
+    mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   } catch (err) {
     throw new TidelineError(
       'BAD_REQUEST',

@@ -1,7 +1,7 @@
 import 'fake-indexeddb/auto';
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
-import { readdirSync, readlinkSync, realpathSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readlinkSync, realpathSync, writeFileSync } from 'node:fs';
 import { createServer as createNetServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -26,16 +26,34 @@ const ROOT = resolve(import.meta.dirname, '../..');
 /** The schema kit by absolute path, as an app outside the repo imports it until the package is built. */
 const KIT = join(ROOT, 'shared/schema/define-schema.ts');
 
+const ERRORS = join(ROOT, 'shared/errors.ts');
+
+/**
+ * An app mutator that the server refuses with its own error code: it throws
+ * the schema kit's `TidelineError`, as an app imports it, not the server's.
+ */
+const ARCHIVE_MUTATOR = `{
+  name: 'archive',
+  args: { safeParse: (v) => ({ success: true, data: v }) },
+  run: (tx, args, ctx) => {
+    if (ctx.side === 'server') throw new TidelineError('NOT_FOUND', 'nothing to archive on the server');
+  },
+}`;
+
 /** A todo app's schema module; `extra` adds collections, `indexes` sets the todos' indexed fields. */
 function todoSchemaSource(options: { version: number; extra?: string[]; indexes?: string[]; js?: boolean }): string {
   const collections = [
     `todos: { read: 'public', write: 'any', indexes: ${JSON.stringify(options.indexes ?? ['done'])} }`,
     ...(options.extra ?? []).map((name) => `${name}: { read: 'public', write: 'any', indexes: [] }`),
   ];
-  const body = `defineSchema({ name: 'todo', version: ${options.version}, collections: { ${collections.join(', ')} }, mutators: {} })`;
+  const imports = [
+    `import { defineSchema } from ${JSON.stringify(KIT)};`,
+    `import { TidelineError } from ${JSON.stringify(ERRORS)};`,
+  ].join('\n');
+  const body = `defineSchema({ name: 'todo', version: ${options.version}, collections: { ${collections.join(', ')} }, mutators: { archive: ${ARCHIVE_MUTATOR} } })`;
   return options.js
-    ? `import { defineSchema } from ${JSON.stringify(KIT)};\nexport const schema = ${body};\n`
-    : `import { defineSchema } from ${JSON.stringify(KIT)};\nconst schema = ${body};\nexport default schema;\n`;
+    ? `${imports}\nexport const schema = ${body};\n`
+    : `${imports}\nconst schema = ${body};\nexport default schema;\n`;
 }
 
 interface CliRun {
@@ -149,9 +167,11 @@ async function canListenOn(port: number): Promise<boolean> {
 describe('tideline serve: your schema on the server', () => {
   const dirs: string[] = [];
   const running: Served[] = [];
+  /** A folder for an app: an ES module package, as Tideline's schema modules must be. */
   const temp = (): string => {
     const dir = tempDataDir('tideline-serve-');
     dirs.push(dir);
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'module' }));
     return dir;
   };
   afterAll(async () => {
@@ -183,15 +203,25 @@ describe('tideline serve: your schema on the server', () => {
       body: JSON.stringify({ user: 'mallory' }),
     });
     expect(login.status).toBe(404);
-    await syncOneTodo(await loadSchemaModule(file), server.url, 't1');
+    const schema = await loadSchemaModule(file);
+    await syncOneTodo(schema, server.url, 't1');
     expect((await status(server.url)).headLsn).toBe(1);
+
+    // The app's TidelineError is the server's: the client gets the mutator's own code, not a generic failure.
+    const archiver = await client(schema, server.url, 'erin');
+    await archiver.mutate['archive']!({ id: 't1' });
+    await waitFor('the archive is refused', async () => (await archiver.rejections()).length === 1);
+    expect((await archiver.rejections())[0]?.error).toEqual({
+      code: 'NOT_FOUND',
+      message: 'nothing to archive on the server',
+      retryable: false,
+    });
+    archiver.close();
     await server.stop();
   });
 
-  it('serves a .js schema module (a named `schema` export, in an ES module package), with --dev-login', async () => {
+  it('serves a .js schema module (a named `schema` export), with --dev-login', async () => {
     const dir = temp();
-    // The .ts test above loads as CommonJS (no package.json); this one as an ES module.
-    writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'module' }));
     const file = join(dir, 'schema.js');
     writeFileSync(file, todoSchemaSource({ version: 1, js: true }));
     const server = await serve(file, join(dir, 'data'), ['--dev-login']);
@@ -208,13 +238,25 @@ describe('tideline serve: your schema on the server', () => {
     await server.stop();
   });
 
-  it('a module that exports no schema is refused with a clear message', async () => {
+  it('a module that exports no schema, or would load as CommonJS, is refused with a clear message', async () => {
     const dir = temp();
     const file = join(dir, 'schema.ts');
     writeFileSync(file, 'export const answer = 42;\n');
     const run = runCli(['serve', '--schema', file, '--data', join(dir, 'data'), '--port', '0']);
     expect(await exitCode(run)).toBe(1);
     expect(run.output()).toContain(`${file} exports no schema`);
+
+    // No "type": "module": the app's schema kit would be a CommonJS copy, its TidelineError not the server's.
+    const cjs = join(dir, 'cjs');
+    mkdirSync(cjs);
+    writeFileSync(join(cjs, 'package.json'), JSON.stringify({ type: 'commonjs' }));
+    writeFileSync(join(cjs, 'schema.ts'), todoSchemaSource({ version: 1 }));
+    const refused = runCli(['serve', '--schema', join(cjs, 'schema.ts'), '--data', join(dir, 'data'), '--port', '0']);
+    expect(await exitCode(refused)).toBe(1);
+    expect(refused.output()).toContain(
+      `schema module ${join(cjs, 'schema.ts')} would load as CommonJS: ${join(cjs, 'package.json')} does not say "type": "module"`,
+    );
+    expect(refused.output()).toContain('add "type": "module" to your package.json, or name the file schema.mts');
   });
 
   it('documents of a collection the schema dropped: refuse to start, then --drop-unknown-collections', async () => {
