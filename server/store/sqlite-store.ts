@@ -326,7 +326,7 @@ export class SqliteStore implements Store {
     const changes = this.selectChanges.all(after, n).map(changeOf);
     const outcomes = this.selectOutcomes.all(after, n).map(outcomeOf);
     const lsns = [...changes.map((c) => c.lsn), ...outcomes.map((o) => o.lsn)].sort((a, b) => a - b);
-    let to = lsns.length === 0 ? after : lsns[Math.min(n, lsns.length) - 1]!;
+    const to = lsns.length === 0 ? after : lsns[Math.min(n, lsns.length) - 1]!;
     const page: LogPage = {
       changes: changes.filter((c) => c.lsn <= to),
       outcomes: outcomes.filter((o) => o.lsn <= to),
