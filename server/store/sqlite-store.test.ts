@@ -96,6 +96,37 @@ describe('SqliteStore', () => {
     }
   });
 
+  it('seeks to a page position on the order field index instead of scanning up to it (with statistics)', () => {
+    let store = openSqliteStore(path);
+    try {
+      store.ensureIndexes({ products: ['price'] });
+      store.transact((tx) => {
+        for (let i = 0; i < 3000; i++) {
+          const collection = i % 3 === 0 ? 'notes' : 'products';
+          tx.append({ collection, id: `p${i}`, doc: { id: `p${i}`, price: i % 100 }, owner: null }, null, 1);
+        }
+      });
+      // The planner picks the expression index once it has statistics (ANALYZE, or PRAGMA optimize).
+      store.close();
+      const other = new Database(path);
+      other.exec('ANALYZE');
+      other.close();
+      store = openSqliteStore(path);
+      const page = (direction: 'asc' | 'desc'): string[] =>
+        store.queryPlan({
+          collection: 'products',
+          filters: [],
+          orderBy: { field: 'price', direction },
+          limit: 100,
+          after: { value: 50, id: 'p77' },
+        });
+      expect(page('asc')[0]).toMatch(/^SEARCH docs USING INDEX ix_products_price \(<expr>>\?\)/);
+      expect(page('desc')[0]).toMatch(/^SEARCH docs USING INDEX ix_products_price \(<expr><\?\)/);
+    } finally {
+      store.close();
+    }
+  });
+
   it('gives every new store its own server id', () => {
     const a = openSqliteStore(join(dir, 'a.db'));
     const b = openSqliteStore(join(dir, 'b.db'));

@@ -356,7 +356,7 @@ export class SqliteStore implements Store {
     const changes = this.selectChanges.all(after, n).map(changeOf);
     const outcomes = this.selectOutcomes.all(after, n).map(outcomeOf);
     const lsns = [...changes.map((c) => c.lsn), ...outcomes.map((o) => o.lsn)].sort((a, b) => a - b);
-    let to = lsns.length === 0 ? after : lsns[Math.min(n, lsns.length) - 1]!;
+    const to = lsns.length === 0 ? after : lsns[Math.min(n, lsns.length) - 1]!;
     const page: LogPage = {
       changes: changes.filter((c) => c.lsn <= to),
       outcomes: outcomes.filter((o) => o.lsn <= to),
@@ -407,11 +407,15 @@ export class SqliteStore implements Store {
 
   query(q: DocQuery): Doc[] {
     this.assertOpen();
-    const { sql, params } = this.querySql(q);
-    return this.db
-      .prepare<Array<string | number>, { body: string }>(sql)
-      .all(...params)
-      .map((r) => parseDoc(r.body));
+    const docs: Doc[] = [];
+    for (const { sql, params } of this.querySql(q)) {
+      if (docs.length >= q.limit) break;
+      params[params.length - 1] = Math.max(0, Math.floor(q.limit) - docs.length);
+      for (const r of this.db.prepare<Array<string | number>, { body: string }>(sql).all(...params)) {
+        docs.push(parseDoc(r.body));
+      }
+    }
+    return docs;
   }
 
   count(q: Omit<DocQuery, 'limit' | 'orderBy' | 'after'>): number {
@@ -461,42 +465,49 @@ export class SqliteStore implements Store {
   /** SQLite's plan for `q` (`EXPLAIN QUERY PLAN` details), for diagnostics and for tests that forbid scans. */
   queryPlan(q: DocQuery): string[] {
     this.assertOpen();
-    const { sql, params } = this.querySql(q);
-    return this.db
-      .prepare<Array<string | number>, { detail: string }>(`EXPLAIN QUERY PLAN ${sql}`)
-      .all(...params)
-      .map((r) => r.detail);
+    return this.querySql(q).flatMap(({ sql, params }) =>
+      this.db
+        .prepare<Array<string | number>, { detail: string }>(`EXPLAIN QUERY PLAN ${sql}`)
+        .all(...params)
+        .map((r) => r.detail),
+    );
   }
 
-  private querySql(q: DocQuery): { sql: string; params: Array<string | number> } {
-    const { where, params } = whereOf(q.collection, q.owner, q.filters);
+  /**
+   * The statements of `q`, run in turn until the limit is met: one, or two
+   * for a descending page that resumes inside the non-null values (those
+   * values, then the documents without one, which sort last descending).
+   * Each is a range from the position (`>=`/`<=` on the order field), not an
+   * OR around it, so an index on the field can seek to the position instead
+   * of scanning up to it.
+   */
+  private querySql(q: DocQuery): Array<{ sql: string; params: Array<string | number> }> {
     const desc = q.orderBy?.direction === 'desc';
     const orderField = q.orderBy?.field ?? 'id';
-    if (q.after !== undefined) {
-      if (orderField === 'id') {
-        where.push(desc ? 'id < ?' : 'id > ?');
-        params.push(q.after.id);
-      } else {
-        // Keyset over (value, id): SQLite sorts NULL first ascending and last descending.
-        const expr = fieldExpr(orderField);
-        const v = sqlValue(q.after.value);
-        if (v === null) {
-          where.push(desc ? `(${expr} IS NULL AND id > ?)` : `(${expr} IS NOT NULL OR id > ?)`);
-          params.push(q.after.id);
-        } else {
-          where.push(
-            desc
-              ? `(${expr} < ? OR ${expr} IS NULL OR (${expr} = ? AND id > ?))`
-              : `(${expr} > ? OR (${expr} = ? AND id > ?))`,
-          );
-          params.push(v, v, q.after.id);
-        }
-      }
-    }
+    const limit = Math.max(0, Math.floor(q.limit));
     const order =
       orderField === 'id' ? (desc ? 'id DESC' : 'id') : `${fieldExpr(orderField)} ${desc ? 'DESC' : 'ASC'}, id`;
-    params.push(Math.max(0, Math.floor(q.limit)));
-    return { sql: `SELECT body FROM docs WHERE ${where.join(' AND ')} ORDER BY ${order} LIMIT ?`, params };
+    const statement = (extra: string[], extraParams: Array<string | number>, by = order) => {
+      const { where, params } = whereOf(q.collection, q.owner, q.filters);
+      return {
+        sql: `SELECT body FROM docs WHERE ${[...where, ...extra].join(' AND ')} ORDER BY ${by} LIMIT ?`,
+        params: [...params, ...extraParams, limit],
+      };
+    };
+    const after = q.after;
+    if (after === undefined) return [statement([], [])];
+    if (orderField === 'id') return [statement([desc ? 'id < ?' : 'id > ?'], [after.id])];
+    // Keyset over (value, id): SQLite sorts NULL first ascending and last descending; ids ascend among ties.
+    const expr = fieldExpr(orderField);
+    const v = sqlValue(after.value);
+    if (v === null) {
+      return [statement([desc ? `${expr} IS NULL AND id > ?` : `(${expr} IS NOT NULL OR id > ?)`], [after.id])];
+    }
+    if (!desc) return [statement([`${expr} >= ?`, `(${expr} > ? OR id > ?)`], [v, v, after.id])];
+    return [
+      statement([`${expr} <= ?`, `(${expr} < ? OR id > ?)`], [v, v, after.id]),
+      statement([`${expr} IS NULL`], [], 'id'),
+    ];
   }
 
   /**
