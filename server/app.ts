@@ -126,6 +126,7 @@ export async function startServer(config: ServerConfig, schema: AppSchema = stor
     queryRoutes({
       store,
       schema,
+      adminToken,
       userOf: (req: Request) => {
         const header = req.headers.authorization;
         if (!header?.startsWith('Bearer ')) return null;

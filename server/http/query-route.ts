@@ -1,11 +1,15 @@
+import { timingSafeEqual } from 'node:crypto';
 import express from 'express';
 import type { Request, Response, Router } from 'express';
 import { z } from 'zod';
 import { TidelineError } from '../../shared/errors';
+import type { Doc } from '../../shared/json';
 import { readsAll } from '../../shared/schema/define-schema';
 import type { AppSchema } from '../../shared/schema/define-schema';
 import { orderValueOf } from '../store/store';
 import type { DocQuery, OrderValue, Store } from '../store/store';
+import { isSystem, SYSTEM, SYSTEM_USER_ID } from '../sync/server-write';
+import type { UserPrincipal } from '../sync/server-write';
 
 const OPS = ['eq', 'ne', 'gt', 'gte', 'lt', 'lte', 'prefix'] as const;
 export const MAX_LIMIT = 1000;
@@ -88,14 +92,12 @@ function parseValue(raw: string): string | number | boolean {
   return raw;
 }
 
+/** Who reads: a user (their scope), the system (everything: the admin token), or nobody signed in (public collections). */
+export type Reader = UserPrincipal | typeof SYSTEM | null;
+
 /** Turns query-string input into a `DocQuery` on indexed fields only; throws BAD_REQUEST / FORBIDDEN. */
-export function parseDocQuery(
-  schema: AppSchema,
-  collection: string,
-  input: unknown,
-  user: { userId: string; roles: readonly string[] } | null,
-): DocQuery {
-  const userId = user?.userId ?? null;
+export function parseDocQuery(schema: AppSchema, collection: string, input: unknown, user: Reader): DocQuery {
+  const userId = user === null ? null : isSystem(user) ? SYSTEM_USER_ID : user.userId;
   const def = Object.hasOwn(schema.collections, collection) ? schema.collections[collection] : undefined;
   if (!def) throw new TidelineError('BAD_REQUEST', `unknown collection '${collection}'`);
   if (def.read === 'owner' && userId === null) {
@@ -126,7 +128,7 @@ export function parseDocQuery(
   const q: DocQuery = { collection, filters, limit: parsed.data.limit ?? 100 };
   if (parsed.data.orderBy)
     q.orderBy = { field: checkField(parsed.data.orderBy), direction: parsed.data.order ?? 'asc' };
-  if (def.read === 'owner' && user !== null && !readsAll(def, user.roles)) q.owner = user.userId;
+  if (def.read === 'owner' && user !== null && !isSystem(user) && !readsAll(def, user.roles)) q.owner = user.userId;
   if (parsed.data.cursor !== undefined) q.after = decodeCursor(q, parsed.data.cursor);
   return q;
 }
@@ -153,6 +155,29 @@ function parseIds(input: unknown): string[] | null {
   return ids;
 }
 
+const SYSTEM_READER: Reader = SYSTEM;
+
+function bearerIs(header: string | undefined, expected: string): boolean {
+  if (!header?.startsWith('Bearer ')) return false;
+  const given = Buffer.from(header.slice('Bearer '.length));
+  const want = Buffer.from(expected);
+  return given.length === want.length && timingSafeEqual(given, want);
+}
+
+/** One page of `q` and the cursor of the next (null on the last page): for the route and in-process callers. */
+export function queryPage(store: Store, q: DocQuery): { headLsn: number; docs: Doc[]; nextCursor: string | null } {
+  const headLsn = store.meta().headLsn;
+  // One more than asked tells whether a next page exists.
+  const docs = store.query({ ...q, limit: q.limit + 1 });
+  const more = docs.length > q.limit;
+  const page = more ? docs.slice(0, q.limit) : docs;
+  const last = page[page.length - 1];
+  const field = q.orderBy?.field ?? 'id';
+  const nextCursor =
+    more && last !== undefined ? encodeCursor(q, { value: orderValueOf(last, field), id: last.id }) : null;
+  return { headLsn, docs: page, nextCursor };
+}
+
 /**
  * Read-only queries on indexed fields, served by the primary and every
  * replica alike, so read load spreads across nodes:
@@ -162,13 +187,22 @@ function parseIds(input: unknown): string[] | null {
  * - `GET /query/:collection/count?filter=...` answers `{ headLsn, count }`.
  * - `GET /query/:collection?ids=a,b,c` (or `id=a&id=b`) answers `{ headLsn, docs }`:
  *   the live documents with those ids, in that order, missing ones left out.
+ * A client token reads the user's scope; the admin token reads everything
+ * (backend code); no token reads public collections only.
  */
 export function queryRoutes(deps: {
   store: Store;
   schema: AppSchema;
   userOf: (req: Request) => { userId: string; roles: readonly string[] } | null;
+  /** `Authorization: Bearer <admin token>` reads as the system: every document of every collection. */
+  adminToken?: string;
 }): Router {
   const router = express.Router();
+  const readerOf = (req: Request): Reader => {
+    const { adminToken } = deps;
+    if (adminToken !== undefined && bearerIs(req.headers.authorization, adminToken)) return SYSTEM_READER;
+    return deps.userOf(req);
+  };
   const answer = (res: Response, fn: () => object): void => {
     try {
       res.json(fn());
@@ -183,7 +217,7 @@ export function queryRoutes(deps: {
       const collection = String(req.params['collection']);
       const parsed = countSchema.safeParse(req.query);
       if (!parsed.success) throw badQuery(parsed.error);
-      const { limit: _limit, ...q } = parseDocQuery(deps.schema, collection, parsed.data, deps.userOf(req));
+      const { limit: _limit, ...q } = parseDocQuery(deps.schema, collection, parsed.data, readerOf(req));
       const headLsn = deps.store.meta().headLsn;
       return { headLsn, count: deps.store.count(q) };
     }),
@@ -191,7 +225,7 @@ export function queryRoutes(deps: {
   router.get('/:collection', (req: Request, res: Response) =>
     answer(res, () => {
       const collection = String(req.params['collection']);
-      const user = deps.userOf(req);
+      const user = readerOf(req);
       const ids = parseIds(req.query);
       if (ids !== null) {
         // The collection and owner checks of a query with no filters.
@@ -199,17 +233,7 @@ export function queryRoutes(deps: {
         const headLsn = deps.store.meta().headLsn;
         return { headLsn, docs: deps.store.getMany(collection, ids, q.owner) };
       }
-      const q = parseDocQuery(deps.schema, collection, req.query, user);
-      const headLsn = deps.store.meta().headLsn;
-      // One more than asked tells whether a next page exists.
-      const docs = deps.store.query({ ...q, limit: q.limit + 1 });
-      const more = docs.length > q.limit;
-      const page = more ? docs.slice(0, q.limit) : docs;
-      const last = page[page.length - 1];
-      const field = q.orderBy?.field ?? 'id';
-      const nextCursor =
-        more && last !== undefined ? encodeCursor(q, { value: orderValueOf(last, field), id: last.id }) : null;
-      return { headLsn, docs: page, nextCursor };
+      return queryPage(deps.store, parseDocQuery(deps.schema, collection, req.query, user));
     }),
   );
   return router;

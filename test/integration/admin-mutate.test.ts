@@ -171,6 +171,22 @@ describe('POST /admin/mutate: server-side writes through the group commit', () =
     expect(readServerState(server.dataDir).docs['orders']?.['sys-order']).toEqual(order);
   });
 
+  it('reads owner-only collections in full with the admin token, and not without a token', async () => {
+    const order = { id: 'read-order', owner: 'carol', lines: [], total: 0, status: 'confirmed', createdAt: 2 };
+    await mutate(server.url, { name: 'put', args: { collection: 'orders', doc: order } });
+    const asAdmin = { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } };
+    const all = await fetch(`${server.url}/query/orders?ids=read-order,sys-order`, asAdmin);
+    expect(((await all.json()) as { docs: Array<{ id: string }> }).docs.map((d) => d.id)).toEqual([
+      'read-order',
+      'sys-order',
+    ]);
+    const count = await fetch(`${server.url}/query/orders/count`, asAdmin);
+    expect(((await count.json()) as { count: number }).count).toBe(2);
+    expect((await fetch(`${server.url}/query/orders?ids=read-order`)).status).toBe(401);
+    const wrong = { headers: { authorization: 'Bearer not-the-admin-token' } };
+    expect((await fetch(`${server.url}/query/orders/count`, wrong)).status).toBe(401);
+  });
+
   it('answers 400 to bad bodies and a missing Idempotency-Key, and commits nothing', async () => {
     const before = readServerState(server.dataDir).headLsn;
     const put = { name: 'put', args: { collection: 'notes', doc: { id: 'n400', createdAt: 1 } } };
