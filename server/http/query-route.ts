@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import express from 'express';
-import type { Request, Response, Router } from 'express';
+import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import { z } from 'zod';
 import { TidelineError } from '../../shared/errors';
 import type { Doc } from '../../shared/json';
@@ -196,13 +196,20 @@ export function queryRoutes(deps: {
   userOf: (req: Request) => { userId: string; roles: readonly string[] } | null;
   /** `Authorization: Bearer <admin token>` reads as the system: every document of every collection. */
   adminToken?: string;
+  /** Checks a client token before `userOf` (the bearer middleware); skipped for the admin token. */
+  authenticate?: RequestHandler;
 }): Router {
   const router = express.Router();
-  const readerOf = (req: Request): Reader => {
-    const { adminToken } = deps;
-    if (adminToken !== undefined && bearerIs(req.headers.authorization, adminToken)) return SYSTEM_READER;
-    return deps.userOf(req);
-  };
+  const admins = new WeakSet<Request>();
+  router.use((req: Request, res: Response, next: NextFunction) => {
+    const { adminToken, authenticate } = deps;
+    if (adminToken !== undefined && bearerIs(req.headers.authorization, adminToken)) {
+      admins.add(req);
+      next();
+    } else if (authenticate) authenticate(req, res, next);
+    else next();
+  });
+  const readerOf = (req: Request): Reader => (admins.has(req) ? SYSTEM_READER : deps.userOf(req));
   const answer = (res: Response, fn: () => object): void => {
     try {
       res.json(fn());
