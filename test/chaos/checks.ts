@@ -205,7 +205,11 @@ function checkConvergence(s: FinalState, v: Violations): void {
         v.add(5, `replica's ${collection} differ from the primary's`);
       }
     }
-    if (!isDeepStrictEqual(p.lastSeq, r.lastSeq)) v.add(5, `replica's client seqs differ from the primary's`);
+    for (const id of new Set([...p.lastSeq.keys(), ...r.lastSeq.keys()])) {
+      if (p.lastSeq.get(id) !== r.lastSeq.get(id)) {
+        v.add(5, `client ${id}: last seq ${p.lastSeq.get(id)} on the primary, ${r.lastSeq.get(id)} on the replica`);
+      }
+    }
   }
 }
 
