@@ -10,6 +10,7 @@ import { systemClock } from '../shared/clock';
 import type { AppSchema } from '../shared/schema/define-schema';
 import { verifyToken } from './auth/tokens';
 import { ClusterNode } from './cluster/cluster-node';
+import type { Role } from './cluster/cluster-node';
 import { ReplicationHub } from './cluster/replication-hub';
 import type { ServerConfig } from './config';
 import { queryRoutes } from './http/query-route';
@@ -25,6 +26,8 @@ import { SyncCore } from './sync/sync-core';
 export interface RunningServer {
   url: string;
   port: number;
+  /** The node's current role (it changes on promotion and step down). */
+  role(): Role;
   close(): Promise<void>;
 }
 
@@ -48,23 +51,17 @@ export async function startServer(config: ServerConfig, schema: AppSchema = stor
     clock,
     dataDir: config.dataDir,
     clusterSecret,
-    peers: config.peers,
+    // The primary we were told to follow is a peer too: once promoted, this node asks it for a higher term.
+    peers: [...new Set([...config.peers, ...(config.primaryUrl ? [config.primaryUrl] : [])])],
     onStepDown: () => {
       core?.closeAll();
       hub?.disconnectAll();
     },
   });
-  if (config.primaryUrl) {
-    node.role = 'replica';
-    node.primaryUrl = config.primaryUrl;
-  } else if (config.peers.length > 0) {
-    // A restarted old primary must not take a single write before it knows no higher term exists.
-    const higher = await node.higherPrimary();
-    if (higher) {
-      node.role = 'replica';
-      node.primaryUrl = higher.url;
-    }
-  }
+  if (config.publicUrl) node.knowOwnUrl(config.publicUrl);
+  if (config.port !== 0) node.knowOwnUrl(`http://${config.host}:${config.port}`);
+  // Promotion is on record in the data directory and outranks the command line's --primary (see ClusterNode).
+  await node.decideStartRole(config.primaryUrl);
   if (config.seed && node.role === 'primary' && !config.restoreFrom) seedDemoData(store, clock.now());
 
   hub = new ReplicationHub({
@@ -85,7 +82,7 @@ export async function startServer(config: ServerConfig, schema: AppSchema = stor
       return { userId: claims.sub, roles: claims.roles };
     },
     role: () => node.view(),
-    onCommit: (changes) => replicationHub.onCommit(changes),
+    onCommit: (changes, outcomes) => replicationHub.onCommit(changes, outcomes),
     ...(config.minSyncReplicas > 0
       ? { replicated: (lsn: number) => replicationHub.waitFor(lsn, config.minSyncReplicas) }
       : {}),
@@ -166,11 +163,13 @@ export async function startServer(config: ServerConfig, schema: AppSchema = stor
   const port = (http.address() as AddressInfo).port;
   const url = `http://${config.host}:${port}`;
   node.selfUrl = config.publicUrl ?? url;
+  node.knowOwnUrl(url);
   if (node.role === 'replica' && node.primaryUrl) node.follow(node.primaryUrl);
   else node.watchPeers();
   return {
     url,
     port,
+    role: () => node.role,
     async close() {
       stopCompaction();
       node.stop();

@@ -37,7 +37,7 @@ export interface ServerConfig {
   publicUrl: string | null;
 }
 
-const HELP = `Usage: tsx server/main.ts [options]
+const HELP = `Usage: node --import tsx server/main.ts [options]   (npm run dev -- [options])
   --host HOST                 listen address (default 127.0.0.1)
   --port N                    port, 0 for any free one (default 3000, or $PORT)
   --data DIR                  data directory (default ./data)
@@ -50,7 +50,8 @@ const HELP = `Usage: tsx server/main.ts [options]
   --max-log-changes N         compact when the log holds more (default 1000000)
   --max-log-age-ms N          compact changes older than this (default 7 days)
   --role primary|replica      (default primary; --primary implies replica)
-  --primary URL               follow this primary as a read-only replica
+  --primary URL               follow this primary as a read-only replica (a node whose data
+                              says it was promoted to its current term stays primary instead)
   --peers URLS                comma-separated other nodes, to find a primary with a higher term
   --min-sync-replicas N       client acks wait for N replicas to apply a change (default 0)
   --restore FILE              start from a backup (empty data dir), then catch up as a replica

@@ -1,7 +1,11 @@
 import { startServer } from './app';
 import { HELP, parseConfig } from './config';
 
-/** Entry point: `tsx server/main.ts --port 3000 --data ./data`. */
+/**
+ * Entry point: `node --import tsx server/main.ts --port 3000 --data ./data`.
+ * One process: `kill -9` of the pid a supervisor started stops the server (the
+ * `tsx` CLI would run it in a child process that outlives such a kill).
+ */
 async function main(): Promise<void> {
   let config;
   try {
@@ -17,9 +21,7 @@ async function main(): Promise<void> {
   }
   const server = await startServer(config);
   // Tests and scripts read this line to learn the port.
-  console.log(
-    `tideline ${config.primaryUrl ? 'replica' : 'node'} listening on ${server.url} (data in ${config.dataDir})`,
-  );
+  console.log(`tideline ${server.role()} listening on ${server.url} (data in ${config.dataDir})`);
   const shutdown = (): void => {
     void server.close().then(() => process.exit(0));
   };

@@ -42,7 +42,7 @@ describe('stock, restock, names and price bounds', () => {
   it('stock is a whole number from 0', () => {
     expect(parseStock('0')).toEqual({ ok: true, value: 0 });
     expect(parseStock('-1')).toEqual({ ok: false, message: 'Stock cannot be negative.' });
-    expect(parseStock('1.5').ok).toBe(false);
+    expect(parseStock('1.5')).toEqual({ ok: false, message: 'Stock is a whole number from 0 to 1,000,000, not 1.5.' });
   });
 
   it('a restock adds 1 to 10,000 units', () => {
@@ -57,12 +57,13 @@ describe('stock, restock, names and price bounds', () => {
   it('a name is trimmed and not empty', () => {
     expect(parseName('  Smart   Lamp ')).toEqual({ ok: true, value: 'Smart Lamp' });
     expect(parseName('  ')).toEqual({ ok: false, message: 'A product needs a name.' });
-    expect(parseName('x'.repeat(201)).ok).toBe(false);
+    expect(parseName('x'.repeat(200))).toEqual({ ok: true, value: 'x'.repeat(200) });
+    expect(parseName('x'.repeat(201))).toEqual({ ok: false, message: 'A product name is at most 200 characters.' });
   });
 
   it('an empty price bound means none', () => {
     expect(parsePriceBound('')).toEqual({ ok: true, value: null });
     expect(parsePriceBound('20')).toEqual({ ok: true, value: 20 });
-    expect(parsePriceBound('-2').ok).toBe(false);
+    expect(parsePriceBound('-2')).toEqual({ ok: false, message: 'A price cannot be negative.' });
   });
 });

@@ -126,21 +126,40 @@ export interface SharedSync {
   close(): void;
 }
 
+/** What the tabs need of the sync engine (tests pass a double). */
+export type TabEngine = Pick<SyncEngine, 'on' | 'status' | 'start' | 'stop' | 'outboxChanged'>;
+
+/** What the tabs use of `BroadcastChannel` (tests pass an in-process double). */
+export interface TabChannel {
+  postMessage(message: unknown): void;
+  close(): void;
+  onmessage: ((msg: MessageEvent<unknown>) => void) | null;
+}
+
 export interface ShareOptions {
   locks: LockManager;
   /** The IndexedDB database name; the lock and the channel are named after it. */
   dbName: string;
   db: Dexie;
-  engine: SyncEngine;
+  engine: TabEngine;
+  /** Opens the channel to the other tabs: a `BroadcastChannel` unless given. */
+  openChannel?: (name: string) => TabChannel;
 }
+
+const broadcastChannel = (name: string): TabChannel => new BroadcastChannel(name);
 
 /**
  * Runs `engine` in whichever tab holds the lock for `dbName`. Resolves when
  * this tab's role is known; a leader has started its engine by then.
  */
-export async function shareSyncAcrossTabs({ locks, dbName, db, engine }: ShareOptions): Promise<SharedSync> {
+export async function shareSyncAcrossTabs({
+  locks,
+  dbName,
+  db,
+  engine,
+  openChannel = broadcastChannel,
+}: ShareOptions): Promise<SharedSync> {
   const name = `tideline:${dbName}`;
-  const channel = new BroadcastChannel(name);
   const listeners = new Set<(e: EngineEvent) => void>();
   const emit = (e: EngineEvent): void => {
     for (const l of listeners) l(e);
@@ -151,6 +170,8 @@ export async function shareSyncAcrossTabs({ locks, dbName, db, engine }: ShareOp
   let closed = false;
 
   const leadership = await claimLeadership(locks, name);
+  // Opened once the lock request is in, so a refused request (a sandboxed frame) leaves no channel open.
+  const channel = openChannel(name);
 
   const stopEngineEvents = engine.on((e) => {
     if (!leadership.isLeader()) return;

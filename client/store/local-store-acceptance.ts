@@ -53,6 +53,24 @@ const rejection = (seq: number): RejectionRecord => ({
 
 class Boom extends Error {}
 
+/** Shadow entries come in no promised order: sort them to compare. */
+const byKey = (entries: readonly ShadowEntry[]): ShadowEntry[] =>
+  [...entries].sort((x, y) => (x.key < y.key ? -1 : x.key > y.key ? 1 : 0));
+
+type Write = { collection: string; id: string; doc: Doc | null };
+const key = (w: { collection: string; id: string }): string => `${w.collection}/${w.id}`;
+
+/** Reads every key in `keys` (`collection/id`) into a plain record; absent documents are left out. */
+async function docsAt(tx: LocalTx, keys: Iterable<string>): Promise<Record<string, Doc>> {
+  const out: Record<string, Doc> = {};
+  for (const k of keys) {
+    const [collection, id] = k.split('/') as [string, string];
+    const doc = await tx.getDoc(collection, id);
+    if (doc !== undefined) out[k] = doc;
+  }
+  return out;
+}
+
 /** Everything a transaction can see, read in one transaction. */
 async function contents(tx: LocalTx) {
   return {
@@ -196,6 +214,111 @@ export function runLocalStoreTests(name: string, make: () => Promise<LocalStoreH
         expect(await store.transaction(contents)).toEqual(before);
       });
 
+      it('keep nothing of a bulk apply, a shadow delete, a restaging or an outbox change when fn throws', async () => {
+        await store.transaction(async (tx) => {
+          await tx.putDoc('notes', note('n1', 'before'));
+          await tx.putDoc('notes', note('n2', 'before'));
+          await tx.putDoc('products', { id: 'p1', price: 1 });
+          await tx.putShadow(shadowOf('notes', 'n1', note('n1', 'confirmed')));
+          await tx.putShadow(shadowOf('notes', 'n2', null));
+          await tx.putOutbox(entry(1));
+          await tx.putOutbox(entry(2));
+          await tx.stage([{ collection: 'notes', doc: note('n3', 'staged') }]);
+          await tx.setMeta({ ...(await tx.meta()), checkpoint: 5, nextSeq: 3 });
+          await tx.addRejection(rejection(1));
+        });
+        const before = await store.transaction(contents);
+        const beforeRejections = await store.rejections();
+
+        await expect(
+          store.transaction(async (tx) => {
+            await tx.applyDocs([
+              { collection: 'notes', id: 'n1', doc: null },
+              { collection: 'notes', id: 'n2', doc: note('n2', 'overwritten') },
+              { collection: 'notes', id: 'n3', doc: note('n3', 'new') },
+              { collection: 'products', id: 'p1', doc: null },
+              ...Array.from({ length: 200 }, (_, i) => ({ collection: 'notes', id: `bulk${i}`, doc: note(`b${i}`) })),
+            ]);
+            await tx.deleteShadow(['notes/n1']);
+            await tx.putShadow(shadowOf('notes', 'n3', null));
+            await tx.deleteOutbox([1]);
+            await tx.putOutbox(entry(3));
+            await tx.clearStaging();
+            await tx.stage([{ collection: 'notes', doc: note('n4') }]);
+            await tx.setMeta({ ...(await tx.meta()), checkpoint: 9, nextSeq: 4 });
+            await tx.addRejection(rejection(2));
+            throw new Boom('after the bulk apply');
+          }),
+        ).rejects.toBeInstanceOf(Boom);
+
+        expect(await store.transaction(contents)).toEqual(before);
+        expect(await store.rejections()).toEqual(beforeRejections);
+        expect(await store.transaction((tx) => tx.getDoc('notes', 'bulk0'))).toBeUndefined();
+      });
+
+      it('keep nothing when a store call itself fails part-way through a bulk apply', async () => {
+        await store.transaction((tx) => tx.putDoc('notes', note('n1', 'before')));
+        const before = await store.transaction(contents);
+        await expect(
+          store.transaction(async (tx) => {
+            await tx.putOutbox(entry(1));
+            await tx.applyDocs([
+              { collection: 'notes', id: 'n1', doc: note('n1', 'changed') },
+              { collection: 'notes', id: 'n2', doc: note('n2') },
+              { collection: 'no_such_collection', id: 'x', doc: { id: 'x' } },
+            ]);
+          }),
+        ).rejects.toThrow();
+        expect(await store.transaction(contents)).toEqual(before);
+      });
+
+      it('change documents and the outbox together: every transaction sees both or neither', async () => {
+        const observe = () =>
+          store.transaction(async (tx) => {
+            const doc = await tx.getDoc('notes', 'n1');
+            const outbox = await tx.outbox();
+            const meta = await tx.meta();
+            return { doc: doc !== undefined, outbox: outbox.map((e) => e.seq), nextSeq: meta.nextSeq };
+          });
+        // A local mutation as the engine writes it: the document, then its outbox entry, then the next seq.
+        const mutate = (fail: boolean) =>
+          store.transaction(async (tx) => {
+            const meta = await tx.meta();
+            await tx.putDoc('notes', note('n1'));
+            await tx.getDoc('notes', 'n2');
+            await tx.putOutbox(entry(meta.nextSeq));
+            await tx.outbox();
+            await tx.setMeta({ ...meta, nextSeq: meta.nextSeq + 1 });
+            if (fail) throw new Boom('crash after the outbox write');
+          });
+        const seen = await Promise.allSettled([
+          observe(),
+          mutate(true),
+          observe(),
+          observe(),
+          mutate(false),
+          observe(),
+          observe(),
+        ]);
+        const views = seen.flatMap((r) => (r.status === 'fulfilled' && r.value ? [r.value] : []));
+        expect(seen.map((r) => r.status)).toEqual([
+          'fulfilled',
+          'rejected',
+          'fulfilled',
+          'fulfilled',
+          'fulfilled',
+          'fulfilled',
+          'fulfilled',
+        ]);
+        for (const view of views) {
+          expect([
+            { doc: false, outbox: [], nextSeq: 1 },
+            { doc: true, outbox: [1], nextSeq: 2 },
+          ]).toContainEqual(view);
+        }
+        expect(await observe()).toEqual({ doc: true, outbox: [1], nextSeq: 2 });
+      });
+
       it('leave the store usable after a failed one', async () => {
         await expect(store.transaction(() => Promise.reject(new Boom('nope')))).rejects.toBeInstanceOf(Boom);
         await store.transaction((tx) => tx.putDoc('notes', note('n1')));
@@ -277,7 +400,7 @@ export function runLocalStoreTests(name: string, make: () => Promise<LocalStoreH
           await tx.deleteDoc('notes', 'never-there');
         });
         expect(await store.transaction((tx) => tx.getDoc('notes', 'n1'))).toBeUndefined();
-        expect(await store.transaction((tx) => tx.getDoc('products', 'n1'))).toBeDefined();
+        expect(await store.transaction((tx) => tx.getDoc('products', 'n1'))).toEqual(read.product);
       });
 
       it('put replaces the whole document', async () => {
@@ -328,6 +451,108 @@ export function runLocalStoreTests(name: string, make: () => Promise<LocalStoreH
       });
     });
 
+    describe('bulk apply', () => {
+      it('applies many writes in one call, in order: the last write of a key wins, null deletes', async () => {
+        const existing: Write[] = [
+          ...Array.from({ length: 100 }, (_, i) => ({ collection: 'notes', id: `n${i}`, doc: note(`n${i}`, 'old') })),
+          { collection: 'products', id: 'p1', doc: { id: 'p1', price: 1 } },
+          { collection: 'carts', id: 'c1', doc: { id: 'c1', owner: 'alice' } },
+        ];
+        await store.transaction(async (tx) => {
+          for (const w of existing) if (w.doc) await tx.putDoc(w.collection, w.doc);
+        });
+        const writes: Write[] = [];
+        for (let i = 0; i < 300; i++) writes.push({ collection: 'notes', id: `a${i}`, doc: note(`a${i}`) });
+        for (let i = 0; i < 50; i++) writes.push({ collection: 'notes', id: `n${i}`, doc: note(`n${i}`, 'new') });
+        for (let i = 50; i < 100; i++) writes.push({ collection: 'notes', id: `n${i}`, doc: null });
+        writes.push(
+          // a tombstone of a document that is not there
+          { collection: 'notes', id: 'ghost', doc: null },
+          // written then deleted, deleted then written back, written three times
+          { collection: 'notes', id: 'x1', doc: note('x1') },
+          { collection: 'products', id: 'p2', doc: { id: 'p2', price: 2 } },
+          { collection: 'notes', id: 'x1', doc: null },
+          { collection: 'notes', id: 'n60', doc: note('n60', 'back') },
+          { collection: 'notes', id: 'x2', doc: note('x2', 'v1') },
+          { collection: 'carts', id: 'c1', doc: null },
+          { collection: 'notes', id: 'x2', doc: note('x2', 'v2') },
+          { collection: 'products', id: 'p1', doc: { id: 'p1', price: 10, category: 'tools' } },
+          { collection: 'notes', id: 'x2', doc: note('x2', 'v3') },
+          // same id in two collections: two documents
+          { collection: 'products', id: 'a0', doc: { id: 'a0', price: 3 } },
+          { collection: 'products', id: 'p2', doc: null },
+          { collection: 'products', id: 'p2', doc: { id: 'p2', price: 4 } },
+        );
+
+        const expected = new Map<string, Doc>();
+        for (const w of [...existing, ...writes]) {
+          if (w.doc) expected.set(key(w), w.doc);
+          else expected.delete(key(w));
+        }
+        const keys = new Set([...existing, ...writes].map(key));
+
+        await store.transaction((tx) => tx.applyDocs(writes));
+        const after = await store.transaction((tx) => docsAt(tx, keys));
+        expect(after).toEqual(Object.fromEntries(expected));
+        // Spot checks of the model itself, so a wrong model cannot pass unnoticed.
+        expect(after).toMatchObject({
+          'notes/n0': note('n0', 'new'),
+          'notes/n60': note('n60', 'back'),
+          'notes/x2': note('x2', 'v3'),
+          'products/p2': { id: 'p2', price: 4 },
+          'products/a0': { id: 'a0', price: 3 },
+          'notes/a0': note('a0'),
+        });
+        for (const gone of ['notes/n50', 'notes/n99', 'notes/x1', 'notes/ghost', 'carts/c1']) {
+          expect(after[gone]).toBeUndefined();
+        }
+      });
+
+      it("sees the transaction's earlier writes and is seen by its later reads", async () => {
+        const inside = await store.transaction(async (tx) => {
+          await tx.putDoc('notes', note('n1'));
+          await tx.putDoc('notes', note('n2'));
+          await tx.applyDocs([
+            { collection: 'notes', id: 'n1', doc: null },
+            { collection: 'notes', id: 'n2', doc: note('n2', 'bulk') },
+            { collection: 'notes', id: 'n3', doc: note('n3') },
+          ]);
+          await tx.deleteDoc('notes', 'n3');
+          return docsAt(tx, ['notes/n1', 'notes/n2', 'notes/n3']);
+        });
+        expect(inside).toEqual({ 'notes/n2': note('n2', 'bulk') });
+        expect(await store.transaction((tx) => docsAt(tx, ['notes/n1', 'notes/n2', 'notes/n3']))).toEqual(inside);
+      });
+
+      it('stores copies, and an empty list changes nothing', async () => {
+        const doc: Doc = { id: 'n1', text: 'a', tags: ['x'] };
+        await store.transaction(async (tx) => {
+          await tx.applyDocs([{ collection: 'notes', id: 'n1', doc }]);
+          doc['text'] = 'changed after apply';
+          await tx.applyDocs([]);
+        });
+        expect(await store.transaction((tx) => tx.getDoc('notes', 'n1'))).toEqual({ id: 'n1', text: 'a', tags: ['x'] });
+      });
+
+      it('touches neither the shadow, the outbox, the staging nor the meta', async () => {
+        await store.transaction(async (tx) => {
+          await tx.putShadow(shadowOf('notes', 'n1', note('n1', 'confirmed')));
+          await tx.putOutbox(entry(1));
+          await tx.stage([{ collection: 'notes', doc: note('n2') }]);
+          await tx.setMeta({ ...(await tx.meta()), checkpoint: 4 });
+        });
+        const before = await store.transaction(contents);
+        await store.transaction((tx) =>
+          tx.applyDocs([
+            { collection: 'notes', id: 'n1', doc: null },
+            { collection: 'notes', id: 'n2', doc: note('n2', 'applied') },
+          ]),
+        );
+        const after = await store.transaction(contents);
+        expect(after).toEqual({ ...before, notes: [undefined, note('n2', 'applied'), undefined] });
+      });
+    });
+
     describe('shadow', () => {
       it('puts, answers has, lists and clears entries', async () => {
         const a = shadowOf('notes', 'n1', note('n1'));
@@ -344,8 +569,7 @@ export function runLocalStoreTests(name: string, make: () => Promise<LocalStoreH
           hasB: await tx.hasShadow('products/p1'),
           hasOther: await tx.hasShadow('notes/p1'),
         }));
-        expect(listed.all).toHaveLength(2);
-        expect(listed.all).toEqual(expect.arrayContaining([a, b]));
+        expect(byKey(listed.all)).toEqual([a, b]);
         expect(listed).toMatchObject({ hasA: true, hasB: true, hasOther: false });
 
         await store.transaction((tx) => tx.clearShadow());
@@ -354,6 +578,61 @@ export function runLocalStoreTests(name: string, make: () => Promise<LocalStoreH
           hasA: await tx.hasShadow(a.key),
         }));
         expect(cleared).toEqual({ all: [], hasA: false });
+      });
+
+      it('shadowEntries returns the entries of the keys asked for, leaving out absent ones', async () => {
+        const a = shadowOf('notes', 'n1', note('n1'));
+        const b = shadowOf('notes', 'n2', null);
+        const c = shadowOf('products', 'p1', { id: 'p1', price: 1 });
+        await store.transaction(async (tx) => {
+          for (const e of [a, b, c]) await tx.putShadow(e);
+        });
+        const got = await store.transaction(async (tx) => ({
+          some: await tx.shadowEntries(['products/p1', 'notes/missing', 'notes/n1']),
+          none: await tx.shadowEntries([]),
+          absent: await tx.shadowEntries(['notes/n3', 'carts/c1']),
+          all: await tx.shadowEntries([a.key, b.key, c.key]),
+        }));
+        expect(byKey(got.some)).toEqual([a, c]);
+        expect(got.none).toEqual([]);
+        expect(got.absent).toEqual([]);
+        // A null shadow (the document was absent when confirmed) is an entry, not a missing one.
+        expect(byKey(got.all)).toEqual([a, b, c]);
+      });
+
+      it('deleteShadow removes the keys given, ignores absent ones, and keeps the rest', async () => {
+        const entries = ['n1', 'n2', 'n3', 'n4'].map((id) => shadowOf('notes', id, note(id)));
+        const p1 = shadowOf('products', 'p1', null);
+        await store.transaction(async (tx) => {
+          for (const e of [...entries, p1]) await tx.putShadow(e);
+        });
+        await store.transaction(async (tx) => {
+          await tx.deleteShadow(['notes/n3', 'notes/missing', 'notes/n1']);
+          await tx.deleteShadow([]);
+          // Seen at once in the same transaction.
+          expect(await tx.hasShadow('notes/n1')).toBe(false);
+          expect(byKey(await tx.shadowEntries(['notes/n1', 'notes/n2']))).toEqual([entries[1]]);
+        });
+        const after = await store.transaction(async (tx) => ({
+          all: byKey(await tx.shadow()),
+          has: [await tx.hasShadow('notes/n1'), await tx.hasShadow('notes/n2'), await tx.hasShadow('notes/n3')],
+        }));
+        expect(after).toEqual({ all: [entries[1], entries[3], p1], has: [false, true, false] });
+      });
+
+      it('clearShadow and deleteShadow touch no document, outbox entry or staged document', async () => {
+        await store.transaction(async (tx) => {
+          await tx.putDoc('notes', note('n1', 'visible'));
+          await tx.putShadow(shadowOf('notes', 'n1', note('n1', 'confirmed')));
+          await tx.putShadow(shadowOf('notes', 'n2', null));
+          await tx.putOutbox(entry(1));
+          await tx.stage([{ collection: 'notes', doc: note('n3') }]);
+        });
+        const before = await store.transaction(contents);
+        await store.transaction((tx) => tx.deleteShadow(['notes/n1']));
+        expect(await store.transaction(contents)).toEqual({ ...before, shadow: [shadowOf('notes', 'n2', null)] });
+        await store.transaction((tx) => tx.clearShadow());
+        expect(await store.transaction(contents)).toEqual({ ...before, shadow: [] });
       });
 
       it('keeps one entry per key, the last put', async () => {
@@ -433,6 +712,35 @@ export function runLocalStoreTests(name: string, make: () => Promise<LocalStoreH
         });
         await store.transaction((tx) => tx.stage(docs.slice(8)));
         expect(await store.transaction((tx) => tx.staged())).toEqual(docs);
+      });
+
+      it('clearStaging empties only the staging', async () => {
+        await store.transaction(async (tx) => {
+          await tx.putDoc('notes', note('n1'));
+          await tx.putShadow(shadowOf('notes', 'n1', null));
+          await tx.putOutbox(entry(1));
+          await tx.setMeta({ ...(await tx.meta()), checkpoint: 8 });
+          await tx.stage([
+            { collection: 'notes', doc: note('n2') },
+            { collection: 'products', doc: { id: 'p1', price: 1 } },
+          ]);
+        });
+        const before = await store.transaction(contents);
+        await store.transaction((tx) => tx.clearStaging());
+        expect(await store.transaction(contents)).toEqual({ ...before, staged: [] });
+      });
+
+      it('stages copies, and hands out copies', async () => {
+        const doc: Doc = { id: 'n1', tags: ['a'] };
+        await store.transaction(async (tx) => {
+          await tx.stage([{ collection: 'notes', doc }]);
+          doc['tags'] = ['changed after stage'];
+          const [staged] = await tx.staged();
+          if (staged) staged.doc['tags'] = ['changed after staged'];
+        });
+        expect(await store.transaction((tx) => tx.staged())).toEqual([
+          { collection: 'notes', doc: { id: 'n1', tags: ['a'] } },
+        ]);
       });
 
       it('keeps the same document twice if it is staged twice', async () => {

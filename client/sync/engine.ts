@@ -448,7 +448,10 @@ export class SyncEngine {
         if (gen !== this.generation) return;
         const ack = pushAckSchema.parse(raw);
         if (!ack.ok) {
-          this.retryLater(ack.error);
+          // As for hello: a refusal that no retry can mend (an expired token, a push the server will
+          // never take) stops the engine with the error, instead of reconnecting forever.
+          if (ack.error.retryable || ack.error.code === 'NOT_PRIMARY') this.retryLater(ack.error);
+          else this.fail(ack.error);
           return;
         }
         const gap = ack.results.find(

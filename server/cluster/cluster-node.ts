@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { Clock } from '../../shared/clock';
 import type { Store } from '../store/store';
 import { Follower } from './follower';
+import { readRoleRecord, writeRoleRecord } from './role-record';
 import { listRollbackFiles } from './rollback';
 
 export type Role = 'primary' | 'replica';
@@ -11,13 +12,19 @@ export interface ClusterNodeOptions {
   clock: Clock;
   dataDir: string;
   clusterSecret: string;
-  /** Other nodes of the cluster, to find a primary with a higher term. */
+  /** Other nodes of the cluster (the command line's `--primary` among them), to find a primary with a higher term. */
   peers: readonly string[];
   /** Called when this node stops being the primary: close client and replica connections. */
   onStepDown: () => void;
 }
 
-const peerInfoSchema = z.object({ role: z.enum(['primary', 'replica']), term: z.number().int(), url: z.string() });
+const peerInfoSchema = z.object({
+  role: z.enum(['primary', 'replica']),
+  term: z.number().int(),
+  url: z.string(),
+  /** Lets a node recognise itself behind any of its URLs; absent from nodes older than this field. */
+  serverId: z.string().optional(),
+});
 export type PeerInfo = z.infer<typeof peerInfoSchema>;
 
 export const CLUSTER_SECRET_HEADER = 'x-tideline-cluster-secret';
@@ -30,7 +37,14 @@ export const CLUSTER_SECRET_HEADER = 'x-tideline-cluster-secret';
  *      └── stepDown(url) ◀──────┘  a peer is primary with a higher term
  *
  * A primary with peers asks them every second; a node with a lower term
- * never takes writes once it has seen a higher one.
+ * never takes writes once it has seen a higher one. A node never follows
+ * itself, whatever URL a peer's `NOT_PRIMARY` points at.
+ *
+ * The role survives restarts through `role.json` (see role-record.ts):
+ * promote() records "primary of term T" after raising the term, and every
+ * step down overwrites it. At start, `decideStartRole()` puts a node that led
+ * its current term back as the primary (after asking its peers for a higher
+ * term), and otherwise obeys the command line.
  */
 export class ClusterNode {
   role: Role = 'primary';
@@ -39,6 +53,10 @@ export class ClusterNode {
   selfUrl: string | null = null;
   private watcher: unknown = null;
   private stopped = false;
+  /** URLs known to reach this very node (listen URL, public URL, any a peer showed to be us). */
+  private readonly ownUrls = new Set<string>();
+  /** Whether role.json says primary: a step down must overwrite it. */
+  private recordSaysPrimary = false;
 
   constructor(private readonly opts: ClusterNodeOptions) {}
 
@@ -47,19 +65,62 @@ export class ClusterNode {
   }
 
   info(): PeerInfo {
-    return { role: this.role, term: this.opts.store.meta().term, url: this.selfUrl ?? '' };
+    const { term, serverId } = this.opts.store.meta();
+    return { role: this.role, term, url: this.selfUrl ?? '', serverId };
+  }
+
+  /** Remembers that `url` reaches this node, so it is never followed. */
+  knowOwnUrl(url: string): void {
+    this.ownUrls.add(normalizeUrl(url));
+  }
+
+  isSelf(url: string): boolean {
+    return this.ownUrls.has(normalizeUrl(url));
+  }
+
+  /**
+   * The role at start, before the node listens or takes a write.
+   *
+   * - Its data says it was promoted to its current term (role.json): it is the
+   *   primary of that term, whatever `--primary` the command line still
+   *   carries, unless a peer (the old `--primary` included) is primary of a
+   *   higher term; then it follows that one.
+   * - Else with `--primary URL`: a replica of it.
+   * - Else a primary, which with peers first asks them for a higher term, as
+   *   a restarted old primary must.
+   */
+  async decideStartRole(commandLinePrimary: string | null): Promise<void> {
+    const { term } = this.opts.store.meta();
+    const record = readRoleRecord(this.opts.dataDir);
+    this.recordSaysPrimary = record?.role === 'primary';
+    const ledThisTerm = record?.role === 'primary' && record.term === term;
+    if (commandLinePrimary && !ledThisTerm) {
+      if (this.isSelf(commandLinePrimary)) throw new Error(`--primary ${commandLinePrimary} is this node itself`);
+      this.becomeReplica(commandLinePrimary);
+      return;
+    }
+    if (this.opts.peers.length > 0) {
+      // Not a single write before we know no higher term exists.
+      const higher = await this.higherPrimary();
+      if (higher) {
+        this.becomeReplica(higher.url);
+        return;
+      }
+    }
+    this.role = 'primary';
+    this.primaryUrl = null;
   }
 
   rollbackFiles(): string[] {
     return listRollbackFiles(this.opts.dataDir);
   }
 
-  /** Follows `primaryUrl` as a read-only replica. */
+  /** Follows `primaryUrl` as a read-only replica; a URL of this node itself is refused (nothing changes). */
   follow(primaryUrl: string): void {
+    if (this.isSelf(primaryUrl)) return;
     this.follower?.stop();
-    this.role = 'replica';
-    this.primaryUrl = primaryUrl;
-    this.follower = new Follower({
+    this.becomeReplica(primaryUrl);
+    const follower = new Follower({
       store: this.opts.store,
       clock: this.opts.clock,
       primaryUrl,
@@ -68,12 +129,40 @@ export class ClusterNode {
       selfUrl: this.selfUrl,
       dataDir: this.opts.dataDir,
       onError: (error) => {
-        // The node we follow is no longer the primary but knows who is.
+        // The node we follow is no longer the primary but knows who is (or thinks it is us).
         if (error.code === 'NOT_PRIMARY' && error.primary && error.primary !== this.primaryUrl)
-          this.follow(error.primary);
+          void this.redirect(follower, error.primary);
       },
     });
-    this.follower.start();
+    this.follower = follower;
+    follower.start();
+  }
+
+  /** Follows a `NOT_PRIMARY` redirect unless it points back at this node under a URL we did not know. */
+  private async redirect(from: Follower, url: string): Promise<void> {
+    if (this.isSelf(url)) return;
+    const info = await this.peerInfo(url);
+    if (info?.serverId !== undefined && info.serverId === this.opts.store.meta().serverId) {
+      this.knowOwnUrl(url);
+      return;
+    }
+    // Something else changed our course while we asked.
+    if (this.stopped || this.follower !== from) return;
+    this.follow(url);
+  }
+
+  /** A replica from now on: a promotion on record no longer holds. */
+  private becomeReplica(primaryUrl: string | null): void {
+    this.role = 'replica';
+    this.primaryUrl = primaryUrl;
+    if (this.recordSaysPrimary) {
+      writeRoleRecord(this.opts.dataDir, {
+        role: 'replica',
+        term: this.opts.store.meta().term,
+        at: new Date(this.opts.clock.now()).toISOString(),
+      });
+      this.recordSaysPrimary = false;
+    }
   }
 
   /** Makes this replica the primary of a new, higher term. */
@@ -84,6 +173,14 @@ export class ClusterNode {
     const { term, headLsn } = this.opts.store.meta();
     const next = term + 1;
     this.opts.store.setTerm(next);
+    // After the term is raised, so the record never names a term this store does not have.
+    // A crash between the two leaves a replica at term + 1, which an operator promotes again.
+    writeRoleRecord(this.opts.dataDir, {
+      role: 'primary',
+      term: next,
+      at: new Date(this.opts.clock.now()).toISOString(),
+    });
+    this.recordSaysPrimary = true;
     this.role = 'primary';
     this.primaryUrl = null;
     this.watchPeers();
@@ -93,7 +190,7 @@ export class ClusterNode {
   /** A primary with a higher term exists: stop taking writes and follow it. */
   stepDown(primaryUrl: string | null): void {
     if (this.role === 'primary') {
-      this.role = 'replica';
+      this.becomeReplica(primaryUrl);
       this.opts.onStepDown();
     }
     this.primaryUrl = primaryUrl;
@@ -106,24 +203,33 @@ export class ClusterNode {
     }
   }
 
-  /** Asks every peer; returns the primary with the highest term above ours, if any. */
+  /** Asks every peer; returns the primary with the highest term above ours, if any (never this node itself). */
   async higherPrimary(): Promise<PeerInfo | null> {
-    const myTerm = this.opts.store.meta().term;
+    const { term: myTerm, serverId } = this.opts.store.meta();
     let best: PeerInfo | null = null;
     for (const peer of this.opts.peers) {
-      try {
-        const res = await fetch(`${peer.replace(/\/$/, '')}/cluster/info`, {
-          headers: { [CLUSTER_SECRET_HEADER]: this.opts.clusterSecret },
-          signal: AbortSignal.timeout(1000),
-        });
-        if (!res.ok) continue;
-        const info = peerInfoSchema.parse(await res.json());
-        if (info.role === 'primary' && info.term > myTerm && (!best || info.term > best.term)) best = info;
-      } catch {
-        // An unreachable peer tells us nothing.
-      }
+      if (this.isSelf(peer)) continue;
+      const info = await this.peerInfo(peer);
+      if (!info || info.serverId === serverId || this.isSelf(info.url)) continue;
+      if (info.role === 'primary' && info.term > myTerm && (!best || info.term > best.term)) best = info;
     }
     return best;
+  }
+
+  /** `GET /cluster/info` of one node; null when it cannot be reached or answers nonsense. */
+  private async peerInfo(url: string): Promise<PeerInfo | null> {
+    try {
+      const res = await fetch(`${url.replace(/\/$/, '')}/cluster/info`, {
+        headers: { [CLUSTER_SECRET_HEADER]: this.opts.clusterSecret },
+        signal: AbortSignal.timeout(1000),
+      });
+      if (!res.ok) return null;
+      const parsed = peerInfoSchema.safeParse(await res.json());
+      return parsed.success ? parsed.data : null;
+    } catch {
+      // An unreachable peer tells us nothing.
+      return null;
+    }
   }
 
   /** While primary, checks the peers every second for a higher term. */
@@ -147,5 +253,15 @@ export class ClusterNode {
     if (this.watcher !== null) this.opts.clock.clearTimeout(this.watcher);
     this.watcher = null;
     this.follower?.stop();
+  }
+}
+
+/** `http://Host:80/x/` and `http://host/x` are the same node. */
+function normalizeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, '')}`;
+  } catch {
+    return url.replace(/\/+$/, '');
   }
 }

@@ -5,6 +5,7 @@ import type { WireError } from '../../shared/protocol/wire-error';
 import { followAckSchema, replChangesSchema, replSnapshotSchema } from '../../shared/protocol/replication';
 import type { ReplAck, ReplSnapshot } from '../../shared/protocol/replication';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version';
+import { mergeByLsn } from '../store/log';
 import type { Store } from '../store/store';
 import { writeRollbackFile } from './rollback';
 import { termAt } from './terms';
@@ -116,7 +117,8 @@ export class Follower {
       this.primaryTerm = ack.term;
       if (ack.forkLsn !== undefined) {
         // Our tail was never on the new primary: keep it for the operator; a snapshot follows.
-        const tail = store.readChanges(ack.forkLsn, Number.MAX_SAFE_INTEGER);
+        const log = store.readLog(ack.forkLsn, Number.MAX_SAFE_INTEGER);
+        const tail = mergeByLsn(log.changes, log.outcomes);
         const path = writeRollbackFile(this.opts.dataDir, tail, this.opts.clock.now());
         if (path) this.opts.onRollback?.(path);
       } else {
@@ -147,7 +149,11 @@ export class Follower {
       socket.connect();
       return;
     }
-    store.applyReplicated(parsed.data.changes.filter((c) => c.lsn > head));
+    const { changes, outcomes } = parsed.data;
+    store.applyReplicated(
+      changes.filter((c) => c.lsn > head),
+      outcomes.filter((o) => o.lsn > head),
+    );
     this.state = 'live';
     const applied = store.meta().headLsn;
     reply?.({ appliedLsn: applied });
@@ -171,6 +177,7 @@ export class Follower {
         terms: msg.terms,
         docs: this.staged.flatMap((p) => p.docs),
         clients: msg.clients,
+        rejections: msg.rejections,
       });
       this.staged = [];
       this.opts.onApplied?.(msg.asOf);

@@ -6,7 +6,7 @@ import type { Change } from '../../shared/protocol/change';
 import { followSchema, replAckSchema } from '../../shared/protocol/replication';
 import type { FollowAck, ReplChanges, ReplSnapshot } from '../../shared/protocol/replication';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version';
-import type { Store } from '../store/store';
+import type { OutcomeEntry, Store } from '../store/store';
 import { sharedPrefixEnd } from './terms';
 
 /** What the primary knows of one replica. */
@@ -143,17 +143,18 @@ export class ReplicationHub {
     return ack;
   }
 
-  /** Called after every commit, in LSN order. */
-  onCommit(changes: readonly Change[]): void {
-    if (changes.length === 0) return;
-    const last = changes[changes.length - 1]!;
-    this.commitTimes.push({ lsn: last.lsn, ts: this.opts.clock.now() });
+  /** Called after every commit with its log entries (each list in LSN order, together without holes). */
+  onCommit(changes: readonly Change[], outcomes: readonly OutcomeEntry[] = []): void {
+    const first = Math.min(changes[0]?.lsn ?? Infinity, outcomes[0]?.lsn ?? Infinity);
+    if (first === Infinity) return;
+    const to = Math.max(changes[changes.length - 1]?.lsn ?? 0, outcomes[outcomes.length - 1]?.lsn ?? 0);
+    this.commitTimes.push({ lsn: to, ts: this.opts.clock.now() });
     if (this.commitTimes.length > 10_000) this.commitTimes.splice(0, this.commitTimes.length - 10_000);
-    const from = changes[0]!.lsn - 1;
+    const from = first - 1;
     for (const s of this.sessions.values()) {
       if (!s.live || s.closed || s.cursor !== from) continue;
-      s.cursor = last.lsn;
-      this.send(s, 'repl:changes', { from, to: last.lsn, changes: [...changes] }).catch(() =>
+      s.cursor = to;
+      this.send(s, 'repl:changes', { from, to, changes: [...changes], outcomes: [...outcomes] }).catch(() =>
         s.socket.disconnect(true),
       );
     }
@@ -169,13 +170,13 @@ export class ReplicationHub {
           await this.sendSnapshot(s);
           continue;
         }
-        const page = store.readChanges(s.cursor, this.pageSize);
-        if (page.length === 0) {
+        const page = store.readLog(s.cursor, this.pageSize);
+        const { to } = page;
+        if (to <= s.cursor) {
           s.live = true;
           return;
         }
-        const to = page[page.length - 1]!.lsn;
-        const msg: ReplChanges = { from: s.cursor, to, changes: page };
+        const msg: ReplChanges = { from: s.cursor, to, changes: page.changes, outcomes: page.outcomes };
         s.cursor = to;
         if (to >= meta.headLsn) {
           // Caught up: later commits reach it from onCommit, in order behind this page.
@@ -203,6 +204,7 @@ export class ReplicationHub {
         terms: snapshot.terms,
         docs: snapshot.docs.slice(page * this.snapshotPageSize, (page + 1) * this.snapshotPageSize),
         clients: done ? snapshot.clients : [],
+        rejections: done ? snapshot.rejections : [],
       };
       await this.send(s, 'repl:snapshot', msg);
     }

@@ -1,13 +1,19 @@
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Change } from '../../shared/protocol/change';
+import type { OutcomeEntry } from '../store/store';
 
 /**
- * Changes that a node committed past the point where its log forked from the
- * new primary's. They are never silently dropped: they go to a file for the
- * operator, one JSON change per line.
+ * Log entries that a node committed past the point where its log forked from
+ * the new primary's: document changes and outcomes (an outcome line has
+ * `clientId`, `seq` and `error`, and no `collection`). They are never silently
+ * dropped: they go to a file for the operator, one JSON entry per line.
  */
-export function writeRollbackFile(dataDir: string, changes: readonly Change[], now: number): string | null {
+export function writeRollbackFile(
+  dataDir: string,
+  changes: ReadonlyArray<Change | OutcomeEntry>,
+  now: number,
+): string | null {
   if (changes.length === 0) return null;
   const dir = join(dataDir, 'rollback');
   mkdirSync(dir, { recursive: true });

@@ -4,7 +4,20 @@ import type { WireErrorShape } from '../../shared/errors';
 import type { Doc } from '../../shared/json';
 import type { Write } from '../../shared/mutators/types';
 import type { Change } from '../../shared/protocol/change';
-import type { DocQuery, ReplicaSnapshot, Scope, Store, StoreMeta, StoredDoc, StoreTx, TermStart } from './store';
+import { mergeByLsn } from './log';
+import { REJECTION_WINDOW } from './store';
+import type {
+  DocQuery,
+  LogPage,
+  OutcomeEntry,
+  ReplicaSnapshot,
+  Scope,
+  Store,
+  StoreMeta,
+  StoredDoc,
+  StoreTx,
+  TermStart,
+} from './store';
 
 interface MemoryDoc {
   collection: string;
@@ -16,6 +29,12 @@ interface MemoryDoc {
 }
 
 type MemoryChange = Omit<Change, 'doc'> & { body: string | null };
+/** One log entry: a document change, or the outcome of a mutation that wrote nothing. */
+type MemoryEntry = MemoryChange | OutcomeEntry;
+
+const isChange = (e: MemoryEntry): e is MemoryChange => 'collection' in e;
+const changeOf = ({ body, ...c }: MemoryChange): Change => ({ ...c, doc: parseBody(body) });
+const copyOutcome = (o: OutcomeEntry): OutcomeEntry => ({ ...o, error: o.error === null ? null : { ...o.error } });
 
 /**
  * Everything a `MemoryStore` keeps: what survives a simulated restart. Pass
@@ -28,8 +47,8 @@ export interface MemoryStoreData {
   horizon: number;
   terms: TermStart[];
   readonly docs: Map<string, MemoryDoc>;
-  /** Changes in LSN order; `log[i].lsn === horizon + 1 + i`. */
-  log: MemoryChange[];
+  /** Log entries in LSN order; `log[i].lsn === horizon + 1 + i`. */
+  log: MemoryEntry[];
   readonly clients: Map<string, number>;
   readonly rejections: Map<string, WireErrorShape>;
 }
@@ -111,6 +130,14 @@ export class MemoryStore implements Store {
         check();
         this.recordOutcome(clientId, seq, rejection);
       },
+      appendOutcome: (clientId, seq, rejection, ts) => {
+        check();
+        const data = this.data;
+        const entry: OutcomeEntry = { lsn: data.headLsn + 1, term: data.term, clientId, seq, error: rejection, ts };
+        this.pushEntry(copyOutcome(entry));
+        this.recordOutcome(clientId, seq, rejection);
+        return entry;
+      },
     };
     try {
       return this.atomically(() => fn(tx));
@@ -124,10 +151,35 @@ export class MemoryStore implements Store {
     if (!(limit >= 1)) return [];
     const { log, horizon } = this.data;
     const start = Math.max(0, Math.floor(after) - horizon);
-    return log.slice(start, start + Math.floor(Math.min(limit, Number.MAX_SAFE_INTEGER))).map(({ body, ...c }) => ({
-      ...c,
-      doc: parseBody(body),
-    }));
+    const out: Change[] = [];
+    for (let i = start; i < log.length && out.length < limit; i++) {
+      const e = log[i]!;
+      if (isChange(e)) out.push(changeOf(e));
+    }
+    return out;
+  }
+
+  readLog(after: number, limit: number): LogPage {
+    this.assertOpen();
+    const { log, horizon } = this.data;
+    const start = Math.max(0, Math.floor(after) - horizon);
+    let end = Math.min(log.length, start + Math.max(1, Math.floor(Math.min(limit, Number.MAX_SAFE_INTEGER))));
+    // Finish the mutation the page ends in.
+    const last = log[end - 1];
+    if (last !== undefined && isChange(last) && last.clientId !== null) {
+      while (end < log.length) {
+        const next = log[end]!;
+        if (!isChange(next) || next.clientId !== last.clientId || next.seq !== last.seq) break;
+        end++;
+      }
+    }
+    const page: LogPage = { changes: [], outcomes: [], to: end > start ? log[end - 1]!.lsn : after };
+    for (let i = start; i < end; i++) {
+      const e = log[i]!;
+      if (isChange(e)) page.changes.push(changeOf(e));
+      else page.outcomes.push(copyOutcome(e));
+    }
+    return page;
   }
 
   scanScope(scope: Scope): Array<{ collection: string; doc: Doc }> {
@@ -251,22 +303,25 @@ export class MemoryStore implements Store {
     this.data.term = last.term;
   }
 
-  applyReplicated(changes: readonly Change[]): void {
+  applyReplicated(changes: readonly Change[], outcomes: readonly OutcomeEntry[] = []): void {
     this.assertOpen();
     const data = this.data;
     this.atomically(() => {
-      for (const c of changes) {
-        if (c.lsn !== data.headLsn + 1) {
-          throw new TidelineError('INTERNAL', `replicated change ${c.lsn} does not follow head ${data.headLsn}`);
+      for (const entry of mergeByLsn(changes, outcomes)) {
+        if (entry.lsn !== data.headLsn + 1) {
+          throw new TidelineError('INTERNAL', `replicated entry ${entry.lsn} does not follow head ${data.headLsn}`);
         }
+        if (!('collection' in entry)) {
+          this.pushEntry(copyOutcome(entry));
+          if (entry.seq > (data.clients.get(entry.clientId) ?? 0)) {
+            this.recordOutcome(entry.clientId, entry.seq, entry.error);
+          }
+          continue;
+        }
+        const c = entry;
         const body = c.doc === null ? null : JSON.stringify(c.doc);
         const { doc: _doc, ...rest } = c;
-        data.log.push({ ...rest, body });
-        data.headLsn = c.lsn;
-        this.undo.push(() => {
-          data.log.pop();
-          data.headLsn = c.lsn - 1;
-        });
+        this.pushEntry({ ...rest, body });
         this.setDoc(keyOf(c.collection, c.id), {
           collection: c.collection,
           id: c.id,
@@ -292,11 +347,20 @@ export class MemoryStore implements Store {
         docs.push({ collection: d.collection, id: d.id, owner: d.owner, lsn: d.lsn, doc: parseBody(d.body) });
     }
     docs.sort((a, b) => compareCodePoints(a.collection, b.collection) || compareCodePoints(a.id, b.id));
+    const rejections: ReplicaSnapshot['rejections'] = [];
+    for (const [key, error] of this.data.rejections) {
+      const [clientId, seqText] = key.split('\u0000') as [string, string];
+      const seq = Number(seqText);
+      if (seq > (this.data.clients.get(clientId) ?? 0) - REJECTION_WINDOW)
+        rejections.push({ clientId, seq, error: { ...error } });
+    }
+    rejections.sort((a, b) => compareCodePoints(a.clientId, b.clientId) || a.seq - b.seq);
     return {
       asOf: this.data.headLsn,
       terms: this.terms(),
       docs,
       clients: [...this.data.clients].map(([clientId, lastSeq]) => ({ clientId, lastSeq })),
+      rejections,
     };
   }
 
@@ -318,6 +382,7 @@ export class MemoryStore implements Store {
       });
     }
     for (const c of snapshot.clients) data.clients.set(c.clientId, c.lastSeq);
+    for (const r of snapshot.rejections) data.rejections.set(rejectionKey(r.clientId, r.seq), { ...r.error });
     data.log = [];
     data.headLsn = snapshot.asOf;
     data.horizon = snapshot.asOf;
@@ -362,12 +427,7 @@ export class MemoryStore implements Store {
       ts,
       body,
     };
-    data.log.push(change);
-    data.headLsn = lsn;
-    this.undo.push(() => {
-      data.log.pop();
-      data.headLsn = lsn - 1;
-    });
+    this.pushEntry(change);
     this.setDoc(keyOf(write.collection, write.id), {
       collection: write.collection,
       id: write.id,
@@ -386,6 +446,17 @@ export class MemoryStore implements Store {
       seq: change.seq,
       ts,
     };
+  }
+
+  /** Appends an entry with the next LSN; undone with the transaction. */
+  private pushEntry(entry: MemoryEntry): void {
+    const data = this.data;
+    data.log.push(entry);
+    data.headLsn = entry.lsn;
+    this.undo.push(() => {
+      data.log.pop();
+      data.headLsn = entry.lsn - 1;
+    });
   }
 
   private recordOutcome(clientId: string, seq: number, rejection: WireErrorShape | null): void {

@@ -10,6 +10,9 @@ import { openSqliteStore, SQLITE_SCHEMA_VERSION } from './sqlite-store';
 import type { SqliteStore } from './sqlite-store';
 import { runStoreTests } from './store-acceptance';
 
+/** SQLite reports `synchronous` as a number: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA. */
+const SQLITE_SYNCHRONOUS_FULL = 2;
+
 const tempDir = (): string => mkdtempSync(join(tmpdir(), 'tideline-store-'));
 
 runStoreTests('SqliteStore', () => {
@@ -57,6 +60,17 @@ describe('SqliteStore', () => {
     db.close();
   });
 
+  it("syncs every commit to disk (synchronous FULL) on the store's own connection, in WAL mode", () => {
+    // `synchronous` is per connection: a second connection would report its own default, not the store's.
+    const store = openSqliteStore(path);
+    expect(store.durability()).toEqual({ journalMode: 'wal', synchronous: SQLITE_SYNCHRONOUS_FULL });
+    store.close();
+    // And again on reopening an existing file, where nothing is created.
+    const again = openSqliteStore(path);
+    expect(again.durability()).toEqual({ journalMode: 'wal', synchronous: SQLITE_SYNCHRONOUS_FULL });
+    again.close();
+  });
+
   it('gives every new store its own server id', () => {
     const a = openSqliteStore(join(dir, 'a.db'));
     const b = openSqliteStore(join(dir, 'b.db'));
@@ -99,7 +113,9 @@ describe('SqliteStore', () => {
     const err = openError();
     expect(err.code).toBe('INTERNAL');
     expect(err.message).toContain(path);
-    expect(err.hint).toBeDefined();
+    expect(err.hint).toBe(
+      'check that the path is a Tideline SQLite store and that this process may read and write it and its directory',
+    );
   });
 
   it('fails clearly when used after close', () => {

@@ -7,14 +7,33 @@ import type { ErrorCode, WireErrorShape } from '../../shared/errors';
 import type { Doc } from '../../shared/json';
 import type { Write } from '../../shared/mutators/types';
 import type { Change } from '../../shared/protocol/change';
-import type { DocQuery, ReplicaSnapshot, Scope, Store, StoreMeta, StoredDoc, StoreTx, TermStart } from './store';
+import { mergeByLsn } from './log';
+import { REJECTION_WINDOW } from './store';
+import type {
+  DocQuery,
+  LogPage,
+  OutcomeEntry,
+  ReplicaSnapshot,
+  Scope,
+  Store,
+  StoreMeta,
+  StoredDoc,
+  StoreTx,
+  TermStart,
+} from './store';
 
 /**
  * Version of the tables below, kept in `meta`. Bump it with every change to
  * them and teach `openSqliteStore` to migrate the older files; a file from a
  * newer version is refused, because this code would misread it.
  */
-export const SQLITE_SCHEMA_VERSION = 1;
+export const SQLITE_SCHEMA_VERSION = 2;
+
+/*
+ * History:
+ * 1 — meta, docs, changes, clients, rejections.
+ * 2 — outcomes: log entries for mutations that wrote nothing (created on open; a version 1 file has none).
+ */
 
 export interface SqliteStoreOptions {
   /** How long a write waits for another connection's lock (the CLI, a backup reader) before failing; default 5000 ms. */
@@ -60,6 +79,16 @@ const SCHEMA_SQL = `
     retryable INTEGER NOT NULL,
     PRIMARY KEY (client_id, seq)
   ) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS outcomes (
+    lsn INTEGER PRIMARY KEY,
+    term INTEGER NOT NULL,
+    client_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    code TEXT,
+    message TEXT,
+    retryable INTEGER,
+    ts INTEGER NOT NULL
+  );
 `;
 
 interface DocRow {
@@ -79,6 +108,20 @@ interface ChangeRow {
   seq: number | null;
   ts: number;
 }
+
+interface OutcomeRow {
+  lsn: number;
+  term: number;
+  client_id: string;
+  seq: number;
+  code: string | null;
+  message: string | null;
+  retryable: number | null;
+  ts: number;
+}
+
+/** Changes read past a page's end to finish the mutation it ends in; a mutation with more writes is read in steps. */
+const BOUNDARY_STEP = 256;
 
 type MetaKey = 'schema_version' | 'server_id' | 'term' | 'head_lsn' | 'horizon' | 'terms';
 
@@ -109,6 +152,9 @@ export class SqliteStore implements Store {
   private readonly upsertDoc;
   private readonly insertChange;
   private readonly selectChanges;
+  private readonly selectOutcomes;
+  private readonly insertOutcome;
+  private readonly deleteOutcomes;
   private readonly selectOldestTs;
   private readonly selectScope;
   private readonly selectLastSeq;
@@ -171,7 +217,20 @@ export class SqliteStore implements Store {
       `SELECT lsn, term, collection, id, owner, body, client_id, seq, ts FROM changes
        WHERE lsn > ? ORDER BY lsn LIMIT ?`,
     );
-    this.selectOldestTs = db.prepare<[], { ts: number }>('SELECT ts FROM changes ORDER BY lsn LIMIT 1');
+    this.selectOutcomes = db.prepare<[number, number], OutcomeRow>(
+      `SELECT lsn, term, client_id, seq, code, message, retryable, ts FROM outcomes
+       WHERE lsn > ? ORDER BY lsn LIMIT ?`,
+    );
+    this.insertOutcome = db.prepare<
+      [number, number, string, number, string | null, string | null, number | null, number]
+    >(
+      `INSERT INTO outcomes (lsn, term, client_id, seq, code, message, retryable, ts)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.deleteOutcomes = db.prepare<[number]>('DELETE FROM outcomes WHERE lsn <= ?');
+    this.selectOldestTs = db.prepare<[number, number], { ts: number }>(
+      'SELECT ts FROM changes WHERE lsn = ? UNION ALL SELECT ts FROM outcomes WHERE lsn = ?',
+    );
     this.selectScope = db.prepare<[string], { collection: string; body: string }>(
       `SELECT collection, body FROM docs WHERE deleted = 0 AND (owner IS NULL OR owner = ?)
        ORDER BY collection, id`,
@@ -234,6 +293,14 @@ export class SqliteStore implements Store {
         check();
         this.recordOutcome(clientId, seq, rejection);
       },
+      appendOutcome: (clientId, seq, rejection, ts) => {
+        check();
+        const entry: OutcomeEntry = { lsn: this.head + 1, term: this.term, clientId, seq, error: rejection, ts };
+        this.insertOutcomeEntry(entry);
+        this.recordOutcome(clientId, seq, rejection);
+        this.head = entry.lsn;
+        return entry;
+      },
     };
     try {
       return this.atomically(() => fn(tx));
@@ -245,18 +312,38 @@ export class SqliteStore implements Store {
   readChanges(after: number, limit: number): Change[] {
     this.assertOpen();
     if (!(limit >= 1)) return [];
-    const rows = this.selectChanges.all(after, Math.floor(Math.min(limit, Number.MAX_SAFE_INTEGER)));
-    return rows.map((r) => ({
-      lsn: r.lsn,
-      term: r.term,
-      collection: r.collection,
-      id: r.id,
-      doc: r.body === null ? null : parseDoc(r.body),
-      owner: r.owner,
-      clientId: r.client_id,
-      seq: r.seq,
-      ts: r.ts,
-    }));
+    return this.selectChanges.all(after, Math.floor(Math.min(limit, Number.MAX_SAFE_INTEGER))).map(changeOf);
+  }
+
+  readLog(after: number, limit: number): LogPage {
+    this.assertOpen();
+    const n = Math.floor(Math.min(Math.max(limit, 1), Number.MAX_SAFE_INTEGER));
+    // Both kinds share one LSN sequence: read n of each, then keep the n lowest LSNs.
+    const changes = this.selectChanges.all(after, n).map(changeOf);
+    const outcomes = this.selectOutcomes.all(after, n).map(outcomeOf);
+    const lsns = [...changes.map((c) => c.lsn), ...outcomes.map((o) => o.lsn)].sort((a, b) => a - b);
+    let to = lsns.length === 0 ? after : lsns[Math.min(n, lsns.length) - 1]!;
+    const page: LogPage = {
+      changes: changes.filter((c) => c.lsn <= to),
+      outcomes: outcomes.filter((o) => o.lsn <= to),
+      to,
+    };
+    // Finish the mutation the page ends in: its changes have consecutive LSNs and one origin.
+    for (;;) {
+      const last = page.changes[page.changes.length - 1];
+      if (last === undefined || last.lsn !== to || last.clientId === null) break;
+      const more = this.selectChanges.all(to, BOUNDARY_STEP).map(changeOf);
+      let added = 0;
+      for (const c of more) {
+        if (c.lsn !== to + 1 || c.clientId !== last.clientId || c.seq !== last.seq) break;
+        page.changes.push(c);
+        to = c.lsn;
+        added++;
+      }
+      page.to = to;
+      if (added < BOUNDARY_STEP) break;
+    }
+    return page;
   }
 
   scanScope(scope: Scope): Array<{ collection: string; doc: Doc }> {
@@ -327,7 +414,8 @@ export class SqliteStore implements Store {
   logStats(): { count: number; oldestTs: number | null } {
     this.assertOpen();
     // LSNs are consecutive and compaction drops a prefix, so the log holds exactly (horizon, head].
-    return { count: this.head - this.horizon, oldestTs: this.selectOldestTs.get()?.ts ?? null };
+    const oldest = this.horizon + 1;
+    return { count: this.head - this.horizon, oldestTs: this.selectOldestTs.get(oldest, oldest)?.ts ?? null };
   }
 
   compact(upTo: number): { removedChanges: number; removedTombstones: number; horizon: number } {
@@ -337,7 +425,7 @@ export class SqliteStore implements Store {
     const target = Math.min(upTo, this.head);
     if (target <= this.horizon) return { removedChanges: 0, removedTombstones: 0, horizon: this.horizon };
     return this.atomically(() => {
-      const removedChanges = this.deleteChanges.run(target).changes;
+      const removedChanges = this.deleteChanges.run(target).changes + this.deleteOutcomes.run(target).changes;
       const removedTombstones = this.deleteTombstones.run(target).changes;
       this.updateMeta.run(target, 'horizon');
       this.horizon = target;
@@ -378,24 +466,31 @@ export class SqliteStore implements Store {
     });
   }
 
-  applyReplicated(changes: readonly Change[]): void {
+  applyReplicated(changes: readonly Change[], outcomes: readonly OutcomeEntry[] = []): void {
     this.assertOpen();
-    if (changes.length === 0) return;
+    if (changes.length === 0 && outcomes.length === 0) return;
     this.atomically(() => {
-      for (const c of changes) {
-        if (c.lsn !== this.head + 1) {
-          throw new TidelineError('INTERNAL', `replicated change ${c.lsn} does not follow head ${this.head}`, {
+      for (const entry of mergeByLsn(changes, outcomes)) {
+        if (entry.lsn !== this.head + 1) {
+          throw new TidelineError('INTERNAL', `replicated entry ${entry.lsn} does not follow head ${this.head}`, {
             hint: 'the replica must catch up from its checkpoint, or through a snapshot',
           });
         }
-        const body = c.doc === null ? null : JSON.stringify(c.doc);
-        const deleted = c.doc === null ? 1 : 0;
-        this.insertChange.run(c.lsn, c.term, c.collection, c.id, c.owner, deleted, body, c.clientId, c.seq, c.ts);
-        this.upsertDoc.run(c.collection, c.id, c.owner, c.lsn, deleted, body);
-        if (c.clientId !== null && c.seq !== null && c.seq > this.lastSeq(c.clientId)) {
-          this.upsertClient.run(c.clientId, c.seq);
+        if ('collection' in entry) {
+          const c = entry;
+          const body = c.doc === null ? null : JSON.stringify(c.doc);
+          const deleted = c.doc === null ? 1 : 0;
+          this.insertChange.run(c.lsn, c.term, c.collection, c.id, c.owner, deleted, body, c.clientId, c.seq, c.ts);
+          this.upsertDoc.run(c.collection, c.id, c.owner, c.lsn, deleted, body);
+          if (c.clientId !== null && c.seq !== null && c.seq > this.lastSeq(c.clientId)) {
+            this.upsertClient.run(c.clientId, c.seq);
+          }
+        } else {
+          this.insertOutcomeEntry(entry);
+          if (entry.seq > this.lastSeq(entry.clientId)) this.recordOutcome(entry.clientId, entry.seq, entry.error);
+          else if (entry.error !== null) this.keepRejection(entry.clientId, entry.seq, entry.error);
         }
-        this.head = c.lsn;
+        this.head = entry.lsn;
       }
     });
   }
@@ -413,7 +508,18 @@ export class SqliteStore implements Store {
         .prepare<[], { client_id: string; last_seq: number }>('SELECT client_id, last_seq FROM clients')
         .all()
         .map((r) => ({ clientId: r.client_id, lastSeq: r.last_seq }));
-      return { asOf: this.head, terms: this.terms(), docs, clients };
+      const rejections = this.db
+        .prepare<[number], { client_id: string; seq: number; code: string; message: string; retryable: number }>(
+          `SELECT r.client_id, r.seq, r.code, r.message, r.retryable FROM rejections r
+           JOIN clients c ON c.client_id = r.client_id WHERE r.seq > c.last_seq - ? ORDER BY r.client_id, r.seq`,
+        )
+        .all(REJECTION_WINDOW)
+        .map((r) => ({
+          clientId: r.client_id,
+          seq: r.seq,
+          error: { code: r.code as ErrorCode, message: r.message, retryable: r.retryable === 1 },
+        }));
+      return { asOf: this.head, terms: this.terms(), docs, clients, rejections };
     });
   }
 
@@ -422,11 +528,14 @@ export class SqliteStore implements Store {
     const last = snapshot.terms[snapshot.terms.length - 1];
     if (!last) throw new TidelineError('INTERNAL', 'a snapshot needs a term history');
     this.atomically(() => {
-      this.db.exec('DELETE FROM docs; DELETE FROM changes; DELETE FROM clients; DELETE FROM rejections;');
+      this.db.exec(
+        'DELETE FROM docs; DELETE FROM changes; DELETE FROM outcomes; DELETE FROM clients; DELETE FROM rejections;',
+      );
       for (const d of snapshot.docs) {
         this.upsertDoc.run(d.collection, d.id, d.owner, d.lsn, 0, JSON.stringify(d.doc));
       }
       for (const c of snapshot.clients) this.upsertClient.run(c.clientId, c.lastSeq);
+      for (const r of snapshot.rejections) this.keepRejection(r.clientId, r.seq, r.error);
       this.head = snapshot.asOf;
       this.horizon = snapshot.asOf;
       this.term = last.term;
@@ -436,6 +545,19 @@ export class SqliteStore implements Store {
       // head_lsn is written by atomically() when it changed; write it anyway for an equal head.
       this.updateMeta.run(snapshot.asOf, 'head_lsn');
     });
+  }
+
+  /**
+   * The durability settings of this store's own connection, as SQLite reports
+   * them: for diagnostics and tests only. Pragmas such as `synchronous` are per
+   * connection, so a second connection to the file cannot tell what this one uses.
+   */
+  durability(): { journalMode: string; synchronous: number } {
+    this.assertOpen();
+    return {
+      journalMode: String(this.db.pragma('journal_mode', { simple: true })),
+      synchronous: Number(this.db.pragma('synchronous', { simple: true })),
+    };
   }
 
   close(): void {
@@ -522,7 +644,25 @@ export class SqliteStore implements Store {
   private recordOutcome(clientId: string, seq: number, rejection: WireErrorShape | null): void {
     this.upsertClient.run(clientId, seq);
     if (rejection === null) this.deleteRejection.run(clientId, seq);
-    else this.upsertRejection.run(clientId, seq, rejection.code, rejection.message, rejection.retryable ? 1 : 0);
+    else this.keepRejection(clientId, seq, rejection);
+  }
+
+  private keepRejection(clientId: string, seq: number, rejection: WireErrorShape): void {
+    this.upsertRejection.run(clientId, seq, rejection.code, rejection.message, rejection.retryable ? 1 : 0);
+  }
+
+  private insertOutcomeEntry(o: OutcomeEntry): void {
+    const e = o.error;
+    this.insertOutcome.run(
+      o.lsn,
+      o.term,
+      o.clientId,
+      o.seq,
+      e?.code ?? null,
+      e?.message ?? null,
+      e === null ? null : e.retryable ? 1 : 0,
+      o.ts,
+    );
   }
 
   private assertOpen(): void {
@@ -575,6 +715,8 @@ function initSchema(db: Database.Database, path: string): void {
   insert.run('head_lsn', 0);
   insert.run('horizon', 0);
   insert.run('terms', JSON.stringify([{ term: 1, startLsn: 0 }]));
+  // The tables of older versions are all kept; SCHEMA_SQL above added what they lacked.
+  db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(SQLITE_SCHEMA_VERSION);
 }
 
 function loadMeta(db: Database.Database, path: string): StoreMeta {
@@ -606,6 +748,26 @@ function fieldExpr(field: string): string {
     throw new TidelineError('BAD_REQUEST', `'${field}' is not a queryable field name`);
   }
   return `json_extract(body, '$.${field}')`;
+}
+
+function changeOf(r: ChangeRow): Change {
+  return {
+    lsn: r.lsn,
+    term: r.term,
+    collection: r.collection,
+    id: r.id,
+    doc: r.body === null ? null : parseDoc(r.body),
+    owner: r.owner,
+    clientId: r.client_id,
+    seq: r.seq,
+    ts: r.ts,
+  };
+}
+
+function outcomeOf(r: OutcomeRow): OutcomeEntry {
+  const error: WireErrorShape | null =
+    r.code === null ? null : { code: r.code as ErrorCode, message: r.message ?? '', retryable: r.retryable === 1 };
+  return { lsn: r.lsn, term: r.term, clientId: r.client_id, seq: r.seq, error, ts: r.ts };
 }
 
 function parseDoc(body: string): Doc {

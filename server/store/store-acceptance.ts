@@ -3,6 +3,7 @@ import { TidelineError } from '../../shared/errors';
 import type { WireErrorShape } from '../../shared/errors';
 import type { JsonObject } from '../../shared/json';
 import type { Write } from '../../shared/mutators/types';
+import { REJECTION_WINDOW } from './store';
 import type { Store, StoreTx } from './store';
 
 export interface StoreHarness {
@@ -37,6 +38,8 @@ const outOfStock: WireErrorShape = {
   message: 'products/p1: out of stock (rule stock)',
   retryable: false,
 };
+
+const forbidden: WireErrorShape = { code: 'FORBIDDEN', message: 'notes/x belongs to another user', retryable: false };
 
 /**
  * The contract of `Store` (see its doc comment), run by every implementation.
@@ -350,6 +353,149 @@ export function runStoreTests(name: string, makeStore: () => StoreHarness): void
         expect(store.readChanges(10, 5)).toEqual([]);
         expect(store.readChanges(11, 5)).toEqual([]);
         expect(store.readChanges(0, 0)).toEqual([]);
+      });
+    });
+
+    describe('outcomes in the log', () => {
+      const noteBy = (id: string, clientId: string, seq: number) =>
+        store.transact((tx) => {
+          const c = tx.append(put('notes', id), { clientId, seq }, TS);
+          tx.recordOutcome(clientId, seq, null);
+          return c;
+        });
+
+      it('gives a mutation that wrote nothing the next LSN, and settles its seq', () => {
+        noteBy('a', 'k1', 1);
+        const rejected = store.transact((tx) => tx.appendOutcome('k1', 2, outOfStock, TS));
+        const noop = store.transact((tx) => tx.appendOutcome('k1', 3, null, TS + 1));
+        expect(rejected).toEqual({ lsn: 2, term: 1, clientId: 'k1', seq: 2, error: outOfStock, ts: TS });
+        expect(noop).toEqual({ lsn: 3, term: 1, clientId: 'k1', seq: 3, error: null, ts: TS + 1 });
+        expect(store.meta().headLsn).toBe(3);
+        expect(store.logStats()).toEqual({ count: 3, oldestTs: TS });
+        store.transact((tx) => {
+          expect(tx.lastSeq('k1')).toBe(3);
+          expect(tx.rejection('k1', 2)).toEqual(outOfStock);
+          expect(tx.rejection('k1', 3)).toBeUndefined();
+        });
+        // Document changes alone skip the outcome LSNs.
+        expect(store.readChanges(0, 10).map((c) => c.lsn)).toEqual([1]);
+      });
+
+      it('gives the LSN back when the transaction throws', () => {
+        expect(() =>
+          store.transact((tx) => {
+            tx.appendOutcome('k1', 1, outOfStock, TS);
+            throw new Error('boom');
+          }),
+        ).toThrow('boom');
+        expect(store.meta().headLsn).toBe(0);
+        expect(store.readLog(0, 10)).toEqual({ changes: [], outcomes: [], to: 0 });
+        expect(store.transact((tx) => [tx.lastSeq('k1'), tx.rejection('k1', 1)])).toEqual([0, undefined]);
+      });
+
+      it('reads both kinds in one LSN range, paging without holes', () => {
+        noteBy('a', 'k1', 1);
+        store.transact((tx) => tx.appendOutcome('k2', 1, outOfStock, TS));
+        noteBy('b', 'k2', 2);
+        store.transact((tx) => tx.appendOutcome('k1', 2, null, TS));
+        noteBy('c', 'k1', 3);
+        const first = store.readLog(0, 2);
+        expect(first.to).toBe(2);
+        expect(first.changes.map((c) => c.lsn)).toEqual([1]);
+        expect(first.outcomes).toEqual([{ lsn: 2, term: 1, clientId: 'k2', seq: 1, error: outOfStock, ts: TS }]);
+        const rest = store.readLog(2, 100);
+        expect(rest.to).toBe(5);
+        expect(rest.changes.map((c) => c.lsn)).toEqual([3, 5]);
+        expect(rest.outcomes.map((o) => o.lsn)).toEqual([4]);
+        expect(store.readLog(5, 100)).toEqual({ changes: [], outcomes: [], to: 5 });
+      });
+
+      it('never ends a page inside a mutation', () => {
+        appendAll([put('notes', 'x')]);
+        appendAll([put('notes', 'a'), put('notes', 'b'), put('notes', 'c')], { clientId: 'k1', seq: 1 });
+        appendAll([put('notes', 'd')], { clientId: 'k1', seq: 2 });
+        const page = store.readLog(0, 2);
+        expect(page.to).toBe(4);
+        expect(page.changes.map((c) => c.id)).toEqual(['x', 'a', 'b', 'c']);
+        expect(store.readLog(4, 1).changes.map((c) => c.id)).toEqual(['d']);
+        // Changes without an origin (seed, admin) are not one mutation: the limit holds.
+        appendAll([put('notes', 'e'), put('notes', 'f')]);
+        expect(store.readLog(5, 1).to).toBe(6);
+      });
+
+      it('compacts outcome entries with the changes', () => {
+        noteBy('a', 'k1', 1);
+        store.transact((tx) => tx.appendOutcome('k1', 2, outOfStock, TS));
+        noteBy('b', 'k1', 3);
+        expect(store.compact(2)).toEqual({ removedChanges: 2, removedTombstones: 0, horizon: 2 });
+        expect(store.readLog(2, 10).changes.map((c) => c.lsn)).toEqual([3]);
+        expect(store.logStats().count).toBe(1);
+        expect(store.transact((tx) => tx.rejection('k1', 2))).toEqual(outOfStock);
+      });
+
+      it('replicates outcomes: a follower answers for every seq as its primary does', () => {
+        noteBy('a', 'k1', 1);
+        const r = store.transact((tx) => tx.appendOutcome('k1', 2, outOfStock, TS));
+        const n = store.transact((tx) => tx.appendOutcome('k2', 5, null, TS));
+        const page = store.readLog(0, 100);
+        const follower = makeStore();
+        try {
+          follower.store.applyReplicated(page.changes, page.outcomes);
+          expect(follower.store.meta().headLsn).toBe(3);
+          expect(follower.store.readLog(0, 100)).toEqual(page);
+          follower.store.transact((tx) => {
+            expect(tx.lastSeq('k1')).toBe(2);
+            expect(tx.rejection('k1', 2)).toEqual(outOfStock);
+            expect(tx.lastSeq('k2')).toBe(5);
+          });
+          expect(r.lsn).toBe(2);
+          expect(n.lsn).toBe(3);
+        } finally {
+          follower.cleanup();
+        }
+      });
+
+      it('refuses replicated entries that leave a hole, whatever their kind, keeping nothing', () => {
+        noteBy('a', 'k1', 1);
+        store.transact((tx) => tx.appendOutcome('k1', 2, outOfStock, TS));
+        noteBy('b', 'k1', 3);
+        const page = store.readLog(0, 100);
+        const follower = makeStore();
+        try {
+          expect(() => follower.store.applyReplicated(page.changes, [])).toThrow(TidelineError);
+          expect(follower.store.meta().headLsn).toBe(0);
+          expect(follower.store.transact((tx) => tx.lastSeq('k1'))).toBe(0);
+        } finally {
+          follower.cleanup();
+        }
+      });
+
+      it('carries recent rejections in a snapshot', () => {
+        noteBy('a', 'k1', 1);
+        store.transact((tx) => tx.appendOutcome('k1', 2, outOfStock, TS));
+        store.transact((tx) => tx.appendOutcome('k2', 1, forbidden, TS));
+        const snapshot = store.exportSnapshot();
+        expect(snapshot.rejections).toEqual([
+          { clientId: 'k1', seq: 2, error: outOfStock },
+          { clientId: 'k2', seq: 1, error: forbidden },
+        ]);
+        const target = makeStore();
+        try {
+          target.store.importSnapshot(snapshot);
+          target.store.transact((tx) => {
+            expect(tx.lastSeq('k1')).toBe(2);
+            expect(tx.rejection('k1', 2)).toEqual(outOfStock);
+            expect(tx.rejection('k2', 1)).toEqual(forbidden);
+          });
+        } finally {
+          target.cleanup();
+        }
+      });
+
+      it('leaves rejections older than the window out of a snapshot', () => {
+        store.transact((tx) => tx.appendOutcome('k1', 1, outOfStock, TS));
+        store.transact((tx) => tx.appendOutcome('k1', REJECTION_WINDOW + 1, outOfStock, TS));
+        expect(store.exportSnapshot().rejections.map((r) => r.seq)).toEqual([REJECTION_WINDOW + 1]);
       });
     });
 

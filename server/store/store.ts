@@ -29,6 +29,37 @@ export interface TermStart {
   startLsn: number;
 }
 
+/**
+ * The outcome of a mutation that wrote no document: a rejection (`error`
+ * set) or a no-op. It takes an LSN of its own in the log, shared with
+ * document changes, so that replicas receive it in order and a promoted
+ * replica can answer for every seq its primary settled (guarantee 7), and so
+ * that a `minSyncReplicas` wait covers it like any change.
+ */
+export interface OutcomeEntry {
+  lsn: number;
+  term: number;
+  clientId: string;
+  seq: number;
+  error: WireErrorShape | null;
+  ts: number;
+}
+
+/** Log entries `after < lsn <= to` of both kinds, each list in LSN order. */
+export interface LogPage {
+  changes: Change[];
+  outcomes: OutcomeEntry[];
+  /** The last LSN the page covers; `after` when it is empty. */
+  to: number;
+}
+
+/** A rejection kept for a client's seq, for duplicate answers and catch-up reports. */
+export interface StoredRejection {
+  clientId: string;
+  seq: number;
+  error: WireErrorShape;
+}
+
 /** A node's whole state at one LSN, for a replica that is behind the horizon (or new). */
 export interface ReplicaSnapshot {
   asOf: number;
@@ -37,7 +68,19 @@ export interface ReplicaSnapshot {
   docs: StoredDoc[];
   /** Every client's last seq, so exactly-once holds after this node is promoted. */
   clients: Array<{ clientId: string; lastSeq: number }>;
+  /**
+   * Rejections of each client's newest `REJECTION_WINDOW` seqs, so the node
+   * answers for them after a promotion as its primary would.
+   */
+  rejections: StoredRejection[];
 }
+
+/**
+ * How many of a client's newest seqs keep their rejection in a snapshot. A
+ * client retries only what is still in its outbox, and is told of at most
+ * this many rejections on reconnect.
+ */
+export const REJECTION_WINDOW = 10_000;
 
 /** A read-only query on one collection: filters and sort on indexed fields. */
 export interface DocQuery {
@@ -72,8 +115,17 @@ export interface StoreTx {
    * makes it the document's current version (a tombstone for `doc: null`).
    */
   append(write: Write, origin: { clientId: string; seq: number } | null, ts: number): Change;
-  /** Records the outcome of (clientId, seq): lastSeq becomes seq; a rejection is kept for duplicate answers. */
+  /**
+   * Records the outcome of (clientId, seq) of a mutation whose changes were
+   * appended with that origin: lastSeq becomes seq.
+   */
   recordOutcome(clientId: string, seq: number, rejection: WireErrorShape | null): void;
+  /**
+   * Records the outcome of a mutation that wrote nothing (a rejection, kept
+   * for duplicate answers, or a no-op): lastSeq becomes seq, and the outcome
+   * is appended to the log with the next LSN and the current term.
+   */
+  appendOutcome(clientId: string, seq: number, rejection: WireErrorShape | null, ts: number): OutcomeEntry;
 }
 
 /**
@@ -86,13 +138,20 @@ export interface StoreTx {
  *   (it survives `kill -9` of the process).
  * - LSNs are consecutive: each `append` gets `headLsn + 1`, and a rolled-back
  *   transaction gives its LSNs back.
- * - `readChanges(after, limit)` returns the changes with `lsn > after` in LSN
- *   order, at most `limit`, and only those above the horizon: callers must
- *   check `after >= horizon` first (else a snapshot is needed).
+ * - The log holds document changes and outcome entries; LSNs are shared and
+ *   consecutive across both kinds.
+ * - `readChanges(after, limit)` returns the document changes with
+ *   `lsn > after` in LSN order, at most `limit`, and only those above the
+ *   horizon: callers must check `after >= horizon` first (else a snapshot is
+ *   needed).
+ * - `readLog(after, limit)` returns entries of both kinds with `lsn > after`:
+ *   about `limit` of them, never ending inside a mutation (when the last
+ *   entry is a change made by a client, every later change of the same
+ *   (clientId, seq) is included), so a reader never sees half a mutation.
  * - `scanScope` returns, at one consistent point, every live document
  *   (of a public collection, owned by the user, or in `scope.allOf`)
  *   (no tombstones) that the scope may read, ordered by (collection, id).
- * - `compact(upTo)` drops changes with `lsn <= upTo` and tombstones with
+ * - `compact(upTo)` drops log entries with `lsn <= upTo` and tombstones with
  *   `lsn <= upTo`, and raises the horizon to `upTo` (never lowers it, never
  *   past the head).
  * - All methods are synchronous: the embedded store runs in-process, and a
@@ -103,6 +162,7 @@ export interface Store {
   getDoc(collection: string, id: string): StoredDoc | undefined;
   transact<T>(fn: (tx: StoreTx) => T): T;
   readChanges(after: number, limit: number): Change[];
+  readLog(after: number, limit: number): LogPage;
   scanScope(scope: Scope): Array<{ collection: string; doc: Doc }>;
   /** Live documents matching `q`, sorted (then by id), at most `q.limit`. The caller checks that fields are indexed. */
   query(q: DocQuery): Doc[];
@@ -123,13 +183,14 @@ export interface Store {
    */
   adoptTerms(terms: readonly TermStart[]): void;
   /**
-   * Replica: applies the primary's changes as they are (LSN, term, ts), in
-   * one transaction. They must continue this log: the first LSN is head + 1
-   * and LSNs are consecutive; otherwise nothing is applied and it throws.
-   * Each change's (clientId, seq) raises that client's last seq.
+   * Replica: applies the primary's log entries as they are (LSN, term, ts),
+   * in one transaction. Taken together in LSN order they must continue this
+   * log: the first LSN is head + 1 and LSNs are consecutive; otherwise
+   * nothing is applied and it throws. Each entry's (clientId, seq) raises
+   * that client's last seq; a rejected outcome is kept as the primary kept it.
    */
-  applyReplicated(changes: readonly Change[]): void;
-  /** Every live document, the terms and every client's last seq, at one consistent point. */
+  applyReplicated(changes: readonly Change[], outcomes?: readonly OutcomeEntry[]): void;
+  /** Every live document, the terms, every client's last seq and recent rejections, at one consistent point. */
   exportSnapshot(): ReplicaSnapshot;
   /**
    * Replaces everything (documents, log, clients, rejections, terms) with a

@@ -14,7 +14,7 @@ import { PROTOCOL_VERSION } from '../../shared/protocol/version';
 import { fullyReadable } from '../../shared/schema/define-schema';
 import type { AppSchema } from '../../shared/schema/define-schema';
 import { sharedPrefixEnd } from '../cluster/terms';
-import type { Store, StoreTx } from '../store/store';
+import type { LogPage, OutcomeEntry, Store, StoreTx } from '../store/store';
 import { newSession } from './session';
 import type { Session, SessionSink } from './session';
 
@@ -36,8 +36,8 @@ export interface SyncCoreOptions {
   pageSize?: number;
   /** Documents per snapshot page. */
   snapshotPageSize?: number;
-  /** Called after every commit with its changes, in LSN order (replication, metrics). */
-  onCommit?: (changes: readonly Change[]) => void;
+  /** Called after every commit with its log entries, each list in LSN order (replication, metrics). */
+  onCommit?: (changes: readonly Change[], outcomes: readonly OutcomeEntry[]) => void;
   /** Whether this node takes writes now; when not, clients are sent to `primaryUrl`. */
   role?: () => { primary: true } | { primary: false; primaryUrl: string | null };
   /**
@@ -162,8 +162,9 @@ export class SyncCore {
     session.cursor = msg.checkpoint;
     session.live = false;
     this.byClient.set(msg.clientId, session);
-    // Everything below pendingFrom was settled by some primary; one whose outcome wrote nothing
-    // (a rejection, a no-op) is not in the replicated log, so after a failover this node may not know it.
+    // Everything below pendingFrom was settled by some primary. Outcomes replicate with the log, so
+    // this node knows them unless it lost them: a failover with minSyncReplicas 0 can drop acked work.
+    // Then the client's next seq would be out of order forever; settling the gap lets it go on.
     this.opts.store.transact((tx) => {
       if (tx.lastSeq(msg.clientId) < msg.pendingFrom - 1) tx.recordOutcome(msg.clientId, msg.pendingFrom - 1, null);
     });
@@ -208,6 +209,17 @@ export class SyncCore {
         retryable: false,
       });
     }
+    // Checked whole before anything runs: one by one, the mutations before a skip would commit (per-client order).
+    const skip = mutations.findIndex((m, i) => i > 0 && m.seq !== mutations[i - 1]!.seq + 1);
+    if (skip > 0) {
+      const seqs = mutations.map((m) => m.seq);
+      const shown = seqs.length > 20 ? `${seqs.slice(0, 20).join(', ')}, …` : seqs.join(', ');
+      return fail({
+        code: 'BAD_REQUEST',
+        message: `the seqs of a push must rise by 1: seq ${seqs[skip]} follows seq ${seqs[skip - 1]} (seqs ${shown}); nothing was applied`,
+        retryable: false,
+      });
+    }
     if (session.pushing) {
       return fail({ code: 'RATE_LIMITED', message: 'one push in flight per client', retryable: true });
     }
@@ -239,22 +251,23 @@ export class SyncCore {
     const { store } = this.opts;
     const prevHead = store.meta().headLsn;
     const now = this.opts.clock.now();
-    const changes: Change[] = [];
+    const log: LogPage = { changes: [], outcomes: [], to: prevHead };
     const outcomes = new Map<string, ClientOutcome>();
     let results: MutationResult[][];
     try {
       results = store.transact((tx) =>
-        batch.map((item) => item.mutations.map((m) => this.applyOne(tx, item.session, m, now, changes, outcomes))),
+        batch.map((item) => item.mutations.map((m) => this.applyOne(tx, item.session, m, now, log, outcomes))),
       );
     } catch (err) {
       const error = toWireError(err);
       for (const item of batch) item.resolve({ ok: false, error });
       return;
     }
-    const head = changes.length > 0 ? changes[changes.length - 1]!.lsn : prevHead;
-    if (changes.length > 0) this.opts.onCommit?.(changes);
+    const head = log.to;
+    const { changes } = log;
+    if (head > prevHead) this.opts.onCommit?.(changes, log.outcomes);
     const deliver = (): void => {
-      this.fanOut(prevHead, head, changes, outcomes);
+      this.fanOut(head, changes, outcomes);
       batch.forEach((item, i) => item.resolve({ ok: true, results: results[i]! }));
     };
     const { replicated } = this.opts;
@@ -300,7 +313,7 @@ export class SyncCore {
     session: Session,
     m: Mutation,
     now: number,
-    changes: Change[],
+    log: LogPage,
     outcomes: Map<string, ClientOutcome>,
   ): MutationResult {
     const auth = session.auth!;
@@ -336,31 +349,33 @@ export class SyncCore {
     outcomes.set(auth.clientId, clientOutcome);
     if (!outcome.ok) {
       clientOutcome.rejected.push({ seq: m.seq, error: outcome.error });
-      tx.recordOutcome(auth.clientId, m.seq, outcome.error);
+      // In the log, so replicas learn it and a promoted one still reports it.
+      const entry = tx.appendOutcome(auth.clientId, m.seq, outcome.error, now);
+      log.outcomes.push(entry);
+      log.to = entry.lsn;
       return { seq: m.seq, status: 'rejected', error: outcome.error };
     }
-    let lsn = 0;
+    if (outcome.writes.length === 0) {
+      // A mutation that wrote nothing (say, a patch to the same values) still settles its seq, everywhere.
+      const entry = tx.appendOutcome(auth.clientId, m.seq, null, now);
+      log.outcomes.push(entry);
+      log.to = entry.lsn;
+      return { seq: m.seq, status: 'applied', lsn: entry.lsn };
+    }
     for (const write of outcome.writes) {
       const change = tx.append(write, { clientId: auth.clientId, seq: m.seq }, now);
-      changes.push(change);
-      lsn = change.lsn;
+      log.changes.push(change);
+      log.to = change.lsn;
     }
     tx.recordOutcome(auth.clientId, m.seq, null);
-    // A mutation that wrote nothing (say, a patch to the same values) is applied at the batch's last LSN so far.
-    return { seq: m.seq, status: 'applied', lsn: lsn || (changes.length > 0 ? changes[changes.length - 1]!.lsn : 0) };
+    return { seq: m.seq, status: 'applied', lsn: log.to };
   }
 
-  private fanOut(
-    prevHead: number,
-    head: number,
-    changes: readonly Change[],
-    outcomes: Map<string, ClientOutcome>,
-  ): void {
+  private fanOut(head: number, changes: readonly Change[], outcomes: Map<string, ClientOutcome>): void {
     for (const session of this.sessions) {
       if (!session.live || session.closed || !session.auth) continue;
       // Its pump already read past this batch while the batch waited for replicas.
-      // A batch that committed nothing (all rejected or duplicates) still owes the sender its outcomes.
-      if (session.cursor >= head && head > prevHead) continue;
+      if (session.cursor >= head) continue;
       const { userId, clientId } = session.auth;
       const visible = changes.filter((c) => inScope(c, userId, session.auth!.allOf)).map((c) => ownOrigin(c, clientId));
       const outcome = outcomes.get(clientId);
@@ -396,24 +411,34 @@ export class SyncCore {
           await this.sendSnapshot(session);
           continue;
         }
-        const page = store.readChanges(session.cursor, this.pageSize);
-        const to = page.length > 0 ? page[page.length - 1]!.lsn : session.cursor;
+        const page = store.readLog(session.cursor, this.pageSize);
+        const { to } = page;
         // (Only with replicas to wait for: without, the switch to live below stays synchronous with the read.)
         if (to >= meta.headLsn && this.opts.replicated && (await this.awaitReplicated(meta.headLsn))) continue;
         const msg: Changes = {
           from: session.cursor,
           to,
-          changes: page.filter((c) => inScope(c, userId, session.auth!.allOf)).map((c) => ownOrigin(c, clientId)),
+          changes: page.changes
+            .filter((c) => inScope(c, userId, session.auth!.allOf))
+            .map((c) => ownOrigin(c, clientId)),
         };
         session.cursor = to;
         if (to >= meta.headLsn) {
-          // Caught up: from now on commits reach this session directly.
+          // Caught up: from now on commits reach this session directly. The outcomes below the
+          // checkpoint are told again here, for a client that lost them with a connection.
           const outcomes = this.outcomesSince(clientId, session.auth.pendingFrom);
           msg.lastSeq = outcomes.lastSeq;
           if (outcomes.rejected.length > 0) msg.rejected = outcomes.rejected;
           session.live = true;
           session.sink.sendChanges(msg);
           return;
+        }
+        // A page that holds the client's own outcomes settles them with their effects, or the
+        // client would re-run mutations already applied in the confirmed data (a double count).
+        const own = ownOutcomes(page, clientId);
+        if (own !== undefined) {
+          msg.lastSeq = own.lastSeq;
+          if (own.rejected.length > 0) msg.rejected = own.rejected;
         }
         await session.sink.sendPage(msg);
       }
@@ -481,6 +506,19 @@ export class SyncCore {
     const head = this.opts.store.meta().headLsn;
     return this.opts.store.compact(Math.min(upTo ?? head, head));
   }
+}
+
+/** The client's outcomes in one log page: the highest seq settled in it and its rejections. */
+function ownOutcomes(page: LogPage, clientId: string): ClientOutcome | undefined {
+  let lastSeq = 0;
+  for (const c of page.changes) if (c.clientId === clientId && c.seq !== null) lastSeq = Math.max(lastSeq, c.seq);
+  const rejected: ClientOutcome['rejected'] = [];
+  for (const o of page.outcomes) {
+    if (o.clientId !== clientId) continue;
+    lastSeq = Math.max(lastSeq, o.seq);
+    if (o.error !== null) rejected.push({ seq: o.seq, error: o.error });
+  }
+  return lastSeq > 0 ? { lastSeq, rejected } : undefined;
 }
 
 function badRequest(what: string, detail: string | undefined): WireErrorShape {

@@ -325,7 +325,9 @@ describe('runMutation: validation and limits', () => {
   it('a document over maxDocBytes is TOO_LARGE; one at the limit passes', () => {
     const doc = { id: 'n1', text: 'x'.repeat(100) };
     const size = jsonByteLength(doc);
-    expect(writesOf(run('put', { collection: 'notes', doc }, { maxDocBytes: size }))).toHaveLength(1);
+    expect(writesOf(run('put', { collection: 'notes', doc }, { maxDocBytes: size }))).toEqual([
+      { collection: 'notes', id: 'n1', doc, owner: null },
+    ]);
     expectFailure(run('put', { collection: 'notes', doc }, { maxDocBytes: size - 1 }), 'TOO_LARGE', /notes\/n1/);
   });
 

@@ -11,7 +11,10 @@ export type Rejected = z.infer<typeof rejectedSchema>;
  * in LSN order. After applying it the client's checkpoint is `to`.
  * `lastSeq`, when present, is the highest seq of this client whose outcome is
  * included up to `to`: the client drops those from its outbox in the same
- * transaction. Catch-up pages ask for an ack (flow control); live ones do not.
+ * transaction. Every message that covers one of the client's own outcomes
+ * (its changes, or a rejection) carries it, so the client never re-runs a
+ * mutation whose effects it is applying. A message never splits a mutation.
+ * Catch-up pages ask for an ack (flow control); live ones do not.
  */
 export const changesSchema = z.object({
   from: lsnSchema,

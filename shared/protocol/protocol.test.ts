@@ -26,7 +26,7 @@ import {
  * the payload tests further down pin those by behaviour.
  */
 const PINNED = {
-  version: 2,
+  version: 3,
   schemas: {
     changeSchema: 'f876f76c8ad99a9fc75a3f074d87a876ae7f26a358d35eeb345a762ba4a3bdaf',
     changesSchema: '7fdb87b47b9d7f8eb0fa9f0a0c481f2098a68495529918089c4d8aab7837deda',
@@ -39,13 +39,14 @@ const PINNED = {
     lsnSchema: '1989c66f1d82c8ae4b213d2ea188b53409c578dd8931b8ee489de4a146ae1c2f',
     mutationResultSchema: 'a8989e518735c2a27018d61ea46728e0fb16f104baa8665092a172f4fe71db90',
     mutationSchema: 'db20f70d7ef1cb53065aabc4514dc1d159e6255d6a1ccc0e03a6f7d179f4bea1',
+    outcomeEntrySchema: 'cbdeb710b5e2e523232210d24bebf8cca78811d64cbc4c15d727f6558e9e365a',
     pageAckSchema: '42f542ec6f2b47248f3ff9f1e10be727a47c7a4ae89efe5f01a17c1c75c35df0',
     pushAckSchema: 'aadadf484c7bf92b8cbc36471e14ce27877e4f419dffb2ec84806880fea6daac',
     pushSchema: 'c6b072374c8b2c88dadb6decb591c8b2305ed4fb2d370ee5411779639243497d',
     rejectedSchema: '6aff333bf02b6e2d8622ac331667852d0fc1ff9c9713f159082ec667fad0ec08',
     replAckSchema: '249533178aa924660e089bb1071f2bfe4de35c00496cb9c1aa120362039f3209',
-    replChangesSchema: 'cbe14be7180554d479f691adb7dab8c017307cee24fa8dda7a4815a843238a55',
-    replSnapshotSchema: '30bfbbb5e2693032de9739228845eb4eaa1da4735a9e3aed590270d6c5c34ad4',
+    replChangesSchema: 'd9cbc88228b18ff927e248378422e8b68264ed42e9b0b1d9658b9f4ca90627e7',
+    replSnapshotSchema: '1ed969a478adce04d5a67b913c007b6e0abc63eeaf4c1ccdfa4c532434ac0852',
     seqSchema: '7dd54a9d75bddf5a255fc74a87a59b447d9a977a679a456870a001a79c771e98',
     snapshotSchema: '860c876a8d36ce244bb26fd9245811852da87e4273770bffdb6c247cee4cc225',
     storedDocSchema: '3b57911c5718ef770cff0ac7f612901012f6596d5613372d5eed65de983a91dc',

@@ -45,11 +45,29 @@ export const followAckSchema = z.discriminatedUnion('ok', [
 ]);
 export type FollowAck = z.infer<typeof followAckSchema>;
 
-/** Primary → replica: changes `from < lsn <= to`, all of them (replicas have no scope). */
+/**
+ * The outcome of a mutation that wrote no document (a rejection, or a no-op
+ * when `error` is null), at its own LSN in the log.
+ */
+export const outcomeEntrySchema = z.object({
+  lsn: lsnSchema,
+  term: z.number().int().nonnegative(),
+  clientId: z.string().min(1).max(64),
+  seq: z.number().int().positive(),
+  error: wireErrorSchema.nullable(),
+  ts: z.number(),
+});
+
+/**
+ * Primary → replica: every log entry `from < lsn <= to` (replicas have no
+ * scope): document changes and outcomes, each list in LSN order; together
+ * they cover the range without holes.
+ */
 export const replChangesSchema = z.object({
   from: lsnSchema,
   to: lsnSchema,
   changes: z.array(changeSchema),
+  outcomes: z.array(outcomeEntrySchema),
 });
 export type ReplChanges = z.infer<typeof replChangesSchema>;
 
@@ -69,6 +87,8 @@ export const replSnapshotSchema = z.object({
   terms: z.array(termStartSchema).min(1),
   docs: z.array(storedDocSchema),
   clients: z.array(z.object({ clientId: z.string(), lastSeq: z.number().int().nonnegative() })),
+  /** Recent rejections (the last page only), so a promoted replica reports them as its primary would. */
+  rejections: z.array(z.object({ clientId: z.string(), seq: z.number().int().positive(), error: wireErrorSchema })),
 });
 export type ReplSnapshot = z.infer<typeof replSnapshotSchema>;
 

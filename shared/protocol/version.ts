@@ -5,5 +5,7 @@
  * History:
  * 1 — hello, push, changes, snapshot, error on /sync.
  * 2 — hello.checkpointTerm; the /replication namespace (follow, repl:changes, repl:snapshot).
+ * 3 — repl:changes.outcomes and repl:snapshot.rejections: mutation outcomes replicate; a page of `changes`
+ *     carries lastSeq whenever it holds one of the client's outcomes.
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;

@@ -105,13 +105,29 @@ describe('conflicts: server order decides, intent is replayed', () => {
 
     const state = readServerState(server.dataDir);
     expect(state.docs['products']?.['last-one']?.['stock']).toBe(0);
+    // Whichever checkout reached the primary first won; exactly its order exists, as the mutator wrote it.
+    const xWon = state.docs['orders']?.['order-x'] !== undefined;
+    const [winnerOrder, winnerUser, winnerAt] = xWon ? ['order-x', 'buyer-x', 1] : ['order-y', 'buyer-y', 2];
+    const [loser, loserOrder, loserAt] = xWon ? [y, 'order-y', 2] : [x, 'order-x', 1];
     const orders = Object.keys(state.docs['orders'] ?? {}).filter((id) => id === 'order-x' || id === 'order-y');
-    expect(orders).toHaveLength(1);
-    const loser = orders[0] === 'order-x' ? y : x;
-    const loserOrder = orders[0] === 'order-x' ? 'order-y' : 'order-x';
-    expect(rejections).toHaveLength(1);
-    expect(rejections[0]?.error.code).toBe('REJECTED');
-    expect(rejections[0]?.error.message).toMatch(/only 0 left/);
+    expect(orders).toEqual([winnerOrder]);
+    expect(state.docs['orders']?.[winnerOrder]).toEqual({
+      id: winnerOrder,
+      owner: winnerUser,
+      lines: [{ productId: 'last-one', name: 'Last One', qty: 1, price: 10 }],
+      total: 10,
+      status: 'confirmed',
+      createdAt: winnerAt,
+    });
+    expect(rejections).toEqual([
+      {
+        seq: 1,
+        name: 'checkout',
+        args: { orderId: loserOrder, lines: line, at: loserAt },
+        error: { code: 'REJECTED', message: 'Last One: only 0 left, 1 wanted', retryable: false },
+        at: expect.any(Number) as number,
+      },
+    ]);
     expect(await loser.collection('orders').get(loserOrder)).toBeUndefined();
     expect((await loser.collection('products').get('last-one'))?.['stock']).toBe(0);
     expect((await loser.rejections()).map((r) => r.name)).toEqual(['checkout']);

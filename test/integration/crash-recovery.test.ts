@@ -72,7 +72,10 @@ describe('kill -9 of the primary during a stream of mutations', () => {
         expect(state.commitsPerMutation.get(`${id}#${seq}`), `${id}#${seq}`).toBe(1);
       expect(state.lastSeq.get(id)).toBe(MUTATIONS);
     }
-    expect(Object.keys(state.docs['notes'] ?? {})).toHaveLength(CLIENTS * MUTATIONS);
+    const written = Array.from({ length: CLIENTS }, (_, i) =>
+      Array.from({ length: MUTATIONS }, (_, n) => [`c${i}-${n}`, { id: `c${i}-${n}`, n, createdAt: n }] as const),
+    ).flat();
+    expect(state.docs['notes']).toEqual(Object.fromEntries(written));
     for (const c of clients) {
       await waitFor('converged', async () => Object.keys(await localDocs(c, 'notes')).length === CLIENTS * MUTATIONS);
       expect(await localDocs(c, 'notes')).toEqual(state.docs['notes']);

@@ -7,7 +7,8 @@ import type { NodeClient } from '../support/node-client';
 import { rawClient } from '../support/raw-client';
 import { removeDir, startServerProcess, tempDataDir } from '../support/server-process';
 import type { ServerProcess } from '../support/server-process';
-import { docsAsOf, readLogAndDocs } from '../support/server-state';
+import { pushAckSchema } from '../../shared/protocol/push';
+import { docsAsOf, readLogAndDocs, readOutcomes } from '../support/server-state';
 import { waitFor } from '../support/wait';
 
 interface Status {
@@ -46,6 +47,43 @@ describe('server replicas', () => {
     for (let i = 0; i < n; i++)
       await client.mutate.put({ collection: 'notes', doc: { id: `${prefix}${i}`, i, createdAt: i } });
   };
+  /** Mutations that write nothing, as a raw client: a no-op (deleting nothing) and two refusals; their outcomes must replicate. */
+  const refusals = async (url: string, clientId: string): Promise<void> => {
+    const raw = await rawClient(url);
+    try {
+      expect(helloAckSchema.parse(await raw.hello(tokenFor(`${clientId}-user`), clientId)).ok).toBe(true);
+      const ack = pushAckSchema.parse(
+        await raw.request('push', {
+          mutations: [
+            { seq: 1, name: 'put', args: { collection: 'notes', doc: { id: `${clientId}-n`, v: 1, createdAt: 1 } } },
+            { seq: 2, name: 'delete', args: { collection: 'notes', id: `${clientId}-absent` } },
+            {
+              seq: 3,
+              name: 'put',
+              args: {
+                collection: 'products',
+                doc: { id: 'p', name: 'P', category: 'c', price: 1, stock: 1, rating: 1 },
+              },
+            },
+            { seq: 4, name: 'noSuchMutator', args: {} },
+          ],
+        }),
+      );
+      expect(ack.ok && ack.results.map((r) => (r.status === 'rejected' ? r.error.code : r.status))).toEqual([
+        'applied',
+        'applied',
+        'FORBIDDEN',
+        'UNKNOWN_MUTATOR',
+      ]);
+    } finally {
+      raw.close();
+    }
+  };
+  const sameOutcomes = (a: string, b: string): void => {
+    const theirs = readOutcomes(db(a));
+    expect(theirs.rejections.map((r) => r.code)).toEqual(expect.arrayContaining(['FORBIDDEN', 'UNKNOWN_MUTATOR']));
+    expect(readOutcomes(db(b))).toEqual(theirs);
+  };
   const drained = (c: NodeClient): Promise<void> =>
     waitFor('client drained', () => c.status().pending === 0 && c.status().state === 'live', 60_000);
   const sameLog = async (a: ServerProcess, b: ServerProcess): Promise<void> => {
@@ -61,12 +99,15 @@ describe('server replicas', () => {
     clients.push(writer);
     await writeNotes(writer, 'a', 200);
     await drained(writer);
+    await refusals(primary.url, 'refused-early');
 
     const replicaDir = dir();
     let replica = await start(['--primary', primary.url], replicaDir);
     await sameLog(primary, replica);
     const p = readLogAndDocs(db(primary.dataDir));
+    expect(p.outcomes.map((o) => o.code)).toEqual([null, 'FORBIDDEN', 'UNKNOWN_MUTATOR']);
     expect(readLogAndDocs(db(replicaDir))).toEqual(p);
+    sameOutcomes(primary.dataDir, replicaDir);
 
     // Restart the replica while writes go on.
     const more = writeNotes(writer, 'b', 300);
@@ -76,13 +117,19 @@ describe('server replicas', () => {
     await more;
     await drained(writer);
     await sameLog(primary, replica);
+    await refusals(primary.url, 'refused-live');
+    await sameLog(primary, replica);
     const after = readLogAndDocs(db(replicaDir));
     expect(after).toEqual(readLogAndDocs(db(primary.dataDir)));
-    expect(after.changes.map((c) => c.lsn)).toEqual(Array.from({ length: 500 }, (_, i) => i + 1));
+    // 500 notes and 2 from the raw clients, with 3 outcome entries each: no LSN missing.
+    expect([...after.changes, ...after.outcomes].map((c) => c.lsn).sort((x, y) => x - y)).toEqual(
+      Array.from({ length: 508 }, (_, i) => i + 1),
+    );
+    sameOutcomes(primary.dataDir, replicaDir);
 
     const status = await primary.admin<Status>('/status');
     expect(status.replicas).toHaveLength(1);
-    expect(status.replicas[0]).toMatchObject({ connected: true, appliedLsn: 500, lagLsn: 0 });
+    expect(status.replicas[0]).toMatchObject({ connected: true, appliedLsn: 508, lagLsn: 0 });
 
     // Reads spread across nodes: the same query API on both; writes on the replica are refused.
     const query = '/query/notes?filter=createdAt:gte:295&orderBy=createdAt&order=desc&limit=3';
@@ -112,15 +159,19 @@ describe('server replicas', () => {
     await writeNotes(writer, 'k', 50);
     for (let i = 0; i < 10; i++) await writer.mutate.delete({ collection: 'notes', id: `h${i}` });
     await drained(writer);
+    await refusals(primary.url, 'refused-compacted');
     const compacted = await primary.admin<{ horizon: number }>('/compact', {});
-    expect(compacted.horizon).toBe(110);
+    expect(compacted.horizon).toBe(114);
 
     replica = await start(['--primary', primary.url], replicaDir);
     await sameLog(primary, replica);
     const r = readLogAndDocs(db(replicaDir));
     expect(r.docs).toEqual(readLogAndDocs(db(primary.dataDir)).docs);
-    expect(r.head).toBe(110);
+    expect(r.head).toBe(114);
     expect(r.changes).toEqual([]);
+    expect(r.outcomes).toEqual([]);
+    // Through the snapshot it learned every client's last seq and the rejections it must answer for.
+    sameOutcomes(primary.dataDir, replicaDir);
   });
 
   it('refuses a wrong cluster secret on /replication and a wrong admin token', async () => {
@@ -150,6 +201,7 @@ describe('server replicas', () => {
     const writer = await openClient([primary.url], 'backup-writer');
     clients.push(writer);
     await writeNotes(writer, 'x', 100);
+    await refusals(primary.url, 'refused-backup');
     const during = writeNotes(writer, 'y', 200);
     await waitFor('writes in flight', async () => (await primary.admin<Status>('/status')).headLsn > 150);
     const backup = await primary.admin<{ path: string; lsn: number }>('/backup', {});
@@ -163,6 +215,7 @@ describe('server replicas', () => {
     const restored = await start(['--restore', backup.path, '--primary', primary.url]);
     await sameLog(primary, restored);
     expect(readLogAndDocs(db(restored.dataDir)).docs).toEqual(readLogAndDocs(db(primary.dataDir)).docs);
+    sameOutcomes(primary.dataDir, restored.dataDir);
     const status = await primary.admin<Status>('/status');
     expect(status.replicas.filter((r) => r.connected)).toHaveLength(1);
   });

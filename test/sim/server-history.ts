@@ -1,6 +1,7 @@
 import type { Doc } from '../../shared/json';
 import { deepEqual } from '../../shared/json';
 import type { Change } from '../../shared/protocol/change';
+import type { OutcomeEntry } from '../../server/store/store';
 
 /** Documents by collection, then by id. */
 export type DocsView = Record<string, Record<string, Doc>>;
@@ -12,6 +13,8 @@ export type DocsView = Record<string, Record<string, Doc>>;
  */
 export class ServerHistory {
   readonly changes: Change[] = [];
+  /** The head LSN of the log: changes and outcome entries share LSNs. */
+  private logHead = 0;
   private readonly versions = new Map<string, Change[]>();
   /** Problems with the commit stream itself (LSNs not consecutive). */
   readonly problems: string[] = [];
@@ -19,12 +22,16 @@ export class ServerHistory {
   constructor(private readonly collections: readonly string[]) {}
 
   get head(): number {
-    return this.changes[this.changes.length - 1]?.lsn ?? 0;
+    return this.logHead;
   }
 
-  record(changes: readonly Change[]): void {
+  record(changes: readonly Change[], outcomes: readonly OutcomeEntry[] = []): void {
+    const lsns = [...changes.map((c) => c.lsn), ...outcomes.map((o) => o.lsn)].sort((a, b) => a - b);
+    for (const lsn of lsns) {
+      if (lsn !== this.logHead + 1) this.problems.push(`commit of LSN ${lsn} follows LSN ${this.logHead}`);
+      this.logHead = lsn;
+    }
     for (const c of changes) {
-      if (c.lsn !== this.head + 1) this.problems.push(`commit of LSN ${c.lsn} follows LSN ${this.head}`);
       const copy = structuredClone(c);
       this.changes.push(copy);
       const key = `${c.collection}/${c.id}`;

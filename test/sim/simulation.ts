@@ -107,7 +107,7 @@ export async function runSimulation(config: SimConfig): Promise<SimResult> {
       schedule: (fn) => void clock.setTimeout(() => alive && fn(), 0),
       pageSize: 4,
       snapshotPageSize: 3,
-      onCommit: (changes) => history.record(changes),
+      onCommit: (changes, outcomes) => history.record(changes, outcomes),
     });
     return { core, kill: () => void (alive = false) };
   };

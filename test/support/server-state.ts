@@ -10,6 +10,8 @@ import type { Doc } from '../../shared/json';
 export function readServerState(dataDir: string): {
   docs: Record<string, Record<string, Doc>>;
   headLsn: number;
+  /** Document changes in the log (outcome entries of rejected or no-op mutations not counted). */
+  changeCount: number;
   commitsPerMutation: Map<string, number>;
   lastSeq: Map<string, number>;
 } {
@@ -22,7 +24,7 @@ export function readServerState(dataDir: string): {
       body: string;
     }>;
     for (const r of rows) (docs[r.collection] ??= {})[r.id] = JSON.parse(r.body) as Doc;
-    const head = db.prepare('SELECT MAX(lsn) AS head FROM changes').get() as { head: number | null };
+    const head = db.prepare("SELECT value AS head FROM meta WHERE key = 'head_lsn'").get() as { head: number | null };
     // One mutation may write several documents; count distinct LSN groups by (client, seq) commit.
     const perMutation = db
       .prepare(
@@ -35,9 +37,11 @@ export function readServerState(dataDir: string): {
       client_id: string;
       last_seq: number;
     }>;
+    const changeCount = (db.prepare('SELECT COUNT(*) AS n FROM changes').get() as { n: number }).n;
     return {
       docs,
       headLsn: head.head ?? 0,
+      changeCount,
       commitsPerMutation,
       lastSeq: new Map(clients.map((c) => [c.client_id, c.last_seq])),
     };
@@ -49,6 +53,8 @@ export function readServerState(dataDir: string): {
 /** The change log and the live documents of a store file, for comparing nodes row by row. */
 export function readLogAndDocs(file: string): {
   changes: Array<{ lsn: number; term: number; collection: string; id: string; body: string | null }>;
+  /** Outcome entries (rejected and no-op mutations) in the log. */
+  outcomes: Array<{ lsn: number; term: number; client_id: string; seq: number; code: string | null }>;
   docs: Array<{ collection: string; id: string; lsn: number; body: string }>;
   head: number;
 } {
@@ -64,8 +70,15 @@ export function readLogAndDocs(file: string): {
     const docs = db
       .prepare('SELECT collection, id, lsn, body FROM docs WHERE deleted = 0 ORDER BY collection, id')
       .all() as Array<{ collection: string; id: string; lsn: number; body: string }>;
+    const outcomes = db.prepare('SELECT lsn, term, client_id, seq, code FROM outcomes ORDER BY lsn').all() as Array<{
+      lsn: number;
+      term: number;
+      client_id: string;
+      seq: number;
+      code: string | null;
+    }>;
     const head = db.prepare("SELECT value FROM meta WHERE key = 'head_lsn'").get() as { value: number };
-    return { changes, docs, head: head.value };
+    return { changes, outcomes, docs, head: head.value };
   } finally {
     db.close();
   }
@@ -84,4 +97,28 @@ export function docsAsOf(
     .filter((d): d is { collection: string; id: string; lsn: number; body: string } => d.body !== null)
     .map(({ collection, id, lsn: l, body }) => ({ collection, id, lsn: l, body }))
     .sort((a, b) => (a.collection === b.collection ? (a.id < b.id ? -1 : 1) : a.collection < b.collection ? -1 : 1));
+}
+
+/**
+ * What a node knows of each client's mutations: last seqs and kept
+ * rejections, ordered, for comparing a replica (or a restored node) with its
+ * primary: a promoted node must answer for every seq as its primary would.
+ */
+export function readOutcomes(file: string): {
+  clients: Array<{ client_id: string; last_seq: number }>;
+  rejections: Array<{ client_id: string; seq: number; code: string; message: string; retryable: number }>;
+} {
+  const db = new Database(file, { readonly: true, fileMustExist: true });
+  try {
+    const clients = db.prepare('SELECT client_id, last_seq FROM clients ORDER BY client_id').all() as Array<{
+      client_id: string;
+      last_seq: number;
+    }>;
+    const rejections = db
+      .prepare('SELECT client_id, seq, code, message, retryable FROM rejections ORDER BY client_id, seq')
+      .all() as Array<{ client_id: string; seq: number; code: string; message: string; retryable: number }>;
+    return { clients, rejections };
+  } finally {
+    db.close();
+  }
 }

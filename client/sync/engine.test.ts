@@ -1,0 +1,315 @@
+import { randomUUID } from 'node:crypto';
+import { beforeEach, describe, expect, it } from 'vitest';
+import type { Clock } from '../../shared/clock';
+import type { Doc } from '../../shared/json';
+import type { Change } from '../../shared/protocol/change';
+import type { Changes, PageAck } from '../../shared/protocol/changes';
+import { helloSchema } from '../../shared/protocol/hello';
+import type { Hello, HelloAck } from '../../shared/protocol/hello';
+import type { PushAck } from '../../shared/protocol/push';
+import { defineSchema } from '../../shared/schema/define-schema';
+import { MemoryLocalStore } from '../store/memory-local-store';
+import { SyncEngine } from './engine';
+import type { LocalStore, LocalTx } from './local-store';
+import type { Transport, TransportEvents } from './transport';
+
+const schema = defineSchema({
+  name: 'engine-test',
+  version: 1,
+  collections: { notes: { read: 'public', write: 'any', indexes: [] } },
+  mutators: {},
+});
+
+/** Time that moves only when the test says so. */
+class ManualClock implements Clock {
+  private time = 1_700_000_000_000;
+  private timers: Array<{ at: number; fn: () => void }> = [];
+
+  now(): number {
+    return this.time;
+  }
+
+  setTimeout(fn: () => void, ms: number): unknown {
+    const timer = { at: this.time + ms, fn };
+    this.timers.push(timer);
+    return timer;
+  }
+
+  clearTimeout(handle: unknown): void {
+    this.timers = this.timers.filter((t) => t !== handle);
+  }
+
+  /** Moves time to the next timer and runs it; false when none is set. */
+  next(): boolean {
+    const [timer] = [...this.timers].sort((a, b) => a.at - b.at);
+    if (!timer) return false;
+    this.timers = this.timers.filter((t) => t !== timer);
+    this.time = Math.max(this.time, timer.at);
+    timer.fn();
+    return true;
+  }
+}
+
+/** One connection, driven by the test: it connects when told, answers hello with `helloAck`, and delivers what the test sends. */
+class ScriptedTransport implements Transport {
+  readonly hellos: Hello[] = [];
+  closed = false;
+  private events: TransportEvents | null = null;
+
+  constructor(
+    readonly url: string,
+    private readonly helloAck: () => HelloAck,
+    private readonly pushAck: ((msg: unknown) => PushAck) | null = null,
+  ) {}
+
+  open(events: TransportEvents): void {
+    this.events = events;
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  async request(event: 'hello' | 'push', msg: unknown): Promise<unknown> {
+    if (this.closed) throw new Error('disconnected');
+    if (event === 'push') {
+      if (!this.pushAck) throw new Error('this test pushes nothing');
+      return this.pushAck(msg);
+    }
+    this.hellos.push(helloSchema.parse(msg));
+    return this.helloAck();
+  }
+
+  connect(): void {
+    this.on().connected();
+  }
+
+  /** Delivers a `changes` message; a catch-up page passes `ack`, a live message does not. */
+  changes(msg: Changes, ack?: (res: PageAck) => void): void {
+    this.on().changes(msg, ack);
+  }
+
+  private on(): TransportEvents {
+    if (!this.events) throw new Error('not opened');
+    if (this.closed) throw new Error('closed: a closed transport delivers nothing');
+    return this.events;
+  }
+}
+
+/** MemoryLocalStore, counting transactions so a test can tell that messages were applied as one batch. */
+class CountingStore implements LocalStore {
+  transactions = 0;
+  constructor(readonly inner: MemoryLocalStore) {}
+  transaction<T>(fn: (tx: LocalTx) => Promise<T>): Promise<T> {
+    this.transactions++;
+    return this.inner.transaction(fn);
+  }
+  rejections(): ReturnType<LocalStore['rejections']> {
+    return this.inner.rejections();
+  }
+  close(): void {
+    this.inner.close();
+  }
+}
+
+const note = (lsn: number): Doc => ({ id: `n${lsn}`, text: `written at ${lsn}` });
+/** The change at `lsn` writes note `n<lsn>`, by another client. */
+const change = (lsn: number): Change => ({
+  lsn,
+  term: 1,
+  collection: 'notes',
+  id: `n${lsn}`,
+  doc: note(lsn),
+  owner: null,
+  clientId: null,
+  seq: null,
+  ts: 1_700_000_000_000 + lsn,
+});
+const lsns = (from: number, to: number): number[] => Array.from({ length: to - from }, (_, i) => from + 1 + i);
+const changesMsg = (from: number, to: number, only = lsns(from, to)): Changes => ({
+  from,
+  to,
+  changes: only.map(change),
+});
+/** Every note, as the local store has them. */
+const notesIn = (store: MemoryLocalStore): string[] =>
+  Object.keys(store.dump()['notes'] ?? {}).sort((a, b) => Number(a.slice(1)) - Number(b.slice(1)));
+const notesUpTo = (lsn: number): string[] => lsns(0, lsn).map((l) => `n${l}`);
+
+/** What the scripted server answers to a push; null: the test pushes nothing. */
+let pushAnswer: ((msg: unknown) => PushAck) | null;
+let clock: ManualClock;
+let memory: MemoryLocalStore;
+let store: CountingStore;
+let transports: ScriptedTransport[];
+let headLsn: number;
+let engine: SyncEngine;
+
+beforeEach(() => {
+  clock = new ManualClock();
+  memory = new MemoryLocalStore(schema, () => randomUUID().replace(/-/g, ''));
+  store = new CountingStore(memory);
+  transports = [];
+  pushAnswer = null;
+  headLsn = 9;
+  engine = new SyncEngine({
+    schema,
+    local: store,
+    servers: ['http://primary.test'],
+    connect: (url) => {
+      const t = new ScriptedTransport(
+        url,
+        () => ({
+          ok: true,
+          serverId: 'primary',
+          term: 1,
+          headLsn,
+          horizon: 0,
+          lastSeq: 0,
+          userId: 'u1',
+        }),
+        pushAnswer,
+      );
+      transports.push(t);
+      return t;
+    },
+    token: 'token',
+    user: { userId: 'u1', roles: [] },
+    clock,
+    random: () => 0.5,
+  });
+});
+
+/** Connects the newest transport and waits for the handshake to finish. */
+async function connectLatest(): Promise<ScriptedTransport> {
+  const t = transports.at(-1)!;
+  t.connect();
+  await engine.settled();
+  expect(engine.status().state).toBe('syncing');
+  return t;
+}
+
+const checkpoint = async (): Promise<number> => (await store.transaction((tx) => tx.meta())).checkpoint;
+
+describe('SyncEngine: a changes message past the checkpoint (a gap)', () => {
+  it('applies nothing past the gap, reconnects from its checkpoint, and catches up', async () => {
+    await engine.start();
+    const first = await connectLatest();
+    expect(first.hellos.map((h) => h.checkpoint)).toEqual([0]);
+
+    const acks: string[] = [];
+    first.changes(changesMsg(0, 5), (res) => acks.push(`0-5 ${res.ok}`));
+    await engine.settled();
+    expect(notesIn(memory)).toEqual(notesUpTo(5));
+
+    // LSN 6 and 7 went missing: the next message starts past the checkpoint.
+    first.changes(changesMsg(7, 9), (res) => acks.push(`7-9 ${res.ok}`));
+    await engine.settled();
+    expect(notesIn(memory)).toEqual(notesUpTo(5));
+    expect(await checkpoint()).toBe(5);
+    expect(acks).toEqual(['0-5 true']);
+    expect(engine.status()).toMatchObject({
+      state: 'backoff',
+      online: false,
+      lastSyncedLsn: 5,
+      lastError: { code: 'BAD_REQUEST', message: 'gap before LSN 7', retryable: true },
+    });
+    expect(first.closed).toBe(true);
+    expect(transports).toEqual([first]);
+
+    // The backoff timer fires: a new connection, whose hello asks from LSN 5.
+    expect(clock.next()).toBe(true);
+    expect(transports.map((t) => t.closed)).toEqual([true, false]);
+    const second = await connectLatest();
+    expect(second.hellos).toEqual([expect.objectContaining({ checkpoint: 5, checkpointTerm: 1, pendingFrom: 1 })]);
+
+    second.changes(changesMsg(5, 9), (res) => acks.push(`5-9 ${res.ok}`));
+    headLsn = 10;
+    second.changes(changesMsg(9, 10));
+    await engine.settled();
+    expect(notesIn(memory)).toEqual(notesUpTo(10));
+    expect(memory.dump()['notes']?.['n7']).toEqual(note(7));
+    expect(await checkpoint()).toBe(10);
+    expect(acks).toEqual(['0-5 true', '5-9 true']);
+    expect(engine.status()).toMatchObject({ state: 'live', online: true, lastSyncedLsn: 10, lastError: null });
+  });
+
+  it('applies the messages before the gap of one batch, and none from the gap on', async () => {
+    await engine.start();
+    const first = await connectLatest();
+    const before = store.transactions;
+    const acks: string[] = [];
+
+    // Delivered in one turn, so they are applied as one batch: 0-5 is whole, 7-9 skips 6-7, and 9-10
+    // follows 7-9 but not the checkpoint.
+    first.changes(changesMsg(0, 5), (res) => acks.push(`0-5 ${res.ok}`));
+    first.changes(changesMsg(7, 9), (res) => acks.push(`7-9 ${res.ok}`));
+    first.changes(changesMsg(9, 10), (res) => acks.push(`9-10 ${res.ok}`));
+    await engine.settled();
+
+    expect(store.transactions - before).toBe(1);
+    expect(notesIn(memory)).toEqual(notesUpTo(5));
+    expect(await checkpoint()).toBe(5);
+    expect(acks).toEqual(['0-5 true']);
+    expect(engine.status()).toMatchObject({ state: 'backoff', lastSyncedLsn: 5 });
+    expect(first.closed).toBe(true);
+
+    expect(clock.next()).toBe(true);
+    const second = await connectLatest();
+    expect(second.hellos.map((h) => h.checkpoint)).toEqual([5]);
+    headLsn = 10;
+    second.changes(changesMsg(5, 10));
+    await engine.settled();
+    expect(notesIn(memory)).toEqual(notesUpTo(10));
+    expect(await checkpoint()).toBe(10);
+    expect(engine.status().state).toBe('live');
+  });
+});
+
+describe('SyncEngine: a push refused as a whole', () => {
+  const refusal = (retryable: boolean): PushAck => ({
+    ok: false,
+    error: { code: retryable ? 'RATE_LIMITED' : 'UNAUTHORIZED', message: 'refused', retryable },
+  });
+
+  it('stops with the error when no retry can mend it, keeping the mutation queued', async () => {
+    pushAnswer = () => refusal(false);
+    await engine.start();
+    await connectLatest();
+    await engine.mutate('put', { collection: 'notes', doc: { id: 'mine', text: 'x' } });
+    await engine.settled();
+    await waitUntil(() => engine.status().state === 'failed');
+    expect(engine.status()).toMatchObject({
+      state: 'failed',
+      pending: 1,
+      lastError: { code: 'UNAUTHORIZED', retryable: false },
+    });
+    // No reconnect is scheduled.
+    expect(clock.next()).toBe(false);
+    expect(transports).toHaveLength(1);
+  });
+
+  it('reconnects and pushes again after a retryable refusal', async () => {
+    let refusals = 1;
+    pushAnswer = (msg) => {
+      if (refusals-- > 0) return refusal(true);
+      const seqs = (msg as { mutations: Array<{ seq: number }> }).mutations.map((m) => m.seq);
+      return { ok: true, results: seqs.map((seq) => ({ seq, status: 'applied', lsn: 10 })) };
+    };
+    await engine.start();
+    await connectLatest();
+    await engine.mutate('put', { collection: 'notes', doc: { id: 'mine', text: 'x' } });
+    await waitUntil(() => engine.status().state === 'backoff');
+    expect(engine.status().lastError).toMatchObject({ code: 'RATE_LIMITED' });
+    expect(clock.next()).toBe(true);
+    await connectLatest();
+    await waitUntil(() => refusals < 0);
+    expect(transports).toHaveLength(2);
+  });
+});
+
+/** Lets the engine's promise chains run until `check` holds (a few hundred turns at most). */
+async function waitUntil(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !check(); i++) await new Promise((r) => setImmediate(r));
+  expect(check()).toBe(true);
+}
