@@ -5,7 +5,7 @@ import type { Doc } from '../../shared/json';
 import type { CollectionDef } from '../../shared/schema/define-schema';
 import type { ChaosClient } from './chaos-client';
 import { COUNTERS } from './chaos-client';
-import type { LogArchive, LoggedChange } from './log-archive';
+import type { LogArchive, LoggedChange, LoggedOutcome } from './log-archive';
 import type { StoreFile } from './store-file';
 import type { Violations } from './violations';
 import { INITIAL_STOCK, PRODUCTS } from './workload';
@@ -37,22 +37,35 @@ const OWNER_COLLECTIONS: ReadonlyArray<{ name: string; readRoles: readonly strin
 /** Checks guarantees 1–5, 7 and 9 on the end state (6 and 8 are checked as the run goes, in ChaosClient and Workload). */
 export function checkFinalState(s: FinalState, v: Violations): void {
   const byMutation = s.archive.byMutation();
-  checkDurable(s, byMutation, v);
-  checkExactlyOnce(s, byMutation, v);
+  const outcomes = s.archive.outcomesByMutation();
+  const committed = s.archive.committedKeys();
+  checkDurable(s, committed, v);
+  checkExactlyOnce(s, byMutation, outcomes, v);
   checkAtomic(s, byMutation, v);
-  checkOrder(byMutation, v);
+  checkOrder(byMutation, outcomes, v);
   checkConvergence(s, v);
-  checkRejections(s, byMutation, v);
+  checkRejections(s, committed, outcomes, v);
   checkIsolation(s, v);
 }
 
-function checkDurable(s: FinalState, byMutation: Map<string, LoggedChange[]>, v: Violations): void {
+function checkDurable(s: FinalState, committed: ReadonlySet<string>, v: Violations): void {
   for (const key of s.ackedCommits) {
-    if (!byMutation.has(key)) v.add(1, `acked ${key} is not in the primary's history`);
+    if (!committed.has(key)) v.add(1, `acked ${key} is not in the primary's history`);
   }
 }
 
-function checkExactlyOnce(s: FinalState, byMutation: Map<string, LoggedChange[]>, v: Violations): void {
+function checkExactlyOnce(
+  s: FinalState,
+  byMutation: Map<string, LoggedChange[]>,
+  outcomes: Map<string, LoggedOutcome[]>,
+  v: Violations,
+): void {
+  // A mutation that wrote nothing has one outcome entry, and then no changes.
+  for (const [key, entries] of outcomes) {
+    if (entries.length > 1 || byMutation.has(key)) {
+      v.add(2, `${key} settled more than once (outcome LSNs ${entries.map((o) => o.lsn).join(',')})`);
+    }
+  }
   // One commit per (clientId, seq): its changes have consecutive LSNs and touch each document once.
   for (const [key, changes] of byMutation) {
     const first = changes[0]!.lsn;
@@ -142,12 +155,16 @@ function checkAtomic(s: FinalState, byMutation: Map<string, LoggedChange[]>, v: 
   }
 }
 
-function checkOrder(byMutation: Map<string, LoggedChange[]>, v: Violations): void {
+function checkOrder(
+  byMutation: Map<string, LoggedChange[]>,
+  outcomes: Map<string, LoggedOutcome[]>,
+  v: Violations,
+): void {
   const perClient = new Map<string, Array<{ lsn: number; seq: number }>>();
-  for (const [key, changes] of byMutation) {
+  for (const [key, entries] of [...byMutation, ...outcomes]) {
     const [clientId, seq] = key.split('#') as [string, string];
     const list = perClient.get(clientId) ?? [];
-    list.push({ lsn: changes[0]!.lsn, seq: Number(seq) });
+    list.push({ lsn: entries[0]!.lsn, seq: Number(seq) });
     perClient.set(clientId, list);
   }
   for (const [clientId, list] of perClient) {
@@ -213,14 +230,19 @@ function checkConvergence(s: FinalState, v: Violations): void {
   }
 }
 
-function checkRejections(s: FinalState, byMutation: Map<string, LoggedChange[]>, v: Violations): void {
+function checkRejections(
+  s: FinalState,
+  committedKeys: ReadonlySet<string>,
+  outcomes: Map<string, LoggedOutcome[]>,
+  v: Violations,
+): void {
   for (const fc of s.clients) {
     const c = fc.client;
     const reported = new Map(fc.rejections.map((r) => [r.seq, r.error.code]));
     let vanished = 0;
     for (const seq of c.issued.keys()) {
       const key = `${c.clientId}#${seq}`;
-      const committed = byMutation.has(key);
+      const committed = committedKeys.has(key);
       const rejected = reported.get(seq);
       if (committed && rejected !== undefined)
         v.add(7, `${c.name}#${seq} committed, yet reported rejected (${rejected})`);
@@ -239,9 +261,15 @@ function checkRejections(s: FinalState, byMutation: Map<string, LoggedChange[]>,
           v.add(7, `${c.name}#${seq}: the primary answered ${error.code}, the client reports ${rejected ?? 'nothing'}`);
         }
       }
-      const stored = s.primary.rejections.get(key);
+      const stored =
+        s.primary.rejections.get(key) ?? outcomes.get(key)?.find((o) => o.code !== null)?.code ?? undefined;
       if (stored !== undefined && stored !== rejected) {
         v.add(7, `${c.name}#${seq}: the primary stored ${stored}, the client reports ${rejected ?? 'nothing'}`);
+      }
+      // A refusal the client was told of is part of the history, like a commit: a node promoted later answers the same.
+      const told = (c.wire.get(seq) ?? []).find((e) => e !== null && !e.retryable);
+      if (told && s.archive.logsOutcomes && !outcomes.get(key)?.some((o) => o.code === told.code)) {
+        v.add(7, `${c.name}#${seq}: refused with ${told.code} on the wire, but no such outcome in the primary's log`);
       }
     }
     if (vanished > 3) v.add(7, `${c.name}: ${vanished} mutations left the outbox with no outcome in all`);

@@ -179,7 +179,7 @@ export class ChaosRun {
         let ackedAtKill = new Set<string>();
         await this.cluster.crash(() => (ackedAtKill = this.ackedCommits()));
         this.archive.refresh(this.cluster.primary.dataDir);
-        const history = this.archive.byMutation();
+        const history = this.archive.committedKeys();
         for (const key of ackedAtKill) {
           if (!history.has(key))
             this.violations.add(1, `${key} was acked before kill #${this.cluster.kills} and is gone`);

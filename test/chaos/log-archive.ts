@@ -14,8 +14,16 @@ export interface LoggedChange {
   seq: number | null;
 }
 
+/** A mutation that wrote no document: a rejection (code set) or a no-op (code null), with its own LSN. */
+export interface LoggedOutcome {
+  lsn: number;
+  clientId: string;
+  seq: number;
+  code: string | null;
+}
+
 /**
- * Every change the primary lineage ever committed, by LSN. Compaction drops a
+ * Every change (and outcome entry, on stores that log them) the primary lineage ever committed, by LSN. Compaction drops a
  * prefix of the server's log, and the checks need all of it (exactly once,
  * atomicity, per-client order), so the driver copies the log here before each
  * compaction. After a restart or a promotion the part above the new primary's
@@ -25,6 +33,9 @@ export interface LoggedChange {
  */
 export class LogArchive {
   readonly byLsn = new Map<number, LoggedChange>();
+  readonly outcomes = new Map<number, LoggedOutcome>();
+  /** Whether the store logs outcome entries (protocol 3 on); older stores keep rejections apart, with no LSN. */
+  logsOutcomes = false;
 
   /** Re-reads `(horizon, head]` of a store file (safe beside a running server: WAL), replacing that range. */
   refresh(dataDir: string): { horizon: number; head: number } {
@@ -52,6 +63,17 @@ export class LogArchive {
           seq: number | null;
         }>;
         for (const lsn of [...this.byLsn.keys()]) if (lsn > horizon) this.byLsn.delete(lsn);
+        for (const lsn of [...this.outcomes.keys()]) if (lsn > horizon) this.outcomes.delete(lsn);
+        const hasOutcomes = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outcomes'").get();
+        this.logsOutcomes = hasOutcomes !== undefined;
+        if (hasOutcomes) {
+          const outcomeRows = db
+            .prepare('SELECT lsn, client_id, seq, code FROM outcomes WHERE lsn > ? ORDER BY lsn')
+            .all(horizon) as Array<{ lsn: number; client_id: string; seq: number; code: string | null }>;
+          for (const r of outcomeRows) {
+            this.outcomes.set(r.lsn, { lsn: r.lsn, clientId: r.client_id, seq: r.seq, code: r.code });
+          }
+        }
         for (const r of rows) {
           this.byLsn.set(r.lsn, {
             lsn: r.lsn,
@@ -75,7 +97,27 @@ export class LogArchive {
   head(): number {
     let max = 0;
     for (const lsn of this.byLsn.keys()) if (lsn > max) max = lsn;
+    for (const lsn of this.outcomes.keys()) if (lsn > max) max = lsn;
     return max;
+  }
+
+  /** `clientId#seq` of every mutation that committed: it wrote changes, or it is a no-op outcome entry. */
+  committedKeys(): Set<string> {
+    const out = new Set(this.byMutation().keys());
+    for (const o of this.outcomes.values()) if (o.code === null) out.add(`${o.clientId}#${o.seq}`);
+    return out;
+  }
+
+  /** `clientId#seq` → the LSNs of the outcome entries of mutations that wrote nothing (rejections with their code). */
+  outcomesByMutation(): Map<string, LoggedOutcome[]> {
+    const out = new Map<string, LoggedOutcome[]>();
+    for (const o of [...this.outcomes.values()].sort((a, b) => a.lsn - b.lsn)) {
+      const key = `${o.clientId}#${o.seq}`;
+      const list = out.get(key);
+      if (list) list.push(o);
+      else out.set(key, [o]);
+    }
+    return out;
   }
 
   /** The changes in LSN order. */
