@@ -60,6 +60,10 @@ function checkExactlyOnce(
   outcomes: Map<string, LoggedOutcome[]>,
   v: Violations,
 ): void {
+  for (const fc of s.clients) {
+    for (const seq of fc.client.net.reapplied)
+      v.add(2, `${fc.client.name}#${seq} applied again when its push was redelivered`);
+  }
   // A mutation that wrote nothing has one outcome entry, and then no changes.
   for (const [key, entries] of outcomes) {
     if (entries.length > 1 || byMutation.has(key)) {

@@ -76,7 +76,10 @@ export class ChaosRun {
     await this.setUp();
     log(`clients live and set up; chaos for ${this.opts.seconds} s`);
 
-    for (const c of this.clients) c.net.lostAckRate = 0.04;
+    for (const c of this.clients) {
+      c.net.lostAckRate = 0.04;
+      c.net.redeliveryRate = 0.02;
+    }
     const names = this.clients.map((c) => c.name);
     const until = Date.now() + this.opts.seconds * 1000;
     const stop = (): boolean => this.stopping || Date.now() >= until;
@@ -271,13 +274,13 @@ export class ChaosRun {
     let refused = 0;
     let reconnects = 0;
     let lostAcks = 0;
-    let duplicates = 0;
+    let redelivered = 0;
     for (const c of this.clients) {
       mutations += c.issued.size;
       refused += c.localRefusals;
       reconnects += c.net.reconnects;
       lostAcks += c.net.lostAcks;
-      for (const answers of c.wire.values()) if (answers.length > 1) duplicates++;
+      redelivered += c.net.redelivered;
     }
     for (const f of finals) rejected += f.rejections.length;
     return {
@@ -289,7 +292,7 @@ export class ChaosRun {
       failovers: this.cluster.failovers,
       reconnects,
       'lost acks': lostAcks,
-      'answered twice': duplicates,
+      'pushes redelivered': redelivered,
       cuts: this.figures.cuts,
       'half-open': this.figures.halfOpen,
       'offline spells': this.figures.offlineSpells,

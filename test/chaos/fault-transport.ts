@@ -19,8 +19,13 @@ export class FaultyNetwork {
   offline = false;
   /** Probability that a push ack is dropped after the server sent it (the client times out and retries). */
   lostAckRate = 0;
+  /** Probability that a push reaches the server twice (a redelivery); the second copy must change nothing. */
+  redeliveryRate = 0;
   reconnects = 0;
   lostAcks = 0;
+  redelivered = 0;
+  /** Seqs that a redelivered push committed a second time (the server's dedupe failed). */
+  readonly reapplied: number[] = [];
   private current: FaultyConnection | null = null;
 
   constructor(
@@ -48,12 +53,20 @@ export class FaultyNetwork {
   heal(): void {
     this.offline = false;
     this.lostAckRate = 0;
+    this.redeliveryRate = 0;
     if (this.current?.isFrozen()) this.cut();
   }
 
   /** @internal */
   outcomes(outcomes: readonly WireOutcome[]): void {
     this.onOutcomes(outcomes);
+  }
+
+  /** @internal */
+  redeliver(): boolean {
+    if (this.redeliveryRate <= 0 || this.random() >= this.redeliveryRate) return false;
+    this.redelivered++;
+    return true;
   }
 
   /** @internal */
@@ -125,6 +138,7 @@ class FaultyConnection implements Transport {
           })),
         );
       }
+      if (this.net.redeliver()) await this.redeliver(msg, timeoutMs);
       // The server answered, but the answer never arrives: the client sees a timeout.
       if (this.net.dropAck()) throw new Error('chaos: push ack lost');
     }
@@ -134,6 +148,13 @@ class FaultyConnection implements Transport {
 
   cut(reason: string): void {
     this.end(reason);
+  }
+
+  /** Sends the same push again on the same socket, after its answer (one push in flight): all of it is a duplicate now. */
+  private async redeliver(msg: unknown, timeoutMs: number): Promise<void> {
+    const again = pushAckSchema.safeParse(await this.inner.request('push', msg, timeoutMs).catch(() => null));
+    if (!again.success || !again.data.ok) return;
+    for (const r of again.data.results) if (r.status === 'applied') this.net.reapplied.push(r.seq);
   }
 
   isFrozen(): boolean {
