@@ -131,7 +131,13 @@ test('offline: shop, check out and reload with no network; back online the order
   await expect(orders(dave.page).first()).toContainText('Confirmed');
   // Once: one order, and the stock went down by 2, once.
   const placed = await app.query('orders', ['owner:eq:dave'], 'staff');
-  expect(placed).toHaveLength(1);
+  expect(placed).toEqual([
+    expect.objectContaining({
+      owner: 'dave',
+      status: 'confirmed',
+      lines: [expect.objectContaining({ productId: product.id, qty: 2 })],
+    }),
+  ]);
   expect((await app.product(product.id))?.['stock']).toBe(product.stock - 2);
   expect((await replicaDoc(dave.page, 'dave', 'products', product.id))?.['stock']).toBe(product.stock - 2);
   await expect(dave.page.getByRole('link', { name: /^Cart/ })).toHaveAccessibleName('Cart 0 items');

@@ -261,10 +261,11 @@ export class SyncEngine {
 
   private async handshake(gen: number, transport: Transport): Promise<void> {
     this.setState('handshaking');
-    const { meta, outbox } = await this.opts.local.transaction(async (tx) => ({
-      meta: await tx.meta(),
-      outbox: await tx.outbox(),
-    }));
+    const { meta, outbox } = await this.opts.local.transaction(async (tx) => {
+      // A snapshot staged by an older connection will never be finished: this one starts afresh.
+      await tx.clearStaging();
+      return { meta: await tx.meta(), outbox: await tx.outbox() };
+    });
     const raw = await transport.request(
       'hello',
       {

@@ -130,7 +130,11 @@ describe('failover with minSyncReplicas = 1', () => {
       return s.role === 'replica' && s.headLsn === p.headLsn && s.term === 2;
     });
     const status = await back.admin<Status>('/status');
-    expect(status.rollbackFiles).toHaveLength(1);
+    expect(status.rollbackFiles).toEqual([
+      expect.stringMatching(
+        new RegExp(`^${primaryDir}/rollback/rollback-${promoted.headLsn + 1}-${oldHead}-.*\\.jsonl$`),
+      ),
+    ]);
     const tail = readFileSync(status.rollbackFiles[0]!, 'utf8')
       .trim()
       .split('\n')

@@ -16,7 +16,15 @@ interface Status {
   term: number;
   headLsn: number;
   horizon: number;
-  replicas: Array<{ replicaId: string; connected: boolean; appliedLsn: number; lagLsn: number; lagMs: number }>;
+  replicas: Array<{
+    replicaId: string;
+    url: string | null;
+    connected: boolean;
+    live: boolean;
+    appliedLsn: number;
+    lagLsn: number;
+    lagMs: number;
+  }>;
   minSyncReplicas: { required: number; caughtUp: number; met: boolean };
   rollbackFiles: string[];
 }
@@ -127,9 +135,14 @@ describe('server replicas', () => {
     );
     sameOutcomes(primary.dataDir, replicaDir);
 
+    // The primary learns what the replica applied from its acks, a moment after the replica has it.
+    await waitFor('the primary has the replica ack', async () =>
+      (await primary.admin<Status>('/status')).replicas.some((r) => r.appliedLsn === 508),
+    );
     const status = await primary.admin<Status>('/status');
-    expect(status.replicas).toHaveLength(1);
-    expect(status.replicas[0]).toMatchObject({ connected: true, appliedLsn: 508, lagLsn: 0 });
+    expect(status.replicas).toEqual([
+      expect.objectContaining({ url: replica.url, connected: true, live: true, appliedLsn: 508, lagLsn: 0 }),
+    ]);
 
     // Reads spread across nodes: the same query API on both; writes on the replica are refused.
     const query = '/query/notes?filter=createdAt:gte:295&orderBy=createdAt&order=desc&limit=3';
@@ -216,7 +229,13 @@ describe('server replicas', () => {
     await sameLog(primary, restored);
     expect(readLogAndDocs(db(restored.dataDir)).docs).toEqual(readLogAndDocs(db(primary.dataDir)).docs);
     sameOutcomes(primary.dataDir, restored.dataDir);
+    await waitFor('the primary has the restored replica ack', async () => {
+      const st = await primary.admin<Status>('/status');
+      return st.replicas.some((r) => r.connected && r.appliedLsn === st.headLsn);
+    });
     const status = await primary.admin<Status>('/status');
-    expect(status.replicas.filter((r) => r.connected)).toHaveLength(1);
+    expect(status.replicas.filter((r) => r.connected)).toEqual([
+      expect.objectContaining({ url: restored.url, appliedLsn: status.headLsn, lagLsn: 0 }),
+    ]);
   });
 });

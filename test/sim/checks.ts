@@ -4,13 +4,16 @@ import type { Change } from '../../shared/protocol/change';
 import type { SimClient } from './sim-client';
 import type { DocsView, ServerHistory } from './server-history';
 import { diffViews, emptyView } from './server-history';
-import { COUNTER } from './workload';
+import type { Answer } from './sim-network';
+import { COUNTERS } from './workload';
 
 export interface EndState {
   store: MemoryStore;
   history: ServerHistory;
   clients: readonly SimClient[];
   initialStock: ReadonlyMap<string, number>;
+  /** What the primaries answered to pushes. */
+  answers: readonly Answer[];
   fail: (message: string) => void;
 }
 
@@ -20,6 +23,7 @@ export async function checkEndState(s: EndState): Promise<void> {
   const applied = checkExactlyOnce(s);
   checkCounter(s, applied);
   checkStock(s, applied);
+  checkRejectionsHeard(s);
 }
 
 /** Convergence: idle, live, nothing pending, and the replica equals the primary's scope. */
@@ -30,7 +34,7 @@ async function checkConverged({ store, fail }: EndState, client: SimClient): Pro
       `client ${name} ended ${client.connectionState}, not live (${client.engine.status().lastError?.message ?? 'no error'})`,
     );
   }
-  const state = await local.transaction(async (tx) => ({
+  const state = await local.inner.transaction(async (tx) => ({
     outbox: await tx.outbox(),
     shadow: await tx.shadow(),
     staged: await tx.staged(),
@@ -111,6 +115,19 @@ function checkExactlyOnce({ store, history, clients, fail }: EndState): Applied 
     }
   }
 
+  // A mutation that wrote nothing (rejected, or a no-op) settles with one outcome entry in the log instead.
+  const finalTerm = history.term;
+  const outcomeSeqs = new Map<string, Set<number>>();
+  for (const o of history.outcomes) {
+    if (!history.inLog(o, finalTerm)) continue;
+    const seqs = outcomeSeqs.get(o.clientId) ?? new Set<number>();
+    outcomeSeqs.set(o.clientId, seqs);
+    const name = byClientId.get(o.clientId)?.name ?? o.clientId;
+    if (seqs.has(o.seq)) fail(`client ${name}: seq ${o.seq} has more than one outcome entry in the log`);
+    if (groups.get(o.clientId)?.has(o.seq)) fail(`client ${name}: seq ${o.seq} has both changes and an outcome entry`);
+    seqs.add(o.seq);
+  }
+
   for (const client of clients) {
     const group = groups.get(client.clientId) ?? new Map<number, Change[]>();
     applied.set(client, group);
@@ -126,7 +143,7 @@ function checkExactlyOnce({ store, history, clients, fail }: EndState): Applied 
     }
     for (const q of client.queued) {
       const rejection = rejections.get(q.seq);
-      const reports = client.rejectedReports.get(q.seq) ?? 0;
+      const reports = client.rejectedReports.get(q.seq)?.length ?? 0;
       if (rejection && group.has(q.seq)) fail(`client ${client.name}: seq ${q.seq} was both rejected and committed`);
       if (rejection && reports !== 1) {
         fail(
@@ -140,26 +157,63 @@ function checkExactlyOnce({ store, history, clients, fail }: EndState): Applied 
   return applied;
 }
 
-/** Concurrent increments all count: the counter is the number of applied `inc`s, and none was rejected. */
+/** Concurrent increments all count: each counter is the sum of its applied `inc`s, and none was rejected. */
 function checkCounter({ store, clients, fail }: EndState, applied: Applied): void {
-  let queuedIncs = 0;
-  let appliedIncs = 0;
-  for (const client of clients) {
-    const group = applied.get(client)!;
-    for (const q of client.queued) {
-      if (q.name !== 'inc' || !isCounterInc(q.args)) continue;
-      queuedIncs++;
-      if (group.has(q.seq)) appliedIncs++;
+  for (const counter of COUNTERS) {
+    let queued = 0;
+    let sum = 0;
+    for (const client of clients) {
+      const group = applied.get(client)!;
+      for (const q of client.queued) {
+        if (q.name !== 'inc' || counterOf(q.args) !== counter) continue;
+        queued++;
+        if (group.has(q.seq)) sum += (q.args as { by: number }).by;
+        else fail(`client ${client.name}: inc ${q.seq} of ${counter.id} was not applied`);
+      }
     }
+    const value = store.getDoc(counter.collection, counter.id)?.doc?.[counter.field];
+    if (value !== sum)
+      fail(`${counter.id} is ${JSON.stringify(value)} but the ${queued} applied incs add up to ${sum}`);
   }
-  const value = store.getDoc(COUNTER.collection, COUNTER.id)?.doc?.[COUNTER.field];
-  if (value !== appliedIncs) fail(`counter is ${JSON.stringify(value)} but ${appliedIncs} incs were applied`);
-  if (appliedIncs !== queuedIncs) fail(`${queuedIncs} incs were queued but ${appliedIncs} applied`);
 }
 
-function isCounterInc(args: JsonValue): boolean {
+function counterOf(args: JsonValue): (typeof COUNTERS)[number] | undefined {
   const a = args as { collection?: unknown; id?: unknown };
-  return a.collection === COUNTER.collection && a.id === COUNTER.id;
+  return COUNTERS.find((c) => a.collection === c.collection && a.id === c.id);
+}
+
+/**
+ * Clear rejection, whichever node answered (guarantee 7): every mutation a
+ * primary answered as rejected, in a push ack it sent (or would have sent,
+ * had the network not lost it), reached its client as a rejection with that
+ * code, and no mutation was answered both ways. The answers go out only
+ * once the commit is on the synchronous replica, so a promoted replica must
+ * answer for them the same way.
+ */
+function checkRejectionsHeard({ clients, answers, fail }: EndState): void {
+  const byName = new Map(clients.map((c) => [c.name, c]));
+  const seen = new Map<string, Answer>();
+  for (const a of answers) {
+    const key = `${a.client}/${a.seq}`;
+    const first = seen.get(key);
+    if (first === undefined) seen.set(key, a);
+    else if (first.code !== a.code) {
+      fail(
+        `client ${a.client}: seq ${a.seq} was answered ${first.status} ${first.code ?? ''} by the ${first.node}, then ${a.status} ${a.code ?? ''} by the ${a.node}`,
+      );
+    }
+  }
+  for (const a of seen.values()) {
+    if (a.code === null) continue;
+    const client = byName.get(a.client)!;
+    const heard = client.rejectedReports.get(a.seq) ?? [];
+    if (!heard.includes(a.code)) {
+      const q = client.queued.find((m) => m.seq === a.seq);
+      fail(
+        `client ${a.client}: seq ${a.seq} (${q?.name ?? '?'}) was rejected by the ${a.node} with ${a.code}, but the client heard ${heard.length === 0 ? 'no rejection' : heard.join(',')}`,
+      );
+    }
+  }
 }
 
 /** Stock never goes negative, and it moved by exactly what applied checkouts took and restocks added. */
@@ -173,7 +227,7 @@ function checkStock({ store, history, clients, initialStock, fail }: EndState, a
   for (const client of clients) {
     const group = applied.get(client)!;
     for (const q of client.queued) {
-      if (q.name === 'inc' && !isCounterInc(q.args) && group.has(q.seq)) {
+      if (q.name === 'inc' && counterOf(q.args) === undefined && group.has(q.seq)) {
         const { id, by } = q.args as { id: string; by: number };
         sold.set(id, (sold.get(id) ?? 0) - by);
       }

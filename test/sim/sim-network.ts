@@ -3,6 +3,7 @@ import type { Session, SessionSink } from '../../server/sync/session';
 import type { SyncCore } from '../../server/sync/sync-core';
 import { pageAckSchema } from '../../shared/protocol/changes';
 import type { Changes, PageAck, Snapshot } from '../../shared/protocol/changes';
+import type { PushAck } from '../../shared/protocol/push';
 import type { WireError } from '../../shared/protocol/wire-error';
 import type { Rng } from './random';
 import type { VirtualClock } from './virtual-clock';
@@ -22,6 +23,18 @@ export interface NetworkFaults {
   loseAck: number;
   /** How long each side may take to notice that a connection broke. */
   noticeMaxMs: number;
+  /**
+   * A live `changes` message still in flight is lost when the next one is
+   * sent on the same connection, which stays up: the client receives a
+   * message past its checkpoint (a gap) and must catch up.
+   */
+  dropLive: number;
+  /**
+   * A push the server answered reaches it again later on the same
+   * connection (a retransmission): the primary must answer it from its
+   * dedupe record. The client already has its answer and never sees the second.
+   */
+  duplicatePush: number;
 }
 
 export const HEALTHY: NetworkFaults = {
@@ -33,6 +46,8 @@ export const HEALTHY: NetworkFaults = {
   duplicateLagMs: 0,
   loseAck: 0,
   noticeMaxMs: 0,
+  dropLive: 0,
+  duplicatePush: 0,
 };
 
 type ClientToServer =
@@ -56,7 +71,20 @@ export interface NetworkStats {
   cuts: number;
   duplicates: number;
   lostAcks: number;
+  /** Live messages lost on a connection that stayed up. */
+  droppedLive: number;
+  /** Push results answering a mutation the primary had already settled (dedupe ran). */
+  duplicatePushes: number;
   messages: number;
+}
+
+/** What a primary answered for one mutation, in a push ack it sent (or would have, had the ack not been lost). */
+export interface Answer {
+  client: string;
+  seq: number;
+  node: string;
+  status: 'applied' | 'duplicate' | 'rejected';
+  code: string | null;
 }
 
 export interface SimNetworkOptions {
@@ -64,6 +92,8 @@ export interface SimNetworkOptions {
   rng: Rng;
   /** The primary to connect to; `crashServer` swaps in a new one. */
   core: SyncCore;
+  /** The name of the node `core` runs on. */
+  node: string;
   faults: NetworkFaults;
   /** How long the server waits for a page ack before it gives up on the client (socket-sync: 60 s). */
   pageAckTimeoutMs: number;
@@ -99,8 +129,14 @@ export class SimNetwork {
     cuts: 0,
     duplicates: 0,
     lostAcks: 0,
+    droppedLive: 0,
+    duplicatePushes: 0,
     messages: 0,
   };
+  /** Every answer a primary gave to a push, for the checks of clear rejection across failovers. */
+  readonly answers: Answer[] = [];
+  /** A name for the node `core` runs on, for the answers. */
+  node: string;
   private nextConnection = 0;
   private readonly current = new Map<string, SimConnection>();
   private readonly all = new Set<SimConnection>();
@@ -108,6 +144,12 @@ export class SimNetwork {
   constructor(readonly opts: SimNetworkOptions) {
     this.faults = opts.faults;
     this.core = opts.core;
+    this.node = opts.node;
+  }
+
+  /** Whether the client's current connection lost a live message. */
+  droppedOnCurrent(client: string): boolean {
+    return this.current.get(client)?.droppedLive ?? false;
   }
 
   /** The transport factory for one client's engine. */
@@ -131,9 +173,10 @@ export class SimNetwork {
    * after its own delay), nothing in flight arrives, and the dead core never
    * hears from the network again. Later connections reach `next`.
    */
-  crashServer(next: SyncCore): void {
+  crashServer(next: SyncCore, node = this.node): void {
     for (const conn of this.all) conn.serverDied();
     this.core = next;
+    this.node = node;
   }
 
   latency(): number {
@@ -151,6 +194,11 @@ class SimConnection implements Transport {
   private session: Session | null = null;
   /** The core this connection reached, which may be dead by now. */
   private core: SyncCore | null = null;
+  private node = '';
+  /** A live message to the client was lost while this connection stayed up. */
+  droppedLive = false;
+  /** The newest live `changes` message on its way to the client, until it arrives. */
+  private liveInFlight: unknown = null;
   /** The client side still sends and receives. */
   private clientOpen = false;
   /** The engine closed this transport: nothing may reach it any more. */
@@ -187,6 +235,7 @@ class SimConnection implements Transport {
         return;
       }
       this.core = this.net.core;
+      this.node = this.net.node;
       this.session = this.core.connect(this.sink());
       this.serverOpen = true;
       this.clientOpen = true;
@@ -390,9 +439,17 @@ class SimConnection implements Transport {
         } else {
           this.net.log(() => `${this.name} → push ${describePush(msg.msg)}`);
           const id = msg.id;
+          const node = this.node;
           void core.push(session, msg.msg).then((res) => {
             this.net.log(() => `${this.name} push #${id} → ${JSON.stringify(res)}`);
+            this.recordAnswers(node, res);
+            if (id < 0) return; // a retransmission: its answer goes nowhere
             this.reply(id, res);
+            if (this.net.opts.rng.chance(this.net.faults.duplicatePush)) {
+              const lag = this.net.opts.rng.int(0, this.net.faults.duplicateLagMs);
+              this.net.log(() => `${this.name} will deliver push #${id} again in ${lag} ms`);
+              clock.setTimeout(() => this.atServer({ ...msg, id: -1 }), lag);
+            }
           });
         }
         return;
@@ -409,6 +466,17 @@ class SimConnection implements Transport {
         this.serverSideClosed();
         core.disconnect(session);
         return;
+    }
+  }
+
+  private recordAnswers(node: string, res: PushAck): void {
+    if (!res.ok) return;
+    for (const r of res.results) {
+      if (r.status === 'duplicate') this.net.stats.duplicatePushes++;
+      // An out-of-order seq is not an outcome: nothing was recorded, and the client sends the missing seqs first.
+      if (r.status === 'rejected' && r.error.code === 'BAD_REQUEST' && r.error.retryable) continue;
+      const error = r.status === 'applied' ? undefined : r.error;
+      this.net.answers.push({ client: this.client, seq: r.seq, node, status: r.status, code: error?.code ?? null });
     }
   }
 
@@ -439,7 +507,21 @@ class SimConnection implements Transport {
       this.cut(`lost ${msg.kind} to client`);
       return;
     }
-    this.enqueueToClient(msg);
+    if (msg.kind === 'changes' && msg.ackId === null) {
+      // The previous live message is still on its way: lose it, and the client gets this one past its checkpoint.
+      if (this.liveInFlight !== null && rng.chance(this.net.faults.dropLive)) {
+        clock.clearTimeout(this.liveInFlight);
+        this.droppedLive = true;
+        this.net.stats.droppedLive++;
+        this.net.log(() => `${this.name} DROPPED the live message before ${describeChanges(msg.msg as Changes)}`);
+      }
+      const timer = this.enqueueToClient(msg, () => {
+        if (this.liveInFlight === timer) this.liveInFlight = null;
+      });
+      this.liveInFlight = timer;
+    } else {
+      this.enqueueToClient(msg);
+    }
     if ((msg.kind === 'changes' || msg.kind === 'snapshot') && rng.chance(this.net.faults.duplicate)) {
       this.net.stats.duplicates++;
       clock.setTimeout(
@@ -452,12 +534,15 @@ class SimConnection implements Transport {
     }
   }
 
-  private enqueueToClient(msg: ServerToClient): void {
+  private enqueueToClient(msg: ServerToClient, arrived?: () => void): unknown {
     const { clock } = this.net.opts;
     const at = Math.max(clock.now() + this.net.latency(), this.lastToClient);
     this.lastToClient = at;
     this.net.stats.messages++;
-    clock.setTimeout(() => this.atClient(msg), at - clock.now());
+    return clock.setTimeout(() => {
+      arrived?.();
+      this.atClient(msg);
+    }, at - clock.now());
   }
 }
 

@@ -9,11 +9,25 @@ import { SimClient } from './sim-client';
 import { HEALTHY, SimNetwork } from './sim-network';
 import type { Delivered, NetworkFaults, NetworkStats } from './sim-network';
 import { ServerHistory } from './server-history';
-import { COUNTER, NOTE_IDS, PRODUCTS, randomOp } from './workload';
+import type { LoggedOutcome } from './server-history';
+import { SimReplica } from './sim-replica';
+import { NO_LOCAL_FAULTS } from './observed-local-store';
+import type { LocalFaults } from './observed-local-store';
+import type { PathCounts } from './sim-client';
+import { COUNTERS, NOTE_IDS, PRODUCTS, randomOp } from './workload';
 import { drainMicrotasks, VirtualClock } from './virtual-clock';
+
+/**
+ * `single`: one primary, sometimes killed and restarted on its data.
+ * `failover`: a primary with one synchronous replica (`minSyncReplicas = 1`)
+ * that receives its log; the primary is lost and the replica promoted.
+ */
+export type SimMode = 'single' | 'failover';
+export const SIM_MODES: readonly SimMode[] = ['single', 'failover'];
 
 export interface SimConfig {
   seed: number;
+  mode?: SimMode;
   clients?: number;
   mutationsPerClient?: number;
   /** Virtual time over which the mutations and faults are spread. */
@@ -31,12 +45,18 @@ export interface SimStats {
   compactions: number;
   restarts: number;
   serverRestarts: number;
+  failovers: number;
+  clientCrashes: number;
+  localFailures: number;
   localTransactions: number;
+  /** How often the paths the checks are about ran. */
+  paths: PathCounts & { dedupe: number };
   network: NetworkStats;
 }
 
 export interface SimResult {
   seed: number;
+  mode: SimMode;
   /** Broken invariants, each starting with `seed N:`. Empty when the run passed. */
   failures: string[];
   stats: SimStats;
@@ -58,13 +78,19 @@ const OWNER_ONLY = new Set(
 /**
  * One seeded run: a primary (`SyncCore` on a `MemoryStore`), N client engines
  * on `MemoryLocalStore`s, and a `SimNetwork` between them, all on one virtual
- * clock. A random workload and random faults run for `workloadMs`; then the
- * network heals and the run goes on until no timer is left, and the checks
- * look at the end state. Checks that watch the run as it goes (monotonic
- * reads, scope, the commit stream) report through the same list.
+ * clock; in failover mode also a replica that follows the primary's log and
+ * is promoted when the primary is lost. A random workload and random faults
+ * (network cuts, lost acks, duplicates, lost live messages, retransmitted
+ * pushes, local transactions that fail or crash the tab, tab crashes between
+ * transactions, compactions, server kills) run for `workloadMs`; then
+ * everything heals and the run goes on until no timer is left, and the
+ * checks look at the end state. Checks that watch the run as it goes
+ * (after every local transaction: monotonic reads and what the user sees;
+ * scope; the commit stream) report through the same list.
  */
 export async function runSimulation(config: SimConfig): Promise<SimResult> {
   const { seed } = config;
+  const mode = config.mode ?? 'single';
   const nClients = config.clients ?? 3;
   const perClient = config.mutationsPerClient ?? 10;
   const workloadMs = config.workloadMs ?? 4_000;
@@ -83,17 +109,30 @@ export async function runSimulation(config: SimConfig): Promise<SimResult> {
   let store = new MemoryStore({ serverId: `sim-primary-${seed}` });
   const initialStock = seedData(store, history, rng, clock.now());
 
-  // Some runs make acks and fan-out wait for (simulated) synchronous replicas.
-  const replicaLagMs = rng.pick([0, 0, 30, 300]);
+  // In failover mode a real replica follows the log, and acks and fan-out wait until it has each commit.
+  // In single mode some runs make them wait for a simulated replica that is only a delay.
+  const replica =
+    mode === 'failover'
+      ? new SimReplica(
+          store,
+          new MemoryStore({ serverId: `sim-replica-${seed}` }),
+          clock,
+          rng.fork(),
+          rng.pick([5, 30, 300]),
+        )
+      : null;
+  replica?.store.importSnapshot(store.exportSnapshot());
+  const replicaLagMs = replica ? 0 : rng.pick([0, 0, 30, 300]);
   const replicaRng = rng.fork();
-  const replicated = (): Promise<void> =>
-    new Promise((resolve) => void clock.setTimeout(resolve, replicaRng.int(0, replicaLagMs)));
 
   /** A primary on `store`. When it is killed, whatever it scheduled never runs. */
-  const startPrimary = (): { core: SyncCore; kill: () => void } => {
+  const startPrimary = (following: SimReplica | null): { core: SyncCore; kill: () => void } => {
     let alive = true;
+    const fake = (): Promise<void> =>
+      new Promise((resolve) => void clock.setTimeout(resolve, replicaRng.int(0, replicaLagMs)));
+    const replicated = following ? (lsn: number) => following.waitFor(lsn) : replicaLagMs > 0 ? fake : null;
     const core = new SyncCore({
-      ...(replicaLagMs > 0 ? { replicated } : {}),
+      ...(replicated ? { replicated } : {}),
       store,
       schema: storeSchema,
       clock,
@@ -105,15 +144,21 @@ export async function runSimulation(config: SimConfig): Promise<SimResult> {
         return { userId, roles: roles ? roles.split(',') : [] };
       },
       schedule: (fn) => void clock.setTimeout(() => alive && fn(), 0),
+      // Small pages: a client a few commits behind is more than one catch-up page behind.
       pageSize: 4,
       snapshotPageSize: 3,
-      onCommit: (changes, outcomes) => history.record(changes, outcomes),
+      onCommit: (changes, outcomes?: readonly LoggedOutcome[]) => {
+        history.record(changes, outcomes);
+        following?.onCommit();
+      },
     });
     return { core, kill: () => void (alive = false) };
   };
-  let primary = startPrimary();
+  let primary = startPrimary(replica);
+  let node = 'primary';
 
   const faults = randomFaults(rng);
+  const localFaults = randomLocalFaults(rng);
   // Two clients may share a user; `sam` is staff: reads every order and restocks products.
   const users = ['alice', 'bob', rng.pick(['alice', 'carol', 'sam'])];
   const clientsByName = new Map<string, SimClient>();
@@ -143,25 +188,39 @@ export async function runSimulation(config: SimConfig): Promise<SimResult> {
     clock,
     rng: rng.fork(),
     core: primary.core,
+    node,
     faults,
     pageAckTimeoutMs: 5_000,
     log,
     inspect,
   });
-  log(() => `faults ${JSON.stringify(faults)}, replica lag up to ${replicaLagMs} ms`);
+  log(
+    () =>
+      `mode ${mode}, faults ${JSON.stringify(faults)}, local ${JSON.stringify(localFaults)}, replica lag up to ${replicaLagMs} ms`,
+  );
 
+  let steps = 0;
   const clients: SimClient[] = [];
   for (let i = 0; i < nClients; i++) {
     const name = `c${i}`;
     const userId = users[i % users.length]!;
     const roles = STAFF.has(userId) ? ['staff'] : [];
-    const client = new SimClient(name, userId, roles, seed, { clock, net, history, rng: rng.fork(), log, fail });
+    const client = new SimClient(name, userId, roles, seed, {
+      clock,
+      net,
+      history,
+      rng: rng.fork(),
+      localFaults,
+      step: () => steps,
+      log,
+      fail,
+    });
     clients.push(client);
     clientsByName.set(name, client);
     log(() => `${name} is ${userId} (${client.clientId})`);
   }
 
-  // The workload: mutations, breaks, restarts (some offline for a while) and compactions.
+  // The workload: mutations, breaks, restarts (some offline for a while), crashes and compactions.
   const at = (ms: number, fn: () => void): void => void clock.setTimeout(fn, ms);
   for (const client of clients) {
     at(workRng.int(0, 50), () => client.start());
@@ -179,6 +238,11 @@ export async function runSimulation(config: SimConfig): Promise<SimResult> {
       at(t, () => client.stop());
       at(t + offline, () => client.restart());
     }
+    const crashes = workRng.pick([0, 0, 1, 2]);
+    for (let k = 0; k < crashes; k++) {
+      const down = workRng.pick([0, workRng.int(10, 300), workRng.int(300, 3_000)]);
+      at(workRng.int(0, workloadMs), () => client.crash(down));
+    }
   }
   let compactions = 0;
   const nCompactions = workRng.int(0, 3);
@@ -191,24 +255,42 @@ export async function runSimulation(config: SimConfig): Promise<SimResult> {
   }
   // Now and then the primary is killed (kill -9) and restarted on the same data.
   let serverRestarts = 0;
-  if (workRng.chance(0.25)) {
+  if (mode === 'single' && workRng.chance(0.25)) {
     at(workRng.int(0, workloadMs), () => {
       primary.kill();
       store.close();
       store = new MemoryStore({ data: store.data });
-      primary = startPrimary();
+      primary = startPrimary(null);
       net.crashServer(primary.core);
       serverRestarts++;
       log(() => 'PRIMARY RESTART');
     });
   }
+  // Failover: the primary and its disk are lost; the replica is promoted and the clients move to it.
+  let failovers = 0;
+  if (replica) {
+    at(workRng.int(workloadMs / 4, workloadMs), () => {
+      primary.kill();
+      replica.stop();
+      store = replica.store;
+      const startLsn = store.meta().headLsn;
+      const term = store.meta().term + 1;
+      store.setTerm(term);
+      history.promote(term, startLsn);
+      primary = startPrimary(null);
+      node = 'replica';
+      net.crashServer(primary.core, node);
+      failovers++;
+      log(() => `FAILOVER: the replica is primary of term ${term} at LSN ${startLsn}`);
+    });
+  }
   at(workloadMs + 1, () => {
     net.faults = { ...HEALTHY, maxLatencyMs: faults.maxLatencyMs };
+    for (const client of clients) client.local.faults = NO_LOCAL_FAULTS;
     log(() => 'HEAL');
   });
 
   // Run until nothing is scheduled: each timer, then every microtask it caused.
-  let steps = 0;
   const deadline = START_MS + workloadMs + SETTLE_LIMIT_MS;
   for (;;) {
     await drainMicrotasks();
@@ -228,22 +310,34 @@ export async function runSimulation(config: SimConfig): Promise<SimResult> {
   await drainMicrotasks();
 
   for (const p of history.problems) fail(p);
-  await checkEndState({ store, history, clients, initialStock, fail });
+  await checkEndState({ store, history, clients, initialStock, answers: net.answers, fail });
   for (const client of clients) client.stop();
 
+  const sum = (f: (c: SimClient) => number): number => clients.reduce((n, c) => n + f(c), 0);
   return {
     seed,
-    failures: problems.map((p) => `seed ${seed}: ${p}`),
+    mode,
+    failures: problems.map((p) => `seed ${seed} (${mode}): ${p}`),
     stats: {
       steps,
       virtualMs: clock.now() - START_MS,
-      mutations: clients.reduce((n, c) => n + c.queued.length, 0),
-      rejected: clients.reduce((n, c) => n + c.rejectedReports.size, 0),
+      mutations: sum((c) => c.queued.length),
+      rejected: sum((c) => c.rejectedReports.size),
       snapshots,
       compactions,
-      restarts: clients.reduce((n, c) => n + c.restarts, 0),
+      restarts: sum((c) => c.restarts),
       serverRestarts,
-      localTransactions: clients.reduce((n, c) => n + c.local.transactions, 0),
+      failovers,
+      clientCrashes: sum((c) => c.crashes),
+      localFailures: sum((c) => c.local.injectedFailures),
+      localTransactions: sum((c) => c.local.transactions),
+      paths: {
+        dedupe: net.stats.duplicatePushes,
+        gapRecovered: sum((c) => c.paths.gapRecovered),
+        snapshot: sum((c) => c.paths.snapshot),
+        rebase: sum((c) => c.paths.rebase),
+        fastPath: sum((c) => c.paths.fastPath),
+      },
       network: net.stats,
     },
     trace,
@@ -261,20 +355,26 @@ function randomFaults(rng: Rng): NetworkFaults {
     duplicateLagMs: rng.int(0, 300),
     loseAck: rng.pick([0, 0.01, 0.03]),
     noticeMaxMs: rng.int(0, 400),
+    dropLive: rng.pick([0, 0.05, 0.2]),
+    duplicatePush: rng.pick([0, 0.05, 0.2]),
   };
 }
 
-/** The data the primary starts with, not made by any client: notes, the counter, products. */
+/** Seeded local store faults: most runs have none, some fail or crash now and then. */
+function randomLocalFaults(rng: Rng): LocalFaults {
+  return {
+    failWrite: rng.pick([0, 0, 0.002, 0.01]),
+    crashInside: rng.pick([0, 0, 0.001, 0.004]),
+  };
+}
+
+/** The data the primary starts with, not made by any client: notes, the counters, products. */
 function seedData(store: MemoryStore, history: ServerHistory, rng: Rng, now: number): Map<string, number> {
   const stock = new Map<string, number>();
   const changes = store.transact((tx) => {
-    const out = [
-      tx.append(
-        { collection: 'notes', id: COUNTER.id, doc: { id: COUNTER.id, [COUNTER.field]: 0 }, owner: null },
-        null,
-        now,
-      ),
-    ];
+    const out = COUNTERS.map((c) =>
+      tx.append({ collection: c.collection, id: c.id, doc: { id: c.id, [c.field]: 0 }, owner: null }, null, now),
+    );
     for (const id of NOTE_IDS.slice(0, 2)) {
       out.push(tx.append({ collection: 'notes', id, doc: { id, text: 'seed', createdAt: 0 }, owner: null }, null, now));
     }

@@ -2,7 +2,14 @@ import type { JsonValue } from '../../shared/json';
 import type { Rng } from './random';
 
 export const NOTE_IDS = ['n0', 'n1', 'n2', 'n3'];
-export const COUNTER = { collection: 'notes', id: 'counter', field: 'n' } as const;
+/**
+ * Increment-only counters: the workload only ever `inc`s them by positive
+ * amounts and nothing else writes them, so no view of them may ever go down.
+ */
+export const COUNTERS: ReadonlyArray<{ collection: 'notes'; id: string; field: 'n' }> = [
+  { collection: 'notes', id: 'counter', field: 'n' },
+  { collection: 'notes', id: 'counter-b', field: 'n' },
+];
 export const PRODUCTS: ReadonlyArray<{ id: string; price: number }> = [
   { id: 'p0', price: 3 },
   { id: 'p1', price: 7.5 },
@@ -47,7 +54,7 @@ export function randomOp(rng: Rng, client: string, userId: string, staff: boolea
     case 'noteDelete':
       return { name: 'delete', args: { collection: 'notes', id: rng.pick(NOTE_IDS) } };
     case 'inc':
-      return { name: 'inc', args: { ...COUNTER, by: 1 } };
+      return { name: 'inc', args: { ...rng.pick(COUNTERS), by: rng.int(1, 5) } };
     case 'itemPut':
       return { name: 'put', args: { collection: 'items', doc: { id: itemId, v: tag } } };
     case 'itemPatch':
