@@ -22,6 +22,7 @@ import { seedEmptyStore } from './seed';
 import type { Seed } from './seed';
 import { backupLsn, restoreBackup, STORE_FILE } from './store/backup';
 import { openSqliteStore } from './store/sqlite-store';
+import type { Store } from './store/store';
 import { startCompaction } from './sync/compaction';
 import { attachSync } from './sync/socket-sync';
 import { SyncCore } from './sync/sync-core';
@@ -32,6 +33,9 @@ export interface RunningServer {
   /** The node's current role (it changes on promotion and step down). */
   role(): Role;
   close(): Promise<void>;
+  /** For `createServer`'s in-process writes and reads. */
+  core: SyncCore;
+  store: Store;
 }
 
 /** A start-up failure for the operator: the message and its hint, or the stack of an unexpected error. */
@@ -168,7 +172,7 @@ export async function startServer(
   );
   app.use('/cluster', clusterRoutes(node, clusterSecret));
   const bearer = bearerUsers(auth.verify);
-  app.use('/query', bearer.middleware, queryRoutes({ store, schema, userOf: bearer.userOf }));
+  app.use('/query', queryRoutes({ store, schema, adminToken, authenticate: bearer.middleware, userOf: bearer.userOf }));
   const staticDir = config.staticDir === null ? null : resolve(config.staticDir);
   if (staticDir !== null && existsSync(staticDir)) {
     app.use(express.static(staticDir));
@@ -208,6 +212,8 @@ export async function startServer(
   return {
     url,
     port,
+    core: syncCore,
+    store,
     role: () => node.role,
     async close() {
       stopCompaction();

@@ -1,3 +1,4 @@
+import type { Doc, JsonValue } from '../shared/json';
 import { DEFAULT_LIMITS } from '../shared/protocol/limits';
 import type { Limits } from '../shared/protocol/limits';
 import type { AppSchema } from '../shared/schema/define-schema';
@@ -6,9 +7,23 @@ import type { RunningServer } from './app';
 import type { AuthOptions } from './auth';
 import type { Role } from './cluster/cluster-node';
 import type { ServerConfig } from './config';
+import { parseDocQuery, queryPage } from './http/query-route';
 import type { Seed, SeedWrite } from './seed';
+import { SYSTEM } from './sync/server-write';
+import type { ServerPrincipal, ServerWriteResult, UserPrincipal } from './sync/server-write';
 
-export type { AppSchema, AuthOptions, Limits, Role, Seed, SeedWrite };
+export { SYSTEM };
+export type {
+  AppSchema,
+  AuthOptions,
+  Limits,
+  Role,
+  Seed,
+  SeedWrite,
+  ServerPrincipal,
+  ServerWriteResult,
+  UserPrincipal,
+};
 
 /** Replication and failover; leave it out for a single primary. */
 export interface ReplicationOptions {
@@ -67,6 +82,38 @@ export interface CreateServerOptions {
   log?: (line: string) => void;
 }
 
+export interface MutateOptions {
+  /** Who the write runs as: a user (the same checks as that user's client) or `SYSTEM` (the default). */
+  as?: ServerPrincipal;
+  /** A retried write with the same key commits once and answers `duplicate` (see POST /admin/mutate). */
+  idempotencyKey?: string;
+}
+
+/** One page of a query, in the words of `GET /query/<collection>`'s parameters. */
+export interface QueryParams {
+  /** `field:op:value`, ops `eq ne gt gte lt lte prefix`, on `id` and indexed fields. */
+  filter?: string | string[];
+  orderBy?: string;
+  order?: 'asc' | 'desc';
+  /** At most 1,000 (default 100). */
+  limit?: number;
+  /** The `nextCursor` of the previous page, with the same `orderBy` and `order`. */
+  cursor?: string;
+}
+
+export interface QueryOptions {
+  /** Whose scope is read: a user's, or `SYSTEM` (every document; the default). */
+  as?: ServerPrincipal;
+}
+
+export interface QueryPage {
+  /** The node's head when the page was read. */
+  headLsn: number;
+  docs: Doc[];
+  /** Pass as `cursor` for the next page; null on the last one. */
+  nextCursor: string | null;
+}
+
 /** A running server. */
 export interface TidelineServer {
   /** Where clients connect, e.g. http://127.0.0.1:3000. */
@@ -74,6 +121,16 @@ export interface TidelineServer {
   readonly port: number;
   /** 'primary' or 'replica'; changes on promotion and step down. */
   role(): Role;
+  /**
+   * Runs a mutator (built-in or the app's) through the primary's group commit:
+   * access checks, document schemas and rules, fan-out to clients,
+   * replication. Resolves with the outcome (`applied`, `duplicate`, `rejected`
+   * with a code); rejects with a TidelineError when none can be given
+   * (NOT_PRIMARY on a replica, BAD_REQUEST, TOO_LARGE, INTERNAL).
+   */
+  mutate(name: string, args: JsonValue, options?: MutateOptions): Promise<ServerWriteResult>;
+  /** Reads one page of a collection on this node; throws BAD_REQUEST for an unknown collection or field. */
+  query(collection: string, params?: QueryParams, options?: QueryOptions): QueryPage;
   /** Stops accepting connections, closes sessions and the store; the port is free when it resolves. */
   close(): Promise<void>;
 }
@@ -119,5 +176,20 @@ export async function createServer(options: CreateServerOptions): Promise<Tideli
     seed: options.seed ?? null,
     ...(options.log ? { log: options.log } : {}),
   });
-  return { url: running.url, port: running.port, role: () => running.role(), close: () => running.close() };
+  const { core, store } = running;
+  return {
+    url: running.url,
+    port: running.port,
+    role: () => running.role(),
+    mutate: (name, args, mutateOptions = {}) =>
+      core.submit(
+        mutateOptions.as ?? SYSTEM,
+        name,
+        args,
+        mutateOptions.idempotencyKey === undefined ? {} : { idempotencyKey: mutateOptions.idempotencyKey },
+      ),
+    query: (collection, params = {}, queryOptions = {}) =>
+      queryPage(store, parseDocQuery(options.schema, collection, params, queryOptions.as ?? SYSTEM)),
+    close: () => running.close(),
+  };
 }

@@ -36,7 +36,7 @@ const ARCHIVE_MUTATOR = `{
   name: 'archive',
   args: { safeParse: (v) => ({ success: true, data: v }) },
   run: (tx, args, ctx) => {
-    if (ctx.side === 'server') throw new TidelineError('NOT_FOUND', 'nothing to archive on the server');
+    if (ctx.side === 'server') throw new TidelineError('NOT_FOUND', 'nothing of ' + ctx.userId + ' to archive on the server');
   },
 }`;
 
@@ -213,7 +213,7 @@ describe('tideline serve: your schema on the server', () => {
     await waitFor('the archive is refused', async () => (await archiver.rejections()).length === 1);
     expect((await archiver.rejections())[0]?.error).toEqual({
       code: 'NOT_FOUND',
-      message: 'nothing to archive on the server',
+      message: 'nothing of erin to archive on the server',
       retryable: false,
     });
     archiver.close();
@@ -400,6 +400,46 @@ describe('tideline serve: your schema on the server', () => {
       expect(openFilesUnder(join(dir, 'data'))).toEqual([]);
     } finally {
       await new Promise<void>((ok) => squatter.close(() => ok()));
+    }
+  });
+
+  it("createServer's mutate and query: backend writes reach clients, exactly once per key, as a user or SYSTEM", async () => {
+    const dir = temp();
+    const file = join(dir, 'schema.ts');
+    writeFileSync(file, todoSchemaSource({ version: 1 }));
+    const schema = await loadSchemaModule(file);
+    const server = await createServer({
+      schema,
+      dataDir: join(dir, 'data'),
+      port: 0,
+      auth: { secret: TEST_SECRET },
+      log: () => {},
+    });
+    const watcher = await client(schema, server.url, 'frank');
+    try {
+      const todo = (id: string): { collection: string; doc: { id: string; title: string; done: number } } => ({
+        collection: 'todos',
+        doc: { id, title: `backend ${id}`, done: 0 },
+      });
+      expect(await server.mutate('put', todo('b1'))).toEqual({ status: 'applied', lsn: 1 });
+      await waitFor('the client has b1', async () => (await watcher.collection('todos').get('b1')) !== undefined);
+
+      const keyed = { idempotencyKey: 'order-42' };
+      expect(await server.mutate('put', todo('b2'), keyed)).toEqual({ status: 'applied', lsn: 2 });
+      expect(await server.mutate('put', todo('b2'), keyed)).toMatchObject({ status: 'duplicate' });
+      expect(await server.mutate('archive', { id: 'b1' }, { as: { userId: 'eve', roles: [] } })).toEqual({
+        status: 'rejected',
+        error: { code: 'NOT_FOUND', message: 'nothing of eve to archive on the server', retryable: false },
+      });
+
+      const first = server.query('todos', { filter: 'done:eq:0', limit: 1 });
+      expect(first.docs.map((d) => d.id)).toEqual(['b1']);
+      const second = server.query('todos', { filter: 'done:eq:0', limit: 1, cursor: first.nextCursor ?? '' });
+      expect(second).toMatchObject({ docs: [{ id: 'b2' }], nextCursor: null });
+      expect(() => server.query('nope')).toThrow("unknown collection 'nope'");
+    } finally {
+      watcher.close();
+      await server.close();
     }
   });
 
