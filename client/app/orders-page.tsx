@@ -1,6 +1,5 @@
 import { useLiveQuery } from 'dexie-react-hooks';
 import { useId } from 'react';
-import type { Doc } from '../../shared/json';
 import type { OutboxEntry } from '../sync/local-store';
 import { formatCount, formatDateTime, formatPrice, shortId } from './format';
 import { orderViews, productIdsOf } from './orders';
@@ -28,7 +27,7 @@ export function OrdersPage({ db }: { db: StoreDb }) {
     ]);
     const ids = productIdsOf(outbox, rejections);
     const found = await db.collection('products').table.bulkGet(ids);
-    const products = new Map(found.filter((p): p is Doc => p !== undefined).map((p) => [p.id, p]));
+    const products = new Map(found.filter((p) => p !== undefined).map((p) => [p.id, p]));
     return orderViews(docs, outbox, rejections, products, db.userId);
   }, [db]);
 
