@@ -34,7 +34,9 @@ import type { EngineEvent, SyncEngine, SyncStatus } from '../sync/engine';
  * app over https.
  */
 export function browserLocks(): LockManager | null {
-  if (typeof window === 'undefined' || typeof BroadcastChannel === 'undefined') return null;
+  if (typeof window === 'undefined' || typeof navigator === 'undefined' || typeof BroadcastChannel === 'undefined') {
+    return null;
+  }
   return (navigator as Partial<Navigator>).locks ?? null;
 }
 
