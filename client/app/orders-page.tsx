@@ -1,4 +1,3 @@
-import { useLiveQuery } from 'dexie-react-hooks';
 import { useId } from 'react';
 import type { OutboxEntry } from '../sync/local-store';
 import { formatCount, formatDateTime, formatPrice, shortId } from './format';
@@ -6,6 +5,7 @@ import { orderViews, productIdsOf } from './orders';
 import type { OrderState, OrderView } from './orders';
 import { href } from './router';
 import type { StoreDb } from './use-tideline';
+import { useQuery } from '../react';
 
 const STATE_LABEL: Record<OrderState, string> = {
   pending: 'Pending on this device',
@@ -19,7 +19,7 @@ const STATE_LABEL: Record<OrderState, string> = {
  * rejected ones (`_rejections`), all read live.
  */
 export function OrdersPage({ db }: { db: StoreDb }) {
-  const orders = useLiveQuery(async () => {
+  const orders = useQuery(db, async () => {
     const [docs, outbox, rejections] = await Promise.all([
       db.collection('orders').table.where('owner').equals(db.userId).toArray(),
       db.db.table<OutboxEntry, number>('_outbox').toArray(),
