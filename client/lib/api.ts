@@ -44,9 +44,10 @@ export interface MutationHandle {
    * carrying the primary's code and message when it was rejected, or a
    * `TidelineClientError` (TIMEOUT, CLOSED). Default timeout: none.
    */
-  confirmed(options?: { timeoutMs?: number }): Promise<void>;
+  // Function properties, not methods: `const { confirmed } = await db.mutate.x(args)` is fine.
+  confirmed: (options?: { timeoutMs?: number }) => Promise<void>;
   /** Resolves with the final state, confirmed or rejected. */
-  settled(options?: { timeoutMs?: number }): Promise<MutationState>;
+  settled: (options?: { timeoutMs?: number }) => Promise<MutationState>;
 }
 
 /** The fields of `D` whose values are numbers (any field of an untyped document). */

@@ -89,7 +89,7 @@ export async function open<S extends AppSchema>(schema: S, options: OpenOptions)
   const handle = (seq: number): MutationHandle => ({
     seq,
     settled: (opts) => settled(seq, opts?.timeoutMs),
-    async confirmed(opts) {
+    confirmed: async (opts) => {
       const state = await settled(seq, opts?.timeoutMs);
       if (state.status === 'rejected') throw new TidelineError(state.code, state.message);
       if (state.status === 'unknown') throw new TidelineError('NOT_FOUND', `no mutation ${seq} in this replica`);
