@@ -115,6 +115,24 @@ describe('open(): the client API', () => {
     expect(handed).toEqual([expired, fresh]);
   });
 
+  it('a session whose token expires gets a fresh one from getToken and keeps syncing', async () => {
+    const handed: string[] = [];
+    const db = await openAs({
+      getToken: () => {
+        // The first token lives 2 s; the server ends the session then, and the client asks again.
+        const t = handed.length === 0 ? token('renewer', 0, 2) : token('renewer');
+        handed.push(t);
+        return t;
+      },
+    });
+    await db.whenSynced({ timeoutMs: 10_000 });
+    await waitFor('the server to end the session and the client to renew it', () => handed.length === 2, 15_000);
+    await db.mutate.put({ collection: 'notes', doc: { id: 'renewed', text: 'after renewal', createdAt: 4 } });
+    await db.whenSynced({ timeoutMs: 10_000 });
+    expect(readServerState(server.dataDir).docs['notes']?.['renewed']).toMatchObject({ text: 'after renewal' });
+    expect(db.status().state).toBe('live');
+  });
+
   it('whenSynced rejects with the engine error once a refused token stops it', async () => {
     const db = await openAs({ token: token('stale', 2 * 3600_000, 60) });
     const error: unknown = await db.whenSynced({ timeoutMs: 10_000 }).catch((e: unknown) => e);
