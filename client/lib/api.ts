@@ -41,12 +41,13 @@ export interface MutationHandle {
   seq: number;
   /**
    * Resolves when the primary has applied it; rejects with a `TidelineError`
-   * carrying the primary's code and message when it was rejected, or a
+   * carrying the primary's code and message when it was rejected, with the
+   * engine's error when syncing has failed (the mutation stays queued), or a
    * `TidelineClientError` (TIMEOUT, CLOSED). Default timeout: none.
    */
   // Function properties, not methods: `const { confirmed } = await db.mutate.x(args)` is fine.
   confirmed: (options?: { timeoutMs?: number }) => Promise<void>;
-  /** Resolves with the final state, confirmed or rejected. */
+  /** Resolves with the final state, confirmed or rejected; rejects as `confirmed` does otherwise. */
   settled: (options?: { timeoutMs?: number }) => Promise<MutationState>;
 }
 

@@ -79,11 +79,20 @@ export async function open<S extends AppSchema>(schema: S, options: OpenOptions)
     else engine[c]();
   };
 
+  /** A wait ends with the engine's error once it has stopped for good (state `failed`). */
+  const throwIfFailed = (): void => {
+    const s = events.status();
+    if (s.state === 'failed' && s.lastError) throw new TidelineError(s.lastError.code, s.lastError.message);
+  };
+
   /** Waits until `seq` is confirmed or rejected (a pending one re-checks after every event). */
   const settled = (seq: number, timeoutMs = Infinity): Promise<MutationState> =>
     waitForEvent(events, clock, timeoutMs, `mutation ${seq} to settle`, async () => {
       const state = await engine.mutationState(seq);
-      return state.status === 'pending' ? undefined : state;
+      if (state.status !== 'pending') return state;
+      // It stays queued, but nothing will settle it until the app acts (a new token, a new app version).
+      throwIfFailed();
+      return undefined;
     });
 
   const handle = (seq: number): MutationHandle => ({
@@ -120,8 +129,8 @@ export async function open<S extends AppSchema>(schema: S, options: OpenOptions)
     mutationState: (seq) => engine.mutationState(seq),
     whenSynced: (opts) =>
       waitForEvent(events, clock, opts?.timeoutMs ?? DEFAULT_SYNC_TIMEOUT_MS, 'the replica to sync', () => {
+        throwIfFailed();
         const s = events.status();
-        if (s.state === 'failed' && s.lastError) throw new TidelineError(s.lastError.code, s.lastError.message);
         return s.state === 'live' && s.pending === 0 ? true : undefined;
       }).then(() => undefined),
     goOffline: () => control('goOffline'),

@@ -139,5 +139,9 @@ describe('open(): the client API', () => {
     expect(error).toBeInstanceOf(TidelineError);
     expect(error).toMatchObject({ code: 'UNAUTHORIZED' });
     expect(db.status().state).toBe('failed');
+    // A mutation made now stays queued, and waiting for it ends with the same error instead of hanging.
+    const handle = await db.mutate.put({ collection: 'notes', doc: { id: 'stuck', text: 'queued', createdAt: 5 } });
+    await expect(handle.confirmed()).rejects.toMatchObject({ code: 'UNAUTHORIZED' });
+    expect(await db.mutationState(handle.seq)).toEqual({ status: 'pending' });
   });
 });
