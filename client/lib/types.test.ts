@@ -4,7 +4,7 @@ import type { ErrorCode } from '../../shared/errors';
 import type { Doc } from '../../shared/json';
 import { defineMutator } from '../../shared/mutators/types';
 import { defineCollection, defineSchema } from '../../shared/schema/define-schema';
-import type { DocOf } from '../../shared/schema/define-schema';
+import type { AppSchema, DocOf } from '../../shared/schema/define-schema';
 import type { Mutate, MutationHandle, Tideline } from './api';
 
 /**
@@ -48,6 +48,8 @@ type Todo = z.output<typeof todoDoc>;
 async function uses(db: Tideline<typeof schema>): Promise<void> {
   expectTypeOf<DocOf<typeof schema, 'todos'>>().toEqualTypeOf<Todo>();
   expectTypeOf<DocOf<typeof schema, 'notes'>>().toEqualTypeOf<Doc>();
+  // A schema known only as an AppSchema has plain documents.
+  expectTypeOf<DocOf<AppSchema, string>>().toEqualTypeOf<Doc>();
   expectTypeOf(await db.collection('todos').get('t1')).toEqualTypeOf<Todo | undefined>();
   expectTypeOf(await db.collection('notes').get('n1')).toEqualTypeOf<Doc | undefined>();
   expectTypeOf(await db.collection('todos').table.toArray()).toEqualTypeOf<Todo[]>();

@@ -56,8 +56,18 @@ export interface CollectionDef {
   rules?: readonly Rule[];
 }
 
-/** The document type of a collection: its `doc` schema's output, or `Doc` when it has none. */
-export type DocOfCollection<C> = C extends { doc?: infer Z } ? (Z extends z.ZodType<infer O> ? O : Doc) : Doc;
+/**
+ * The document type of a collection: its `doc` schema's output, or `Doc` when
+ * it has none or its schema says no more than `{ id: string }` (as in a
+ * schema typed as a plain `AppSchema`).
+ */
+export type DocOfCollection<C> = C extends { doc?: infer Z }
+  ? Z extends z.ZodType<infer O>
+    ? DocShape extends O
+      ? Doc
+      : O
+    : Doc
+  : Doc;
 
 /** A collection definition whose rules see its documents typed. */
 export type TypedCollectionDef<Z extends z.ZodType<DocShape>> = Omit<CollectionDef, 'doc' | 'rules'> & {
