@@ -85,15 +85,23 @@ export async function open<S extends AppSchema>(schema: S, options: OpenOptions)
     if (s.state === 'failed' && s.lastError) throw new TidelineError(s.lastError.code, s.lastError.message);
   };
 
-  /** Waits until `seq` is confirmed or rejected (a pending one re-checks after every event). */
+  /** Waits until `seq` is confirmed or rejected (a pending one re-checks after each applied message). */
   const settled = (seq: number, timeoutMs = Infinity): Promise<MutationState> =>
-    waitForEvent(events, clock, timeoutMs, `mutation ${seq} to settle`, async () => {
-      const state = await engine.mutationState(seq);
-      if (state.status !== 'pending') return state;
-      // It stays queued, but nothing will settle it until the app acts (a new token, a new app version).
-      throwIfFailed();
-      return undefined;
-    });
+    waitForEvent(
+      events,
+      clock,
+      timeoutMs,
+      `mutation ${seq} to settle`,
+      async () => {
+        const state = await engine.mutationState(seq);
+        if (state.status !== 'pending') return state;
+        // It stays queued, but nothing will settle it until the app acts (a new token, a new app version).
+        throwIfFailed();
+        return undefined;
+      },
+      // A mutation settles only when the server's answer is applied; a failure shows in the status.
+      (e) => e.type === 'applied' || (e.type === 'status' && e.status.state === 'failed'),
+    );
 
   const handle = (seq: number): MutationHandle => ({
     seq,

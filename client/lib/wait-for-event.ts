@@ -22,6 +22,8 @@ export function waitForEvent<T>(
   timeoutMs: number,
   what: string,
   check: () => Promise<T | undefined> | T | undefined,
+  /** Which events call for a new check (default: all). */
+  relevant: (e: EngineEvent) => boolean = () => true,
 ): Promise<T> {
   return new Promise<T>((resolve, reject) => {
     let done = false;
@@ -61,7 +63,9 @@ export function waitForEvent<T>(
         running = false;
       }
     };
-    const stopEvents = source.on(() => void run());
+    const stopEvents = source.on((e) => {
+      if (relevant(e)) void run();
+    });
     const stopClose = source.onClose(() => {
       if (done) return;
       finish();

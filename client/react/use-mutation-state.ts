@@ -28,7 +28,10 @@ export function useMutationState(db: TidelineSource, seq: number | null | undefi
         () => undefined,
       );
     };
-    const stop = db.on(read);
+    // A mutation settles only when the server's answer is applied (every tab hears of it).
+    const stop = db.on((e) => {
+      if (e.type === 'applied') read();
+    });
     read();
     return () => {
       active = false;
