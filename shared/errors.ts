@@ -26,8 +26,22 @@ export interface WireErrorShape {
   retryable: boolean;
 }
 
-/** An error with a code, a hint for the operator, and an optional cause. */
+/** Marks every TidelineError, whichever copy of this module made it. */
+const BRAND = Symbol.for('tideline.TidelineError');
+
+/**
+ * An error with a code, a hint for the operator, and an optional cause.
+ *
+ * `instanceof TidelineError` holds for errors made by any copy of this module
+ * (an app's schema module may load its own copy of the kit): a mutator's
+ * `NOT_FOUND` must reach the client as `NOT_FOUND`, not as an unknown error.
+ */
 export class TidelineError extends Error {
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+  }
+
+  readonly [BRAND] = true;
   readonly code: ErrorCode;
   readonly retryable: boolean;
   readonly hint: string | undefined;

@@ -2,6 +2,7 @@ import Dexie from 'dexie';
 import type { Table, Transaction } from 'dexie';
 import type { Doc } from '../../shared/json';
 import type { AppSchema } from '../../shared/schema/define-schema';
+import { UnknownCollectionError } from '../sync/local-store';
 import type { LocalMeta, LocalStore, LocalTx, OutboxEntry, RejectionRecord, ShadowEntry } from '../sync/local-store';
 
 interface MetaRow extends LocalMeta {
@@ -60,7 +61,7 @@ export class DexieLocalStore implements LocalStore {
   private boundTx(trans: Transaction): LocalTx {
     const table = <R>(name: string): Table<R, unknown> => trans.table<R, unknown>(name);
     const docs = (collection: string): Table<Doc, string> => {
-      if (!this.collections.has(collection)) throw new Error(`unknown collection '${collection}'`);
+      if (!this.collections.has(collection)) throw new UnknownCollectionError(collection);
       return trans.table<Doc, string>(collection);
     };
     const outbox = table<OutboxEntry>('_outbox');

@@ -1,5 +1,6 @@
 import type { Doc } from '../../shared/json';
 import type { AppSchema } from '../../shared/schema/define-schema';
+import { UnknownCollectionError } from '../sync/local-store';
 import type { LocalMeta, LocalStore, LocalTx, OutboxEntry, RejectionRecord, ShadowEntry } from '../sync/local-store';
 
 interface State {
@@ -50,7 +51,7 @@ export class MemoryLocalStore implements LocalStore {
       const s = cloneState(this.state);
       const docs = (c: string): Map<string, Doc> => {
         const m = s.docs.get(c);
-        if (!m) throw new Error(`unknown collection '${c}'`);
+        if (!m) throw new UnknownCollectionError(c);
         return m;
       };
       const tx: LocalTx = {

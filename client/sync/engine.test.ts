@@ -509,3 +509,28 @@ describe('SyncEngine: what changed, and where each mutation stands', () => {
     expect(await engine.mutationState(theirs)).toEqual({ status: 'rejected', code: 'REJECTED', message: 'no' });
   });
 });
+
+describe('SyncEngine: data of a collection the app does not know', () => {
+  it('stops with a clear, non-retryable error instead of reconnecting forever', async () => {
+    await engine.start();
+    const first = await connectLatest();
+    first.changes(changesMsg(0, 5));
+    await engine.settled();
+    first.changes({
+      from: 5,
+      to: 6,
+      changes: [{ ...change(6), collection: 'todos', id: 't1', doc: { id: 't1', title: 'from a newer schema' } }],
+    });
+    await engine.settled();
+    expect(engine.status()).toMatchObject({
+      state: 'failed',
+      lastSyncedLsn: 5,
+      lastError: { code: 'BAD_REQUEST', retryable: false },
+    });
+    expect(engine.status().lastError?.message).toContain("collection 'todos'");
+    expect(await checkpoint()).toBe(5);
+    // No reconnect is scheduled.
+    expect(clock.next()).toBe(false);
+    expect(transports).toHaveLength(1);
+  });
+});

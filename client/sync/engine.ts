@@ -18,6 +18,7 @@ import type { LocalRunDeps } from './apply-local';
 import { backoffDelay } from './backoff';
 import { integrateConfirmed, swapInSnapshot } from './integrate';
 import type { Integrated } from './integrate';
+import { UnknownCollectionError } from './local-store';
 import type { LocalStore, OutboxEntry, RejectionRecord } from './local-store';
 import type { Transport, TransportFactory } from './transport';
 
@@ -435,7 +436,8 @@ export class SyncEngine {
       } catch (err) {
         if (gen !== this.generation) return;
         const message = err instanceof Error ? err.message : String(err);
-        this.retryLater({ code: 'INTERNAL', message, retryable: true });
+        if (err instanceof UnknownCollectionError) this.fail({ code: 'BAD_REQUEST', message, retryable: false });
+        else this.retryLater({ code: 'INTERNAL', message, retryable: true });
       }
     });
   }

@@ -98,3 +98,18 @@ export interface LocalStore {
 }
 
 export const docKey = (collection: string, id: string): string => `${collection}/${id}`;
+
+/**
+ * A `LocalTx` was asked for a collection this app's schema does not have:
+ * the server holds data of a newer (or other) schema than the app. No retry
+ * mends that, so the engine stops with a clear error instead of looping.
+ */
+export class UnknownCollectionError extends Error {
+  constructor(readonly collection: string) {
+    super(
+      `the server sent documents of collection '${collection}', which this app's schema does not have: ` +
+        'the app is older than the server (reload or update it), or it points at the wrong server',
+    );
+    this.name = 'UnknownCollectionError';
+  }
+}
