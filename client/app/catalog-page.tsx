@@ -1,6 +1,6 @@
 import { useLiveQuery } from 'dexie-react-hooks';
 import { useDeferredValue, useEffect, useId, useState } from 'react';
-import type { Doc } from '../../shared/json';
+import type { Doc } from 'tideline/schema';
 import { categories, isSortKey, queryCatalog, SORTS } from './catalog-query';
 import type { CatalogFilter, SortKey } from './catalog-query';
 import { errorMessage, formatCount, formatPrice } from './format';

@@ -1,7 +1,7 @@
 import { useLiveQuery } from 'dexie-react-hooks';
 import { useId, useState } from 'react';
 import type { FormEvent } from 'react';
-import type { Doc } from '../../shared/json';
+import type { Doc } from 'tideline/schema';
 import { formatDateTime } from './format';
 import type { StoreDb } from './use-tideline';
 

@@ -1,7 +1,7 @@
 import { useLiveQuery } from 'dexie-react-hooks';
 import { useId } from 'react';
-import type { Doc } from '../../shared/json';
-import type { OutboxEntry } from '../sync/local-store';
+import type { Doc } from 'tideline/schema';
+import type { OutboxEntry } from 'tideline/client';
 import { formatCount, formatDateTime, formatPrice, shortId } from './format';
 import { orderViews, productIdsOf } from './orders';
 import type { OrderState, OrderView } from './orders';

@@ -1,7 +1,7 @@
 import { useLiveQuery } from 'dexie-react-hooks';
 import { useDeferredValue, useId, useState } from 'react';
-import type { Doc } from '../../shared/json';
-import type { OutboxEntry } from '../sync/local-store';
+import type { Doc } from 'tideline/schema';
+import type { OutboxEntry } from 'tideline/client';
 import { matchesSearch } from './catalog-query';
 import { formatCount, formatPrice } from './format';
 import { OrderList } from './orders-page';

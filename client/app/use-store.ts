@@ -1,7 +1,7 @@
 import { useLiveQuery } from 'dexie-react-hooks';
 import { useEffect, useState } from 'react';
 import { cartIdOf } from '../../shared/apps/store';
-import type { Doc } from '../../shared/json';
+import type { Doc } from 'tideline/schema';
 import type { StoreDb } from './use-tideline';
 
 /** Live reads of the local replica that several pages share. */

@@ -1,6 +1,5 @@
 import { useEffect, useState } from 'react';
-import type { SyncStatus } from '../sync/engine';
-import type { RejectionRecord } from '../sync/local-store';
+import type { RejectionRecord, SyncStatus } from 'tideline/client';
 import type { StoreDb } from './use-tideline';
 
 export interface TabSyncState {

@@ -1,0 +1,38 @@
+import { defineConfig } from 'tsup';
+
+/**
+ * Builds the npm package `tideline` into lib/ (ESM + .d.ts): one entry per
+ * subpath of package.json `exports`, and the `tideline` bin.
+ *
+ * All entries are built together with code splitting, so a module used by
+ * several entries (shared/errors.ts: TidelineError) exists once in lib/.
+ * That matters: an app's schema module imports `tideline/schema` and the
+ * server imports its own code; two copies of TidelineError would make the
+ * server's `instanceof TidelineError` miss an app mutator's rejection.
+ *
+ * Dependencies and peer dependencies are never bundled (tsup's default):
+ * dexie, zod and react come from the app, so it bundles one copy of each.
+ */
+export default defineConfig({
+  entry: {
+    'client/index': 'client/index.ts',
+    'schema/index': 'shared/index.ts',
+    'server/index': 'server/index.ts',
+    // TODO(lead, issue 8 merge): C's React bindings. Add this entry, and
+    // `"./react": { "types": "./lib/react/index.d.ts", "import": "./lib/react/index.js" }`
+    // to package.json `exports`, once client/react/index.ts is on main:
+    // 'react/index': 'client/react/index.ts',
+    // TODO(lead, issue 8 merge): B1's CLI (`tideline serve`). Add this entry once
+    // server/cli.ts is on main (it starts with `#!/usr/bin/env node`, which
+    // esbuild keeps); package.json `bin` already points at lib/cli.js:
+    // cli: 'server/cli.ts',
+  },
+  outDir: 'lib',
+  format: ['esm'],
+  platform: 'node',
+  target: 'es2022',
+  dts: true,
+  splitting: true,
+  clean: true,
+  treeshake: true,
+});
