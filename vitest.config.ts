@@ -1,4 +1,4 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 import { sourceAliases } from './vite.config';
 
 export default defineConfig({
@@ -7,7 +7,7 @@ export default defineConfig({
     environment: 'node',
     include: ['{client,server,shared,bench,test}/**/*.test.ts'],
     // Packs and installs the package: its own script, npm run test:consumer.
-    exclude: ['test/consumer/**', '**/node_modules/**'],
+    exclude: [...configDefaults.exclude, 'test/consumer/**'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',

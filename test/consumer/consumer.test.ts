@@ -60,7 +60,8 @@ beforeAll(async () => {
 
   // `prepack` builds lib/ (npm run build:lib) before npm packs it.
   const packed = await run('npm', ['pack', '--json', '--pack-destination', work], { cwd: repo, timeoutMs: 180_000 });
-  const results = JSON.parse(packed.slice(packed.indexOf('['))) as PackResult[];
+  // stdout holds the build's output (prepack), then npm's JSON.
+  const results = JSON.parse(packed.slice(packed.search(/^\[\s*\{/m))) as PackResult[];
   pack = results[0]!;
   metrics['packed size (bytes)'] = pack.size;
   metrics['unpacked size (bytes)'] = pack.unpackedSize;
