@@ -157,7 +157,7 @@ describe('tideline installed from its tarball', () => {
     // ['node_modules/.bin/tideline', 'serve', '--schema', './schema.ts', '--data', './data', '--port', '0']
     const server = start(
       process.execPath,
-      ['--import', 'tsx', 'server.ts', '--port', '0', '--data', './data', '--no-seed', '--static', './no-static'],
+      ['--import', 'tsx', 'server.ts', '--port', '0', '--data', './data', '--no-seed'],
       { cwd: project, env },
     );
     running.push(server);
