@@ -8,7 +8,8 @@ import { Server } from 'socket.io';
 import { storeSchema } from '../shared/apps/store';
 import { systemClock } from '../shared/clock';
 import type { AppSchema } from '../shared/schema/define-schema';
-import { verifyToken } from './auth/tokens';
+import { bearerUsers } from './auth/bearer';
+import { createAuth } from './auth/verifier';
 import { ClusterNode } from './cluster/cluster-node';
 import type { Role } from './cluster/cluster-node';
 import { ReplicationHub } from './cluster/replication-hub';
@@ -37,10 +38,22 @@ export interface RunningServer {
  */
 export async function startServer(config: ServerConfig, schema: AppSchema = storeSchema): Promise<RunningServer> {
   const clock = systemClock;
+  // Tokens from the app's identity provider (JWKS), or HS256 with the secret (given, or kept in the data
+  // directory). First, so that auth options that cannot work fail before anything is opened.
+  const auth = createAuth({
+    ...config.auth,
+    ...(config.auth.jwksUrl === undefined
+      ? { secret: loadOrCreateSecret(config.dataDir, 'secret.key', config.secret) }
+      : {}),
+    staff: config.staff,
+  });
+  if (auth.devLogin) {
+    console.warn('WARNING: the development login is on: POST /auth/dev-login signs a token for any user name.');
+    console.warn('         Never use --dev-login in production.');
+  }
   if (config.restoreFrom) restoreBackup(config.restoreFrom, config.dataDir);
   const store = openSqliteStore(join(config.dataDir, STORE_FILE));
   store.ensureIndexes(Object.fromEntries(Object.entries(schema.collections).map(([name, def]) => [name, def.indexes])));
-  const secret = loadOrCreateSecret(config.dataDir, 'secret.key', config.secret);
   const adminToken = loadOrCreateSecret(config.dataDir, 'admin.token', config.adminToken);
   const clusterSecret = loadOrCreateSecret(config.dataDir, 'cluster.key', config.clusterSecret);
 
@@ -77,10 +90,6 @@ export async function startServer(config: ServerConfig, schema: AppSchema = stor
     clock,
     limits: config.limits,
     schedule: (fn) => setImmediate(fn),
-    verifyToken: (token) => {
-      const claims = verifyToken(secret, token, clock.now());
-      return { userId: claims.sub, roles: claims.roles };
-    },
     role: () => node.view(),
     onCommit: (changes, outcomes) => replicationHub.onCommit(changes, outcomes),
     ...(config.minSyncReplicas > 0
@@ -98,12 +107,12 @@ export async function startServer(config: ServerConfig, schema: AppSchema = stor
   app.disable('x-powered-by');
   app.use(express.json({ limit: '1mb' }));
   const startedAt = clock.now();
-  const deps = { store, core, secret, adminToken, staff: config.staff, now: () => clock.now(), startedAt };
+  const deps = { store, core, adminToken, now: () => clock.now(), startedAt };
   const backupsDir = join(config.dataDir, 'backups');
   app.get('/healthz', (_req, res) => {
     res.json({ ok: true, role: node.role });
   });
-  app.use('/auth', authRoutes(deps));
+  app.use('/auth', authRoutes(auth.devLogin));
   app.use(
     '/admin',
     adminRoutes({
@@ -121,23 +130,8 @@ export async function startServer(config: ServerConfig, schema: AppSchema = stor
     }),
   );
   app.use('/cluster', clusterRoutes(node, clusterSecret));
-  app.use(
-    '/query',
-    queryRoutes({
-      store,
-      schema,
-      userOf: (req: Request) => {
-        const header = req.headers.authorization;
-        if (!header?.startsWith('Bearer ')) return null;
-        try {
-          const claims = verifyToken(secret, header.slice('Bearer '.length), clock.now());
-          return { userId: claims.sub, roles: claims.roles };
-        } catch {
-          return null;
-        }
-      },
-    }),
-  );
+  const bearer = bearerUsers(auth.verify);
+  app.use('/query', bearer.middleware, queryRoutes({ store, schema, userOf: bearer.userOf }));
   const staticDir = resolve(config.staticDir);
   if (existsSync(staticDir)) {
     app.use(express.static(staticDir));
@@ -153,7 +147,7 @@ export async function startServer(config: ServerConfig, schema: AppSchema = stor
   const http = createServer(app);
   // Socket.IO drops a connection whose message is over this; the sync core answers TOO_LARGE well below it.
   const io = new Server(http, { maxHttpBufferSize: config.limits.maxMessageBytes * 2, serveClient: false });
-  attachSync(io.of('/sync'), syncCore);
+  attachSync(io.of('/sync'), syncCore, auth.verify);
   replicationHub.attach(io.of('/replication'), clusterSecret);
 
   await new Promise<void>((ok, fail) => {

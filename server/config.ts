@@ -1,6 +1,8 @@
 import { parseArgs } from 'node:util';
 import { DEFAULT_LIMITS } from '../shared/protocol/limits';
 import type { Limits } from '../shared/protocol/limits';
+import { AUTH_FLAGS, AUTH_HELP, authConfig } from './auth/auth-flags';
+import type { AuthConfig } from './auth/auth-flags';
 
 export interface ServerConfig {
   host: string;
@@ -35,6 +37,8 @@ export interface ServerConfig {
   restoreFrom: string | null;
   /** How other nodes and clients reach this one; defaults to http://host:port. */
   publicUrl: string | null;
+  /** Client tokens: HS256 with `secret` unless `auth.jwksUrl` is set; the dev login is off unless `auth.devLogin`. */
+  auth: AuthConfig;
 }
 
 const HELP = `Usage: node --import tsx server/main.ts [options]   (npm run dev -- [options])
@@ -56,6 +60,7 @@ const HELP = `Usage: node --import tsx server/main.ts [options]   (npm run dev -
   --min-sync-replicas N       client acks wait for N replicas to apply a change (default 0)
   --restore FILE              start from a backup (empty data dir), then catch up as a replica
   --public-url URL            how others reach this node (default http://HOST:PORT)
+${AUTH_HELP}
 Environment: TIDELINE_SECRET (client token secret, the same on every node), TIDELINE_ADMIN_TOKEN
 (admin bearer token), TIDELINE_CLUSTER_SECRET (replication secret, the same on every node).`;
 
@@ -89,6 +94,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): ServerConfi
       'min-sync-replicas': { type: 'string' },
       restore: { type: 'string' },
       'public-url': { type: 'string' },
+      ...AUTH_FLAGS,
     },
     strict: true,
   });
@@ -124,6 +130,7 @@ export function parseConfig(argv: string[], env: NodeJS.ProcessEnv): ServerConfi
     clusterSecret: env['TIDELINE_CLUSTER_SECRET'] ?? null,
     restoreFrom: values.restore ?? null,
     publicUrl: values['public-url'] ?? null,
+    auth: authConfig(values, env),
   };
 }
 

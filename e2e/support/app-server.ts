@@ -40,14 +40,14 @@ export interface AppServer {
 /**
  * Starts `server/main.ts` as a real process on 127.0.0.1, on a free port, in a
  * fresh temporary data directory seeded with the demo data (2,000 products
- * and a welcome note), serving the built app from dist/.
+ * and a welcome note), serving the built app from dist/, with the dev login on.
  */
 export async function startAppServer(): Promise<AppServer> {
   if (!existsSync(`${DIST_DIR}/index.html`)) {
     throw new Error(`${DIST_DIR}/index.html is missing: run \`npm run build\` first (\`npm run test:e2e\` does)`);
   }
-  // The later --static overrides the helper's default (no static files).
-  const args = ['--static', DIST_DIR];
+  // The later --static overrides the helper's default (no static files); the storefront signs in with the dev login.
+  const args = ['--static', DIST_DIR, '--dev-login'];
   let server: ServerProcess | null = await startServerProcess({ args });
   const { url, dataDir } = server;
   const port = Number(new URL(url).port);

@@ -3,7 +3,7 @@ import express from 'express';
 import type { NextFunction, Request, Response, Router } from 'express';
 import { z } from 'zod';
 import { TidelineError } from '../../shared/errors';
-import { signToken } from '../auth/tokens';
+import type { DevLogin } from '../auth/verifier';
 import { CLUSTER_SECRET_HEADER } from '../cluster/cluster-node';
 import type { ClusterNode } from '../cluster/cluster-node';
 import type { ReplicationHub } from '../cluster/replication-hub';
@@ -13,9 +13,7 @@ import type { SyncCore } from '../sync/sync-core';
 export interface RouteDeps {
   store: Store;
   core: SyncCore;
-  secret: string;
   adminToken: string;
-  staff: readonly string[];
   now: () => number;
   startedAt: number;
 }
@@ -26,18 +24,30 @@ function sendError(res: Response, status: number, err: TidelineError): void {
   res.status(status).json({ error: err.toWire() });
 }
 
-/** The development login: a signed token for any user name. Not for production. */
-export function authRoutes(deps: RouteDeps): Router {
+/**
+ * The development login: a signed token for any user name. Not for
+ * production, so off (404) unless the server runs with `--dev-login`.
+ */
+export function authRoutes(devLogin: DevLogin | null): Router {
   const router = express.Router();
   router.post('/dev-login', (req: Request, res: Response) => {
+    if (devLogin === null) {
+      sendError(
+        res,
+        404,
+        new TidelineError('NOT_FOUND', 'the development login is off (start the server with --dev-login)'),
+      );
+      return;
+    }
     const body = z.object({ user: userName }).safeParse(req.body);
     if (!body.success) {
       sendError(res, 400, new TidelineError('BAD_REQUEST', body.error.issues[0]?.message ?? 'bad login'));
       return;
     }
-    const roles = deps.staff.includes(body.data.user) ? ['staff'] : [];
-    const token = signToken(deps.secret, { sub: body.data.user, roles }, deps.now());
-    res.json({ token, userId: body.data.user, roles });
+    devLogin.login(body.data.user).then(
+      (login) => res.json(login),
+      () => sendError(res, 500, new TidelineError('INTERNAL', 'could not sign a token')),
+    );
   });
   return router;
 }

@@ -120,8 +120,8 @@ interface OutcomeRow {
   ts: number;
 }
 
-/** Changes read past a page's end to finish the mutation it ends in; a mutation with more writes is read in steps. */
-const BOUNDARY_STEP = 256;
+/** Origins read at a time past a page's end to find where its last mutation ends. */
+const BOUNDARY_STEP = 64;
 
 type MetaKey = 'schema_version' | 'server_id' | 'term' | 'head_lsn' | 'horizon' | 'terms';
 
@@ -153,6 +153,7 @@ export class SqliteStore implements Store {
   private readonly insertChange;
   private readonly selectChanges;
   private readonly selectOutcomes;
+  private readonly selectOrigins;
   private readonly insertOutcome;
   private readonly deleteOutcomes;
   private readonly selectOldestTs;
@@ -216,6 +217,9 @@ export class SqliteStore implements Store {
     this.selectChanges = db.prepare<[number, number], ChangeRow>(
       `SELECT lsn, term, collection, id, owner, body, client_id, seq, ts FROM changes
        WHERE lsn > ? ORDER BY lsn LIMIT ?`,
+    );
+    this.selectOrigins = db.prepare<[number, number], { lsn: number; client_id: string | null; seq: number | null }>(
+      'SELECT lsn, client_id, seq FROM changes WHERE lsn > ? ORDER BY lsn LIMIT ?',
     );
     this.selectOutcomes = db.prepare<[number, number], OutcomeRow>(
       `SELECT lsn, term, client_id, seq, code, message, retryable, ts FROM outcomes
@@ -328,20 +332,29 @@ export class SqliteStore implements Store {
       outcomes: outcomes.filter((o) => o.lsn <= to),
       to,
     };
-    // Finish the mutation the page ends in: its changes have consecutive LSNs and one origin.
-    for (;;) {
-      const last = page.changes[page.changes.length - 1];
-      if (last === undefined || last.lsn !== to || last.clientId === null) break;
-      const more = this.selectChanges.all(to, BOUNDARY_STEP).map(changeOf);
-      let added = 0;
-      for (const c of more) {
-        if (c.lsn !== to + 1 || c.clientId !== last.clientId || c.seq !== last.seq) break;
-        page.changes.push(c);
-        to = c.lsn;
-        added++;
+    // Finish the mutation the page ends in: its changes have consecutive LSNs and one origin. Only
+    // the origins are read to find where it ends (usually at once), then its rows.
+    const last = page.changes[page.changes.length - 1];
+    if (last !== undefined && last.lsn === to && last.clientId !== null) {
+      let end = to;
+      for (;;) {
+        const next = this.selectOrigins.all(end, BOUNDARY_STEP);
+        let i = 0;
+        while (
+          i < next.length &&
+          next[i]!.lsn === end + 1 &&
+          next[i]!.client_id === last.clientId &&
+          next[i]!.seq === last.seq
+        ) {
+          end++;
+          i++;
+        }
+        if (i < BOUNDARY_STEP) break;
       }
-      page.to = to;
-      if (added < BOUNDARY_STEP) break;
+      if (end > to) {
+        page.changes.push(...this.selectChanges.all(to, end - to).map(changeOf));
+        page.to = end;
+      }
     }
     return page;
   }

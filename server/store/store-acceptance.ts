@@ -421,6 +421,16 @@ export function runStoreTests(name: string, makeStore: () => StoreHarness): void
         // Changes without an origin (seed, admin) are not one mutation: the limit holds.
         appendAll([put('notes', 'e'), put('notes', 'f')]);
         expect(store.readLog(5, 1).to).toBe(6);
+        // A mutation of many writes comes whole, however small the page.
+        const big = appendAll(
+          Array.from({ length: 150 }, (_, i) => put('notes', `big${i}`)),
+          { clientId: 'k2', seq: 1 },
+        );
+        appendAll([put('notes', 'g')], { clientId: 'k2', seq: 2 });
+        const whole = store.readLog(7, 1);
+        expect(whole.changes).toEqual(big);
+        expect(whole.to).toBe(157);
+        expect(whole.outcomes).toEqual([]);
       });
 
       it('compacts outcome entries with the changes', () => {

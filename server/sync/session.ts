@@ -37,8 +37,19 @@ export interface Session {
   /** A push of this client is queued or waiting for replicas: one in flight per client. */
   pushing: boolean;
   closed: boolean;
+  /** When its last hello was checked, among all hellos (0 before): the later of two connections of a client wins. */
+  helloOrder: number;
 }
 
 export function newSession(sink: SessionSink): Session {
-  return { sink, auth: null, cursor: 0, live: false, needsSnapshot: false, pushing: false, closed: false };
+  return {
+    sink,
+    auth: null,
+    cursor: 0,
+    live: false,
+    needsSnapshot: false,
+    pushing: false,
+    closed: false,
+    helloOrder: 0,
+  };
 }

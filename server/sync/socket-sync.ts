@@ -2,7 +2,10 @@ import type { Namespace, Socket } from 'socket.io';
 import { TidelineError, toWireError } from '../../shared/errors';
 import { pageAckSchema } from '../../shared/protocol/changes';
 import type { Changes, Snapshot } from '../../shared/protocol/changes';
+import type { HelloAck } from '../../shared/protocol/hello';
 import type { WireError } from '../../shared/protocol/wire-error';
+import { atExpiry, TOKEN_EXPIRED } from '../auth/session-expiry';
+import type { VerifiedPrincipal } from '../auth/verifier';
 import type { SessionSink } from './session';
 import type { SyncCore } from './sync-core';
 
@@ -11,21 +14,48 @@ const PAGE_ACK_TIMEOUT_MS = 60_000;
 
 type Ack = (res: unknown) => void;
 
-/** Wires the /sync namespace to the sync core: one session per socket. */
-export function attachSync(nsp: Namespace, core: SyncCore): void {
+/**
+ * Wires the /sync namespace to the sync core: one session per socket. Tokens
+ * are checked here, asynchronously (a JWKS may need fetching), between the
+ * core's `checkHello` and `admit`; a session ends when its token expires.
+ */
+export function attachSync(
+  nsp: Namespace,
+  core: SyncCore,
+  verifyToken: (token: string) => Promise<VerifiedPrincipal>,
+): void {
   nsp.on('connection', (socket: Socket) => {
     const sink = socketSink(socket);
     const session = core.connect(sink);
-    socket.on('disconnect', () => core.disconnect(session));
+    let cancelExpiry = (): void => undefined;
+    socket.on('disconnect', () => {
+      cancelExpiry();
+      core.disconnect(session);
+    });
 
+    // One hello in flight per connection: a client cannot pile up token checks waiting on a key set fetch.
+    let verifying = false;
+    const hello = async (msg: unknown): Promise<HelloAck> => {
+      if (verifying) {
+        return { ok: false, error: { code: 'RATE_LIMITED', message: 'a hello is in flight already', retryable: true } };
+      }
+      const checked = core.checkHello(session, msg);
+      if (!checked.ok) return checked;
+      verifying = true;
+      let principal: VerifiedPrincipal;
+      try {
+        principal = await verifyToken(checked.hello.token);
+      } finally {
+        verifying = false;
+      }
+      const answer = core.admit(session, checked.hello, principal);
+      if (answer.ok) cancelExpiry = atExpiry(principal.expiresAt, () => sink.close(TOKEN_EXPIRED));
+      return answer;
+    };
     // A bad message never crashes the node: whatever a handler throws becomes the answer.
     socket.on('hello', (msg: unknown, ack: unknown) => {
       if (!isAck(ack)) return rejectNoAck(socket, 'hello');
-      try {
-        ack(core.hello(session, msg));
-      } catch (err) {
-        ack({ ok: false, error: toWireError(err) });
-      }
+      void hello(msg).then(ack, (err: unknown) => ack({ ok: false, error: toWireError(err) }));
     });
     socket.on('push', (msg: unknown, ack: unknown) => {
       if (!isAck(ack)) return rejectNoAck(socket, 'push');

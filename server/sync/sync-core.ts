@@ -6,7 +6,7 @@ import { ReadFailure, runMutation } from '../../shared/mutators/run-mutation';
 import type { Change } from '../../shared/protocol/change';
 import type { Changes, Snapshot } from '../../shared/protocol/changes';
 import { helloSchema } from '../../shared/protocol/hello';
-import type { HelloAck } from '../../shared/protocol/hello';
+import type { Hello, HelloAck } from '../../shared/protocol/hello';
 import type { Limits } from '../../shared/protocol/limits';
 import { pushSchema } from '../../shared/protocol/push';
 import type { Mutation, MutationResult, PushAck } from '../../shared/protocol/push';
@@ -28,8 +28,11 @@ export interface SyncCoreOptions {
   schema: AppSchema;
   clock: Clock;
   limits: Limits;
-  /** Checks a client token; throws a TidelineError (UNAUTHORIZED) when it is bad. */
-  verifyToken: (token: string) => Principal;
+  /**
+   * Checks a client token for `hello`; throws a TidelineError (UNAUTHORIZED) when it is bad. Optional: a
+   * caller whose check is asynchronous (JWKS) uses `checkHello`, verifies, then `admit` instead.
+   */
+  verifyToken?: (token: string) => Principal;
   /** Runs the group commit soon, after the pushes that arrived together have queued. */
   schedule: (fn: () => void) => void;
   /** Changes per catch-up page. */
@@ -99,6 +102,8 @@ export class SyncCore {
   /** Post-commit work (waiting for replicas, fan-out, acks) runs in commit order on this chain. */
   private delivered: Promise<void> = Promise.resolve();
   private flushScheduled = false;
+  /** Hellos checked so far: orders the connections of one client. */
+  private hellos = 0;
   private readonly pageSize: number;
   private readonly snapshotPageSize: number;
 
@@ -125,8 +130,28 @@ export class SyncCore {
     return this.byClient.size;
   }
 
+  /** A hello whose token the `verifyToken` option checks synchronously (the simulation; tests). */
   hello(session: Session, raw: unknown): HelloAck {
-    const fail = (error: WireErrorShape): HelloAck => ({ ok: false, error });
+    const checked = this.checkHello(session, raw);
+    if (!checked.ok) return checked;
+    let principal: Principal;
+    try {
+      if (!this.opts.verifyToken) throw new TidelineError('INTERNAL', 'no synchronous token check is configured');
+      principal = this.opts.verifyToken(checked.hello.token);
+    } catch (err) {
+      return { ok: false, error: toWireError(err) };
+    }
+    return this.admit(session, checked.hello, principal);
+  }
+
+  /**
+   * The checks of a hello that need no token. The socket layer calls it, then
+   * verifies the token (which may fetch signing keys), then calls `admit`.
+   * The order of these calls is the order of hellos: of two connections of one
+   * client, the one that said hello last wins, however long each check took.
+   */
+  checkHello(session: Session, raw: unknown): { ok: true; hello: Hello } | { ok: false; error: WireErrorShape } {
+    const fail = (error: WireErrorShape): { ok: false; error: WireErrorShape } => ({ ok: false, error });
     const parsed = helloSchema.safeParse(raw);
     if (!parsed.success) return fail(badRequest('hello', parsed.error.issues[0]?.message));
     const msg = parsed.data;
@@ -140,11 +165,21 @@ export class SyncCore {
     if (session.auth) return fail(badRequest('hello', 'hello was already done on this connection'));
     const notPrimary = this.notPrimary();
     if (notPrimary) return fail(notPrimary);
-    let principal: Principal;
-    try {
-      principal = this.opts.verifyToken(msg.token);
-    } catch (err) {
-      return fail(toWireError(err));
+    session.helloOrder = ++this.hellos;
+    return { ok: true, hello: msg };
+  }
+
+  /** Starts the session of a checked hello as the user its verified token names. */
+  admit(session: Session, msg: Hello, principal: Principal): HelloAck {
+    const fail = (error: WireErrorShape): HelloAck => ({ ok: false, error });
+    // Checked again: verifying the token may have taken a while.
+    if (session.closed) return fail(badRequest('hello', 'the connection closed during hello'));
+    if (session.auth) return fail(badRequest('hello', 'hello was already done on this connection'));
+    const notPrimary = this.notPrimary();
+    if (notPrimary) return fail(notPrimary);
+    const newer = this.byClient.get(msg.clientId);
+    if (newer && newer.helloOrder > session.helloOrder) {
+      return fail({ code: 'BAD_REQUEST', message: 'superseded by a newer connection', retryable: false });
     }
     const previous = this.byClient.get(msg.clientId);
     if (previous) {

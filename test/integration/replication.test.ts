@@ -135,6 +135,10 @@ describe('server replicas', () => {
     );
     sameOutcomes(primary.dataDir, replicaDir);
 
+    // The primary learns what the replica applied from its acks, a moment after the replica has it.
+    await waitFor('the primary has the replica ack', async () =>
+      (await primary.admin<Status>('/status')).replicas.some((r) => r.appliedLsn === 508),
+    );
     const status = await primary.admin<Status>('/status');
     expect(status.replicas).toEqual([
       expect.objectContaining({ url: replica.url, connected: true, live: true, appliedLsn: 508, lagLsn: 0 }),
@@ -225,6 +229,10 @@ describe('server replicas', () => {
     await sameLog(primary, restored);
     expect(readLogAndDocs(db(restored.dataDir)).docs).toEqual(readLogAndDocs(db(primary.dataDir)).docs);
     sameOutcomes(primary.dataDir, restored.dataDir);
+    await waitFor('the primary has the restored replica ack', async () => {
+      const st = await primary.admin<Status>('/status');
+      return st.replicas.some((r) => r.connected && r.appliedLsn === st.headLsn);
+    });
     const status = await primary.admin<Status>('/status');
     expect(status.replicas.filter((r) => r.connected)).toEqual([
       expect.objectContaining({ url: restored.url, appliedLsn: status.headLsn, lagLsn: 0 }),

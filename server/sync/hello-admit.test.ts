@@ -1,0 +1,119 @@
+import { describe, expect, it } from 'vitest';
+import { storeSchema } from '../../shared/apps/store';
+import { systemClock } from '../../shared/clock';
+import type { WireErrorShape } from '../../shared/errors';
+import { DEFAULT_LIMITS } from '../../shared/protocol/limits';
+import { PROTOCOL_VERSION } from '../../shared/protocol/version';
+import { MemoryStore } from '../store/memory-store';
+import type { Session, SessionSink } from './session';
+import { SyncCore } from './sync-core';
+
+/**
+ * The socket layer verifies tokens asynchronously between `checkHello` and
+ * `admit`: these tests interleave those calls as slow and fast verifications
+ * would, and check that one client id still has one connection, the last to
+ * say hello.
+ */
+function setup(): {
+  core: SyncCore;
+  connect: () => { session: Session; closedWith: WireErrorShape[] };
+} {
+  const core = new SyncCore({
+    store: new MemoryStore(),
+    schema: storeSchema,
+    clock: systemClock,
+    limits: DEFAULT_LIMITS,
+    schedule: () => undefined, // no catch-up: only the handshake is under test
+  });
+  const connect = (): { session: Session; closedWith: WireErrorShape[] } => {
+    const closedWith: WireErrorShape[] = [];
+    const sink: SessionSink = {
+      sendChanges: () => undefined,
+      sendPage: async () => undefined,
+      sendSnapshot: async () => undefined,
+      close: (error) => void closedWith.push(error),
+    };
+    return { session: core.connect(sink), closedWith };
+  };
+  return { core, connect };
+}
+
+const hello = (clientId: string) => ({
+  protocol: PROTOCOL_VERSION,
+  clientId,
+  token: 'verified elsewhere',
+  checkpoint: 0,
+  checkpointTerm: 0,
+  pendingFrom: 1,
+});
+const alice = { userId: 'alice', roles: [] };
+
+function checked(core: SyncCore, session: Session, clientId: string) {
+  const result = core.checkHello(session, hello(clientId));
+  if (!result.ok) throw new Error(`checkHello refused: ${result.error.message}`);
+  return result.hello;
+}
+
+describe('hello in two steps (check, verify elsewhere, admit)', () => {
+  it('an older connection whose token took longer to verify does not displace the newer one', () => {
+    const { core, connect } = setup();
+    const older = connect();
+    const newer = connect();
+    const olderHello = checked(core, older.session, 'client-0001');
+    const newerHello = checked(core, newer.session, 'client-0001');
+    expect(core.admit(newer.session, newerHello, alice)).toMatchObject({ ok: true });
+    expect(core.admit(older.session, olderHello, alice)).toEqual({
+      ok: false,
+      error: { code: 'BAD_REQUEST', message: 'superseded by a newer connection', retryable: false },
+    });
+    expect(newer.closedWith).toEqual([]);
+    expect(newer.session.auth?.clientId).toBe('client-0001');
+    expect(core.connectedClients).toBe(1);
+  });
+
+  it('a newer connection admitted after an older one closes the older', () => {
+    const { core, connect } = setup();
+    const older = connect();
+    const newer = connect();
+    const olderHello = checked(core, older.session, 'client-0002');
+    const newerHello = checked(core, newer.session, 'client-0002');
+    expect(core.admit(older.session, olderHello, alice)).toMatchObject({ ok: true });
+    expect(core.admit(newer.session, newerHello, alice)).toMatchObject({ ok: true });
+    expect(older.closedWith).toEqual([
+      { code: 'BAD_REQUEST', message: 'superseded by a newer connection', retryable: false },
+    ]);
+    expect(older.session.closed).toBe(true);
+    expect(core.connectedClients).toBe(1);
+  });
+
+  it('a connection that went while its token was verified is not admitted', () => {
+    const { core, connect } = setup();
+    const gone = connect();
+    const msg = checked(core, gone.session, 'client-0003');
+    core.disconnect(gone.session);
+    expect(core.admit(gone.session, msg, alice)).toMatchObject({ ok: false, error: { code: 'BAD_REQUEST' } });
+    expect(gone.session.auth).toBeNull();
+    expect(core.connectedClients).toBe(0);
+  });
+
+  it('of two hellos in flight on one connection, the second is refused', () => {
+    const { core, connect } = setup();
+    const one = connect();
+    const first = checked(core, one.session, 'client-0004');
+    const second = checked(core, one.session, 'client-0004');
+    expect(core.admit(one.session, first, alice)).toMatchObject({ ok: true });
+    expect(core.admit(one.session, second, { userId: 'mallory', roles: ['staff'] })).toMatchObject({
+      ok: false,
+      error: { code: 'BAD_REQUEST', message: expect.stringContaining('hello was already done') as unknown },
+    });
+    expect(one.session.auth).toMatchObject({ userId: 'alice', roles: [] });
+  });
+
+  it('the one-step hello needs a synchronous token check', () => {
+    const { core, connect } = setup();
+    expect(core.hello(connect().session, hello('client-0005'))).toMatchObject({
+      ok: false,
+      error: { code: 'INTERNAL' },
+    });
+  });
+});
