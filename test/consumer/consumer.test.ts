@@ -146,10 +146,10 @@ describe('tideline installed from its tarball', () => {
     const tsc = join(project, 'node_modules/typescript/bin/tsc');
     await Promise.all(
       ['tsconfig.json', 'tsconfig.bundler.json'].map((config) =>
-        run(process.execPath, [tsc, '-p', config], { cwd: project, timeoutMs: 100_000 }),
+        run(process.execPath, [tsc, '-p', config], { cwd: project, timeoutMs: 170_000 }),
       ),
     );
-  });
+  }, 180_000);
 
   it('serves the app schema and syncs todos between Node clients and the backend', async () => {
     const env = { ...process.env, TIDELINE_SECRET: SECRET, TIDELINE_ADMIN_TOKEN: ADMIN_TOKEN };
