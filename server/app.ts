@@ -131,7 +131,7 @@ export async function startServer(config: ServerConfig, schema: AppSchema = stor
   );
   app.use('/cluster', clusterRoutes(node, clusterSecret));
   const bearer = bearerUsers(auth.verify);
-  app.use('/query', bearer.middleware, queryRoutes({ store, schema, userOf: bearer.userOf }));
+  app.use('/query', queryRoutes({ store, schema, adminToken, authenticate: bearer.middleware, userOf: bearer.userOf }));
   const staticDir = resolve(config.staticDir);
   if (existsSync(staticDir)) {
     app.use(express.static(staticDir));

@@ -11,8 +11,8 @@ import { clearSession, loadSession, saveSession, SESSION_KEY } from './session';
 import type { Session } from './session';
 import { SignIn } from './sign-in';
 import { StaffPage } from './staff-page';
+import { useReconnectWhenOnline } from '../react';
 import { StatusBar } from './status-bar';
-import { useReconnectWhenOnline } from './use-reconnect';
 import { useTideline } from './use-tideline';
 import type { StoreDb } from './use-tideline';
 

@@ -1,4 +1,3 @@
-import { useLiveQuery } from 'dexie-react-hooks';
 import { useDeferredValue, useEffect, useId, useState } from 'react';
 import type { Doc } from 'tideline/schema';
 import { categories, isSortKey, queryCatalog, SORTS } from './catalog-query';
@@ -10,6 +9,7 @@ import type { NoticeState } from './notice';
 import { ProductCard } from './product-card';
 import { useCart } from './use-store';
 import type { StoreDb } from './use-tideline';
+import { useQuery } from '../react';
 
 export const PAGE_SIZE = 24;
 
@@ -76,14 +76,14 @@ export function CatalogPage({
   const { filter, problem } = filterOf(form);
   const query: CatalogFilter = { ...filter, search };
   const queryKey = JSON.stringify(query);
-  const result = useLiveQuery(async () => {
+  const result = useQuery(db, async () => {
     const started = performance.now();
     const page = await queryCatalog(table, query, form.page * PAGE_SIZE, PAGE_SIZE);
     return { ...page, ms: performance.now() - started };
     // `query` is a new object every render: its JSON form is the dependency.
   }, [table, queryKey, form.page]);
-  const inReplica = useLiveQuery(() => table.count(), [table]);
-  const allCategories = useLiveQuery(() => categories(table), [table], []);
+  const inReplica = useQuery(db, () => table.count(), [table]);
+  const allCategories = useQuery(db, () => categories(table), [table], []);
   const cart = useCart(db);
   const [notice, setNotice] = useState<NoticeState | null>(null);
   const ids = { search: useId(), category: useId(), min: useId(), max: useId(), sort: useId() };

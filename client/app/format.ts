@@ -24,6 +24,7 @@ export function connectionLabel(status: SyncStatus): string {
       return 'Connecting';
     case 'backoff':
     case 'stopped':
+    case 'offline':
       return 'Offline';
     case 'failed':
       return 'Stopped';

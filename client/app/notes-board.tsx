@@ -1,9 +1,9 @@
-import { useLiveQuery } from 'dexie-react-hooks';
 import { useId, useState } from 'react';
 import type { FormEvent } from 'react';
 import type { Doc } from 'tideline/schema';
 import { formatDateTime } from './format';
 import type { StoreDb } from './use-tideline';
+import { useQuery } from '../react';
 
 const MAX_NOTE = 1000;
 
@@ -17,7 +17,8 @@ const createdAt = (doc: Doc): number => (typeof doc['createdAt'] === 'number' ? 
  */
 export function NotesBoard({ db }: { db: StoreDb }) {
   // Sorted here rather than through the createdAt index, which would skip notes without one.
-  const notes = useLiveQuery(
+  const notes = useQuery(
+    db,
     async () => (await db.collection('notes').table.toArray()).sort((a, b) => createdAt(b) - createdAt(a)),
     [db],
   );

@@ -1,12 +1,11 @@
-import { useLiveQuery } from 'dexie-react-hooks';
 import { useId } from 'react';
-import type { Doc } from 'tideline/schema';
 import type { OutboxEntry } from 'tideline/client';
 import { formatCount, formatDateTime, formatPrice, shortId } from './format';
 import { orderViews, productIdsOf } from './orders';
 import type { OrderState, OrderView } from './orders';
 import { href } from './router';
 import type { StoreDb } from './use-tideline';
+import { useQuery } from '../react';
 
 const STATE_LABEL: Record<OrderState, string> = {
   pending: 'Pending on this device',
@@ -20,7 +19,7 @@ const STATE_LABEL: Record<OrderState, string> = {
  * rejected ones (`_rejections`), all read live.
  */
 export function OrdersPage({ db }: { db: StoreDb }) {
-  const orders = useLiveQuery(async () => {
+  const orders = useQuery(db, async () => {
     const [docs, outbox, rejections] = await Promise.all([
       db.collection('orders').table.where('owner').equals(db.userId).toArray(),
       db.db.table<OutboxEntry, number>('_outbox').toArray(),
@@ -28,7 +27,7 @@ export function OrdersPage({ db }: { db: StoreDb }) {
     ]);
     const ids = productIdsOf(outbox, rejections);
     const found = await db.collection('products').table.bulkGet(ids);
-    const products = new Map(found.filter((p): p is Doc => p !== undefined).map((p) => [p.id, p]));
+    const products = new Map(found.filter((p) => p !== undefined).map((p) => [p.id, p]));
     return orderViews(docs, outbox, rejections, products, db.userId);
   }, [db]);
 

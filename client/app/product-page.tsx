@@ -1,4 +1,3 @@
-import { useLiveQuery } from 'dexie-react-hooks';
 import { useId, useState } from 'react';
 import type { FormEvent } from 'react';
 import { errorMessage, formatCount, formatPrice } from './format';
@@ -10,11 +9,12 @@ import { ProductEditor } from './product-editor';
 import { href } from './router';
 import { numberOf, textOf, useCart } from './use-store';
 import type { StoreDb } from './use-tideline';
+import { useQuery } from '../react';
 
 /** One product, live from the replica; shoppers add it to the cart, staff edit it. */
 export function ProductPage({ db, id, staff }: { db: StoreDb; id: string; staff: boolean }) {
   // null: not in the replica (undefined is still loading).
-  const product = useLiveQuery(async () => (await db.collection('products').get(id)) ?? null, [db, id]);
+  const product = useQuery(db, async () => (await db.collection('products').get(id)) ?? null, [db, id]);
   const cart = useCart(db);
   const [qty, setQty] = useState('1');
   const [notice, setNotice] = useState<NoticeState | null>(null);

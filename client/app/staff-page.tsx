@@ -1,4 +1,3 @@
-import { useLiveQuery } from 'dexie-react-hooks';
 import { useDeferredValue, useId, useState } from 'react';
 import type { Doc } from 'tideline/schema';
 import type { OutboxEntry } from 'tideline/client';
@@ -10,6 +9,7 @@ import { ProductEditor } from './product-editor';
 import { href } from './router';
 import { numberOf, textOf } from './use-store';
 import type { StoreDb } from './use-tideline';
+import { useQuery } from '../react';
 
 const INVENTORY_PAGE = 12;
 const ORDERS_SHOWN = 50;
@@ -30,7 +30,7 @@ export function StaffPage({ db }: { db: StoreDb }) {
   const wanted = useDeferredValue(search.trim());
   const ids = { search: useId(), sort: useId() };
 
-  const inventory = useLiveQuery(async () => {
+  const inventory = useQuery(db, async () => {
     const ordered = table.orderBy(sort);
     if (!wanted) {
       const [items, total] = await Promise.all([
@@ -46,11 +46,11 @@ export function StaffPage({ db }: { db: StoreDb }) {
     const all = await ordered.filter((d) => matchesSearch(textOf(d, 'name'), wanted)).toArray();
     return { items: all.slice(page * INVENTORY_PAGE, (page + 1) * INVENTORY_PAGE), total: all.length };
   }, [table, sort, wanted, page]);
-  const product = useLiveQuery(
-    async () => (selected ? ((await table.get(selected)) ?? null) : null),
-    [table, selected],
-  );
-  const orders = useLiveQuery(async () => {
+  const product = useQuery(db, async () => (selected ? ((await table.get(selected)) ?? null) : null), [
+    table,
+    selected,
+  ]);
+  const orders = useQuery(db, async () => {
     const [docs, count, outbox] = await Promise.all([
       db.collection('orders').table.orderBy('createdAt').reverse().limit(ORDERS_SHOWN).toArray(),
       db.collection('orders').table.count(),

@@ -1,4 +1,3 @@
-import { useLiveQuery } from 'dexie-react-hooks';
 import { useEffect, useState } from 'react';
 import { connectionLabel, describeMutation, describeRejection, formatCount, formatTime } from './format';
 import { registerServiceWorker } from './register-sw';
@@ -6,8 +5,8 @@ import { href } from './router';
 import type { Route } from './router';
 import type { Session } from './session';
 import { cartCount, useBrowserOnline, useCart } from './use-store';
-import { useSyncStatus } from './use-sync-status';
 import type { StoreDb } from './use-tideline';
+import { useRejections, useSyncStatus } from '../react';
 
 interface StatusBarProps {
   session: Session | null;
@@ -111,8 +110,8 @@ interface LiveStatusBarProps {
 }
 
 function LiveStatusBar({ session, db, route, onSignOut }: LiveStatusBarProps) {
-  const { status, leader, latestRejection, dismissRejection } = useSyncStatus(db);
-  const rejections = useLiveQuery(() => db.rejections(), [db], []);
+  const { status, leader } = useSyncStatus(db);
+  const { all: rejections, latest: latestRejection, dismiss: dismissRejection } = useRejections(db);
   const browserOnline = useBrowserOnline();
   const shellCached = useShellCached();
   const waiting = !leader && status.state === 'stopped';

@@ -1,8 +1,8 @@
-import { useLiveQuery } from 'dexie-react-hooks';
 import { useEffect, useState } from 'react';
 import { cartIdOf } from '../../shared/apps/store';
 import type { Doc } from 'tideline/schema';
 import type { StoreDb } from './use-tideline';
+import { useQuery } from '../react';
 
 /** Live reads of the local replica that several pages share. */
 
@@ -21,7 +21,7 @@ const lineOf = (value: unknown): { productId: string; qty: number } | null => {
 
 /** The signed-in user's cart (`cart:<userId>`), with its products; undefined while loading. */
 export function useCart(db: StoreDb): CartLine[] | undefined {
-  return useLiveQuery(async () => {
+  return useQuery(db, async () => {
     const cart = await db.collection('carts').get(cartIdOf(db.userId));
     const raw = Array.isArray(cart?.['lines']) ? cart['lines'] : [];
     const lines = raw.map(lineOf).filter((l) => l !== null);

@@ -72,6 +72,17 @@ class FakeEngine implements TabEngine {
     this.outboxChanges++;
   }
 
+  readonly controls: string[] = [];
+  goOffline(): void {
+    this.controls.push('goOffline');
+  }
+  goOnline(): void {
+    this.controls.push('goOnline');
+  }
+  reconnectNow(): void {
+    this.controls.push('reconnectNow');
+  }
+
   setStatus(status: SyncStatus): void {
     this.current = status;
     this.emit({ type: 'status', status });
@@ -325,5 +336,17 @@ describe('shareSyncAcrossTabs', () => {
     await follower.db.table('_outbox').add({ seq: 1, name: 'put', args: {}, reads: [], writes: [] });
     await waitFor('the leader to push the new entry', () => leader.engine.outboxChanges > before, 2_000);
     expect(follower.engine.outboxChanges).toBe(0);
+  });
+
+  it("runs a follower's connection controls on the leader's engine, and the leader's own at once", async () => {
+    const leader = await openTab('t1');
+    const follower = await openTab('t2');
+    await newLeader();
+    follower.shared.control('goOffline');
+    follower.shared.control('goOnline');
+    await waitFor('the leader to run both', () => leader.engine.controls.length === 2, 2_000);
+    leader.shared.control('reconnectNow');
+    expect(leader.engine.controls).toEqual(['goOffline', 'goOnline', 'reconnectNow']);
+    expect(follower.engine.controls).toEqual([]);
   });
 });

@@ -34,7 +34,9 @@ import type { EngineEvent, SyncEngine, SyncStatus } from '../sync/engine';
  * app over https.
  */
 export function browserLocks(): LockManager | null {
-  if (typeof window === 'undefined' || typeof BroadcastChannel === 'undefined') return null;
+  if (typeof window === 'undefined' || typeof navigator === 'undefined' || typeof BroadcastChannel === 'undefined') {
+    return null;
+  }
   return (navigator as Partial<Navigator>).locks ?? null;
 }
 
@@ -105,10 +107,18 @@ export async function claimLeadership(locks: LockManager, name: string): Promise
   };
 }
 
-/** What the leader broadcasts (its engine's events), and a new follower's request for the current status. */
-type TabMessage = EngineEvent | { type: 'ask' };
+/** The public connection controls (`db.goOffline()` and the others), run by whichever tab holds the connection. */
+export type ConnectionControl = 'goOffline' | 'goOnline' | 'reconnectNow';
 
-const MESSAGE_TYPES: ReadonlySet<unknown> = new Set(['status', 'rejected', 'applied', 'ask']);
+const CONTROLS: ReadonlySet<unknown> = new Set(['goOffline', 'goOnline', 'reconnectNow']);
+
+/**
+ * What the leader broadcasts (its engine's events), a new follower's request
+ * for the current status, and a follower's connection control for the leader.
+ */
+type TabMessage = EngineEvent | { type: 'ask' } | { type: 'control'; control: ConnectionControl };
+
+const MESSAGE_TYPES: ReadonlySet<unknown> = new Set(['status', 'rejected', 'applied', 'ask', 'control']);
 
 /** Same-origin tabs of this app are the only senders; this guards against another version of it. */
 function isTabMessage(data: unknown): data is TabMessage {
@@ -122,12 +132,14 @@ export interface SharedSync {
   status(): SyncStatus;
   /** Engine events: the leader's own; in a follower, the leader's as they arrive. */
   on(listener: (e: EngineEvent) => void): () => void;
+  /** Runs a connection control on the engine of the tab holding the connection (this one or another). */
+  control(control: ConnectionControl): void;
   /** Stops the engine if this tab leads, and lets another tab take over. */
   close(): void;
 }
 
 /** What the tabs need of the sync engine (tests pass a double). */
-export type TabEngine = Pick<SyncEngine, 'on' | 'status' | 'start' | 'stop' | 'outboxChanged'>;
+export type TabEngine = Pick<SyncEngine, 'on' | 'status' | 'start' | 'stop' | 'outboxChanged' | ConnectionControl>;
 
 /** What the tabs use of `BroadcastChannel` (tests pass an in-process double). */
 export interface TabChannel {
@@ -183,9 +195,10 @@ export async function shareSyncAcrossTabs({
     if (!isTabMessage(data)) return;
     if (leadership.isLeader()) {
       if (data.type === 'ask') channel.postMessage({ type: 'status', status: engine.status() });
+      if (data.type === 'control' && CONTROLS.has(data.control)) engine[data.control]();
       return;
     }
-    if (data.type === 'ask') return;
+    if (data.type === 'ask' || data.type === 'control') return;
     if (data.type === 'status') {
       leaderStatus = data.status;
       takeoverFailed = null;
@@ -255,6 +268,10 @@ export async function shareSyncAcrossTabs({
     on(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
+    },
+    control(control) {
+      if (leadership.isLeader()) engine[control]();
+      else channel.postMessage({ type: 'control', control });
     },
     close() {
       if (closed) return;

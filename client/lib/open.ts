@@ -1,83 +1,44 @@
 import { liveQuery } from 'dexie';
-import type Dexie from 'dexie';
-import type { Observable, Table } from 'dexie';
 import { systemClock } from '../../shared/clock';
-import type { Clock } from '../../shared/clock';
+import { TidelineError } from '../../shared/errors';
 import type { Doc, JsonValue } from '../../shared/json';
-import type { AppSchema } from '../../shared/schema/define-schema';
+import type { AppSchema, CollectionName, DocOf } from '../../shared/schema/define-schema';
 import { DexieLocalStore, openDexie } from '../store/dexie-local-store';
 import { SyncEngine } from '../sync/engine';
-import type { EngineEvent, SyncStatus } from '../sync/engine';
-import type { RejectionRecord } from '../sync/local-store';
+import type { MutationState } from '../sync/engine';
 import { socketTransport } from '../sync/socket-transport';
-import type { TransportFactory } from '../sync/transport';
+import type { Collection, GetToken, MutationHandle, Mutate, OpenOptions, Tideline } from './api';
 import { browserLocks, shareSyncAcrossTabs } from './leader';
-import type { SharedSync } from './leader';
+import type { ConnectionControl, SharedSync } from './leader';
 import { tokenClaims } from './token-claims';
+import { waitForEvent } from './wait-for-event';
+import type { EventSource } from './wait-for-event';
 
-export interface OpenOptions {
-  /** Server base URLs, primary first; the client moves to the next on failure or NOT_PRIMARY. */
-  servers: string[];
-  token: string;
-  /** IndexedDB name; defaults to `<app name>-<user id>` so users never share a replica. */
-  dbName?: string;
-  /**
-   * Start syncing at once (default true). In a browser with Web Locks, only
-   * the tab holding the lock for this database syncs (client/lib/leader.ts).
-   */
-  sync?: boolean;
-  clock?: Clock;
-  connect?: TransportFactory;
-  requestTimeoutMs?: number;
-}
+export type * from './api';
 
-/** A typed view of one collection of the local replica. */
-export interface Collection {
-  get(id: string): Promise<Doc | undefined>;
-  /** The Dexie table, for indexed queries: `where('price').between(10, 20)`. */
-  readonly table: Table<Doc, string>;
-}
-
-type BuiltinArgs = {
-  put: { collection: string; doc: Doc };
-  patch: { collection: string; id: string; set?: Record<string, JsonValue>; unset?: string[] };
-  delete: { collection: string; id: string };
-  inc: { collection: string; id: string; field: string; by: number };
-};
-
-export type Mutate<S extends AppSchema> = {
-  [K in keyof BuiltinArgs]: (args: BuiltinArgs[K]) => Promise<{ seq: number }>;
-} & {
-  [K in keyof S['mutators']]: (args: JsonValue) => Promise<{ seq: number }>;
-};
-
-export interface Tideline<S extends AppSchema> {
-  readonly schema: S;
-  readonly db: Dexie;
-  readonly engine: SyncEngine;
-  readonly userId: string;
-  collection(name: keyof S['collections'] & string): Collection;
-  mutate: Mutate<S>;
-  /** A Dexie live query: re-runs `fn` whenever the tables it read change, in this tab or another. */
-  liveQuery<T>(fn: () => Promise<T>): Observable<T>;
-  /** The sync status; in a tab that does not hold the connection, that of the tab that does. */
-  status(): SyncStatus;
-  /** Whether this tab runs the sync engine: with Web Locks only one tab per database does; without them, always (when syncing). */
-  isLeader(): boolean;
-  /** Calls back on every status change and rejection (another tab's, when it holds the connection); returns an unsubscribe function. */
-  on(listener: (e: EngineEvent) => void): () => void;
-  rejections(): Promise<RejectionRecord[]>;
-  close(): void;
-}
+const DEFAULT_SYNC_TIMEOUT_MS = 30_000;
 
 function randomId(): string {
   return crypto.randomUUID().replace(/-/g, '');
 }
 
+/** Asks `getToken` for a token and checks it names the same user: a replica never changes hands. */
+async function freshToken(getToken: GetToken, userId: string | null): Promise<string> {
+  const token = await getToken();
+  const claims = tokenClaims(token);
+  if (userId !== null && claims.userId !== userId) {
+    throw new TidelineError('UNAUTHORIZED', `getToken returned a token for '${claims.userId}', not '${userId}'`);
+  }
+  return token;
+}
+
 /** Opens a Tideline database: a Dexie replica of the user's scope, kept in sync with the servers. */
 export async function open<S extends AppSchema>(schema: S, options: OpenOptions): Promise<Tideline<S>> {
-  const user = tokenClaims(options.token);
+  const { getToken } = options;
+  const token = options.token ?? (await freshToken(options.getToken, null));
+  const user = tokenClaims(token);
   const dbName = options.dbName ?? `${schema.name}-${user.userId}`;
+  const clock = options.clock ?? systemClock;
   const db = openDexie(schema, dbName);
   await db.open();
   const local = new DexieLocalStore(db, schema, randomId);
@@ -86,42 +47,110 @@ export async function open<S extends AppSchema>(schema: S, options: OpenOptions)
     local,
     servers: options.servers,
     connect: options.connect ?? socketTransport,
-    token: options.token,
+    token,
+    ...(getToken === undefined ? {} : { refreshToken: () => freshToken(getToken, user.userId) }),
     user,
-    clock: options.clock ?? systemClock,
+    clock,
     random: Math.random,
     ...(options.requestTimeoutMs === undefined ? {} : { requestTimeoutMs: options.requestTimeoutMs }),
   });
-  const mutate = new Proxy(
-    {},
-    {
-      get: (_target, name) => (typeof name === 'string' ? (args: JsonValue) => engine.mutate(name, args) : undefined),
-    },
-  ) as Mutate<S>;
   const sync = options.sync ?? true;
   const locks = sync ? browserLocks() : null;
   let shared: SharedSync | null = null;
   if (locks) shared = await shareSyncAcrossTabs({ locks, dbName, db, engine });
   else if (sync) await engine.start();
+
+  function collection<C extends CollectionName<S>>(name: C): Collection<DocOf<S, C>> {
+    const table = db.table<DocOf<S, C>, string>(name);
+    return { table, get: (id) => table.get(id) };
+  }
+
+  const closeListeners = new Set<() => void>();
+  const events: EventSource = {
+    on: (listener) => shared?.on(listener) ?? engine.on(listener),
+    status: () => shared?.status() ?? engine.status(),
+    onClose: (listener) => {
+      closeListeners.add(listener);
+      return () => closeListeners.delete(listener);
+    },
+  };
+  const control = (c: ConnectionControl): void => {
+    if (shared) shared.control(c);
+    else engine[c]();
+  };
+
+  /** A wait ends with the engine's error once it has stopped for good (state `failed`). */
+  const throwIfFailed = (): void => {
+    const s = events.status();
+    if (s.state === 'failed' && s.lastError) throw new TidelineError(s.lastError.code, s.lastError.message);
+  };
+
+  /** Waits until `seq` is confirmed or rejected (a pending one re-checks after each applied message). */
+  const settled = (seq: number, timeoutMs = Infinity): Promise<MutationState> =>
+    waitForEvent(
+      events,
+      clock,
+      timeoutMs,
+      `mutation ${seq} to settle`,
+      async () => {
+        const state = await engine.mutationState(seq);
+        if (state.status !== 'pending') return state;
+        // It stays queued, but nothing will settle it until the app acts (a new token, a new app version).
+        throwIfFailed();
+        return undefined;
+      },
+      // A mutation settles only when the server's answer is applied; a failure shows in the status.
+      (e) => e.type === 'applied' || (e.type === 'status' && e.status.state === 'failed'),
+    );
+
+  const handle = (seq: number): MutationHandle => ({
+    seq,
+    settled: (opts) => settled(seq, opts?.timeoutMs),
+    confirmed: async (opts) => {
+      const state = await settled(seq, opts?.timeoutMs);
+      if (state.status === 'rejected') throw new TidelineError(state.code, state.message);
+      if (state.status === 'unknown') throw new TidelineError('NOT_FOUND', `no mutation ${seq} in this replica`);
+    },
+  });
+
+  // The one place the typed API meets the engine's untyped one: `Mutate<S>` only narrows what callers pass.
+  const mutate = new Proxy(
+    {},
+    {
+      get: (_target, name) =>
+        typeof name === 'string' ? async (args: JsonValue) => handle((await engine.mutate(name, args)).seq) : undefined,
+    },
+  ) as Mutate<S>;
+
   return {
     schema,
     db,
     engine,
     userId: user.userId,
-    collection(name) {
-      const table = db.table<Doc, string>(name);
-      return { table, get: (id) => table.get(id) };
-    },
+    collection,
     mutate,
     liveQuery: (fn) => liveQuery(fn),
-    status: () => shared?.status() ?? engine.status(),
+    status: events.status,
     isLeader: () => shared?.isLeader() ?? sync,
-    on: (listener) => shared?.on(listener) ?? engine.on(listener),
+    on: events.on,
     rejections: () => local.rejections(),
+    mutationState: (seq) => engine.mutationState(seq),
+    whenSynced: (opts) =>
+      waitForEvent(events, clock, opts?.timeoutMs ?? DEFAULT_SYNC_TIMEOUT_MS, 'the replica to sync', () => {
+        throwIfFailed();
+        const s = events.status();
+        return s.state === 'live' && s.pending === 0 ? true : undefined;
+      }).then(() => undefined),
+    goOffline: () => control('goOffline'),
+    goOnline: () => control('goOnline'),
+    reconnectNow: () => control('reconnectNow'),
     close() {
       shared?.close();
       engine.stop();
       db.close();
+      for (const l of [...closeListeners]) l();
     },
   };
 }
+
+export type { Doc };

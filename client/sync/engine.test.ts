@@ -7,9 +7,11 @@ import type { Changes, PageAck } from '../../shared/protocol/changes';
 import { helloSchema } from '../../shared/protocol/hello';
 import type { Hello, HelloAck } from '../../shared/protocol/hello';
 import type { PushAck } from '../../shared/protocol/push';
+import type { WireError } from '../../shared/protocol/wire-error';
 import { defineSchema } from '../../shared/schema/define-schema';
 import { MemoryLocalStore } from '../store/memory-local-store';
 import { SyncEngine } from './engine';
+import type { AppliedEvent, EngineEvent } from './engine';
 import type { LocalStore, LocalTx } from './local-store';
 import type { Transport, TransportEvents } from './transport';
 
@@ -58,7 +60,7 @@ class ScriptedTransport implements Transport {
 
   constructor(
     readonly url: string,
-    private readonly helloAck: () => HelloAck,
+    private readonly helloAck: (hello: Hello) => HelloAck,
     private readonly pushAck: ((msg: unknown) => PushAck) | null = null,
   ) {}
 
@@ -76,8 +78,9 @@ class ScriptedTransport implements Transport {
       if (!this.pushAck) throw new Error('this test pushes nothing');
       return this.pushAck(msg);
     }
-    this.hellos.push(helloSchema.parse(msg));
-    return this.helloAck();
+    const hello = helloSchema.parse(msg);
+    this.hellos.push(hello);
+    return this.helloAck(hello);
   }
 
   connect(): void {
@@ -87,6 +90,12 @@ class ScriptedTransport implements Transport {
   /** Delivers a `changes` message; a catch-up page passes `ack`, a live message does not. */
   changes(msg: Changes, ack?: (res: PageAck) => void): void {
     this.on().changes(msg, ack);
+  }
+
+  /** The server ends the session: a `fatal` message, then the disconnect. */
+  fatal(error: WireError): void {
+    this.on().fatal(error);
+    this.on().disconnected('io server disconnect');
   }
 
   private on(): TransportEvents {
@@ -313,3 +322,190 @@ async function waitUntil(check: () => boolean): Promise<void> {
   for (let i = 0; i < 500 && !check(); i++) await new Promise((r) => setImmediate(r));
   expect(check()).toBe(true);
 }
+
+describe('SyncEngine: a fresh token from refreshToken', () => {
+  const unauthorized = (message: string): WireError => ({ code: 'UNAUTHORIZED', message, retryable: false });
+  let accepted: Set<string>;
+  let fresh: string[];
+  let refreshes: number;
+
+  /** An engine whose server accepts only the tokens in `accepted`; refreshToken hands out `fresh` in turn. */
+  const tokenEngine = (): SyncEngine =>
+    new SyncEngine({
+      schema,
+      local: store,
+      servers: ['http://primary.test'],
+      connect: (url) => {
+        const t = new ScriptedTransport(url, (hello) =>
+          accepted.has(hello.token)
+            ? { ok: true, serverId: 'primary', term: 1, headLsn, horizon: 0, lastSeq: 0, userId: 'u1' }
+            : { ok: false, error: unauthorized('token expired') },
+        );
+        transports.push(t);
+        return t;
+      },
+      token: 'first',
+      refreshToken: async () => {
+        refreshes++;
+        const next = fresh.shift();
+        if (next === undefined) throw new Error('no more tokens');
+        return next;
+      },
+      user: { userId: 'u1', roles: [] },
+      clock,
+      random: () => 0.5,
+    });
+
+  beforeEach(() => {
+    accepted = new Set(['second', 'third']);
+    fresh = ['second', 'third'];
+    refreshes = 0;
+  });
+
+  it('asks once when hello refuses the token, and connects with the new one at once', async () => {
+    engine = tokenEngine();
+    await engine.start();
+    transports.at(-1)!.connect();
+    await waitUntil(() => transports.length === 2);
+    const second = await connectLatest();
+    expect(transports.map((t) => t.hellos.map((h) => h.token))).toEqual([['first'], ['second']]);
+    expect(refreshes).toBe(1);
+    expect(second.closed).toBe(false);
+    expect(engine.status().lastError).toBeNull();
+    // Straight away: no backoff timer was involved.
+    expect(clock.next()).toBe(false);
+  });
+
+  it('fails with the error when the fresh token is refused too, and asks no more', async () => {
+    accepted = new Set();
+    engine = tokenEngine();
+    await engine.start();
+    transports.at(-1)!.connect();
+    await waitUntil(() => transports.length === 2);
+    transports.at(-1)!.connect();
+    await waitUntil(() => engine.status().state === 'failed');
+    expect(engine.status().lastError).toEqual(unauthorized('token expired'));
+    expect(refreshes).toBe(1);
+    expect(transports.map((t) => t.hellos.map((h) => h.token))).toEqual([['first'], ['second']]);
+    expect(clock.next()).toBe(false);
+  });
+
+  it('reconnects with a fresh token when the server ends the session for an expired one, each time it does', async () => {
+    accepted = new Set(['first', 'second', 'third']);
+    engine = tokenEngine();
+    await engine.start();
+    const first = await connectLatest();
+    first.fatal(unauthorized('token expired'));
+    await waitUntil(() => transports.length === 2);
+    expect(first.closed).toBe(true);
+    await connectLatest();
+    expect(transports.at(-1)!.hellos.map((h) => h.token)).toEqual(['second']);
+
+    // The accepted hello re-armed the refresh: the next expiry gets a token again.
+    transports.at(-1)!.fatal(unauthorized('token expired'));
+    await waitUntil(() => transports.length === 3);
+    await connectLatest();
+    expect(transports.at(-1)!.hellos.map((h) => h.token)).toEqual(['third']);
+    expect(refreshes).toBe(2);
+  });
+
+  it('fails with UNAUTHORIZED when getToken itself fails', async () => {
+    fresh = [];
+    engine = tokenEngine();
+    await engine.start();
+    transports.at(-1)!.connect();
+    await waitUntil(() => engine.status().state === 'failed');
+    expect(engine.status().lastError).toEqual(unauthorized('getToken failed: no more tokens'));
+    expect(transports).toHaveLength(1);
+  });
+
+  it('backs off, asking for no token, when the server closes the session for another reason', async () => {
+    accepted = new Set(['first']);
+    engine = tokenEngine();
+    await engine.start();
+    const first = await connectLatest();
+    first.fatal({ code: 'INTERNAL', message: 'shutting down', retryable: true });
+    await waitUntil(() => engine.status().state === 'backoff');
+    expect(refreshes).toBe(0);
+  });
+});
+
+describe('SyncEngine: public connection controls', () => {
+  it('goOffline drops the connection and stays off until goOnline', async () => {
+    await engine.start();
+    const first = await connectLatest();
+    engine.goOffline();
+    expect(first.closed).toBe(true);
+    expect(engine.status()).toMatchObject({ state: 'offline', online: false });
+    expect(clock.next()).toBe(false);
+    // A mutation queues meanwhile.
+    await engine.mutate('put', { collection: 'notes', doc: { id: 'mine', text: 'x' } });
+    expect(engine.status()).toMatchObject({ state: 'offline', pending: 1 });
+    // start() (another tab handing over) does not bring it back either; reconnectNow neither.
+    await engine.start();
+    engine.reconnectNow();
+    expect(transports).toHaveLength(1);
+    engine.goOnline();
+    expect(transports).toHaveLength(2);
+    await connectLatest();
+  });
+
+  it('reconnectNow skips the backoff wait, and leaves a live connection alone', async () => {
+    await engine.start();
+    const first = await connectLatest();
+    engine.reconnectNow();
+    expect(transports).toEqual([first]);
+    first.fatal({ code: 'INTERNAL', message: 'restarting', retryable: true });
+    expect(engine.status().state).toBe('backoff');
+    engine.reconnectNow();
+    expect(transports).toHaveLength(2);
+    expect(engine.status().state).toBe('connecting');
+    // The backoff timer was cleared: it does not open a third connection.
+    expect(clock.next()).toBe(false);
+  });
+});
+
+describe('SyncEngine: what changed, and where each mutation stands', () => {
+  it("names the collections and ids each applied message changed, and the mutations' states", async () => {
+    pushAnswer = (msg) => {
+      const seqs = (msg as { mutations: Array<{ seq: number }> }).mutations.map((m) => m.seq);
+      return { ok: true, results: seqs.map((seq) => ({ seq, status: 'applied', lsn: 10 })) };
+    };
+    const applied: EngineEvent[] = [];
+    engine.on((e) => {
+      if (e.type === 'applied') applied.push(e);
+    });
+    await engine.start();
+    const t = await connectLatest();
+    t.changes(changesMsg(0, 9));
+    await engine.settled();
+    expect(applied.at(-1)).toEqual({
+      type: 'applied',
+      checkpoint: 9,
+      changed: { notes: notesUpTo(9) },
+      snapshot: false,
+    });
+
+    const { seq: mine } = await engine.mutate('put', { collection: 'notes', doc: { id: 'mine', text: 'x' } });
+    const { seq: theirs } = await engine.mutate('patch', { collection: 'notes', id: 'n1', set: { text: 'y' } });
+    expect(await engine.mutationState(mine)).toEqual({ status: 'pending' });
+    expect(await engine.mutationState(99)).toEqual({ status: 'unknown' });
+
+    // The primary confirms the first and rejects the second.
+    headLsn = 10;
+    t.changes({
+      from: 9,
+      to: 10,
+      changes: [{ ...change(10), id: 'mine', doc: { id: 'mine', text: 'x' }, clientId: engine.clientId, seq: mine }],
+      lastSeq: theirs,
+      rejected: [{ seq: theirs, error: { code: 'REJECTED', message: 'no', retryable: false } }],
+    });
+    await engine.settled();
+    expect(applied.at(-1)).toMatchObject({ checkpoint: 10, snapshot: false });
+    const changed = (applied.at(-1) as AppliedEvent).changed;
+    expect(Object.keys(changed)).toEqual(['notes']);
+    expect(changed['notes']!.sort()).toEqual(['mine', 'n1']);
+    expect(await engine.mutationState(mine)).toEqual({ status: 'confirmed' });
+    expect(await engine.mutationState(theirs)).toEqual({ status: 'rejected', code: 'REJECTED', message: 'no' });
+  });
+});

@@ -28,15 +28,23 @@ import type { Transport, TransportFactory } from './transport';
  *              start()
  *   stopped ───────────▶ connecting ──connected──▶ handshaking ──hello ok──▶ syncing
  *      ▲                    ▲                          │                      │ caught up
- *      │ stop()             │ timer                    │ hello refused        ▼
+ *      │ stop()             │ timer, reconnectNow()    │ hello refused        ▼
  *      │                 backoff ◀──── disconnect, timeout, gap ──────────── live
  *      │                                               │
  *      └──── failed ◀── UNAUTHORIZED / PROTOCOL_MISMATCH (needs a new token or app)
  *
+ *   goOffline(): any state ──▶ offline ──goOnline()──▶ connecting
+ *
+ * UNAUTHORIZED (at hello, on a push, or the server closing the session with
+ * `fatal` UNAUTHORIZED when the token expires) first asks `refreshToken` once
+ * for a fresh token and connects again at once; only if that token is refused
+ * too does the engine fail. A successful hello re-arms the refresh.
+ *
  * Every message from the server is handled in arrival order on one chain;
  * messages from an older connection (an older `generation`) are ignored.
  */
-export type ConnectionState = 'stopped' | 'connecting' | 'handshaking' | 'syncing' | 'live' | 'backoff' | 'failed';
+export type ConnectionState =
+  'stopped' | 'offline' | 'connecting' | 'handshaking' | 'syncing' | 'live' | 'backoff' | 'failed';
 
 export interface SyncStatus {
   state: ConnectionState;
@@ -57,6 +65,8 @@ export interface SyncEngineOptions {
   servers: readonly string[];
   connect: TransportFactory;
   token: string;
+  /** Asked for a fresh token once when the server refuses the current one or ends the session for it. */
+  refreshToken?: () => Promise<string>;
   user: { userId: string; roles: readonly string[] };
   clock: Clock;
   /** In [0, 1); the simulation passes a seeded one. */
@@ -66,10 +76,44 @@ export interface SyncEngineOptions {
   backoff?: { baseMs: number; maxMs: number };
 }
 
+/**
+ * What the server's messages changed locally. `changed` maps each collection
+ * to the ids of its documents that may have changed (a superset: a rebase
+ * lists what it re-ran). After a snapshot (`snapshot: true`) documents not
+ * listed may have been deleted: re-read whole collections.
+ */
+export interface AppliedEvent {
+  type: 'applied';
+  checkpoint: number;
+  changed: Record<string, string[]>;
+  snapshot: boolean;
+}
+
 export type EngineEvent =
-  | { type: 'status'; status: SyncStatus }
-  | { type: 'rejected'; rejection: RejectionRecord }
-  | { type: 'applied'; checkpoint: number };
+  { type: 'status'; status: SyncStatus } | { type: 'rejected'; rejection: RejectionRecord } | AppliedEvent;
+
+/**
+ * Where one mutation stands, read from the local replica (so every tab sees
+ * the same): `pending` while it is in the outbox; `rejected` with the
+ * primary's code and message while its rejection record is kept (the local
+ * store keeps them); `confirmed` once the primary applied it; `unknown` for a
+ * seq this replica never issued.
+ */
+export type MutationState =
+  | { status: 'pending' }
+  | { status: 'confirmed' }
+  | { status: 'rejected'; code: WireError['code']; message: string }
+  | { status: 'unknown' };
+
+const byCollection = (keys: readonly string[]): Record<string, string[]> => {
+  const out: Record<string, string[]> = {};
+  for (const key of keys) {
+    // Collection names never hold a '/', ids may.
+    const slash = key.indexOf('/');
+    (out[key.slice(0, slash)] ??= []).push(key.slice(slash + 1));
+  }
+  return out;
+};
 
 interface InboxItem {
   gen: number;
@@ -104,12 +148,18 @@ export class SyncEngine {
   private checkpoint = 0;
   private lastSyncedAt: number | null = null;
   private lastError: WireError | null = null;
+  private token: string;
+  /** Whether the current token came from `refreshToken` and has not yet been accepted by a hello. */
+  private tokenRefreshed = false;
+  /** The `fatal` message of the current connection, if the server sent one before closing it. */
+  private fatalError: WireError | null = null;
   private readonly listeners = new Set<(e: EngineEvent) => void>();
   private readonly deps: LocalRunDeps;
   private readonly limits: Limits;
 
   constructor(private readonly opts: SyncEngineOptions) {
     this.limits = opts.limits ?? DEFAULT_LIMITS;
+    this.token = opts.token;
     this.deps = {
       schema: opts.schema,
       ctx: { userId: opts.user.userId, roles: opts.user.roles, side: 'client' },
@@ -134,11 +184,51 @@ export class SyncEngine {
     };
   }
 
-  /** Loads the persisted state and starts connecting. */
+  /** Loads the persisted state and starts connecting (unless `goOffline()` was called). */
   async start(): Promise<void> {
     await this.refreshCounts();
     if (this.state !== 'stopped' && this.state !== 'failed') return;
     this.connectNow();
+  }
+
+  /** Drops the connection and stays off it until `goOnline()`; mutations queue meanwhile. */
+  goOffline(): void {
+    this.generation++;
+    this.clearTimer();
+    this.transport?.close();
+    this.transport = null;
+    this.setState('offline');
+  }
+
+  /** Connects again after `goOffline()`; in any other state it does nothing. */
+  goOnline(): void {
+    if (this.state !== 'offline') return;
+    this.attempt = 0;
+    this.connectNow();
+  }
+
+  /**
+   * Connects at once instead of waiting out the backoff timer (the browser said
+   * it is online again), or tries again after a failure (a new token is in).
+   * A connection being made or up is left alone, and so is `offline`.
+   */
+  reconnectNow(): void {
+    if (this.state !== 'backoff' && this.state !== 'failed') return;
+    this.attempt = 0;
+    this.connectNow();
+  }
+
+  /** Where mutation `seq` stands (see MutationState). */
+  async mutationState(seq: number): Promise<MutationState> {
+    const { queued, nextSeq } = await this.opts.local.transaction(async (tx) => ({
+      queued: (await tx.outbox()).some((e) => e.seq === seq),
+      nextSeq: (await tx.meta()).nextSeq,
+    }));
+    if (queued) return { status: 'pending' };
+    if (!Number.isSafeInteger(seq) || seq < 1 || seq >= nextSeq) return { status: 'unknown' };
+    const rejection = (await this.opts.local.rejections()).find((r) => r.seq === seq);
+    if (rejection) return { status: 'rejected', code: rejection.error.code, message: rejection.error.message };
+    return { status: 'confirmed' };
   }
 
   stop(): void {
@@ -210,14 +300,17 @@ export class SyncEngine {
     const url = this.opts.servers[this.serverIndex % this.opts.servers.length]!;
     const transport = this.opts.connect(url);
     this.transport = transport;
+    this.fatalError = null;
     this.setState('connecting');
     transport.open({
       connected: () => {
         if (gen === this.generation) this.enqueue(gen, () => this.handshake(gen, transport));
       },
       disconnected: (reason) => {
-        if (gen === this.generation)
-          this.retryLater({ code: 'INTERNAL', message: `disconnected: ${reason}`, retryable: true });
+        if (gen !== this.generation) return;
+        const fatal = this.fatalError;
+        if (fatal?.code === 'UNAUTHORIZED') this.refused(fatal);
+        else this.retryLater({ code: 'INTERNAL', message: `disconnected: ${reason}`, retryable: true });
       },
       changes: (raw, ack) => this.receive(gen, { kind: 'changes', raw, ack }),
       snapshot: (raw, ack) => this.receive(gen, { kind: 'snapshot', raw, ack }),
@@ -225,6 +318,7 @@ export class SyncEngine {
         if (gen !== this.generation) return;
         const parsed = wireErrorSchema.safeParse(msg);
         this.lastError = parsed.success ? parsed.data : { code: 'BAD_REQUEST', message: 'fatal', retryable: true };
+        this.fatalError = this.lastError;
       },
     });
   }
@@ -235,7 +329,7 @@ export class SyncEngine {
     this.transport?.close();
     this.transport = null;
     this.lastError = error;
-    if (this.state === 'stopped' || this.state === 'failed') return;
+    if (this.state === 'stopped' || this.state === 'failed' || this.state === 'offline') return;
     const pointed = error.primary === undefined ? -1 : this.opts.servers.indexOf(error.primary);
     if (pointed >= 0) this.serverIndex = pointed;
     else if (error.code === 'NOT_PRIMARY' || this.attempt > 0) {
@@ -249,6 +343,43 @@ export class SyncEngine {
       this.timer = null;
       if (this.state === 'backoff') this.connectNow();
     }, delay);
+  }
+
+  /**
+   * The server refused the session (hello or push) or closed it with an error:
+   * reconnect later if retrying can help, fetch a fresh token once for an
+   * UNAUTHORIZED, otherwise fail.
+   */
+  private refused(error: WireError): void {
+    if (error.retryable || error.code === 'NOT_PRIMARY') {
+      this.retryLater(error);
+      return;
+    }
+    const refresh = this.opts.refreshToken;
+    if (error.code !== 'UNAUTHORIZED' || !refresh || this.tokenRefreshed) {
+      this.fail(error);
+      return;
+    }
+    this.tokenRefreshed = true;
+    // Nothing else happens on this connection meanwhile: it is closed and its generation is over.
+    this.generation++;
+    this.transport?.close();
+    this.transport = null;
+    this.lastError = error;
+    this.setState('connecting');
+    const gen = this.generation;
+    refresh().then(
+      (token) => {
+        if (gen !== this.generation || this.state !== 'connecting') return;
+        this.token = token;
+        this.connectNow();
+      },
+      (err: unknown) => {
+        if (gen !== this.generation || this.state !== 'connecting') return;
+        const message = err instanceof Error ? err.message : String(err);
+        this.fail({ code: 'UNAUTHORIZED', message: `getToken failed: ${message}`, retryable: false });
+      },
+    );
   }
 
   private fail(error: WireError): void {
@@ -271,7 +402,7 @@ export class SyncEngine {
       {
         protocol: PROTOCOL_VERSION,
         clientId: meta.clientId,
-        token: this.opts.token,
+        token: this.token,
         checkpoint: meta.checkpoint,
         checkpointTerm: meta.checkpointTerm,
         pendingFrom: outbox[0]?.seq ?? meta.nextSeq,
@@ -281,10 +412,10 @@ export class SyncEngine {
     if (gen !== this.generation) return;
     const ack = helloAckSchema.parse(raw);
     if (!ack.ok) {
-      if (ack.error.retryable || ack.error.code === 'NOT_PRIMARY') this.retryLater(ack.error);
-      else this.fail(ack.error);
+      this.refused(ack.error);
       return;
     }
+    this.tokenRefreshed = false;
     this.sentUpTo = ack.lastSeq;
     this.helloHead = ack.headLsn;
     this.sessionTerm = ack.term;
@@ -365,7 +496,7 @@ export class SyncEngine {
       return { integrated, checkpoint, applied };
     });
     // What committed locally counts even if the connection has moved on meanwhile.
-    this.afterApply(result.integrated, result.checkpoint, now);
+    this.afterApply(result.integrated, result.checkpoint, now, false);
     if (gen !== this.generation) return;
     for (const item of items.slice(0, result.applied)) item.ack?.({ ok: true });
     if (result.applied < msgs.length) {
@@ -407,17 +538,17 @@ export class SyncEngine {
       return { integrated, checkpoint: msg.asOf };
     });
     // What committed locally counts even if the connection has moved on meanwhile.
-    if (result) this.afterApply(result.integrated, result.checkpoint, now);
+    if (result) this.afterApply(result.integrated, result.checkpoint, now, true);
     if (gen !== this.generation) return;
     ack?.({ ok: true });
   }
 
-  private afterApply(integrated: Integrated, checkpoint: number, now: number): void {
+  private afterApply(integrated: Integrated, checkpoint: number, now: number, snapshot: boolean): void {
     this.checkpoint = checkpoint;
     this.lastSyncedAt = now;
     this.pending -= integrated.settled.length;
     for (const rejection of integrated.rejections) this.emit({ type: 'rejected', rejection });
-    this.emit({ type: 'applied', checkpoint });
+    this.emit({ type: 'applied', checkpoint, changed: byCollection(integrated.changed), snapshot });
     this.emitStatus();
   }
 
@@ -449,10 +580,10 @@ export class SyncEngine {
         if (gen !== this.generation) return;
         const ack = pushAckSchema.parse(raw);
         if (!ack.ok) {
-          // As for hello: a refusal that no retry can mend (an expired token, a push the server will
-          // never take) stops the engine with the error, instead of reconnecting forever.
-          if (ack.error.retryable || ack.error.code === 'NOT_PRIMARY') this.retryLater(ack.error);
-          else this.fail(ack.error);
+          // As for hello: a refusal that no retry can mend (a push the server will never take)
+          // stops the engine with the error, instead of reconnecting forever; an expired token is
+          // replaced once through refreshToken.
+          this.refused(ack.error);
           return;
         }
         const gap = ack.results.find(

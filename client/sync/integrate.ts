@@ -11,6 +11,12 @@ export interface Integrated {
   settled: OutboxEntry[];
   /** Those of them that were rejected. */
   rejections: RejectionRecord[];
+  /**
+   * Keys (`collection/id`) of the local documents this may have changed: the
+   * confirmed changes, the documents restored from the shadow, and what the
+   * re-run pending mutations wrote. A superset: some may be unchanged.
+   */
+  changed: string[];
 }
 
 /**
@@ -47,18 +53,23 @@ export async function integrateConfirmed(
   const needsRebase =
     changes.some((c) => pendingKeys.has(docKey(c.collection, c.id))) || settledKeys.some((k) => pendingKeys.has(k));
 
+  const changed = new Set(changes.map((c) => docKey(c.collection, c.id)));
   if (!needsRebase) {
     const restored = settledKeys.length === 0 ? [] : await tx.shadowEntries(settledKeys);
     await tx.applyDocs([...restored, ...confirmed]);
     if (settledKeys.length > 0) await tx.deleteShadow(settledKeys);
+    for (const r of restored) changed.add(r.key);
   } else {
-    await tx.applyDocs([...(await tx.shadow()), ...confirmed]);
+    const shadow = await tx.shadow();
+    await tx.applyDocs([...shadow, ...confirmed]);
     await tx.clearShadow();
     await rerun(tx, deps, pending);
+    for (const r of shadow) changed.add(r.key);
+    for (const e of pending) for (const k of e.writes) changed.add(k);
   }
   if (settled.length > 0) await tx.deleteOutbox(settled.map((e) => e.seq));
   for (const r of rejections) await tx.addRejection(r);
-  return { settled, rejections };
+  return { settled, rejections, changed: [...changed] };
 }
 
 /** Replaces all local documents with a complete snapshot, then re-runs what is still pending. */
@@ -80,7 +91,10 @@ export async function swapInSnapshot(
   await rerun(tx, deps, pending);
   await tx.deleteOutbox(settled.map((e) => e.seq));
   for (const r of rejections) await tx.addRejection(r);
-  return { settled, rejections };
+  // Documents the snapshot left out were deleted; their ids are not known here (the engine says so).
+  const changed = new Set(docs.map(({ collection, doc }) => docKey(collection, doc.id)));
+  for (const e of pending) for (const k of e.writes) changed.add(k);
+  return { settled, rejections, changed: [...changed] };
 }
 
 async function rerun(tx: LocalTx, deps: LocalRunDeps, pending: readonly OutboxEntry[]): Promise<void> {

@@ -1,21 +1,86 @@
+import { timingSafeEqual } from 'node:crypto';
 import express from 'express';
-import type { Request, Response, Router } from 'express';
+import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import { z } from 'zod';
 import { TidelineError } from '../../shared/errors';
+import type { Doc } from '../../shared/json';
 import { readsAll } from '../../shared/schema/define-schema';
 import type { AppSchema } from '../../shared/schema/define-schema';
-import type { DocQuery, Store } from '../store/store';
+import { orderValueOf } from '../store/store';
+import type { DocQuery, OrderValue, Store } from '../store/store';
+import { isSystem, SYSTEM, SYSTEM_USER_ID } from '../sync/server-write';
+import type { UserPrincipal } from '../sync/server-write';
 
 const OPS = ['eq', 'ne', 'gt', 'gte', 'lt', 'lte', 'prefix'] as const;
-const MAX_LIMIT = 1000;
+export const MAX_LIMIT = 1000;
+/** Ids per multi-get. */
+export const MAX_IDS = 1000;
+const MAX_FILTERS = 16;
+/** A cursor holds one order value and one id (at most 256 characters). */
+export const MAX_CURSOR_LENGTH = 4096;
+
+const filterText = z.string().max(1024, 'a filter is at most 1024 characters');
+const filterSchema = z
+  .union([filterText, z.array(filterText).max(MAX_FILTERS, `at most ${MAX_FILTERS} filters`)])
+  .optional();
 
 const querySchema = z.object({
   /** Repeatable `field:op:value`; the value is read as JSON when it parses (numbers, booleans), else as a string. */
-  filter: z.union([z.string(), z.array(z.string())]).optional(),
-  orderBy: z.string().optional(),
+  filter: filterSchema,
+  orderBy: z.string().max(64).optional(),
   order: z.enum(['asc', 'desc']).optional(),
   limit: z.coerce.number().int().min(1).max(MAX_LIMIT).optional(),
+  /** From the previous page's `nextCursor`. */
+  cursor: z.string().min(1).max(MAX_CURSOR_LENGTH, `a cursor is at most ${MAX_CURSOR_LENGTH} characters`).optional(),
 });
+
+const countSchema = z.object({ filter: filterSchema });
+
+const idText = z.string().min(1).max(256);
+/** `ids=a,b,c` (comma-separated), or `id=a&id=b` (one whole id each, for ids that hold commas). */
+const getManySchema = z.strictObject({
+  ids: z.union([z.string().max(300_000), z.array(z.string().max(300_000)).max(MAX_IDS)]).optional(),
+  id: z.union([idText, z.array(idText).max(MAX_IDS)]).optional(),
+});
+
+/**
+ * The opaque cursor: the last document's position (order value, id) and the
+ * order it belongs to, base64url JSON. It names a position, not a snapshot.
+ */
+const cursorSchema = z.strictObject({
+  o: z.string().nullable(),
+  d: z.enum(['asc', 'desc']),
+  v: z.union([z.string(), z.number(), z.boolean(), z.null()]),
+  i: idText,
+});
+
+function encodeCursor(q: DocQuery, last: { value: OrderValue; id: string }): string {
+  const body: z.infer<typeof cursorSchema> = {
+    o: q.orderBy?.field ?? null,
+    d: q.orderBy?.direction ?? 'asc',
+    v: last.value,
+    i: last.id,
+  };
+  return Buffer.from(JSON.stringify(body)).toString('base64url');
+}
+
+function decodeCursor(q: DocQuery, cursor: string): { value: OrderValue; id: string } {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    raw = undefined;
+  }
+  const parsed = cursorSchema.safeParse(raw);
+  if (!parsed.success) throw new TidelineError('BAD_REQUEST', 'the cursor is not one this server made');
+  const c = parsed.data;
+  if (c.o !== (q.orderBy?.field ?? null) || c.d !== (q.orderBy?.direction ?? 'asc')) {
+    throw new TidelineError('BAD_REQUEST', 'the cursor belongs to a query with another orderBy or order', {
+      hint: 'send the same orderBy and order as the request that returned the cursor',
+    });
+  }
+  return { value: c.v, id: c.i };
+}
 
 function parseValue(raw: string): string | number | boolean {
   try {
@@ -27,14 +92,12 @@ function parseValue(raw: string): string | number | boolean {
   return raw;
 }
 
+/** Who reads: a user (their scope), the system (everything: the admin token), or nobody signed in (public collections). */
+export type Reader = UserPrincipal | typeof SYSTEM | null;
+
 /** Turns query-string input into a `DocQuery` on indexed fields only; throws BAD_REQUEST / FORBIDDEN. */
-export function parseDocQuery(
-  schema: AppSchema,
-  collection: string,
-  input: unknown,
-  user: { userId: string; roles: readonly string[] } | null,
-): DocQuery {
-  const userId = user?.userId ?? null;
+export function parseDocQuery(schema: AppSchema, collection: string, input: unknown, user: Reader): DocQuery {
+  const userId = user === null ? null : isSystem(user) ? SYSTEM_USER_ID : user.userId;
   const def = Object.hasOwn(schema.collections, collection) ? schema.collections[collection] : undefined;
   if (!def) throw new TidelineError('BAD_REQUEST', `unknown collection '${collection}'`);
   if (def.read === 'owner' && userId === null) {
@@ -44,7 +107,7 @@ export function parseDocQuery(
     );
   }
   const parsed = querySchema.safeParse(input);
-  if (!parsed.success) throw new TidelineError('BAD_REQUEST', parsed.error.issues[0]?.message ?? 'bad query');
+  if (!parsed.success) throw badQuery(parsed.error);
   const indexed = new Set(['id', ...def.indexes]);
   const checkField = (field: string): string => {
     if (!indexed.has(field)) {
@@ -65,32 +128,120 @@ export function parseDocQuery(
   const q: DocQuery = { collection, filters, limit: parsed.data.limit ?? 100 };
   if (parsed.data.orderBy)
     q.orderBy = { field: checkField(parsed.data.orderBy), direction: parsed.data.order ?? 'asc' };
-  if (def.read === 'owner' && user !== null && !readsAll(def, user.roles)) q.owner = user.userId;
+  if (def.read === 'owner' && user !== null && !isSystem(user) && !readsAll(def, user.roles)) q.owner = user.userId;
+  if (parsed.data.cursor !== undefined) q.after = decodeCursor(q, parsed.data.cursor);
   return q;
 }
 
+function badQuery(error: z.ZodError): TidelineError {
+  const issue = error.issues[0];
+  const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+  return new TidelineError('BAD_REQUEST', `${where}${issue?.message ?? 'bad query'}`);
+}
+
+/** The ids of a multi-get request, or null when it is not one; bounded by MAX_IDS. */
+function parseIds(input: unknown): string[] | null {
+  if (typeof input !== 'object' || input === null || !('ids' in input || 'id' in input)) return null;
+  const parsed = getManySchema.safeParse(input);
+  if (!parsed.success) throw badQuery(parsed.error);
+  const whole = parsed.data.id === undefined ? [] : [parsed.data.id].flat();
+  const listed = (parsed.data.ids === undefined ? [] : [parsed.data.ids].flat()).flatMap((s) => s.split(','));
+  const ids = [...whole, ...listed];
+  if (ids.length === 0 || ids.length > MAX_IDS) {
+    throw new TidelineError('BAD_REQUEST', `a multi-get takes 1-${MAX_IDS} ids`);
+  }
+  const bad = ids.find((id) => id.length === 0 || id.length > 256);
+  if (bad !== undefined) throw new TidelineError('BAD_REQUEST', 'an id is 1-256 characters');
+  return ids;
+}
+
+const SYSTEM_READER: Reader = SYSTEM;
+
+function bearerIs(header: string | undefined, expected: string): boolean {
+  if (!header?.startsWith('Bearer ')) return false;
+  const given = Buffer.from(header.slice('Bearer '.length));
+  const want = Buffer.from(expected);
+  return given.length === want.length && timingSafeEqual(given, want);
+}
+
+/** One page of `q` and the cursor of the next (null on the last page): for the route and in-process callers. */
+export function queryPage(store: Store, q: DocQuery): { headLsn: number; docs: Doc[]; nextCursor: string | null } {
+  const headLsn = store.meta().headLsn;
+  // One more than asked tells whether a next page exists.
+  const docs = store.query({ ...q, limit: q.limit + 1 });
+  const more = docs.length > q.limit;
+  const page = more ? docs.slice(0, q.limit) : docs;
+  const last = page[page.length - 1];
+  const field = q.orderBy?.field ?? 'id';
+  const nextCursor =
+    more && last !== undefined ? encodeCursor(q, { value: orderValueOf(last, field), id: last.id }) : null;
+  return { headLsn, docs: page, nextCursor };
+}
+
 /**
- * `GET /query/:collection?filter=price:lt:20&orderBy=price&order=desc&limit=50`:
- * read-only queries on indexed fields, served by the primary and every
- * replica alike, so read load spreads across nodes.
+ * Read-only queries on indexed fields, served by the primary and every
+ * replica alike, so read load spreads across nodes:
+ * - `GET /query/:collection?filter=price:lt:20&orderBy=price&order=desc&limit=50`
+ *   answers `{ headLsn, docs, nextCursor }`; pass `cursor=<nextCursor>` for
+ *   the next page (keyset paging on (order value, id), any depth).
+ * - `GET /query/:collection/count?filter=...` answers `{ headLsn, count }`.
+ * - `GET /query/:collection?ids=a,b,c` (or `id=a&id=b`) answers `{ headLsn, docs }`:
+ *   the live documents with those ids, in that order, missing ones left out.
+ * A client token reads the user's scope; the admin token reads everything
+ * (backend code); no token reads public collections only.
  */
 export function queryRoutes(deps: {
   store: Store;
   schema: AppSchema;
   userOf: (req: Request) => { userId: string; roles: readonly string[] } | null;
+  /** `Authorization: Bearer <admin token>` reads as the system: every document of every collection. */
+  adminToken?: string;
+  /** Checks a client token before `userOf` (the bearer middleware); skipped for the admin token. */
+  authenticate?: RequestHandler;
 }): Router {
   const router = express.Router();
-  router.get('/:collection', (req: Request, res: Response) => {
+  const admins = new WeakSet<Request>();
+  router.use((req: Request, res: Response, next: NextFunction) => {
+    const { adminToken, authenticate } = deps;
+    if (adminToken !== undefined && bearerIs(req.headers.authorization, adminToken)) {
+      admins.add(req);
+      next();
+    } else if (authenticate) authenticate(req, res, next);
+    else next();
+  });
+  const readerOf = (req: Request): Reader => (admins.has(req) ? SYSTEM_READER : deps.userOf(req));
+  const answer = (res: Response, fn: () => object): void => {
     try {
-      const collection = String(req.params['collection']);
-      const q = parseDocQuery(deps.schema, collection, req.query, deps.userOf(req));
-      const meta = deps.store.meta();
-      res.json({ headLsn: meta.headLsn, docs: deps.store.query(q) });
+      res.json(fn());
     } catch (err) {
       const e = err instanceof TidelineError ? err : new TidelineError('INTERNAL', 'query failed');
       const status = e.code === 'UNAUTHORIZED' ? 401 : e.code === 'INTERNAL' ? 500 : 400;
       res.status(status).json({ error: e.toWire() });
     }
-  });
+  };
+  router.get('/:collection/count', (req: Request, res: Response) =>
+    answer(res, () => {
+      const collection = String(req.params['collection']);
+      const parsed = countSchema.safeParse(req.query);
+      if (!parsed.success) throw badQuery(parsed.error);
+      const { limit: _limit, ...q } = parseDocQuery(deps.schema, collection, parsed.data, readerOf(req));
+      const headLsn = deps.store.meta().headLsn;
+      return { headLsn, count: deps.store.count(q) };
+    }),
+  );
+  router.get('/:collection', (req: Request, res: Response) =>
+    answer(res, () => {
+      const collection = String(req.params['collection']);
+      const user = readerOf(req);
+      const ids = parseIds(req.query);
+      if (ids !== null) {
+        // The collection and owner checks of a query with no filters.
+        const q = parseDocQuery(deps.schema, collection, {}, user);
+        const headLsn = deps.store.meta().headLsn;
+        return { headLsn, docs: deps.store.getMany(collection, ids, q.owner) };
+      }
+      return queryPage(deps.store, parseDocQuery(deps.schema, collection, req.query, user));
+    }),
+  );
   return router;
 }

@@ -3,11 +3,14 @@ import express from 'express';
 import type { NextFunction, Request, Response, Router } from 'express';
 import { z } from 'zod';
 import { TidelineError } from '../../shared/errors';
+import type { WireErrorShape } from '../../shared/errors';
+import { jsonValueSchema } from '../../shared/json';
 import type { DevLogin } from '../auth/verifier';
 import { CLUSTER_SECRET_HEADER } from '../cluster/cluster-node';
 import type { ClusterNode } from '../cluster/cluster-node';
 import type { ReplicationHub } from '../cluster/replication-hub';
 import type { Store } from '../store/store';
+import { SYSTEM } from '../sync/server-write';
 import type { SyncCore } from '../sync/sync-core';
 
 export interface RouteDeps {
@@ -125,6 +128,9 @@ export function adminRoutes(deps: AdminDeps): Router {
         sendError(res, 500, err instanceof TidelineError ? err : new TidelineError('INTERNAL', 'backup failed')),
     );
   });
+  router.post('/mutate', (req: Request, res: Response) => {
+    void adminMutate(deps, req, res);
+  });
   router.post('/promote', (_req: Request, res: Response) => {
     if (deps.node.role === 'primary') {
       sendError(res, 409, new TidelineError('BAD_REQUEST', 'this node is already the primary'));
@@ -133,6 +139,78 @@ export function adminRoutes(deps: AdminDeps): Router {
     res.json(deps.node.promote());
   });
   return router;
+}
+
+const mutateBodySchema = z.strictObject({
+  name: z.string().min(1).max(64),
+  args: jsonValueSchema,
+  /** Who the write runs as; the system principal when left out (the admin token already has every power). */
+  as: z
+    .union([
+      z.literal('system'),
+      z.strictObject({ userId: z.string().min(1).max(256), roles: z.array(z.string().min(1).max(64)).max(64) }),
+    ])
+    .optional(),
+});
+
+/** What a rejection answers over HTTP: the principal may not (403), the data says no (409), the request is wrong (422). */
+function rejectionStatus(error: WireErrorShape): number {
+  if (error.code === 'FORBIDDEN') return 403;
+  if (error.code === 'REJECTED' || error.code === 'NOT_FOUND') return 409;
+  return 422;
+}
+
+/**
+ * `POST /admin/mutate {name, args, as?}` with an `Idempotency-Key` header: a
+ * server-side write through the sync core's group commit. The key is required:
+ * an HTTP call can fail after the commit (a timeout, a dropped connection),
+ * and only a key makes the retry safe. A retry answers `duplicate` with the
+ * HTTP status of the first outcome, so a retry loop that checks the status
+ * alone never takes a rejection for a success.
+ */
+async function adminMutate(deps: AdminDeps, req: Request, res: Response): Promise<void> {
+  const notPrimary = (): void => {
+    const primary = deps.node.primaryUrl;
+    res.status(503).json({
+      error: {
+        ...new TidelineError(
+          'NOT_PRIMARY',
+          primary ? `this node is a replica; the primary is ${primary}` : 'this node is not the primary',
+          { retryable: true },
+        ).toWire(),
+        ...(primary ? { primary } : {}),
+      },
+    });
+  };
+  if (deps.node.role !== 'primary') return notPrimary();
+  const body = mutateBodySchema.safeParse(req.body);
+  if (!body.success) {
+    const issue = body.error.issues[0];
+    const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+    return sendError(res, 400, new TidelineError('BAD_REQUEST', `${where}${issue?.message ?? 'bad request'}`));
+  }
+  const key = req.get('idempotency-key');
+  if (key === undefined || key.length === 0) {
+    return sendError(
+      res,
+      400,
+      new TidelineError('BAD_REQUEST', 'POST /admin/mutate needs an Idempotency-Key header', {
+        hint: 'send a fresh random key (a UUID) per write, and the same key when you retry it',
+      }),
+    );
+  }
+  const { name, args, as } = body.data;
+  const principal = as === undefined || as === 'system' ? SYSTEM : as;
+  try {
+    const result = await deps.core.submit(principal, name, args, { idempotencyKey: key });
+    const status = result.status === 'applied' || result.error === undefined ? 200 : rejectionStatus(result.error);
+    res.status(status).json(result);
+  } catch (err) {
+    const e = err instanceof TidelineError ? err : new TidelineError('INTERNAL', 'the write failed');
+    if (e.code === 'NOT_PRIMARY') return notPrimary();
+    const status = e.code === 'BAD_REQUEST' ? 400 : e.code === 'TOO_LARGE' ? 413 : 500;
+    sendError(res, status, e);
+  }
 }
 
 /** Cluster-internal: peers ask each other for their role and term, with the cluster secret. */

@@ -5,13 +5,15 @@ import type { Doc } from '../../shared/json';
 import type { Write } from '../../shared/mutators/types';
 import type { Change } from '../../shared/protocol/change';
 import { mergeByLsn } from './log';
-import { REJECTION_WINDOW } from './store';
+import { isServerOrigin, orderValueOf, REJECTION_WINDOW } from './store';
 import type {
   DocQuery,
   LogPage,
+  OrderValue,
   OutcomeEntry,
   ReplicaSnapshot,
   Scope,
+  ServerOriginRecord,
   Store,
   StoreMeta,
   StoredDoc,
@@ -51,6 +53,8 @@ export interface MemoryStoreData {
   log: MemoryEntry[];
   readonly clients: Map<string, number>;
   readonly rejections: Map<string, WireErrorShape>;
+  /** Keyed server writes by origin (see `SERVER_ORIGIN_PREFIX`). */
+  readonly serverOrigins: Map<string, ServerOriginRecord>;
 }
 
 export interface MemoryStoreOptions {
@@ -86,6 +90,7 @@ export class MemoryStore implements Store {
       log: [],
       clients: new Map(),
       rejections: new Map(),
+      serverOrigins: new Map(),
     };
   }
 
@@ -136,7 +141,13 @@ export class MemoryStore implements Store {
         const entry: OutcomeEntry = { lsn: data.headLsn + 1, term: data.term, clientId, seq, error: rejection, ts };
         this.pushEntry(copyOutcome(entry));
         this.recordOutcome(clientId, seq, rejection);
+        this.noteServerOrigin(clientId, entry.lsn, ts);
         return entry;
+      },
+      serverOrigin: (origin) => {
+        check();
+        const r = this.data.serverOrigins.get(origin);
+        return r === undefined ? undefined : { ...r };
       },
     };
     try {
@@ -195,11 +206,70 @@ export class MemoryStore implements Store {
 
   query(q: DocQuery): Doc[] {
     this.assertOpen();
+    const { orderBy, after } = q;
+    const field = orderBy?.field ?? 'id';
+    const sign = orderBy?.direction === 'desc' ? -1 : 1;
+    // (value, id): values in the query's direction, nullish first ascending (as SQLite), then ids ascending.
+    const compare = (a: { value: OrderValue; id: string }, b: { value: OrderValue; id: string }): number => {
+      if (field === 'id') return sign * compareCodePoints(a.id, b.id);
+      return sign * compareValues(a.value, b.value) || compareCodePoints(a.id, b.id);
+    };
+    const positionOf = (doc: Doc): { value: OrderValue; id: string } => ({
+      value: orderValueOf(doc, field),
+      id: doc.id,
+    });
+    const docs = this.matching(q).filter((doc) => after === undefined || compare(positionOf(doc), after) > 0);
+    docs.sort((a, b) => compare(positionOf(a), positionOf(b)));
+    return docs.slice(0, Math.max(0, Math.floor(q.limit)));
+  }
+
+  count(q: Omit<DocQuery, 'limit' | 'orderBy' | 'after'>): number {
+    this.assertOpen();
+    return this.matching(q).length;
+  }
+
+  getMany(collection: string, ids: readonly string[], owner?: string): Doc[] {
+    this.assertOpen();
+    return [...new Set(ids)].flatMap((id) => {
+      const d = this.data.docs.get(keyOf(collection, id));
+      if (d === undefined || d.body === null || (owner !== undefined && d.owner !== owner)) return [];
+      return [JSON.parse(d.body) as Doc];
+    });
+  }
+
+  pruneServerOrigins(before: number, limit: number): number {
+    this.assertOpen();
+    const { serverOrigins, clients, rejections } = this.data;
+    const old = [...serverOrigins]
+      .filter(([, r]) => r.ts < before)
+      .sort((a, b) => a[1].ts - b[1].ts)
+      .slice(0, Math.max(0, Math.floor(limit)));
+    // Undone with a transaction it runs in, like every other write here.
+    return this.atomically(() => {
+      for (const [origin, record] of old) {
+        const lastSeq = clients.get(origin);
+        serverOrigins.delete(origin);
+        clients.delete(origin);
+        const dropped = [...rejections].filter(([key]) => key.startsWith(`${origin}\u0000`));
+        for (const [key] of dropped) rejections.delete(key);
+        this.undo.push(() => {
+          serverOrigins.set(origin, record);
+          restore(clients, origin, lastSeq);
+          for (const [key, error] of dropped) rejections.set(key, error);
+        });
+      }
+      return old.length;
+    });
+  }
+
+  /** Live documents of the query's collection and owner that pass its filters, unordered. */
+  private matching(q: Omit<DocQuery, 'limit' | 'orderBy' | 'after'>): Doc[] {
     const matches = (doc: Doc): boolean =>
       q.filters.every((f) => {
         const v = doc[f.field];
         if (v === undefined || v === null || typeof v === 'object') return false;
-        const x = f.value;
+        // The id is a string key in both stores (SQLite compares the id column as text).
+        const x = f.field === 'id' ? String(f.value) : f.value;
         switch (f.op) {
           case 'eq':
             return v === x;
@@ -224,17 +294,7 @@ export class MemoryStore implements Store {
       const doc = parseBody(d.body) as Doc;
       if (matches(doc)) docs.push(doc);
     }
-    const { orderBy } = q;
-    docs.sort((a, b) => {
-      if (orderBy) {
-        const x = a[orderBy.field];
-        const y = b[orderBy.field];
-        const c = x === y ? 0 : x === undefined || x === null ? -1 : y === undefined || y === null ? 1 : x < y ? -1 : 1;
-        if (c !== 0) return orderBy.direction === 'desc' ? -c : c;
-      }
-      return compareCodePoints(a.id, b.id);
-    });
-    return docs.slice(0, Math.max(0, Math.floor(q.limit)));
+    return docs;
   }
 
   logStats(): { count: number; oldestTs: number | null } {
@@ -316,6 +376,7 @@ export class MemoryStore implements Store {
           if (entry.seq > (data.clients.get(entry.clientId) ?? 0)) {
             this.recordOutcome(entry.clientId, entry.seq, entry.error);
           }
+          this.noteServerOrigin(entry.clientId, entry.lsn, entry.ts);
           continue;
         }
         const c = entry;
@@ -335,6 +396,7 @@ export class MemoryStore implements Store {
           data.clients.set(clientId, c.seq);
           this.undo.push(() => restore(data.clients, clientId, prev));
         }
+        if (c.clientId !== null) this.noteServerOrigin(c.clientId, c.lsn, c.ts);
       }
     });
   }
@@ -372,6 +434,7 @@ export class MemoryStore implements Store {
     data.docs.clear();
     data.clients.clear();
     data.rejections.clear();
+    data.serverOrigins.clear();
     for (const d of snapshot.docs) {
       data.docs.set(keyOf(d.collection, d.id), {
         collection: d.collection,
@@ -435,6 +498,7 @@ export class MemoryStore implements Store {
       lsn,
       body,
     });
+    if (change.clientId !== null) this.noteServerOrigin(change.clientId, lsn, ts);
     return {
       lsn,
       term: change.term,
@@ -473,6 +537,15 @@ export class MemoryStore implements Store {
     });
   }
 
+  /** A keyed server write's record: the LSN its outcome ends at, and its commit time; undone with the transaction. */
+  private noteServerOrigin(clientId: string, lsn: number, ts: number): void {
+    if (!isServerOrigin(clientId)) return;
+    const { serverOrigins } = this.data;
+    const prev = serverOrigins.get(clientId);
+    serverOrigins.set(clientId, { lsn: Math.max(lsn, prev?.lsn ?? 0), ts: prev?.ts ?? ts });
+    this.undo.push(() => restore(serverOrigins, clientId, prev));
+  }
+
   private setDoc(key: string, doc: MemoryDoc | undefined): void {
     const docs = this.data.docs;
     const prev = docs.get(key);
@@ -498,6 +571,15 @@ function checkWrite(write: Write): void {
 function restore<K, V>(map: Map<K, V>, key: K, value: V | undefined): void {
   if (value === undefined) map.delete(key);
   else map.set(key, value);
+}
+
+/** Nullish first; otherwise JavaScript's order (the SQLite store agrees for values of one type). */
+function compareValues(x: OrderValue, y: OrderValue): number {
+  if (x === y) return 0;
+  if (x === null) return -1;
+  if (y === null) return 1;
+  if (typeof x === 'string' && typeof y === 'string') return compareCodePoints(x, y);
+  return x < y ? -1 : x > y ? 1 : 0;
 }
 
 function parseBody(body: string | null): Doc | null {

@@ -71,6 +71,62 @@ describe('SqliteStore', () => {
     again.close();
   });
 
+  it('answers id lookups, id ranges and id paging through the primary key, never a scan', () => {
+    const store = openSqliteStore(path);
+    try {
+      store.transact((tx) => {
+        for (let i = 0; i < 50; i++)
+          tx.append({ collection: 'products', id: `p${i}`, doc: { id: `p${i}` }, owner: null }, null, 1);
+      });
+      const plans = [
+        store.queryPlan({ collection: 'products', filters: [{ field: 'id', op: 'eq', value: 'p7' }], limit: 10 }),
+        store.queryPlan({ collection: 'products', filters: [{ field: 'id', op: 'prefix', value: 'p1' }], limit: 10 }),
+        store.queryPlan({ collection: 'products', filters: [], limit: 10, after: { value: null, id: 'p20' } }),
+      ];
+      const [eq, prefix, page] = plans.map((p) => p.join(' | '));
+      expect(eq).toMatch(/SEARCH docs USING INDEX sqlite_autoindex_docs_1 \(collection=\? AND id=\?\)/);
+      expect(prefix).toMatch(/SEARCH docs USING INDEX sqlite_autoindex_docs_1 \(collection=\? AND id>\? AND id<\?\)/);
+      expect(page).toMatch(/SEARCH docs USING INDEX sqlite_autoindex_docs_1 \(collection=\? AND id>\?\)/);
+      for (const plan of plans) expect(plan.join(' | ')).not.toMatch(/SCAN/);
+      expect(
+        store.query({ collection: 'products', filters: [{ field: 'id', op: 'eq', value: 'p7' }], limit: 10 }),
+      ).toEqual([{ id: 'p7' }]);
+    } finally {
+      store.close();
+    }
+  });
+
+  it('seeks to a page position on the order field index instead of scanning up to it (with statistics)', () => {
+    let store = openSqliteStore(path);
+    try {
+      store.ensureIndexes({ products: ['price'] });
+      store.transact((tx) => {
+        for (let i = 0; i < 3000; i++) {
+          const collection = i % 3 === 0 ? 'notes' : 'products';
+          tx.append({ collection, id: `p${i}`, doc: { id: `p${i}`, price: i % 100 }, owner: null }, null, 1);
+        }
+      });
+      // The planner picks the expression index once it has statistics (ANALYZE, or PRAGMA optimize).
+      store.close();
+      const other = new Database(path);
+      other.exec('ANALYZE');
+      other.close();
+      store = openSqliteStore(path);
+      const page = (direction: 'asc' | 'desc'): string[] =>
+        store.queryPlan({
+          collection: 'products',
+          filters: [],
+          orderBy: { field: 'price', direction },
+          limit: 100,
+          after: { value: 50, id: 'p77' },
+        });
+      expect(page('asc')[0]).toMatch(/^SEARCH docs USING INDEX ix_products_price \(<expr>>\?\)/);
+      expect(page('desc')[0]).toMatch(/^SEARCH docs USING INDEX ix_products_price \(<expr><\?\)/);
+    } finally {
+      store.close();
+    }
+  });
+
   it('gives every new store its own server id', () => {
     const a = openSqliteStore(join(dir, 'a.db'));
     const b = openSqliteStore(join(dir, 'b.db'));

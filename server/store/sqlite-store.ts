@@ -8,13 +8,16 @@ import type { Doc } from '../../shared/json';
 import type { Write } from '../../shared/mutators/types';
 import type { Change } from '../../shared/protocol/change';
 import { mergeByLsn } from './log';
-import { REJECTION_WINDOW } from './store';
+import { isServerOrigin, REJECTION_WINDOW } from './store';
 import type {
+  DocFilter,
   DocQuery,
   LogPage,
+  OrderValue,
   OutcomeEntry,
   ReplicaSnapshot,
   Scope,
+  ServerOriginRecord,
   Store,
   StoreMeta,
   StoredDoc,
@@ -27,12 +30,13 @@ import type {
  * them and teach `openSqliteStore` to migrate the older files; a file from a
  * newer version is refused, because this code would misread it.
  */
-export const SQLITE_SCHEMA_VERSION = 2;
+export const SQLITE_SCHEMA_VERSION = 3;
 
 /*
  * History:
  * 1 — meta, docs, changes, clients, rejections.
  * 2 — outcomes: log entries for mutations that wrote nothing (created on open; a version 1 file has none).
+ * 3 — idempotency: keyed server writes (origin → LSN, ts), for duplicate answers and retention (created on open).
  */
 
 export interface SqliteStoreOptions {
@@ -89,6 +93,8 @@ const SCHEMA_SQL = `
     retryable INTEGER,
     ts INTEGER NOT NULL
   );
+  CREATE TABLE IF NOT EXISTS idempotency (origin TEXT PRIMARY KEY, lsn INTEGER NOT NULL, ts INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS idempotency_ts ON idempotency (ts);
 `;
 
 interface DocRow {
@@ -168,6 +174,12 @@ export class SqliteStore implements Store {
   private readonly updateMeta;
   private readonly updateMetaText;
   private readonly selectMetaText;
+  private readonly upsertServerOrigin;
+  private readonly selectServerOrigin;
+  private readonly selectOldServerOrigins;
+  private readonly deleteServerOrigin;
+  private readonly deleteClient;
+  private readonly deleteRejections;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     this.path = path;
@@ -256,6 +268,19 @@ export class SqliteStore implements Store {
     this.updateMeta = db.prepare<[number, MetaKey]>('UPDATE meta SET value = ? WHERE key = ?');
     this.updateMetaText = db.prepare<[MetaKey, string]>('INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)');
     this.selectMetaText = db.prepare<[MetaKey], { value: string }>('SELECT value FROM meta WHERE key = ?');
+    this.upsertServerOrigin = db.prepare<[string, number, number]>(
+      `INSERT INTO idempotency (origin, lsn, ts) VALUES (?, ?, ?)
+       ON CONFLICT (origin) DO UPDATE SET lsn = max(lsn, excluded.lsn)`,
+    );
+    this.selectServerOrigin = db.prepare<[string], ServerOriginRecord>(
+      'SELECT lsn, ts FROM idempotency WHERE origin = ?',
+    );
+    this.selectOldServerOrigins = db.prepare<[number, number], { origin: string }>(
+      'SELECT origin FROM idempotency WHERE ts < ? ORDER BY ts LIMIT ?',
+    );
+    this.deleteServerOrigin = db.prepare<[string]>('DELETE FROM idempotency WHERE origin = ?');
+    this.deleteClient = db.prepare<[string]>('DELETE FROM clients WHERE client_id = ?');
+    this.deleteRejections = db.prepare<[string]>('DELETE FROM rejections WHERE client_id = ?');
   }
 
   meta(): StoreMeta {
@@ -302,8 +327,13 @@ export class SqliteStore implements Store {
         const entry: OutcomeEntry = { lsn: this.head + 1, term: this.term, clientId, seq, error: rejection, ts };
         this.insertOutcomeEntry(entry);
         this.recordOutcome(clientId, seq, rejection);
+        this.noteServerOrigin(clientId, entry.lsn, ts);
         this.head = entry.lsn;
         return entry;
+      },
+      serverOrigin: (origin) => {
+        check();
+        return this.selectServerOrigin.get(origin);
       },
     };
     try {
@@ -326,7 +356,7 @@ export class SqliteStore implements Store {
     const changes = this.selectChanges.all(after, n).map(changeOf);
     const outcomes = this.selectOutcomes.all(after, n).map(outcomeOf);
     const lsns = [...changes.map((c) => c.lsn), ...outcomes.map((o) => o.lsn)].sort((a, b) => a - b);
-    let to = lsns.length === 0 ? after : lsns[Math.min(n, lsns.length) - 1]!;
+    const to = lsns.length === 0 ? after : lsns[Math.min(n, lsns.length) - 1]!;
     const page: LogPage = {
       changes: changes.filter((c) => c.lsn <= to),
       outcomes: outcomes.filter((o) => o.lsn <= to),
@@ -377,34 +407,107 @@ export class SqliteStore implements Store {
 
   query(q: DocQuery): Doc[] {
     this.assertOpen();
-    const where = ['collection = ?', 'deleted = 0'];
-    const params: Array<string | number> = [q.collection];
-    if (q.owner !== undefined) {
-      where.push('owner = ?');
-      params.push(q.owner);
-    }
-    for (const f of q.filters) {
-      const expr = fieldExpr(f.field);
-      const value = typeof f.value === 'boolean' ? (f.value ? 1 : 0) : f.value;
-      if (f.op === 'prefix') {
-        // A range, not LIKE, so the expression index serves it.
-        where.push(`${expr} >= ? AND ${expr} < ?`);
-        params.push(String(value), `${String(value)}\uffff`);
-      } else {
-        where.push(`${expr} ${SQL_OPS[f.op]} ?`);
-        params.push(value);
+    const docs: Doc[] = [];
+    for (const { sql, params } of this.querySql(q)) {
+      if (docs.length >= q.limit) break;
+      params[params.length - 1] = Math.max(0, Math.floor(q.limit) - docs.length);
+      for (const r of this.db.prepare<Array<string | number>, { body: string }>(sql).all(...params)) {
+        docs.push(parseDoc(r.body));
       }
     }
-    const order = q.orderBy
-      ? `${fieldExpr(q.orderBy.field)} ${q.orderBy.direction === 'desc' ? 'DESC' : 'ASC'}, id`
-      : 'id';
-    params.push(Math.max(0, Math.floor(q.limit)));
-    const rows = this.db
-      .prepare<Array<string | number>, { body: string }>(
-        `SELECT body FROM docs WHERE ${where.join(' AND ')} ORDER BY ${order} LIMIT ?`,
-      )
-      .all(...params);
-    return rows.map((r) => parseDoc(r.body));
+    return docs;
+  }
+
+  count(q: Omit<DocQuery, 'limit' | 'orderBy' | 'after'>): number {
+    this.assertOpen();
+    const { where, params } = whereOf(q.collection, q.owner, q.filters);
+    const row = this.db
+      .prepare<Array<string | number>, { n: number }>(`SELECT COUNT(*) AS n FROM docs WHERE ${where.join(' AND ')}`)
+      .get(...params);
+    return row?.n ?? 0;
+  }
+
+  getMany(collection: string, ids: readonly string[], owner?: string): Doc[] {
+    this.assertOpen();
+    const unique = [...new Set(ids)];
+    if (unique.length === 0) return [];
+    const params: string[] = [collection, ...unique];
+    let sql = `SELECT id, body FROM docs WHERE collection = ? AND id IN (${unique.map(() => '?').join(', ')}) AND deleted = 0`;
+    if (owner !== undefined) {
+      sql += ' AND owner = ?';
+      params.push(owner);
+    }
+    const byId = new Map(
+      this.db
+        .prepare<string[], { id: string; body: string }>(sql)
+        .all(...params)
+        .map((r) => [r.id, r.body]),
+    );
+    return unique.flatMap((id) => {
+      const body = byId.get(id);
+      return body === undefined ? [] : [parseDoc(body)];
+    });
+  }
+
+  pruneServerOrigins(before: number, limit: number): number {
+    this.assertOpen();
+    return this.atomically(() => {
+      const old = this.selectOldServerOrigins.all(before, Math.max(0, Math.floor(limit)));
+      for (const { origin } of old) {
+        this.deleteServerOrigin.run(origin);
+        this.deleteClient.run(origin);
+        this.deleteRejections.run(origin);
+      }
+      return old.length;
+    });
+  }
+
+  /** SQLite's plan for `q` (`EXPLAIN QUERY PLAN` details), for diagnostics and for tests that forbid scans. */
+  queryPlan(q: DocQuery): string[] {
+    this.assertOpen();
+    return this.querySql(q).flatMap(({ sql, params }) =>
+      this.db
+        .prepare<Array<string | number>, { detail: string }>(`EXPLAIN QUERY PLAN ${sql}`)
+        .all(...params)
+        .map((r) => r.detail),
+    );
+  }
+
+  /**
+   * The statements of `q`, run in turn until the limit is met: one, or two
+   * for a descending page that resumes inside the non-null values (those
+   * values, then the documents without one, which sort last descending).
+   * Each is a range from the position (`>=`/`<=` on the order field), not an
+   * OR around it, so an index on the field can seek to the position instead
+   * of scanning up to it.
+   */
+  private querySql(q: DocQuery): Array<{ sql: string; params: Array<string | number> }> {
+    const desc = q.orderBy?.direction === 'desc';
+    const orderField = q.orderBy?.field ?? 'id';
+    const limit = Math.max(0, Math.floor(q.limit));
+    const order =
+      orderField === 'id' ? (desc ? 'id DESC' : 'id') : `${fieldExpr(orderField)} ${desc ? 'DESC' : 'ASC'}, id`;
+    const statement = (extra: string[], extraParams: Array<string | number>, by = order) => {
+      const { where, params } = whereOf(q.collection, q.owner, q.filters);
+      return {
+        sql: `SELECT body FROM docs WHERE ${[...where, ...extra].join(' AND ')} ORDER BY ${by} LIMIT ?`,
+        params: [...params, ...extraParams, limit],
+      };
+    };
+    const after = q.after;
+    if (after === undefined) return [statement([], [])];
+    if (orderField === 'id') return [statement([desc ? 'id < ?' : 'id > ?'], [after.id])];
+    // Keyset over (value, id): SQLite sorts NULL first ascending and last descending; ids ascend among ties.
+    const expr = fieldExpr(orderField);
+    const v = sqlValue(after.value);
+    if (v === null) {
+      return [statement([desc ? `${expr} IS NULL AND id > ?` : `(${expr} IS NOT NULL OR id > ?)`], [after.id])];
+    }
+    if (!desc) return [statement([`${expr} >= ?`, `(${expr} > ? OR id > ?)`], [v, v, after.id])];
+    return [
+      statement([`${expr} <= ?`, `(${expr} < ? OR id > ?)`], [v, v, after.id]),
+      statement([`${expr} IS NULL`], [], 'id'),
+    ];
   }
 
   /**
@@ -498,10 +601,12 @@ export class SqliteStore implements Store {
           if (c.clientId !== null && c.seq !== null && c.seq > this.lastSeq(c.clientId)) {
             this.upsertClient.run(c.clientId, c.seq);
           }
+          if (c.clientId !== null) this.noteServerOrigin(c.clientId, c.lsn, c.ts);
         } else {
           this.insertOutcomeEntry(entry);
           if (entry.seq > this.lastSeq(entry.clientId)) this.recordOutcome(entry.clientId, entry.seq, entry.error);
           else if (entry.error !== null) this.keepRejection(entry.clientId, entry.seq, entry.error);
+          this.noteServerOrigin(entry.clientId, entry.lsn, entry.ts);
         }
         this.head = entry.lsn;
       }
@@ -542,7 +647,9 @@ export class SqliteStore implements Store {
     if (!last) throw new TidelineError('INTERNAL', 'a snapshot needs a term history');
     this.atomically(() => {
       this.db.exec(
-        'DELETE FROM docs; DELETE FROM changes; DELETE FROM outcomes; DELETE FROM clients; DELETE FROM rejections;',
+        // A snapshot carries the clients rows of keyed server writes but not their records: those
+        // keys keep answering duplicate here, and are never pruned on this node (safe, if not small).
+        'DELETE FROM docs; DELETE FROM changes; DELETE FROM outcomes; DELETE FROM clients; DELETE FROM rejections; DELETE FROM idempotency;',
       );
       for (const d of snapshot.docs) {
         this.upsertDoc.run(d.collection, d.id, d.owner, d.lsn, 0, JSON.stringify(d.doc));
@@ -640,6 +747,7 @@ export class SqliteStore implements Store {
     const seq = origin?.seq ?? null;
     this.insertChange.run(lsn, this.term, write.collection, write.id, write.owner, deleted, body, clientId, seq, ts);
     this.upsertDoc.run(write.collection, write.id, write.owner, lsn, deleted, body);
+    if (clientId !== null) this.noteServerOrigin(clientId, lsn, ts);
     this.head = lsn;
     return {
       lsn,
@@ -658,6 +766,11 @@ export class SqliteStore implements Store {
     this.upsertClient.run(clientId, seq);
     if (rejection === null) this.deleteRejection.run(clientId, seq);
     else this.keepRejection(clientId, seq, rejection);
+  }
+
+  /** A keyed server write's record: the LSN its outcome ends at, and its commit time. */
+  private noteServerOrigin(clientId: string, lsn: number, ts: number): void {
+    if (isServerOrigin(clientId)) this.upsertServerOrigin.run(clientId, lsn, ts);
   }
 
   private keepRejection(clientId: string, seq: number, rejection: WireErrorShape): void {
@@ -754,6 +867,39 @@ function loadMeta(db: Database.Database, path: string): StoreMeta {
 }
 
 const SQL_OPS = { eq: '=', ne: '!=', gt: '>', gte: '>=', lt: '<', lte: '<=' } as const;
+
+/** The WHERE terms of a collection's live documents, of an owner, matching filters. */
+function whereOf(
+  collection: string,
+  owner: string | undefined,
+  filters: readonly DocFilter[],
+): { where: string[]; params: Array<string | number> } {
+  const where = ['collection = ?', 'deleted = 0'];
+  const params: Array<string | number> = [collection];
+  if (owner !== undefined) {
+    where.push('owner = ?');
+    params.push(owner);
+  }
+  for (const f of filters) {
+    // `id` is the primary key's column (a search, not a scan); other fields live in the JSON body.
+    const expr = f.field === 'id' ? 'id' : fieldExpr(f.field);
+    const value = f.field === 'id' ? String(f.value) : (sqlValue(f.value) as string | number);
+    if (f.op === 'prefix') {
+      // A range, not LIKE, so the index serves it.
+      where.push(`${expr} >= ? AND ${expr} < ?`);
+      params.push(String(value), `${String(value)}\uffff`);
+    } else {
+      where.push(`${expr} ${SQL_OPS[f.op]} ?`);
+      params.push(value);
+    }
+  }
+  return { where, params };
+}
+
+/** A JSON scalar as json_extract returns it: booleans are 1 and 0. */
+function sqlValue(v: OrderValue): string | number | null {
+  return typeof v === 'boolean' ? (v ? 1 : 0) : v;
+}
 
 /** The SQL expression for a top-level document field; names are checked against the schema by the caller. */
 function fieldExpr(field: string): string {

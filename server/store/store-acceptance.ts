@@ -3,8 +3,9 @@ import { TidelineError } from '../../shared/errors';
 import type { WireErrorShape } from '../../shared/errors';
 import type { JsonObject } from '../../shared/json';
 import type { Write } from '../../shared/mutators/types';
-import { REJECTION_WINDOW } from './store';
-import type { Store, StoreTx } from './store';
+import type { Doc } from '../../shared/json';
+import { orderValueOf, REJECTION_WINDOW, SERVER_ORIGIN_PREFIX } from './store';
+import type { DocQuery, OrderValue, Store, StoreTx } from './store';
 
 export interface StoreHarness {
   store: Store;
@@ -506,6 +507,216 @@ export function runStoreTests(name: string, makeStore: () => StoreHarness): void
         store.transact((tx) => tx.appendOutcome('k1', 1, outOfStock, TS));
         store.transact((tx) => tx.appendOutcome('k1', REJECTION_WINDOW + 1, outOfStock, TS));
         expect(store.exportSnapshot().rejections.map((r) => r.seq)).toEqual([REJECTION_WINDOW + 1]);
+      });
+    });
+
+    describe('query', () => {
+      /** Every page of `q`, `size` at a time, resuming after the last document of each. */
+      const allPages = (q: Omit<DocQuery, 'limit'>, size: number, between?: (page: number) => void): Doc[] => {
+        const out: Doc[] = [];
+        let after: { value: OrderValue; id: string } | undefined;
+        for (let page = 0; page < 10_000; page++) {
+          const docs = store.query({ ...q, limit: size, ...(after ? { after } : {}) });
+          out.push(...docs);
+          const last = docs[docs.length - 1];
+          if (docs.length < size || last === undefined) return out;
+          after = { value: orderValueOf(last, q.orderBy?.field ?? 'id'), id: last.id };
+          between?.(page);
+        }
+        throw new Error('paging did not end');
+      };
+      const ids = (docs: Doc[]): string[] => docs.map((d) => d.id);
+      const idOf = (i: number): string => `d${String(i).padStart(4, '0')}`;
+
+      describe('on 2,500 documents', () => {
+        // Values repeat (ties are ordered by id), and every 50th document has none (null sorts first ascending).
+        const nOf = (i: number): number | undefined => (i % 50 === 0 ? undefined : i % 37);
+        beforeEach(() => {
+          store.transact((tx) => {
+            for (let i = 0; i < 2500; i++) {
+              const n = nOf(i);
+              tx.append(put('products', idOf(i), n === undefined ? {} : { n }), null, TS);
+            }
+            tx.append(put('notes', 'other-collection', { n: 1 }), null, TS);
+          });
+        });
+        const expected = (direction: 'asc' | 'desc'): string[] => {
+          const all = Array.from({ length: 2500 }, (_, i) => ({ id: idOf(i), n: nOf(i) ?? null }));
+          const rank = (n: number | null): number => (n === null ? -1 : n);
+          const sign = direction === 'asc' ? 1 : -1;
+          return all
+            .sort((a, b) => sign * (rank(a.n) - rank(b.n)) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+            .map((d) => d.id);
+        };
+
+        it('pages by id past 1,000 documents, each exactly once, in order', () => {
+          const got = ids(allPages({ collection: 'products', filters: [] }, 1000));
+          expect(got).toEqual(Array.from({ length: 2500 }, (_, i) => idOf(i)));
+        });
+
+        it('pages by id descending', () => {
+          const got = ids(
+            allPages({ collection: 'products', filters: [], orderBy: { field: 'id', direction: 'desc' } }, 333),
+          );
+          expect(got).toEqual(Array.from({ length: 2500 }, (_, i) => idOf(2499 - i)));
+        });
+
+        it('pages on a field with ties and missing values, both directions', () => {
+          for (const direction of ['asc', 'desc'] as const) {
+            const got = ids(allPages({ collection: 'products', filters: [], orderBy: { field: 'n', direction } }, 97));
+            expect(got).toEqual(expected(direction));
+          }
+        });
+
+        it('pages with filters', () => {
+          const q = {
+            collection: 'products',
+            filters: [{ field: 'n', op: 'gte' as const, value: 30 }],
+            orderBy: { field: 'n', direction: 'desc' as const },
+          };
+          const got = ids(allPages(q, 50));
+          expect(got).toEqual(expected('desc').filter((id) => (nOf(Number(id.slice(1))) ?? -1) >= 30));
+          expect(store.count(q)).toBe(got.length);
+        });
+
+        it('returns every document that stays unchanged exactly once while others are written between pages', () => {
+          const q = { collection: 'products', filters: [], orderBy: { field: 'n', direction: 'asc' as const } };
+          const touched = new Set<string>();
+          const got = ids(
+            allPages(q, 200, (page) => {
+              // New documents on both sides of the position, one moved and one deleted.
+              const moved = idOf(page * 7 + 1);
+              const gone = idOf(page * 7 + 3);
+              touched.add(moved).add(gone);
+              store.transact((tx) => {
+                tx.append(put('products', `new-${page}-a`, { n: 0 }), null, TS);
+                tx.append(put('products', `new-${page}-b`, { n: 36 }), null, TS);
+                tx.append(put('products', moved, { n: 1000 + page }), null, TS);
+                tx.append(del('products', gone), null, TS);
+              });
+            }),
+          );
+          // The guarantee: every document present and unchanged throughout comes exactly once, in order.
+          const stable = expected('asc').filter((id) => !touched.has(id));
+          expect(got.filter((id) => !touched.has(id) && !id.startsWith('new-'))).toEqual(stable);
+          // Documents written ahead of the position are seen (once); a moved one may come twice.
+          const ahead = got.filter((id) => /^new-\d+-b$/.test(id));
+          expect(new Set(ahead).size).toBe(ahead.length);
+          expect(ahead.length).toBe(touched.size / 2);
+        });
+
+        it('counts the documents a query matches, without a limit', () => {
+          expect(store.count({ collection: 'products', filters: [] })).toBe(2500);
+          expect(store.count({ collection: 'products', filters: [{ field: 'n', op: 'eq', value: 5 }] })).toBe(
+            Array.from({ length: 2500 }, (_, i) => nOf(i)).filter((n) => n === 5).length,
+          );
+          expect(store.count({ collection: 'nothing-here', filters: [] })).toBe(0);
+        });
+      });
+
+      it('filters on id through its own column: eq, gt and prefix', () => {
+        appendAll([put('products', 'a1'), put('products', 'a2'), put('products', 'b1'), put('notes', 'a1')]);
+        const by = (op: 'eq' | 'gt' | 'prefix', value: string): string[] =>
+          ids(store.query({ collection: 'products', filters: [{ field: 'id', op, value }], limit: 10 }));
+        expect(by('eq', 'a2')).toEqual(['a2']);
+        expect(by('gt', 'a1')).toEqual(['a2', 'b1']);
+        expect(by('prefix', 'a')).toEqual(['a1', 'a2']);
+        expect(by('eq', 'zz')).toEqual([]);
+      });
+
+      it('leaves tombstones and other owners out of query, count and getMany', () => {
+        appendAll([put('carts', 'c1', {}, 'u1'), put('carts', 'c2', {}, 'u2'), put('carts', 'c3', {}, 'u1')]);
+        appendAll([del('carts', 'c3', 'u1')]);
+        expect(ids(store.query({ collection: 'carts', filters: [], limit: 10, owner: 'u1' }))).toEqual(['c1']);
+        expect(store.count({ collection: 'carts', filters: [], owner: 'u1' })).toBe(1);
+        expect(store.count({ collection: 'carts', filters: [] })).toBe(2);
+        expect(ids(store.getMany('carts', ['c1', 'c2', 'c3'], 'u1'))).toEqual(['c1']);
+        expect(ids(store.getMany('carts', ['c3', 'c2', 'c1']))).toEqual(['c2', 'c1']);
+      });
+
+      it('gets many by id in the order asked, each once, leaving out missing ones and other collections', () => {
+        appendAll([put('products', 'p1', { n: 1 }), put('products', 'p2', { n: 2 }), put('notes', 'p3')]);
+        const docs = store.getMany('products', ['p2', 'nope', 'p1', 'p2', 'p3']);
+        expect(docs).toEqual([
+          { id: 'p2', n: 2 },
+          { id: 'p1', n: 1 },
+        ]);
+        expect(store.getMany('products', [])).toEqual([]);
+      });
+    });
+
+    describe('server origins (keyed server writes)', () => {
+      const origin = `${SERVER_ORIGIN_PREFIX}key-a`;
+
+      it('records the LSN a server write ended at and its commit time, for changes and outcome entries', () => {
+        appendAll([put('notes', 'n0')]);
+        store.transact((tx) => {
+          tx.append(put('notes', 'n1'), { clientId: origin, seq: 1 }, TS);
+          tx.append(put('notes', 'n2'), { clientId: origin, seq: 1 }, TS);
+          tx.recordOutcome(origin, 1, null);
+          expect(tx.serverOrigin(origin)).toEqual({ lsn: 3, ts: TS });
+        });
+        const other = `${SERVER_ORIGIN_PREFIX}key-b`;
+        store.transact((tx) => tx.appendOutcome(other, 1, outOfStock, TS + 5));
+        store.transact((tx) => {
+          expect(tx.serverOrigin(origin)).toEqual({ lsn: 3, ts: TS });
+          expect(tx.serverOrigin(other)).toEqual({ lsn: 4, ts: TS + 5 });
+          expect(tx.rejection(other, 1)).toEqual(outOfStock);
+          expect(tx.serverOrigin('client-1')).toBeUndefined();
+        });
+      });
+
+      it('keeps no record of a rolled-back server write', () => {
+        expect(() =>
+          store.transact((tx) => {
+            tx.append(put('notes', 'n1'), { clientId: origin, seq: 1 }, TS);
+            throw new Error('abort');
+          }),
+        ).toThrow('abort');
+        expect(store.transact((tx) => tx.serverOrigin(origin))).toBeUndefined();
+      });
+
+      it('records server origins of replicated entries, as the primary did', () => {
+        const primary = store;
+        primary.transact((tx) => {
+          tx.append(put('notes', 'n1'), { clientId: origin, seq: 1 }, TS);
+          tx.recordOutcome(origin, 1, null);
+          tx.appendOutcome(`${SERVER_ORIGIN_PREFIX}key-b`, 1, outOfStock, TS + 1);
+        });
+        const page = primary.readLog(0, 10);
+        const follower = makeStore();
+        try {
+          follower.store.applyReplicated(page.changes, page.outcomes);
+          follower.store.transact((tx) => {
+            expect(tx.serverOrigin(origin)).toEqual({ lsn: 1, ts: TS });
+            expect(tx.lastSeq(origin)).toBe(1);
+            expect(tx.serverOrigin(`${SERVER_ORIGIN_PREFIX}key-b`)).toEqual({ lsn: 2, ts: TS + 1 });
+            expect(tx.rejection(`${SERVER_ORIGIN_PREFIX}key-b`, 1)).toEqual(outOfStock);
+          });
+        } finally {
+          follower.cleanup();
+        }
+      });
+
+      it('prunes records older than a time, with their clients and rejections rows, a bounded batch at a time', () => {
+        const keyed = (n: number): string => `${SERVER_ORIGIN_PREFIX}k${n}`;
+        for (let n = 0; n < 5; n++) {
+          store.transact((tx) => tx.appendOutcome(keyed(n), 1, n === 0 ? outOfStock : null, TS + n));
+        }
+        store.transact((tx) => tx.recordOutcome('client-1', 1, null));
+        expect(store.pruneServerOrigins(TS + 3, 2)).toBe(2);
+        expect(store.pruneServerOrigins(TS + 3, 2)).toBe(1);
+        expect(store.pruneServerOrigins(TS + 3, 2)).toBe(0);
+        store.transact((tx) => {
+          for (let n = 0; n < 3; n++) {
+            expect(tx.serverOrigin(keyed(n))).toBeUndefined();
+            expect(tx.lastSeq(keyed(n))).toBe(0);
+          }
+          expect(tx.rejection(keyed(0), 1)).toBeUndefined();
+          expect(tx.serverOrigin(keyed(3))).toEqual({ lsn: 4, ts: TS + 3 });
+          expect(tx.lastSeq(keyed(4))).toBe(1);
+          expect(tx.lastSeq('client-1')).toBe(1);
+        });
       });
     });
 

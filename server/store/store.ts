@@ -82,18 +82,56 @@ export interface ReplicaSnapshot {
  */
 export const REJECTION_WINDOW = 10_000;
 
+/**
+ * Server writes with an idempotency key take the origin
+ * `(SERVER_ORIGIN_PREFIX + hash of the key, seq 1)`: a client id can never
+ * start with it (`[A-Za-z0-9_-]` only), so exactly-once for server writes
+ * rides on the same `clients` and `rejections` rows, and the same log
+ * replication, as for clients. The store also remembers, per such origin, the
+ * LSN its outcome ended at and its commit time, for the duplicate answer and
+ * for retention (`pruneServerOrigins`).
+ */
+export const SERVER_ORIGIN_PREFIX = '~idem:';
+
+export const isServerOrigin = (clientId: string): boolean => clientId.startsWith(SERVER_ORIGIN_PREFIX);
+
+/** What the store keeps of one keyed server write: where its outcome ended in the log, and when it committed. */
+export interface ServerOriginRecord {
+  lsn: number;
+  ts: number;
+}
+
+/** A value of an indexed field as the query sorts it; null for a missing field. */
+export type OrderValue = string | number | boolean | null;
+
+/** A document's value of an order field as both stores sort it: missing is null, a non-scalar its JSON text. */
+export function orderValueOf(doc: Doc, field: string): OrderValue {
+  const v = doc[field];
+  if (v === undefined || v === null) return null;
+  return typeof v === 'object' ? JSON.stringify(v) : v;
+}
+
+/** One query filter on an indexed field (or `id`, which the primary key serves). */
+export interface DocFilter {
+  field: string;
+  op: 'eq' | 'ne' | 'gt' | 'gte' | 'lt' | 'lte' | 'prefix';
+  value: string | number | boolean;
+}
+
 /** A read-only query on one collection: filters and sort on indexed fields. */
 export interface DocQuery {
   collection: string;
-  filters: Array<{
-    field: string;
-    op: 'eq' | 'ne' | 'gt' | 'gte' | 'lt' | 'lte' | 'prefix';
-    value: string | number | boolean;
-  }>;
+  filters: DocFilter[];
   orderBy?: { field: string; direction: 'asc' | 'desc' };
   limit: number;
   /** Only documents of this owner (owner-only collections). */
   owner?: string;
+  /**
+   * Keyset paging: only documents strictly after this position in the
+   * query's order ((order value, id), ids ascending among equal values).
+   * `value` is ignored without `orderBy`.
+   */
+  after?: { value: OrderValue; id: string };
 }
 
 /** Who may see a document: every user when `owner` is null, else only that owner. */
@@ -126,6 +164,8 @@ export interface StoreTx {
    * is appended to the log with the next LSN and the current term.
    */
   appendOutcome(clientId: string, seq: number, rejection: WireErrorShape | null, ts: number): OutcomeEntry;
+  /** The record of a keyed server write (`SERVER_ORIGIN_PREFIX` origin), if it committed and was not pruned. */
+  serverOrigin(origin: string): ServerOriginRecord | undefined;
 }
 
 /**
@@ -151,6 +191,9 @@ export interface StoreTx {
  * - `scanScope` returns, at one consistent point, every live document
  *   (of a public collection, owned by the user, or in `scope.allOf`)
  *   (no tombstones) that the scope may read, ordered by (collection, id).
+ * - A change or outcome entry whose origin is a server origin
+ *   (`SERVER_ORIGIN_PREFIX`) records that origin's LSN and ts, on the
+ *   primary and through `applyReplicated` alike (`serverOrigin`).
  * - `compact(upTo)` drops log entries with `lsn <= upTo` and tombstones with
  *   `lsn <= upTo`, and raises the horizon to `upTo` (never lowers it, never
  *   past the head).
@@ -164,8 +207,27 @@ export interface Store {
   readChanges(after: number, limit: number): Change[];
   readLog(after: number, limit: number): LogPage;
   scanScope(scope: Scope): Array<{ collection: string; doc: Doc }>;
-  /** Live documents matching `q`, sorted (then by id), at most `q.limit`. The caller checks that fields are indexed. */
+  /**
+   * Live documents matching `q`, sorted (then by id), at most `q.limit`,
+   * after `q.after` when given. The caller checks that fields are indexed.
+   * Filters and order on `id` use the primary key (no scan).
+   */
   query(q: DocQuery): Doc[];
+  /** How many live documents match `q`'s collection, owner and filters (its order, limit and `after` are ignored). */
+  count(q: Omit<DocQuery, 'limit' | 'orderBy' | 'after'>): number;
+  /**
+   * The live documents of `collection` with these ids (of `owner` only, when
+   * given), in the order of `ids`, each once; ids with no live document are
+   * left out. The caller bounds `ids`.
+   */
+  getMany(collection: string, ids: readonly string[], owner?: string): Doc[];
+  /**
+   * Forgets keyed server writes that committed before `before` (ms): their
+   * records and their `clients` and `rejections` rows, at most `limit` of
+   * them per call (so one call never holds the write lock long). Returns how
+   * many were forgotten. A key retried after that commits again.
+   */
+  pruneServerOrigins(before: number, limit: number): number;
   /** Number of changes in the log and the ts of the oldest, for automatic compaction. */
   logStats(): { count: number; oldestTs: number | null };
   compact(upTo: number): { removedChanges: number; removedTombstones: number; horizon: number };

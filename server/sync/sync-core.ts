@@ -2,6 +2,7 @@ import type { Clock } from '../../shared/clock';
 import { TidelineError, toWireError } from '../../shared/errors';
 import type { WireErrorShape } from '../../shared/errors';
 import { jsonByteLength } from '../../shared/json';
+import type { Doc } from '../../shared/json';
 import { ReadFailure, runMutation } from '../../shared/mutators/run-mutation';
 import type { Change } from '../../shared/protocol/change';
 import type { Changes, Snapshot } from '../../shared/protocol/changes';
@@ -15,6 +16,8 @@ import { fullyReadable } from '../../shared/schema/define-schema';
 import type { AppSchema } from '../../shared/schema/define-schema';
 import { sharedPrefixEnd } from '../cluster/terms';
 import type { LogPage, OutcomeEntry, Store, StoreTx } from '../store/store';
+import { checkServerWrite, contextOf } from './server-write';
+import type { ServerPrincipal, ServerWrite, ServerWriteOptions, ServerWriteResult } from './server-write';
 import { newSession } from './session';
 import type { Session, SessionSink } from './session';
 
@@ -49,13 +52,32 @@ export interface SyncCoreOptions {
    * told is lost when a caught-up replica is promoted.
    */
   replicated?: (lsn: number) => Promise<void>;
+  /**
+   * How long a keyed server write's idempotency key is remembered (default
+   * 24 hours, Stripe's window): far longer than any retry loop runs, while
+   * the records stay bounded by one period of server writes.
+   */
+  serverWriteRetentionMs?: number;
 }
 
-interface QueuedPush {
-  session: Session;
-  mutations: Mutation[];
-  resolve: (ack: PushAck) => void;
-}
+/** What waits for the next group commit: a client's push, or one server-side write. */
+type Queued =
+  | { kind: 'push'; session: Session; mutations: Mutation[]; resolve: (ack: PushAck) => void }
+  | {
+      kind: 'server';
+      write: ServerWrite;
+      resolve: (result: ServerWriteResult) => void;
+      fail: (error: WireErrorShape) => void;
+    };
+
+type QueuedResult = MutationResult[] | ServerWriteResult;
+
+const failQueued = (item: Queued, error: WireErrorShape): void =>
+  item.kind === 'push' ? item.resolve({ ok: false, error }) : item.fail(error);
+
+/** Keyed server writes forgotten per group commit at most, so pruning never holds a commit up for long. */
+const PRUNE_BATCH = 1000;
+const PRUNE_EVERY_MS = 60_000;
 
 /** What one client's mutations came to in a commit, or since its pendingFrom. */
 interface ClientOutcome {
@@ -98,7 +120,9 @@ const inScope = (
 export class SyncCore {
   private readonly sessions = new Set<Session>();
   private readonly byClient = new Map<string, Session>();
-  private queue: QueuedPush[] = [];
+  private queue: Queued[] = [];
+  /** When the next group commit also forgets expired server-write keys. */
+  private nextPrune = 0;
   /** Post-commit work (waiting for replicas, fan-out, acks) runs in commit order on this chain. */
   private delivered: Promise<void> = Promise.resolve();
   private flushScheduled = false;
@@ -264,12 +288,43 @@ export class SyncCore {
         session.pushing = false;
         resolve(ack);
       };
-      this.queue.push({ session, mutations, resolve: done });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        this.opts.schedule(() => this.flush());
-      }
+      this.enqueue({ kind: 'push', session, mutations, resolve: done });
     });
+  }
+
+  /**
+   * A server-side write: runs `name(args)` as `principal` in the same group
+   * commit as client pushes, with the same access checks, schemas, rules and
+   * fan-out, and resolves once durable (and replicated, with
+   * `minSyncReplicas`). With an idempotency key, a retry commits nothing new
+   * and answers `duplicate`. Throws (rejects) a TidelineError when no outcome
+   * can be given: NOT_PRIMARY, BAD_REQUEST or TOO_LARGE input, INTERNAL.
+   */
+  submit(
+    principal: ServerPrincipal,
+    name: string,
+    args: unknown,
+    options: ServerWriteOptions = {},
+  ): Promise<ServerWriteResult> {
+    const notPrimary = this.notPrimary();
+    if (notPrimary) return Promise.reject(errorOf(notPrimary));
+    let write: ServerWrite;
+    try {
+      write = checkServerWrite(principal, name, args, options, this.opts.limits.maxMessageBytes);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new TidelineError('BAD_REQUEST', 'bad server write'));
+    }
+    return new Promise((resolve, reject) => {
+      this.enqueue({ kind: 'server', write, resolve, fail: (error) => reject(errorOf(error)) });
+    });
+  }
+
+  private enqueue(item: Queued): void {
+    this.queue.push(item);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      this.opts.schedule(() => this.flush());
+    }
   }
 
   /** Commits everything queued in one transaction, then fans out and acks. */
@@ -280,7 +335,7 @@ export class SyncCore {
     if (batch.length === 0) return;
     const stepDown = this.notPrimary();
     if (stepDown) {
-      for (const item of batch) item.resolve({ ok: false, error: stepDown });
+      for (const item of batch) failQueued(item, stepDown);
       return;
     }
     const { store } = this.opts;
@@ -288,14 +343,19 @@ export class SyncCore {
     const now = this.opts.clock.now();
     const log: LogPage = { changes: [], outcomes: [], to: prevHead };
     const outcomes = new Map<string, ClientOutcome>();
-    let results: MutationResult[][];
+    let results: QueuedResult[];
     try {
-      results = store.transact((tx) =>
-        batch.map((item) => item.mutations.map((m) => this.applyOne(tx, item.session, m, now, log, outcomes))),
-      );
+      results = store.transact((tx) => {
+        this.pruneServerWrites(now);
+        return batch.map((item) =>
+          item.kind === 'push'
+            ? item.mutations.map((m) => this.applyOne(tx, item.session, m, now, log, outcomes))
+            : this.applyServerWrite(tx, item.write, now, log),
+        );
+      });
     } catch (err) {
       const error = toWireError(err);
-      for (const item of batch) item.resolve({ ok: false, error });
+      for (const item of batch) failQueued(item, error);
       return;
     }
     const head = log.to;
@@ -303,7 +363,11 @@ export class SyncCore {
     if (head > prevHead) this.opts.onCommit?.(changes, log.outcomes);
     const deliver = (): void => {
       this.fanOut(head, changes, outcomes);
-      batch.forEach((item, i) => item.resolve({ ok: true, results: results[i]! }));
+      batch.forEach((item, i) => {
+        const result = results[i]!;
+        if (item.kind === 'push') item.resolve({ ok: true, results: result as MutationResult[] });
+        else item.resolve(result as ServerWriteResult);
+      });
     };
     const { replicated } = this.opts;
     if (!replicated) {
@@ -315,7 +379,7 @@ export class SyncCore {
       .then(() => replicated(head))
       .then(deliver, (err: unknown) => {
         // Stepped down before the replicas had it: the commit may be rolled back, so no ack and no fan-out.
-        for (const item of batch) item.resolve({ ok: false, error: toWireError(err) });
+        for (const item of batch) failQueued(item, toWireError(err));
       });
   }
 
@@ -370,13 +434,7 @@ export class SyncCore {
       m.name,
       m.args,
       { userId: auth.userId, roles: auth.roles, side: 'server' },
-      (collection, id) => {
-        try {
-          return tx.getDoc(collection, id)?.doc ?? undefined;
-        } catch (cause) {
-          throw new ReadFailure(`reading ${collection}/${id} failed`, { cause });
-        }
-      },
+      readerOf(tx),
       this.opts.limits,
     );
     const clientOutcome = outcomes.get(auth.clientId) ?? { lastSeq: 0, rejected: [] };
@@ -404,6 +462,55 @@ export class SyncCore {
     }
     tx.recordOutcome(auth.clientId, m.seq, null);
     return { seq: m.seq, status: 'applied', lsn: log.to };
+  }
+
+  /**
+   * One server-side write, inside the group commit. It takes the origin
+   * (serverOrigin, seq 1), so the dedupe, the rejection kept for the
+   * duplicate answer and their replication are those of a client's seq.
+   */
+  private applyServerWrite(tx: StoreTx, w: ServerWrite, now: number, log: LogPage): ServerWriteResult {
+    const { origin } = w;
+    if (tx.lastSeq(origin) >= 1) {
+      const record = tx.serverOrigin(origin);
+      const error = tx.rejection(origin, 1);
+      return {
+        status: 'duplicate',
+        ...(record !== undefined ? { lsn: record.lsn } : {}),
+        ...(error !== undefined ? { error } : {}),
+      };
+    }
+    const outcome = runMutation(
+      this.opts.schema,
+      w.name,
+      w.args,
+      contextOf(w.principal),
+      readerOf(tx),
+      this.opts.limits,
+    );
+    if (!outcome.ok || outcome.writes.length === 0) {
+      // In the log, so a replica promoted later still answers a retry with this outcome.
+      const entry = tx.appendOutcome(origin, 1, outcome.ok ? null : outcome.error, now);
+      log.outcomes.push(entry);
+      log.to = entry.lsn;
+      return outcome.ok ? { status: 'applied', lsn: entry.lsn } : { status: 'rejected', error: outcome.error };
+    }
+    for (const write of outcome.writes) {
+      const change = tx.append(write, { clientId: origin, seq: 1 }, now);
+      log.changes.push(change);
+      log.to = change.lsn;
+    }
+    tx.recordOutcome(origin, 1, null);
+    return { status: 'applied', lsn: log.to };
+  }
+
+  /** Forgets expired idempotency keys, a bounded batch at a time, inside a group commit. */
+  private pruneServerWrites(now: number): void {
+    if (now < this.nextPrune) return;
+    const retention = this.opts.serverWriteRetentionMs ?? 24 * 3600 * 1000;
+    const pruned = this.opts.store.pruneServerOrigins(now - retention, PRUNE_BATCH);
+    // A full batch means more are due: the next commit goes on.
+    this.nextPrune = pruned === PRUNE_BATCH ? now : now + PRUNE_EVERY_MS;
   }
 
   private fanOut(head: number, changes: readonly Change[], outcomes: Map<string, ClientOutcome>): void {
@@ -558,6 +665,21 @@ function ownOutcomes(page: LogPage, clientId: string): ClientOutcome | undefined
     if (o.error !== null) rejected.push({ seq: o.seq, error: o.error });
   }
   return lastSeq > 0 ? { lastSeq, rejected } : undefined;
+}
+
+/** Reads the stored version in a mutation; an I/O failure aborts the run instead of rejecting the mutation. */
+function readerOf(tx: StoreTx): (collection: string, id: string) => Doc | undefined {
+  return (collection, id) => {
+    try {
+      return tx.getDoc(collection, id)?.doc ?? undefined;
+    } catch (cause) {
+      throw new ReadFailure(`reading ${collection}/${id} failed`, { cause });
+    }
+  };
+}
+
+function errorOf(e: WireErrorShape): TidelineError {
+  return new TidelineError(e.code, e.message, { retryable: e.retryable });
 }
 
 function badRequest(what: string, detail: string | undefined): WireErrorShape {

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { TidelineError } from '../errors';
 import type { Doc } from '../json';
 import { defineMutator } from '../mutators/types';
-import { defineSchema } from '../schema/define-schema';
+import { defineCollection, defineSchema } from '../schema/define-schema';
 
 /**
  * The reference app's schema: a shared notes board (the live demo page), and
@@ -10,16 +10,17 @@ import { defineSchema } from '../schema/define-schema';
  * load this same module, so `checkout` runs identically on both sides.
  */
 
-const productDoc = z
-  .object({
-    id: z.string(),
-    name: z.string().min(1).max(200),
-    category: z.string().min(1).max(64),
-    price: z.number().min(0, 'price cannot be negative'),
-    stock: z.number().int('stock is a whole number'),
-    rating: z.number().min(0).max(5),
-  })
-  .passthrough() as unknown as z.ZodType<Doc>;
+/** A product; other fields are accepted (a document is validated, not stripped) but not typed. */
+const productDoc = z.object({
+  id: z.string(),
+  name: z.string().min(1).max(200),
+  category: z.string().min(1).max(64),
+  price: z.number().min(0, 'price cannot be negative'),
+  stock: z.number().int('stock is a whole number'),
+  rating: z.number().min(0).max(5),
+});
+
+export type Product = z.output<typeof productDoc>;
 
 const checkoutArgs = z.object({
   orderId: z.string().min(1).max(128),
@@ -134,19 +135,13 @@ export const storeSchema = defineSchema({
   version: 1,
   collections: {
     notes: { read: 'public', write: 'any', indexes: ['createdAt'] },
-    products: {
+    products: defineCollection({
       read: 'public',
       write: { role: 'staff' },
       indexes: ['name', 'category', 'price', 'rating', 'stock'],
       doc: productDoc,
-      rules: [
-        {
-          name: 'stock-non-negative',
-          check: (doc) => typeof doc['stock'] === 'number' && doc['stock'] >= 0,
-          message: 'stock cannot go below 0',
-        },
-      ],
-    },
+      rules: [{ name: 'stock-non-negative', check: (p) => p.stock >= 0, message: 'stock cannot go below 0' }],
+    }),
     carts: { read: 'owner', write: 'owner', indexes: ['owner'] },
     orders: { read: 'owner', readRoles: ['staff'], write: 'none', indexes: ['createdAt', 'owner'] },
     /** Owner-only scratch documents; the bench's ingest clients write here. */

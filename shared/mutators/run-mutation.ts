@@ -38,6 +38,18 @@ export type ReadFn = (collection: string, id: string) => Doc | undefined;
 
 export type RunOutcome = { ok: true; writes: Write[] } | { ok: false; error: WireErrorShape };
 
+/**
+ * The context `runMutation` runs with. `system` marks a server-side write by
+ * the system principal (backend code, `POST /admin/mutate` as 'system'): it
+ * may read and write every collection, whatever its `write` access, and
+ * writes an owner-only document for the owner the document names. Document
+ * schemas and rules still apply. Clients never set it: the flag exists only
+ * on the primary's side of the call.
+ */
+export interface RunContext extends MutatorContext {
+  system?: true;
+}
+
 export function findMutator(schema: AppSchema, name: string): MutatorDef | undefined {
   if (Object.hasOwn(BUILTIN_MUTATORS, name)) return BUILTIN_MUTATORS[name];
   if (Object.hasOwn(schema.mutators, name)) return schema.mutators[name];
@@ -62,7 +74,7 @@ export function runMutation(
   schema: AppSchema,
   name: string,
   args: JsonValue,
-  ctx: MutatorContext,
+  ctx: RunContext,
   read: ReadFn,
   limits: Pick<Limits, 'maxDocBytes'>,
 ): RunOutcome {
@@ -83,7 +95,7 @@ function runChecked(
   schema: AppSchema,
   name: string,
   rawArgs: JsonValue,
-  ctx: MutatorContext,
+  ctx: RunContext,
   read: ReadFn,
   limits: Pick<Limits, 'maxDocBytes'>,
 ): Write[] {
@@ -100,7 +112,7 @@ function runChecked(
   const readVisible = (collection: string, id: string): Doc | undefined => {
     const def = collectionOf(schema, collection);
     const doc = read(collection, id);
-    if (doc && def.read === 'owner' && doc['owner'] !== ctx.userId && !readsAll(def, ctx.roles)) {
+    if (doc && def.read === 'owner' && !ctx.system && doc['owner'] !== ctx.userId && !readsAll(def, ctx.roles)) {
       throw new TidelineError('FORBIDDEN', `${collection}/${id} belongs to another user`);
     }
     return doc;
@@ -119,7 +131,7 @@ function runChecked(
       if (!checked.success)
         throw new TidelineError('INVALID_DOCUMENT', `${collection}: ${checked.error.issues[0]?.message}`);
       const copy = structuredClone(checked.data);
-      if (def.read === 'owner' && copy['owner'] === undefined) copy['owner'] = ctx.userId;
+      if (def.read === 'owner' && copy['owner'] === undefined && !ctx.system) copy['owner'] = ctx.userId;
       buffer.set(keyOf(collection, copy.id), { collection, id: copy.id, doc: copy });
     },
     delete(collection, id) {
@@ -135,6 +147,10 @@ function runChecked(
     const def = collectionOf(schema, collection);
     const prev = readVisible(collection, id);
     if (doc === null && prev === undefined) continue; // deleting nothing
+    if (ctx.system) {
+      writes.push(systemWrite(def, collection, id, doc, prev, limits));
+      continue;
+    }
     checkWriteAccess(def, collection, id, mutator, ctx);
     if (doc !== null) checkDocument(def, collection, doc, limits);
     if (def.read === 'owner' && prev !== undefined && prev['owner'] !== ctx.userId) {
@@ -147,6 +163,39 @@ function runChecked(
     writes.push({ collection, id, doc, owner: def.read === 'owner' ? ctx.userId : null });
   }
   return writes;
+}
+
+/**
+ * A write by the system principal: any collection, schemas and rules checked.
+ * An owner-only document must name its owner, and keeps the owner it has:
+ * moving a document to another user would leave it, stale, in the old
+ * owner's replica (changes fan out to the new owner's scope only).
+ */
+function systemWrite(
+  def: CollectionDef,
+  collection: string,
+  id: string,
+  doc: Doc | null,
+  prev: Doc | undefined,
+  limits: Pick<Limits, 'maxDocBytes'>,
+): Write {
+  if (doc !== null) checkDocument(def, collection, doc, limits);
+  if (def.read !== 'owner') return { collection, id, doc, owner: null };
+  const prevOwner = prev?.['owner'];
+  const owner = doc === null ? prevOwner : doc['owner'];
+  if (typeof owner !== 'string' || owner.length === 0) {
+    throw new TidelineError(
+      'INVALID_DOCUMENT',
+      `${collection}/${id}: a system write to an owner-only collection must set 'owner'`,
+    );
+  }
+  if (prev !== undefined && prevOwner !== owner) {
+    throw new TidelineError(
+      'FORBIDDEN',
+      `${collection}/${id} belongs to ${JSON.stringify(prevOwner ?? null)}; its owner cannot change`,
+    );
+  }
+  return { collection, id, doc, owner };
 }
 
 function checkWriteAccess(

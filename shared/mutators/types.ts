@@ -26,17 +26,23 @@ export interface MutatorTx {
  * random numbers or anything but `tx` and `args`: ids and timestamps come in
  * through `args`. It throws a `TidelineError` to reject.
  */
-export interface MutatorDef<A = unknown> {
+export interface MutatorDef<A = unknown, I = A> {
   name: string;
-  args: z.ZodType<A>;
-  run: (tx: MutatorTx, args: A, ctx: MutatorContext) => void;
+  /** Parses the arguments; `run` gets its output, callers pass its input (they differ with defaults). */
+  args: z.ZodType<A, I>;
+  // A method, not a function property, so a mutator with typed arguments still fits `MutatorDef`.
+  run(tx: MutatorTx, args: A, ctx: MutatorContext): void;
   /** Built-ins obey each collection's `write` access; app mutators are trusted for public collections. */
   builtin?: boolean;
 }
 
-export function defineMutator<A>(def: MutatorDef<A>): MutatorDef {
-  return def as unknown as MutatorDef;
+/** Declares a mutator; `run`'s arguments are typed by `args`, and so are the client's `db.mutate.<name>(args)`. */
+export function defineMutator<A, I>(def: MutatorDef<A, I>): MutatorDef<A, I> {
+  return def;
 }
+
+/** What a caller passes to mutator `M`: the input type of its `args` schema. */
+export type MutatorArgs<M> = M extends { args: z.ZodType<unknown, infer I> } ? I : never;
 
 /** One buffered write: the new version, or null for a delete. */
 export interface Write {

@@ -21,12 +21,25 @@ export type ReadAccess = 'public' | 'owner';
  */
 export type WriteAccess = 'any' | 'owner' | 'none' | { role: string };
 
-/** A rule on the resulting document, checked on both sides; a failure rejects the mutation with REJECTED. */
-export interface Rule {
+/**
+ * A rule on the resulting document, checked on both sides; a failure rejects
+ * the mutation with REJECTED. `D` is the collection's document type when the
+ * collection is declared with `defineCollection`; a rule runs only on a
+ * document that has passed the collection's `doc` schema.
+ */
+export interface Rule<D = Doc> {
   name: string;
-  check: (doc: Doc) => boolean;
+  // A method, not a function property, so a rule on a typed collection still fits `AppSchema`.
+  check(doc: D): boolean;
   message: string;
 }
+
+/**
+ * The least a document schema must produce: an object with a string id. That
+ * a document is plain JSON (and its size) is checked at run time; a schema's
+ * type may be looser (`z.looseObject` has an `unknown` index signature).
+ */
+export type DocShape = { id: string };
 
 export interface CollectionDef {
   read: ReadAccess;
@@ -35,9 +48,45 @@ export interface CollectionDef {
   write: WriteAccess;
   /** Fields with a local Dexie index, for `query` and `liveQuery`. Compound: 'a+b'. */
   indexes: readonly string[];
-  /** The shape every stored document must have; checked before the rules. */
-  doc?: z.ZodType<Doc>;
+  /**
+   * The shape every stored document must have; checked before the rules (validated only:
+   * the document is stored as written). Its output type is the collection's document type.
+   */
+  doc?: z.ZodType<DocShape>;
   rules?: readonly Rule[];
+}
+
+/**
+ * The document type of a collection: its `doc` schema's output, or `Doc` when
+ * it has none or its schema says no more than `{ id: string }` (as in a
+ * schema typed as a plain `AppSchema`).
+ */
+export type DocOfCollection<C> = C extends { doc?: infer Z }
+  ? Z extends z.ZodType<infer O>
+    ? DocShape extends O
+      ? Doc
+      : O
+    : Doc
+  : Doc;
+
+/** A collection definition whose rules see its documents typed. */
+export type TypedCollectionDef<Z extends z.ZodType<DocShape>> = Omit<CollectionDef, 'doc' | 'rules'> & {
+  doc: Z;
+  rules?: ReadonlyArray<Rule<z.output<Z>>>;
+};
+
+/**
+ * Declares a collection with a document schema, so its rules are typed:
+ * `check: (p) => p.stock >= 0` with `p` the schema's output. (Inside
+ * `defineSchema` a rule sees a plain `Doc`: TypeScript cannot infer one
+ * collection's type from its own literal there.)
+ */
+export function defineCollection<Z extends z.ZodType<DocShape>>(
+  def: TypedCollectionDef<Z>,
+): Omit<CollectionDef, 'doc' | 'rules'> & { doc: Z; rules?: readonly Rule[] } {
+  // No cast: a rule's `check` is a method, so a rule typed for the schema's output fits
+  // `Rule`. Sound, as every document reaches the rules only after `def.doc` accepted it.
+  return def;
 }
 
 export interface AppSchema {
@@ -64,7 +113,18 @@ export function fullyReadable(schema: AppSchema, roles: readonly string[]): stri
     .map(([name]) => name);
 }
 
-export function defineSchema<S extends AppSchema>(schema: S): S {
+/** The collection names of a schema. */
+export type CollectionName<S extends AppSchema> = keyof S['collections'] & string;
+
+/** The document type of collection `C` of schema `S`. */
+export type DocOf<S extends AppSchema, C extends CollectionName<S>> = DocOfCollection<S['collections'][C]>;
+
+/**
+ * Checks an app schema and returns it unchanged, with its literal type: the
+ * client's API takes the document types from each collection's `doc` schema
+ * and each mutator's argument type from its `args` schema.
+ */
+export function defineSchema<const S extends AppSchema>(schema: S): S {
   for (const [name, def] of Object.entries(schema.collections)) {
     if (!COLLECTION_NAME.test(name)) {
       throw new Error(`collection name '${name}' must match ${COLLECTION_NAME.source}`);
