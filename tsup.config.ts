@@ -18,10 +18,7 @@ export default defineConfig({
     'client/index': 'client/index.ts',
     'schema/index': 'shared/index.ts',
     'server/index': 'server/index.ts',
-    // TODO(lead, issue 8 merge): C's React bindings. Add this entry, and
-    // `"./react": { "types": "./lib/react/index.d.ts", "import": "./lib/react/index.js" }`
-    // to package.json `exports`, once client/react/index.ts is on main:
-    // 'react/index': 'client/react/index.ts',
+    'react/index': 'client/react/index.ts',
     // TODO(lead, issue 8 merge): B1's CLI (`tideline serve`). Add this entry once
     // server/cli.ts is on main (it starts with `#!/usr/bin/env node`, which
     // esbuild keeps); package.json `bin` already points at lib/cli.js:

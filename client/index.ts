@@ -5,7 +5,19 @@
  * looks for express, socket.io's server and better-sqlite3.
  */
 export { open } from './lib/open';
-export type { Collection, Mutate, OpenOptions, Tideline } from './lib/open';
-export type { ConnectionState, EngineEvent, SyncStatus } from './sync/engine';
+export type {
+  AppMutate,
+  AuthOptions,
+  BuiltinMutate,
+  Collection,
+  GetToken,
+  Mutate,
+  MutationHandle,
+  OpenOptions,
+  Tideline,
+} from './lib/open';
+export { TidelineClientError } from './lib/client-error';
+export type { ClientErrorCode } from './lib/client-error';
+export type { AppliedEvent, ConnectionState, EngineEvent, MutationState, SyncStatus } from './sync/engine';
 export type { OutboxEntry, RejectionRecord } from './sync/local-store';
 export type { WireError } from '../shared/protocol/wire-error';

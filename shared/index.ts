@@ -4,10 +4,21 @@
  * Everything else under shared/ (the wire protocol, `runMutation`) is
  * internal and may change.
  */
-export { defineSchema } from './schema/define-schema';
-export type { AppSchema, CollectionDef, ReadAccess, Rule, WriteAccess } from './schema/define-schema';
+export { defineCollection, defineSchema } from './schema/define-schema';
+export type {
+  AppSchema,
+  CollectionDef,
+  CollectionName,
+  DocOf,
+  DocOfCollection,
+  DocShape,
+  ReadAccess,
+  Rule,
+  TypedCollectionDef,
+  WriteAccess,
+} from './schema/define-schema';
 export { defineMutator } from './mutators/types';
-export type { MutatorContext, MutatorDef, MutatorTx } from './mutators/types';
+export type { MutatorArgs, MutatorContext, MutatorDef, MutatorTx } from './mutators/types';
 export { ERROR_CODES, TidelineError } from './errors';
 export type { ErrorCode, WireErrorShape } from './errors';
 export { docSchema, isDoc, isJsonValue, jsonObjectSchema, jsonValueSchema } from './json';

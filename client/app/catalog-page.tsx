@@ -9,7 +9,7 @@ import type { NoticeState } from './notice';
 import { ProductCard } from './product-card';
 import { useCart } from './use-store';
 import type { StoreDb } from './use-tideline';
-import { useQuery } from '../react';
+import { useQuery } from 'tideline/react';
 
 export const PAGE_SIZE = 24;
 

@@ -3,7 +3,7 @@ import type { FormEvent } from 'react';
 import type { Doc } from 'tideline/schema';
 import { formatDateTime } from './format';
 import type { StoreDb } from './use-tideline';
-import { useQuery } from '../react';
+import { useQuery } from 'tideline/react';
 
 const MAX_NOTE = 1000;
 

@@ -5,7 +5,7 @@ import { orderViews, productIdsOf } from './orders';
 import type { OrderState, OrderView } from './orders';
 import { href } from './router';
 import type { StoreDb } from './use-tideline';
-import { useQuery } from '../react';
+import { useQuery } from 'tideline/react';
 
 const STATE_LABEL: Record<OrderState, string> = {
   pending: 'Pending on this device',

@@ -9,7 +9,7 @@ import { ProductEditor } from './product-editor';
 import { href } from './router';
 import { numberOf, textOf } from './use-store';
 import type { StoreDb } from './use-tideline';
-import { useQuery } from '../react';
+import { useQuery } from 'tideline/react';
 
 const INVENTORY_PAGE = 12;
 const ORDERS_SHOWN = 50;

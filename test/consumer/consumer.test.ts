@@ -79,7 +79,18 @@ beforeAll(async () => {
     [
       'install',
       join(work, pack.filename),
-      ...['dexie', 'zod', 'jose', 'typescript', 'vite', '@types/node', 'fake-indexeddb'].map(installed),
+      ...[
+        'dexie',
+        'zod',
+        'jose',
+        'typescript',
+        'vite',
+        '@types/node',
+        'fake-indexeddb',
+        'react',
+        'react-dom',
+        '@types/react',
+      ].map(installed),
       '--prefer-offline',
       '--no-audit',
       '--no-fund',
@@ -151,7 +162,7 @@ describe('tideline installed from its tarball', () => {
     );
   }, 180_000);
 
-  it('serves the app schema and syncs todos between Node clients and the backend', async () => {
+  it('serves the app schema and syncs todos between Node clients and a backend write', async () => {
     const env = { ...process.env, TIDELINE_SECRET: SECRET, TIDELINE_ADMIN_TOKEN: ADMIN_TOKEN };
     // TODO(lead, issue 8 merge): B1's CLI instead, through the package's bin:
     // ['node_modules/.bin/tideline', 'serve', '--schema', './schema.ts', '--data', './data', '--port', '0']
@@ -173,19 +184,23 @@ describe('tideline installed from its tarball', () => {
     const sees = (p: Running, titles: string[]) => (): boolean =>
       lists(p).some((list) => titles.every((t) => list.includes(t)));
 
-    const alice = client('alice', 'from alice');
-    await waitFor('alice to see her todo', sees(alice, ['from alice']), 30_000);
-    // TODO(lead, issue 8 merge): the backend writes through B2's POST /admin/mutate
-    // (a file: block of getting-started), in place of this second Node client.
-    const backendWriter = client('backend', 'from the backend');
-    await waitFor('alice to see the backend todo', sees(alice, ['from alice', 'from the backend']), 30_000);
-    await waitFor('the writer to see both todos', sees(backendWriter, ['from alice', 'from the backend']), 30_000);
-
     const backend = (await import(pathToFileURL(join(project, 'backend.ts')).href)) as {
+      addTodoFromBackend: (server: string, adminToken: string, title: string) => Promise<void>;
       serverTodos: (server: string) => Promise<string[]>;
     };
-    expect((await backend.serverTodos(url)).sort()).toEqual(['from alice', 'from the backend']);
-    expect(alice.output()).not.toMatch(/rejected|Error/);
+
+    const alice = client('alice', 'from alice');
+    await waitFor('alice to see her todo', sees(alice, ['from alice']), 30_000);
+    await backend.addTodoFromBackend(url, ADMIN_TOKEN, 'from the backend');
+    await waitFor('alice to see the backend todo', sees(alice, ['from alice', 'from the backend']), 30_000);
+    // A client that opens later catches up on both, and alice sees its todo.
+    const all = ['from alice', 'from the backend', 'from bob'];
+    const bob = client('bob', 'from bob');
+    await waitFor('bob to see every todo', sees(bob, all), 30_000);
+    await waitFor('alice to see every todo', sees(alice, all), 30_000);
+
+    expect((await backend.serverTodos(url)).sort()).toEqual([...all].sort());
+    expect(alice.output() + bob.output()).not.toMatch(/rejected|Error/);
   });
 
   it('bundles the browser page with one copy of dexie and zod and no server code', async () => {
