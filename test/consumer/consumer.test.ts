@@ -46,6 +46,24 @@ interface PackResult {
   files: { path: string }[];
 }
 
+/** The packages a module of lib/ imports, itself or through lib/'s other modules (static imports and re-exports). */
+function packagesReachedFrom(file: string, seen = new Set<string>()): Set<string> {
+  const packages = new Set<string>();
+  if (seen.has(file)) return packages;
+  seen.add(file);
+  for (const m of readFileSync(file, 'utf8').matchAll(
+    /^(?:import|export)\b[^'"]*?from ['"]([^'"]+)['"]|^import ['"]([^'"]+)['"]/gm,
+  )) {
+    const specifier = (m[1] ?? m[2])!;
+    if (specifier.startsWith('.')) {
+      for (const p of packagesReachedFrom(join(dirname(file), specifier), seen)) packages.add(p);
+    } else {
+      packages.add(specifier.startsWith('@') ? specifier.split('/').slice(0, 2).join('/') : specifier.split('/')[0]!);
+    }
+  }
+  return packages;
+}
+
 const startedAt = Date.now();
 const metrics: Record<string, string | number> = {};
 let work = '';
@@ -141,6 +159,13 @@ describe('tideline installed from its tarball', () => {
       .match(/this\.name = "TidelineError"/g); // the constructor: one per copy of the class
     expect(existsSync(lib)).toBe(true);
     expect(classes).toHaveLength(1);
+    // What each browser entry reaches, following lib/'s own imports: only the
+    // app's peers and the socket.io client, never a server package or a Node built-in.
+    for (const entry of ['lib/client/index.js', 'lib/schema/index.js', 'lib/react/index.js']) {
+      for (const pkg of packagesReachedFrom(join(project, 'node_modules/tideline', entry))) {
+        expect(['dexie', 'zod', 'react', 'socket.io-client'], `${entry} imports ${pkg}`).toContain(pkg);
+      }
+    }
     // TODO(lead, issue 8 merge): once B1's server/cli.ts is built to lib/cli.js, check the bin too:
     // for (const bin of Object.values(manifest.bin)) expect(paths).toContain(bin.replace(/^\.\//, ''));
   });
