@@ -20,7 +20,7 @@ function forbidImportsOf(message, forbidden) {
 }
 
 export default defineConfig(
-  globalIgnores(['node_modules/', 'dist/', 'data/', 'bench/results/', 'test-results/', 'playwright-report/']),
+  globalIgnores(['node_modules/', 'dist/', 'lib/', 'data/', 'bench/results/', 'test-results/', 'playwright-report/']),
 
   js.configs.recommended,
   tseslint.configs.recommendedTypeChecked,
@@ -70,6 +70,31 @@ export default defineConfig(
   {
     files: ['client/**'],
     rules: forbidImportsOf('client/ must not import server/; share code through shared/.', ['server']),
+  },
+  {
+    // The storefront is a Tideline consumer (STYLE.md rule 11): it imports the
+    // public entry points by their package names (aliased to the sources, see
+    // sourceAliases in vite.config.ts) and its own schema in shared/apps/, nothing
+    // else from client/, shared/ or server/.
+    files: ['client/app/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              regex: '^\\.\\.(/|$)(?!\\.\\./shared/apps/)',
+              message:
+                'client/app is a Tideline consumer: import tideline/client, tideline/schema or tideline/react, not internal modules (its own schema lives in shared/apps/).',
+            },
+            {
+              regex: '^tideline/(?!(client|schema|react)$)',
+              message: 'client/app runs in browsers: only tideline/client, tideline/schema and tideline/react.',
+            },
+          ],
+        },
+      ],
+    },
   },
   {
     files: ['server/**'],

@@ -11,7 +11,7 @@ import { clearSession, loadSession, saveSession, SESSION_KEY } from './session';
 import type { Session } from './session';
 import { SignIn } from './sign-in';
 import { StaffPage } from './staff-page';
-import { useReconnectWhenOnline } from '../react';
+import { useReconnectWhenOnline } from 'tideline/react';
 import { StatusBar } from './status-bar';
 import { useTideline } from './use-tideline';
 import type { StoreDb } from './use-tideline';

@@ -1,5 +1,5 @@
 import { useDeferredValue, useEffect, useId, useState } from 'react';
-import type { Doc } from '../../shared/json';
+import type { Doc } from 'tideline/schema';
 import { categories, isSortKey, queryCatalog, SORTS } from './catalog-query';
 import type { CatalogFilter, SortKey } from './catalog-query';
 import { errorMessage, formatCount, formatPrice } from './format';
@@ -9,7 +9,7 @@ import type { NoticeState } from './notice';
 import { ProductCard } from './product-card';
 import { useCart } from './use-store';
 import type { StoreDb } from './use-tideline';
-import { useQuery } from '../react';
+import { useQuery } from 'tideline/react';
 
 export const PAGE_SIZE = 24;
 

@@ -3,7 +3,7 @@ import Dexie from 'dexie';
 import type { Table } from 'dexie';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Doc } from '../../shared/json';
+import type { Doc } from 'tideline/schema';
 import { categories, matchesSearch, NO_FILTER, queryCatalog } from './catalog-query';
 import type { CatalogFilter } from './catalog-query';
 

@@ -1,5 +1,5 @@
 import type { Collection, Table } from 'dexie';
-import type { Doc } from '../../shared/json';
+import type { Doc } from 'tideline/schema';
 
 /**
  * The catalog's queries, answered from the local replica through its Dexie

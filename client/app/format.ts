@@ -1,6 +1,5 @@
-import type { JsonValue } from '../../shared/json';
-import type { RejectionRecord } from '../sync/local-store';
-import type { SyncStatus } from '../sync/engine';
+import type { JsonValue } from 'tideline/schema';
+import type { RejectionRecord, SyncStatus } from 'tideline/client';
 
 const time = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
 const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'short' });

@@ -1,9 +1,9 @@
 import { useId, useState } from 'react';
 import type { FormEvent } from 'react';
-import type { Doc } from '../../shared/json';
+import type { Doc } from 'tideline/schema';
 import { formatDateTime } from './format';
 import type { StoreDb } from './use-tideline';
-import { useQuery } from '../react';
+import { useQuery } from 'tideline/react';
 
 const MAX_NOTE = 1000;
 

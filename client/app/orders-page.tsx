@@ -1,11 +1,11 @@
 import { useId } from 'react';
-import type { OutboxEntry } from '../sync/local-store';
+import type { OutboxEntry } from 'tideline/client';
 import { formatCount, formatDateTime, formatPrice, shortId } from './format';
 import { orderViews, productIdsOf } from './orders';
 import type { OrderState, OrderView } from './orders';
 import { href } from './router';
 import type { StoreDb } from './use-tideline';
-import { useQuery } from '../react';
+import { useQuery } from 'tideline/react';
 
 const STATE_LABEL: Record<OrderState, string> = {
   pending: 'Pending on this device',

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { Doc } from '../../shared/json';
-import type { OutboxEntry, RejectionRecord } from '../sync/local-store';
+import type { Doc } from 'tideline/schema';
+import type { OutboxEntry, RejectionRecord } from 'tideline/client';
 import { orderViews, productIdsOf } from './orders';
 
 const lamp: Doc = { id: 'p1', name: 'Smart Lamp 1', price: 10, stock: 3 };

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import type { Doc, JsonValue } from '../../shared/json';
-import type { OutboxEntry, RejectionRecord } from '../sync/local-store';
+import type { Doc, JsonValue } from 'tideline/schema';
+import type { OutboxEntry, RejectionRecord } from 'tideline/client';
 
 /**
  * An order as the shopper sees it, with its state:

@@ -1,5 +1,5 @@
 import { useId } from 'react';
-import type { Doc } from '../../shared/json';
+import type { Doc } from 'tideline/schema';
 import { formatCount, formatPrice } from './format';
 import { href } from './router';
 import { numberOf, textOf } from './use-store';

@@ -1,6 +1,6 @@
 import { useEffect, useId, useRef, useState } from 'react';
 import type { FormEvent } from 'react';
-import type { Doc, JsonValue } from '../../shared/json';
+import type { Doc, JsonValue } from 'tideline/schema';
 import { errorMessage, formatCount, formatPrice } from './format';
 import { parseName, parsePrice, parseRestock, parseStock } from './input';
 import { Notice } from './notice';

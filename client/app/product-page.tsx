@@ -9,7 +9,7 @@ import { ProductEditor } from './product-editor';
 import { href } from './router';
 import { numberOf, textOf, useCart } from './use-store';
 import type { StoreDb } from './use-tideline';
-import { useQuery } from '../react';
+import { useQuery } from 'tideline/react';
 
 /** One product, live from the replica; shoppers add it to the cart, staff edit it. */
 export function ProductPage({ db, id, staff }: { db: StoreDb; id: string; staff: boolean }) {

@@ -1,6 +1,6 @@
 import { useDeferredValue, useId, useState } from 'react';
-import type { Doc } from '../../shared/json';
-import type { OutboxEntry } from '../sync/local-store';
+import type { Doc } from 'tideline/schema';
+import type { OutboxEntry } from 'tideline/client';
 import { matchesSearch } from './catalog-query';
 import { formatCount, formatPrice } from './format';
 import { OrderList } from './orders-page';
@@ -9,7 +9,7 @@ import { ProductEditor } from './product-editor';
 import { href } from './router';
 import { numberOf, textOf } from './use-store';
 import type { StoreDb } from './use-tideline';
-import { useQuery } from '../react';
+import { useQuery } from 'tideline/react';
 
 const INVENTORY_PAGE = 12;
 const ORDERS_SHOWN = 50;

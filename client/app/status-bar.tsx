@@ -6,7 +6,7 @@ import type { Route } from './router';
 import type { Session } from './session';
 import { cartCount, useBrowserOnline, useCart } from './use-store';
 import type { StoreDb } from './use-tideline';
-import { useRejections, useSyncStatus } from '../react';
+import { useRejections, useSyncStatus } from 'tideline/react';
 
 interface StatusBarProps {
   session: Session | null;

@@ -1,8 +1,8 @@
 import { useEffect, useState } from 'react';
 import { cartIdOf } from '../../shared/apps/store';
-import type { Doc } from '../../shared/json';
+import type { Doc } from 'tideline/schema';
 import type { StoreDb } from './use-tideline';
-import { useQuery } from '../react';
+import { useQuery } from 'tideline/react';
 
 /** Live reads of the local replica that several pages share. */
 

@@ -1,8 +1,8 @@
 import { useEffect, useState } from 'react';
 import { storeSchema } from '../../shared/apps/store';
 import type { StoreSchema } from '../../shared/apps/store';
-import { open } from '../lib/open';
-import type { Tideline } from '../lib/open';
+import { open } from 'tideline/client';
+import type { Tideline } from 'tideline/client';
 
 export type StoreDb = Tideline<StoreSchema>;
 

@@ -1,4 +1,4 @@
-import type Dexie from 'dexie';
+import type { Dexie } from 'dexie';
 import type { Observable, Table } from 'dexie';
 import type { Clock } from '../../shared/clock';
 import type { MutatorArgs } from '../../shared/mutators/types';
