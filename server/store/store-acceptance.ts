@@ -317,6 +317,26 @@ export function runStoreTests(name: string, makeStore: () => StoreHarness): void
         });
       });
 
+      it('binds a client id to a user, keeping its last seq, and undoes a binding with its transaction', () => {
+        store.transact((tx) => tx.recordOutcome('k1', 4, null));
+        expect(store.transact((tx) => [tx.clientUser('k1'), tx.clientUser('new-client')])).toEqual([null, null]);
+        store.transact((tx) => {
+          tx.bindClient('k1', 'alice');
+          tx.bindClient('k2', 'bob');
+        });
+        expect(() =>
+          store.transact((tx) => {
+            tx.bindClient('k3', 'carol');
+            throw new Error('rolled back');
+          }),
+        ).toThrow('rolled back');
+        store.transact((tx) => tx.recordOutcome('k2', 1, null));
+        store.transact((tx) => {
+          expect([tx.clientUser('k1'), tx.clientUser('k2'), tx.clientUser('k3')]).toEqual(['alice', 'bob', null]);
+          expect([tx.lastSeq('k1'), tx.lastSeq('k2'), tx.lastSeq('k3')]).toEqual([4, 1, 0]);
+        });
+      });
+
       it('keeps rejections past compaction', () => {
         appendAll([put('products', 'p1')]);
         store.transact((tx) => tx.recordOutcome('k1', 1, outOfStock));
