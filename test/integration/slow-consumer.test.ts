@@ -1,5 +1,5 @@
 import 'fake-indexeddb/auto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import type { AddressInfo, Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -69,6 +69,7 @@ describe('slow consumers', () => {
     writer.received.length = 0;
 
     const pid = server.child.pid!;
+    const socketsWhileStalled = openSockets(pid);
     const rssBefore = procStatusBytes(pid, 'VmRSS');
     const started = Date.now();
     let written = 0;
@@ -98,6 +99,13 @@ describe('slow consumers', () => {
     // Every stalled session was closed by the server; the writer stays.
     await waitFor('stalled sessions closed', async () => (await connected(server)) === 1, 10_000);
     expect(server.output().match(/closing a slow client/g)?.length).toBe(STALLED_RAW + 1);
+    // ... and their connections cut: Socket.IO's own close would wait for a drain that never comes.
+    await waitFor(
+      'stalled connections cut',
+      () => openSockets(pid) <= socketsWhileStalled - (STALLED_RAW + 1),
+      10_000,
+      50,
+    );
 
     // The real client reads again: its link sees the server's close, it reconnects and catches up.
     realLink.resume();
@@ -122,6 +130,20 @@ function procStatusBytes(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (!m?.[1]) throw new Error(`no ${field} for ${pid}`);
   return Number(m[1]) * 1024;
+}
+
+/** How many sockets a process holds open (its file descriptors that are sockets). */
+function openSockets(pid: number): number {
+  const fds = readdirSync(`/proc/${pid}/fd`);
+  let sockets = 0;
+  for (const fd of fds) {
+    try {
+      if (readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:')) sockets++;
+    } catch {
+      // closed while we looked
+    }
+  }
+  return sockets;
 }
 
 interface StallableLink {
