@@ -24,7 +24,7 @@ import { backupLsn, restoreBackup, STORE_FILE } from './store/backup';
 import { openSqliteStore } from './store/sqlite-store';
 import type { Store } from './store/store';
 import { startCompaction } from './sync/compaction';
-import { attachSync } from './sync/socket-sync';
+import { attachSync, DEFAULT_MAX_SESSION_BUFFER_BYTES } from './sync/socket-sync';
 import { SyncCore } from './sync/sync-core';
 
 export interface RunningServer {
@@ -188,7 +188,9 @@ export async function startServer(
   const http = createServer(app);
   // Socket.IO drops a connection whose message is over this; the sync core answers TOO_LARGE well below it.
   const io = new Server(http, { maxHttpBufferSize: config.limits.maxMessageBytes * 2, serveClient: false });
-  attachSync(io.of('/sync'), syncCore, auth.verify);
+  attachSync(io.of('/sync'), syncCore, auth.verify, {
+    maxSessionBufferBytes: config.maxSessionBufferBytes ?? DEFAULT_MAX_SESSION_BUFFER_BYTES,
+  });
   replicationHub.attach(io.of('/replication'), clusterSecret);
 
   try {
