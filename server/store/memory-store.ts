@@ -440,7 +440,9 @@ export class MemoryStore implements Store {
       asOf: this.data.headLsn,
       terms: this.terms(),
       docs,
-      clients: [...this.data.clients].map(([clientId, lastSeq]) => ({ clientId, lastSeq })),
+      clients: [...this.data.clients]
+        .filter(([, lastSeq]) => lastSeq > 0)
+        .map(([clientId, lastSeq]) => ({ clientId, lastSeq })),
       rejections,
     };
   }

@@ -641,7 +641,10 @@ export class SqliteStore implements Store {
         .all()
         .map((r) => ({ collection: r.collection, id: r.id, owner: r.owner, lsn: r.lsn, doc: parseDoc(r.body) }));
       const clients = this.db
-        .prepare<[], { client_id: string; last_seq: number }>('SELECT client_id, last_seq FROM clients')
+        // A client bound by a hello but with nothing settled is a row of last seq 0, the same as no row.
+        .prepare<[], { client_id: string; last_seq: number }>(
+          'SELECT client_id, last_seq FROM clients WHERE last_seq > 0',
+        )
         .all()
         .map((r) => ({ clientId: r.client_id, lastSeq: r.last_seq }));
       const rejections = this.db

@@ -335,6 +335,14 @@ export function runStoreTests(name: string, makeStore: () => StoreHarness): void
           expect([tx.clientUser('k1'), tx.clientUser('k2'), tx.clientUser('k3')]).toEqual(['alice', 'bob', null]);
           expect([tx.lastSeq('k1'), tx.lastSeq('k2'), tx.lastSeq('k3')]).toEqual([4, 1, 0]);
         });
+        // A bound client with nothing settled is no client yet to a replica: snapshots are as without bindings.
+        store.transact((tx) => tx.bindClient('k4', 'dave'));
+        expect(
+          store
+            .exportSnapshot()
+            .clients.map((c) => c.clientId)
+            .sort(),
+        ).toEqual(['k1', 'k2']);
       });
 
       it('keeps rejections past compaction', () => {
