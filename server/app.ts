@@ -21,6 +21,7 @@ import { checkStoredData } from './schema-check';
 import { seedEmptyStore } from './seed';
 import type { Seed } from './seed';
 import { backupLsn, restoreBackup, STORE_FILE } from './store/backup';
+import { ensurePrivateDir } from './store/private-files';
 import { openSqliteStore } from './store/sqlite-store';
 import type { Store } from './store/store';
 import { startCompaction } from './sync/compaction';
@@ -65,12 +66,14 @@ export async function startServer(
 ): Promise<RunningServer> {
   const clock = systemClock;
   const log = options.log ?? ((line: string) => console.log(line));
+  // The store, its WAL, the secrets and the backups hold every document and client id: only our user may read them.
+  ensurePrivateDir(config.dataDir);
   // Tokens from the app's identity provider (JWKS), or HS256 with the secret (given, or kept in the data
   // directory). First, so that auth options that cannot work fail before anything is opened.
   const auth = createAuth({
     ...config.auth,
     ...(config.auth.jwksUrl === undefined
-      ? { secret: loadOrCreateSecret(config.dataDir, 'secret.key', config.secret) }
+      ? { secret: loadOrCreateSecret(config.dataDir, 'secret.key', config.secret, 'TIDELINE_SECRET (auth.secret)') }
       : {}),
     staff: config.staff,
   });
@@ -78,11 +81,21 @@ export async function startServer(
     console.warn('WARNING: the development login is on: POST /auth/dev-login signs a token for any user name.');
     console.warn('         Never use --dev-login in production.');
   }
+  // Every secret is checked before anything is opened or restored.
+  const adminToken = loadOrCreateSecret(
+    config.dataDir,
+    'admin.token',
+    config.adminToken,
+    'TIDELINE_ADMIN_TOKEN (adminToken)',
+  );
+  const clusterSecret = loadOrCreateSecret(
+    config.dataDir,
+    'cluster.key',
+    config.clusterSecret,
+    'TIDELINE_CLUSTER_SECRET (clusterSecret)',
+  );
   if (config.restoreFrom) restoreBackup(config.restoreFrom, config.dataDir);
   const store = openSqliteStore(join(config.dataDir, STORE_FILE));
-  const adminToken = loadOrCreateSecret(config.dataDir, 'admin.token', config.adminToken);
-  const clusterSecret = loadOrCreateSecret(config.dataDir, 'cluster.key', config.clusterSecret);
-
   let core: SyncCore | null = null;
   let hub: ReplicationHub | null = null;
   const node = new ClusterNode({

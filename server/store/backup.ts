@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { TidelineError } from '../../shared/errors';
+import { createPrivateFile } from './private-files';
 
 export const STORE_FILE = 'tideline.db';
 
@@ -27,6 +28,8 @@ export async function backupStoreFile(storePath: string, outPath: string): Promi
   if (!existsSync(storePath)) throw new TidelineError('INTERNAL', `no store at ${storePath}`);
   const db = new Database(storePath, { readonly: true, fileMustExist: true });
   try {
+    // 0600 before SQLite writes a page into it; refuses an existing file.
+    createPrivateFile(outPath);
     await db.backup(outPath);
   } finally {
     db.close();

@@ -8,6 +8,7 @@ import type { Doc } from '../../shared/json';
 import type { Write } from '../../shared/mutators/types';
 import type { Change } from '../../shared/protocol/change';
 import { mergeByLsn } from './log';
+import { createPrivateFile, makePrivate, PRIVATE_DIR_MODE } from './private-files';
 import { isServerOrigin, REJECTION_WINDOW } from './store';
 import type {
   DocFilter,
@@ -188,12 +189,16 @@ export class SqliteStore implements Store {
     try {
       if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
       db = new Database(path, { timeout: busyTimeoutMs });
+      // 0600 before the WAL exists: SQLite gives its -wal and -shm the database file's mode.
+      if (path !== ':memory:') makePrivate(path);
       db.pragma('journal_mode = WAL');
       // FULL makes every commit fsync the WAL, so an ack survives power loss, not just kill -9.
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = OFF');
       db.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
       db.transaction(() => initSchema(db as Database.Database, path)).immediate();
+      // A -wal or -shm left by an older version or a crash keeps its mode when reused.
+      if (path !== ':memory:') for (const suffix of ['-wal', '-shm']) makePrivate(path + suffix);
       const meta = loadMeta(db, path);
       this.db = db;
       this.serverId = meta.serverId;
@@ -694,7 +699,9 @@ export class SqliteStore implements Store {
     this.assertOpen();
     const tmp = `${path}.${randomUUID()}.tmp`;
     try {
-      mkdirSync(dirname(path), { recursive: true });
+      mkdirSync(dirname(path), { recursive: true, mode: PRIVATE_DIR_MODE });
+      // Made 0600 before SQLite writes a page into it.
+      createPrivateFile(tmp);
       await this.db.backup(tmp);
       renameSync(tmp, path);
     } catch (err) {
