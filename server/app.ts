@@ -20,7 +20,7 @@ import { loadOrCreateSecret } from './secrets';
 import { checkStoredData } from './schema-check';
 import { seedEmptyStore } from './seed';
 import type { Seed } from './seed';
-import { backupLsn, restoreBackup, STORE_FILE } from './store/backup';
+import { BACKUPS_DIR, backupLsn, backupTarget, restoreBackup, STORE_FILE } from './store/backup';
 import { ensurePrivateDir } from './store/private-files';
 import { openSqliteStore } from './store/sqlite-store';
 import type { Store } from './store/store';
@@ -162,7 +162,7 @@ export async function startServer(
   app.use(express.json({ limit: '1mb' }));
   const startedAt = clock.now();
   const deps = { store, core, adminToken, now: () => clock.now(), startedAt };
-  const backupsDir = join(config.dataDir, 'backups');
+  const backupsDir = join(config.dataDir, BACKUPS_DIR);
   app.get('/healthz', (_req, res) => {
     res.json({ ok: true, role: node.role });
   });
@@ -176,8 +176,10 @@ export async function startServer(
       minSyncReplicas: config.minSyncReplicas,
       backup: async (path) => {
         const head = store.meta().headLsn;
-        const out =
-          path ?? join(backupsDir, `tideline-${head}-${new Date(clock.now()).toISOString().replace(/[:.]/g, '-')}.db`);
+        const dated = `tideline-${head}-${new Date(clock.now()).toISOString().replace(/[:.]/g, '-')}.db`;
+        // Validated before anything is written: confined to <data>/backups, never over a file, never the store.
+        const out = backupTarget(backupsDir, path, dated, [store.path]);
+        ensurePrivateDir(backupsDir);
         await store.backupTo(out);
         return { path: out, lsn: backupLsn(out) };
       },

@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { linkSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { TidelineError } from '../../shared/errors';
 import type { ErrorCode, WireErrorShape } from '../../shared/errors';
@@ -693,7 +693,10 @@ export class SqliteStore implements Store {
 
   /**
    * Writes a consistent copy of the store to `path` while it stays online.
-   * The copy goes to a temporary file first, so `path` never holds half a backup.
+   * The copy goes to a temporary file first, so `path` never holds half a
+   * backup, and is then linked (not renamed) into place: an existing file at
+   * `path` (the live store, an older backup) is never replaced. SQLite copies
+   * page by page between turns of the event loop.
    */
   async backupTo(path: string): Promise<void> {
     this.assertOpen();
@@ -703,7 +706,8 @@ export class SqliteStore implements Store {
       // Made 0600 before SQLite writes a page into it.
       createPrivateFile(tmp);
       await this.db.backup(tmp);
-      renameSync(tmp, path);
+      linkSync(tmp, path);
+      rmSync(tmp, { force: true });
     } catch (err) {
       rmSync(tmp, { force: true });
       throw new TidelineError('INTERNAL', `backup of the store at ${this.path} to ${path} failed: ${messageOf(err)}`, {
