@@ -1,9 +1,9 @@
 import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, existsSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, linkSync, lstatSync, mkdirSync, rmSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { TidelineError } from '../../shared/errors';
-import { createPrivateFile } from './private-files';
+import { createPrivateFile, makePrivate } from './private-files';
 
 export const STORE_FILE = 'tideline.db';
 /** Where `POST /admin/backup` writes, under the data directory: its targets are confined to it. */
@@ -100,24 +100,78 @@ export async function backupStoreFile(storePath: string, outPath: string): Promi
 }
 
 /**
+ * Checks, reading only, that `path` is a whole Tideline backup: a SQLite file
+ * that passes `quick_check` and holds the store's meta (server id, head LSN).
+ * Throws BAD_REQUEST naming the file otherwise (not a raw SQLITE_NOTADB).
+ */
+export function checkBackupFile(path: string): void {
+  const refuse = (why: string, cause?: unknown): never => {
+    throw new TidelineError('BAD_REQUEST', `${path} is not a Tideline backup: ${why}`, {
+      ...(cause === undefined ? {} : { cause }),
+      hint: 'give a file written by POST /admin/backup or npm run backup',
+    });
+  };
+  if (!existsSync(path)) refuse('no such file');
+  let db: Database.Database | undefined;
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true });
+    const check = String(db.pragma('quick_check', { simple: true }));
+    if (check !== 'ok') refuse(`SQLite's quick_check says: ${check}`);
+    const tables = db.prepare<[], { name: string }>("SELECT name FROM sqlite_master WHERE type = 'table'").all();
+    for (const table of ['meta', 'docs', 'changes']) {
+      if (!tables.some((t) => t.name === table)) refuse(`it has no ${table} table`);
+    }
+    const keys = new Set(
+      db
+        .prepare<[], { key: string }>('SELECT key FROM meta')
+        .all()
+        .map((r) => r.key),
+    );
+    for (const key of ['server_id', 'head_lsn', 'schema_version']) {
+      if (!keys.has(key)) refuse(`its meta has no ${key}`);
+    }
+  } catch (err) {
+    if (err instanceof TidelineError) throw err;
+    refuse(err instanceof Error ? err.message : String(err), err);
+  } finally {
+    db?.close();
+  }
+}
+
+/**
  * Lays a backup down as the store of `dataDir`, under a new server id (the
  * restored node is a node of its own), for a node that then catches up as a
- * replica. Refuses to overwrite an existing store.
+ * replica. Refuses to overwrite an existing store, checks the backup first,
+ * and works on a temp file linked into place last: a failed restore leaves
+ * no store behind.
  */
 export function restoreBackup(backupPath: string, dataDir: string): number {
   const target = join(dataDir, STORE_FILE);
   if (existsSync(target)) {
-    throw new TidelineError('INTERNAL', `${target} already exists`, {
+    throw new TidelineError('BAD_REQUEST', `${target} already exists`, {
       hint: 'restore into an empty data directory, or move the existing store aside first',
     });
   }
+  checkBackupFile(backupPath);
   mkdirSync(dataDir, { recursive: true });
-  copyFileSync(backupPath, target);
-  const db = new Database(target);
+  const tmp = `${target}.${randomUUID()}.restore`;
   try {
-    db.prepare("UPDATE meta SET value = ? WHERE key = 'server_id'").run(randomUUID());
+    createPrivateFile(tmp);
+    copyFileSync(backupPath, tmp);
+    // copyFile gives the copy the backup's mode.
+    makePrivate(tmp);
+    const db = new Database(tmp);
+    try {
+      db.prepare("UPDATE meta SET value = ? WHERE key = 'server_id'").run(randomUUID());
+      // Back to one file (the copy is in WAL mode), so only `tmp` moves into place.
+      db.pragma('wal_checkpoint(TRUNCATE)');
+    } finally {
+      db.close();
+    }
+    const lsn = backupLsn(tmp);
+    linkSync(tmp, target);
+    return lsn;
   } finally {
-    db.close();
+    for (const suffix of ['', '-wal', '-shm']) rmSync(tmp + suffix, { force: true });
   }
-  return backupLsn(target);
 }
