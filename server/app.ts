@@ -25,7 +25,7 @@ import { ensurePrivateDir } from './store/private-files';
 import { openSqliteStore } from './store/sqlite-store';
 import type { Store } from './store/store';
 import { startCompaction } from './sync/compaction';
-import { attachSync } from './sync/socket-sync';
+import { attachSync, DEFAULT_MAX_SESSION_BUFFER_BYTES } from './sync/socket-sync';
 import { SyncCore } from './sync/sync-core';
 
 export interface RunningServer {
@@ -203,7 +203,9 @@ export async function startServer(
   const http = createServer(app);
   // Socket.IO drops a connection whose message is over this; the sync core answers TOO_LARGE well below it.
   const io = new Server(http, { maxHttpBufferSize: config.limits.maxMessageBytes * 2, serveClient: false });
-  attachSync(io.of('/sync'), syncCore, auth.verify);
+  attachSync(io.of('/sync'), syncCore, auth.verify, {
+    maxSessionBufferBytes: config.maxSessionBufferBytes ?? DEFAULT_MAX_SESSION_BUFFER_BYTES,
+  });
   replicationHub.attach(io.of('/replication'), clusterSecret);
 
   try {
