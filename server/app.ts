@@ -67,7 +67,8 @@ export async function startServer(
   const clock = systemClock;
   const log = options.log ?? ((line: string) => console.log(line));
   // The store, its WAL, the secrets and the backups hold every document and client id: only our user may read them.
-  ensurePrivateDir(config.dataDir);
+  const wasMode = ensurePrivateDir(config.dataDir);
+  if (wasMode !== null) log(`made the data directory ${config.dataDir} 0700 (it was ${wasMode.toString(8)})`);
   // Tokens from the app's identity provider (JWKS), or HS256 with the secret (given, or kept in the data
   // directory). First, so that auth options that cannot work fail before anything is opened.
   const auth = createAuth({

@@ -7,6 +7,7 @@ import {
   openSync,
   renameSync,
   rmSync,
+  statSync,
   writeSync,
 } from 'node:fs';
 import { randomUUID } from 'node:crypto';
@@ -21,11 +22,17 @@ import { TidelineError } from '../../shared/errors';
 export const PRIVATE_DIR_MODE = 0o700;
 export const PRIVATE_FILE_MODE = 0o600;
 
-/** Creates `dir` (and its parents) if missing and makes it 0700. */
-export function ensurePrivateDir(dir: string): void {
+/**
+ * Creates `dir` (and its parents) if missing and makes it 0700. Returns the
+ * mode it had when it existed with another one (for a note to the operator).
+ */
+export function ensurePrivateDir(dir: string): number | null {
   try {
     mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+    const before = statSync(dir).mode & 0o777;
+    if (before === PRIVATE_DIR_MODE) return null;
     chmodSync(dir, PRIVATE_DIR_MODE);
+    return before;
   } catch (err) {
     throw new TidelineError('INTERNAL', `cannot make ${dir} a private (0700) directory: ${messageOf(err)}`, {
       cause: err,

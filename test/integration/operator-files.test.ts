@@ -90,6 +90,7 @@ describe('data directory, store, WAL, backups and secrets are private', () => {
     try {
       await listeningUrl(second.child, second.output, 30_000);
       expect(mode(dataDir)).toBe('700');
+      expect(second.output()).toMatch(/made the data directory .* 0700 \(it was 755\)/);
       expect(mode(join(dataDir, 'tideline.db'))).toBe('600');
       expect(mode(join(dataDir, 'tideline.db-wal'))).toBe('600');
       expect(mode(join(dataDir, 'secret.key'))).toBe('600');
