@@ -61,6 +61,21 @@ export function backupTarget(
   return target;
 }
 
+/**
+ * Makes a fresh backup copy one self-contained file: SQLite's backup keeps
+ * the store's WAL mode, and a later read-only open of a WAL file leaves
+ * `-wal` and `-shm` files beside it. A restored store is switched back to WAL
+ * when it is opened.
+ */
+export function sealBackup(path: string): void {
+  const db = new Database(path, { fileMustExist: true });
+  try {
+    db.pragma('journal_mode = DELETE');
+  } finally {
+    db.close();
+  }
+}
+
 /** The LSN a backup file holds: its head. */
 export function backupLsn(path: string): number {
   const db = new Database(path, { readonly: true, fileMustExist: true });
@@ -90,6 +105,7 @@ export async function backupStoreFile(storePath: string, outPath: string): Promi
     // 0600 before SQLite writes a page into it; `wx` refuses a file made since the check above.
     createPrivateFile(outPath);
     await db.backup(outPath);
+    sealBackup(outPath);
   } catch (err) {
     if (!(err instanceof Error && 'code' in err && err.code === 'EEXIST')) rmSync(outPath, { force: true });
     throw err;

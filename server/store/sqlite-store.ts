@@ -7,6 +7,7 @@ import type { ErrorCode, WireErrorShape } from '../../shared/errors';
 import type { Doc } from '../../shared/json';
 import type { Write } from '../../shared/mutators/types';
 import type { Change } from '../../shared/protocol/change';
+import { sealBackup } from './backup';
 import { mergeByLsn } from './log';
 import { createPrivateFile, makePrivate, PRIVATE_DIR_MODE } from './private-files';
 import { isServerOrigin, REJECTION_WINDOW } from './store';
@@ -706,6 +707,7 @@ export class SqliteStore implements Store {
       // Made 0600 before SQLite writes a page into it.
       createPrivateFile(tmp);
       await this.db.backup(tmp);
+      sealBackup(tmp);
       linkSync(tmp, path);
       rmSync(tmp, { force: true });
     } catch (err) {

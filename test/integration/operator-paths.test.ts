@@ -82,6 +82,8 @@ describe('POST /admin/backup writes only new files inside <data>/backups', () =>
     expect(first.status, JSON.stringify(first.body)).toBe(200);
     expect(first.body.path).toBe(join(server.dataDir, 'backups', 'nightly', 'one.db'));
     const before = readFileSync(first.body.path!);
+    // One self-contained file: no temp file, no -wal or -shm beside it.
+    expect(readdirSync(join(server.dataDir, 'backups', 'nightly'))).toEqual(['one.db']);
 
     const again = await backup(server.url, 'nightly/one.db');
     expect(again.status).toBe(400);
