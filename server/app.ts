@@ -20,7 +20,8 @@ import { loadOrCreateSecret } from './secrets';
 import { checkStoredData } from './schema-check';
 import { seedEmptyStore } from './seed';
 import type { Seed } from './seed';
-import { backupLsn, restoreBackup, STORE_FILE } from './store/backup';
+import { BACKUPS_DIR, backupLsn, backupTarget, restoreBackup, STORE_FILE } from './store/backup';
+import { ensurePrivateDir } from './store/private-files';
 import { openSqliteStore } from './store/sqlite-store';
 import type { Store } from './store/store';
 import { startCompaction } from './sync/compaction';
@@ -65,12 +66,15 @@ export async function startServer(
 ): Promise<RunningServer> {
   const clock = systemClock;
   const log = options.log ?? ((line: string) => console.log(line));
+  // The store, its WAL, the secrets and the backups hold every document and client id: only our user may read them.
+  const wasMode = ensurePrivateDir(config.dataDir);
+  if (wasMode !== null) log(`made the data directory ${config.dataDir} 0700 (it was ${wasMode.toString(8)})`);
   // Tokens from the app's identity provider (JWKS), or HS256 with the secret (given, or kept in the data
   // directory). First, so that auth options that cannot work fail before anything is opened.
   const auth = createAuth({
     ...config.auth,
     ...(config.auth.jwksUrl === undefined
-      ? { secret: loadOrCreateSecret(config.dataDir, 'secret.key', config.secret) }
+      ? { secret: loadOrCreateSecret(config.dataDir, 'secret.key', config.secret, 'TIDELINE_SECRET (auth.secret)') }
       : {}),
     staff: config.staff,
   });
@@ -78,11 +82,21 @@ export async function startServer(
     console.warn('WARNING: the development login is on: POST /auth/dev-login signs a token for any user name.');
     console.warn('         Never use --dev-login in production.');
   }
+  // Every secret is checked before anything is opened or restored.
+  const adminToken = loadOrCreateSecret(
+    config.dataDir,
+    'admin.token',
+    config.adminToken,
+    'TIDELINE_ADMIN_TOKEN (adminToken)',
+  );
+  const clusterSecret = loadOrCreateSecret(
+    config.dataDir,
+    'cluster.key',
+    config.clusterSecret,
+    'TIDELINE_CLUSTER_SECRET (clusterSecret)',
+  );
   if (config.restoreFrom) restoreBackup(config.restoreFrom, config.dataDir);
   const store = openSqliteStore(join(config.dataDir, STORE_FILE));
-  const adminToken = loadOrCreateSecret(config.dataDir, 'admin.token', config.adminToken);
-  const clusterSecret = loadOrCreateSecret(config.dataDir, 'cluster.key', config.clusterSecret);
-
   let core: SyncCore | null = null;
   let hub: ReplicationHub | null = null;
   const node = new ClusterNode({
@@ -149,7 +163,7 @@ export async function startServer(
   app.use(express.json({ limit: '1mb' }));
   const startedAt = clock.now();
   const deps = { store, core, adminToken, now: () => clock.now(), startedAt };
-  const backupsDir = join(config.dataDir, 'backups');
+  const backupsDir = join(config.dataDir, BACKUPS_DIR);
   app.get('/healthz', (_req, res) => {
     res.json({ ok: true, role: node.role });
   });
@@ -163,8 +177,10 @@ export async function startServer(
       minSyncReplicas: config.minSyncReplicas,
       backup: async (path) => {
         const head = store.meta().headLsn;
-        const out =
-          path ?? join(backupsDir, `tideline-${head}-${new Date(clock.now()).toISOString().replace(/[:.]/g, '-')}.db`);
+        const dated = `tideline-${head}-${new Date(clock.now()).toISOString().replace(/[:.]/g, '-')}.db`;
+        // Validated before anything is written: confined to <data>/backups, never over a file, never the store.
+        const out = backupTarget(backupsDir, path, dated, [store.path]);
+        ensurePrivateDir(backupsDir);
         await store.backupTo(out);
         return { path: out, lsn: backupLsn(out) };
       },

@@ -117,15 +117,18 @@ export function adminRoutes(deps: AdminDeps): Router {
     res.json(deps.core.compact(body.data.upTo));
   });
   router.post('/backup', (req: Request, res: Response) => {
-    const body = z.object({ path: z.string().min(1).optional() }).safeParse(req.body ?? {});
+    const body = z.strictObject({ path: z.string().min(1).max(1024).optional() }).safeParse(req.body ?? {});
     if (!body.success) {
       sendError(res, 400, new TidelineError('BAD_REQUEST', body.error.issues[0]?.message ?? 'bad request'));
       return;
     }
     deps.backup(body.data.path).then(
       (result) => res.json(result),
-      (err: unknown) =>
-        sendError(res, 500, err instanceof TidelineError ? err : new TidelineError('INTERNAL', 'backup failed')),
+      (err: unknown) => {
+        const e = err instanceof TidelineError ? err : new TidelineError('INTERNAL', 'backup failed');
+        // A refused path (outside the backups directory, an existing file) is the caller's to fix.
+        sendError(res, e.code === 'BAD_REQUEST' ? 400 : 500, e);
+      },
     );
   });
   router.post('/mutate', (req: Request, res: Response) => {

@@ -1,13 +1,15 @@
 import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { linkSync, mkdirSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { TidelineError } from '../../shared/errors';
 import type { ErrorCode, WireErrorShape } from '../../shared/errors';
 import type { Doc } from '../../shared/json';
 import type { Write } from '../../shared/mutators/types';
 import type { Change } from '../../shared/protocol/change';
+import { sealBackup } from './backup';
 import { mergeByLsn } from './log';
+import { createPrivateFile, makePrivate, PRIVATE_DIR_MODE } from './private-files';
 import { isServerOrigin, REJECTION_WINDOW } from './store';
 import type {
   DocFilter,
@@ -191,12 +193,16 @@ export class SqliteStore implements Store {
     try {
       if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
       db = new Database(path, { timeout: busyTimeoutMs });
+      // 0600 before the WAL exists: SQLite gives its -wal and -shm the database file's mode.
+      if (path !== ':memory:') makePrivate(path);
       db.pragma('journal_mode = WAL');
       // FULL makes every commit fsync the WAL, so an ack survives power loss, not just kill -9.
       db.pragma('synchronous = FULL');
       db.pragma('foreign_keys = OFF');
       db.pragma(`busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
       db.transaction(() => initSchema(db as Database.Database, path)).immediate();
+      // A -wal or -shm left by an older version or a crash keeps its mode when reused.
+      if (path !== ':memory:') for (const suffix of ['-wal', '-shm']) makePrivate(path + suffix);
       const meta = loadMeta(db, path);
       this.db = db;
       this.serverId = meta.serverId;
@@ -709,15 +715,22 @@ export class SqliteStore implements Store {
 
   /**
    * Writes a consistent copy of the store to `path` while it stays online.
-   * The copy goes to a temporary file first, so `path` never holds half a backup.
+   * The copy goes to a temporary file first, so `path` never holds half a
+   * backup, and is then linked (not renamed) into place: an existing file at
+   * `path` (the live store, an older backup) is never replaced. SQLite copies
+   * page by page between turns of the event loop.
    */
   async backupTo(path: string): Promise<void> {
     this.assertOpen();
     const tmp = `${path}.${randomUUID()}.tmp`;
     try {
-      mkdirSync(dirname(path), { recursive: true });
+      mkdirSync(dirname(path), { recursive: true, mode: PRIVATE_DIR_MODE });
+      // Made 0600 before SQLite writes a page into it.
+      createPrivateFile(tmp);
       await this.db.backup(tmp);
-      renameSync(tmp, path);
+      sealBackup(tmp);
+      linkSync(tmp, path);
+      rmSync(tmp, { force: true });
     } catch (err) {
       rmSync(tmp, { force: true });
       throw new TidelineError('INTERNAL', `backup of the store at ${this.path} to ${path} failed: ${messageOf(err)}`, {
