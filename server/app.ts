@@ -25,7 +25,7 @@ import { backupLsn, restoreBackup, STORE_FILE } from './store/backup';
 import { openSqliteStore } from './store/sqlite-store';
 import type { Store } from './store/store';
 import { startCompaction } from './sync/compaction';
-import { attachSync } from './sync/socket-sync';
+import { attachSync, DEFAULT_MAX_SESSION_BUFFER_BYTES } from './sync/socket-sync';
 import { SyncCore } from './sync/sync-core';
 
 export interface RunningServer {
@@ -200,7 +200,9 @@ export async function startServer(
     serveClient: false,
     allowRequest: (req, callback) => edge.allowRequest(req, callback),
   });
-  attachSync(io.of('/sync'), syncCore, auth.verify);
+  attachSync(io.of('/sync'), syncCore, auth.verify, {
+    maxSessionBufferBytes: config.maxSessionBufferBytes ?? DEFAULT_MAX_SESSION_BUFFER_BYTES,
+  });
   replicationHub.attach(io.of('/replication'), clusterSecret);
 
   try {

@@ -3,6 +3,7 @@ import { DEFAULT_LIMITS } from '../shared/protocol/limits';
 import type { Limits } from '../shared/protocol/limits';
 import { AUTH_FLAGS, AUTH_HELP, authConfig } from './auth/auth-flags';
 import type { AuthConfig } from './auth/auth-flags';
+import { DEFAULT_MAX_SESSION_BUFFER_BYTES } from './sync/socket-sync';
 
 export interface ServerConfig {
   host: string;
@@ -24,6 +25,11 @@ export interface ServerConfig {
   /** Built web app to serve, if it exists; null serves none. */
   staticDir: string | null;
   limits: Limits;
+  /**
+   * A session with more unsent bytes than this is closed (RATE_LIMITED, retryable): its client stopped
+   * reading. Absent: DEFAULT_MAX_SESSION_BUFFER_BYTES (`createServer` does not take it).
+   */
+  maxSessionBufferBytes?: number;
   /** Automatic compaction keeps the log under this many changes. */
   maxLogChanges: number;
   /** ... and drops changes older than this. */
@@ -58,6 +64,7 @@ const OPTIONS_HELP = `  --host HOST                 listen address (default 127.
   --max-mutations-per-push N  (default ${DEFAULT_LIMITS.maxMutationsPerPush})
   --max-doc-bytes N           (default ${DEFAULT_LIMITS.maxDocBytes})
   --max-message-bytes N       (default ${DEFAULT_LIMITS.maxMessageBytes})
+  --max-session-buffer-bytes N  close a session whose client leaves more unsent (default ${DEFAULT_MAX_SESSION_BUFFER_BYTES})
   --max-log-changes N         compact when the log holds more (default 1000000)
   --max-log-age-ms N          compact changes older than this (default 7 days)
   --role primary|replica      (default primary; --primary implies replica)
@@ -111,6 +118,7 @@ export function parseConfig(
       'max-mutations-per-push': { type: 'string' },
       'max-doc-bytes': { type: 'string' },
       'max-message-bytes': { type: 'string' },
+      'max-session-buffer-bytes': { type: 'string' },
       'max-log-changes': { type: 'string' },
       'max-log-age-ms': { type: 'string' },
       'compaction-interval-ms': { type: 'string' },
@@ -150,6 +158,11 @@ export function parseConfig(
       maxDocBytes: int(values['max-doc-bytes'], DEFAULT_LIMITS.maxDocBytes, 'max-doc-bytes'),
       maxMessageBytes: int(values['max-message-bytes'], DEFAULT_LIMITS.maxMessageBytes, 'max-message-bytes'),
     },
+    maxSessionBufferBytes: int(
+      values['max-session-buffer-bytes'],
+      DEFAULT_MAX_SESSION_BUFFER_BYTES,
+      'max-session-buffer-bytes',
+    ),
     maxLogChanges: int(values['max-log-changes'], 1_000_000, 'max-log-changes'),
     maxLogAgeMs: int(values['max-log-age-ms'], 7 * 24 * 3600 * 1000, 'max-log-age-ms'),
     compactionIntervalMs: int(values['compaction-interval-ms'], 60_000, 'compaction-interval-ms'),

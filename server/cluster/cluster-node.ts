@@ -57,6 +57,8 @@ export class ClusterNode {
   private readonly ownUrls = new Set<string>();
   /** Whether role.json says primary: a step down must overwrite it. */
   private recordSaysPrimary = false;
+  /** Whether the peers are being asked about a follower's claim of a higher term. */
+  private claimCheck = false;
 
   constructor(private readonly opts: ClusterNodeOptions) {}
 
@@ -187,20 +189,38 @@ export class ClusterNode {
     return { term: next, headLsn };
   }
 
-  /** A primary with a higher term exists: stop taking writes and follow it. */
+  /**
+   * A primary with a higher term exists at `primaryUrl`: stop taking writes
+   * and follow it. With null, someone (a follower's `follow`) only claims a
+   * higher term without saying who holds it: anyone with the cluster secret
+   * can claim that, so it proves nothing. The peers are asked at once, and
+   * the node steps down only to a primary a peer's status shows with a higher
+   * term, as the peer watch would a second later.
+   */
   stepDown(primaryUrl: string | null): void {
+    if (primaryUrl === null) {
+      this.checkClaim();
+      return;
+    }
     if (this.role === 'primary') {
       this.becomeReplica(primaryUrl);
       this.opts.onStepDown();
     }
     this.primaryUrl = primaryUrl;
-    if (primaryUrl) this.follow(primaryUrl);
-    else {
-      // Told of a higher term by a follower, not who holds it: ask the peers.
-      void this.higherPrimary().then((higher) => {
-        if (higher && this.role === 'replica' && this.follower === null) this.follow(higher.url);
+    this.follow(primaryUrl);
+  }
+
+  /** Asks the peers about a claimed higher term, one check at a time however often it is claimed. */
+  private checkClaim(): void {
+    if (this.claimCheck || this.role !== 'primary') return;
+    this.claimCheck = true;
+    void this.higherPrimary()
+      .then((higher) => {
+        if (higher && this.role === 'primary' && !this.stopped) this.stepDown(higher.url);
+      })
+      .finally(() => {
+        this.claimCheck = false;
       });
-    }
   }
 
   /** Asks every peer; returns the primary with the highest term above ours, if any (never this node itself). */

@@ -35,7 +35,12 @@ export interface HubOptions {
   clock: Clock;
   /** Whether this node is the primary now; followers of a non-primary are told where to go. */
   role: () => { primary: true } | { primary: false; primaryUrl: string | null };
-  /** A follower has a higher term than ours: we are a stale primary. */
+  /**
+   * A follower claims a higher term than ours. A claim, not proof: anyone
+   * with the cluster secret can send it, so the hub never steps down on it.
+   * The node may take it as a hint to ask its peers now (a primary learns of
+   * a higher term only from a peer's status).
+   */
   onHigherTerm: (term: number) => void;
   pageSize?: number;
   snapshotPageSize?: number;
@@ -107,10 +112,15 @@ export class ReplicationHub {
     const { store } = this.opts;
     const meta = store.meta();
     if (msg.term > meta.term) {
+      // Refused without stepping down: a follower of a newer primary should look for it elsewhere.
       this.opts.onHigherTerm(msg.term);
       return {
         ok: false,
-        error: { code: 'NOT_PRIMARY', message: `a node with term ${msg.term} exists`, retryable: true },
+        error: {
+          code: 'NOT_PRIMARY',
+          message: `this node is the primary of term ${meta.term}, not of the follower's term ${msg.term}`,
+          retryable: true,
+        },
       };
     }
     const terms = store.terms();

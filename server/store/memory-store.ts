@@ -55,6 +55,8 @@ export interface MemoryStoreData {
   /** Log entries in LSN order; `log[i].lsn === horizon + 1 + i`. */
   log: MemoryEntry[];
   readonly clients: Map<string, number>;
+  /** The user each bound client id belongs to (see `StoreTx.clientUser`); not replicated. */
+  readonly clientUsers: Map<string, string>;
   readonly rejections: Map<string, WireErrorShape>;
   /** Keyed server writes by origin (see `SERVER_ORIGIN_PREFIX`). */
   readonly serverOrigins: Map<string, ServerOriginRecord>;
@@ -92,6 +94,7 @@ export class MemoryStore implements Store {
       docs: new Map(),
       log: [],
       clients: new Map(),
+      clientUsers: new Map(),
       rejections: new Map(),
       serverOrigins: new Map(),
     };
@@ -158,6 +161,22 @@ export class MemoryStore implements Store {
         check();
         const r = this.data.serverOrigins.get(origin);
         return r === undefined ? undefined : { ...r };
+      },
+      clientUser: (clientId) => {
+        check();
+        return this.data.clientUsers.get(clientId) ?? null;
+      },
+      bindClient: (clientId, userId) => {
+        check();
+        const { clients, clientUsers } = this.data;
+        const prevSeq = clients.get(clientId);
+        const prevUser = clientUsers.get(clientId);
+        if (prevSeq === undefined) clients.set(clientId, 0);
+        clientUsers.set(clientId, userId);
+        this.undo.push(() => {
+          restore(clients, clientId, prevSeq);
+          restore(clientUsers, clientId, prevUser);
+        });
       },
     };
     try {
@@ -431,7 +450,9 @@ export class MemoryStore implements Store {
       asOf: this.data.headLsn,
       terms: this.terms(),
       docs,
-      clients: [...this.data.clients].map(([clientId, lastSeq]) => ({ clientId, lastSeq })),
+      clients: [...this.data.clients]
+        .filter(([, lastSeq]) => lastSeq > 0)
+        .map(([clientId, lastSeq]) => ({ clientId, lastSeq })),
       rejections,
     };
   }
@@ -443,6 +464,7 @@ export class MemoryStore implements Store {
     const data = this.data;
     data.docs.clear();
     data.clients.clear();
+    data.clientUsers.clear();
     data.rejections.clear();
     data.serverOrigins.clear();
     for (const d of snapshot.docs) {

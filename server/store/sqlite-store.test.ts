@@ -154,6 +154,26 @@ describe('SqliteStore', () => {
     check.close();
   });
 
+  it('migrates a version 3 store: its clients keep their last seq and are unbound until their next hello', () => {
+    openSqliteStore(path).close();
+    const db = new Database(path);
+    db.exec(`DROP TABLE clients; CREATE TABLE clients (client_id TEXT PRIMARY KEY, last_seq INTEGER NOT NULL) WITHOUT ROWID;
+             INSERT INTO clients VALUES ('old-client', 7); UPDATE meta SET value = 3 WHERE key = 'schema_version';`);
+    db.close();
+
+    const store = openSqliteStore(path);
+    store.transact((tx) => {
+      expect(tx.lastSeq('old-client')).toBe(7);
+      expect(tx.clientUser('old-client')).toBeNull();
+      tx.bindClient('old-client', 'alice');
+    });
+    expect(store.transact((tx) => [tx.clientUser('old-client'), tx.lastSeq('old-client')])).toEqual(['alice', 7]);
+    store.close();
+    const check = new Database(path, { readonly: true });
+    expect(check.prepare("SELECT value FROM meta WHERE key = 'schema_version'").pluck().get()).toBe(4);
+    check.close();
+  });
+
   it('refuses an SQLite database of another program without touching it', () => {
     const db = new Database(path);
     db.exec('CREATE TABLE notes (body TEXT)');

@@ -30,13 +30,14 @@ import type {
  * them and teach `openSqliteStore` to migrate the older files; a file from a
  * newer version is refused, because this code would misread it.
  */
-export const SQLITE_SCHEMA_VERSION = 3;
+export const SQLITE_SCHEMA_VERSION = 4;
 
 /*
  * History:
  * 1 — meta, docs, changes, clients, rejections.
  * 2 — outcomes: log entries for mutations that wrote nothing (created on open; a version 1 file has none).
  * 3 — idempotency: keyed server writes (origin → LSN, ts), for duplicate answers and retention (created on open).
+ * 4 — clients.user_id: the user a client id is bound to (added on open; NULL for older rows: bound at the next hello).
  */
 
 export interface SqliteStoreOptions {
@@ -74,7 +75,7 @@ const SCHEMA_SQL = `
     seq INTEGER,
     ts INTEGER NOT NULL
   );
-  CREATE TABLE IF NOT EXISTS clients (client_id TEXT PRIMARY KEY, last_seq INTEGER NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS clients (client_id TEXT PRIMARY KEY, last_seq INTEGER NOT NULL, user_id TEXT) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS rejections (
     client_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -181,6 +182,8 @@ export class SqliteStore implements Store {
   private readonly deleteServerOrigin;
   private readonly deleteClient;
   private readonly deleteRejections;
+  private readonly selectClientUser;
+  private readonly bindClientStmt;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     this.path = path;
@@ -282,6 +285,13 @@ export class SqliteStore implements Store {
     );
     this.deleteServerOrigin = db.prepare<[string]>('DELETE FROM idempotency WHERE origin = ?');
     this.deleteClient = db.prepare<[string]>('DELETE FROM clients WHERE client_id = ?');
+    this.selectClientUser = db.prepare<[string], { user_id: string | null }>(
+      'SELECT user_id FROM clients WHERE client_id = ?',
+    );
+    this.bindClientStmt = db.prepare<[string, string]>(
+      `INSERT INTO clients (client_id, last_seq, user_id) VALUES (?, 0, ?)
+       ON CONFLICT (client_id) DO UPDATE SET user_id = excluded.user_id`,
+    );
     this.deleteRejections = db.prepare<[string]>('DELETE FROM rejections WHERE client_id = ?');
   }
 
@@ -341,6 +351,14 @@ export class SqliteStore implements Store {
       serverOrigin: (origin) => {
         check();
         return this.selectServerOrigin.get(origin);
+      },
+      clientUser: (clientId) => {
+        check();
+        return this.selectClientUser.get(clientId)?.user_id ?? null;
+      },
+      bindClient: (clientId, userId) => {
+        check();
+        this.bindClientStmt.run(clientId, userId);
       },
     };
     try {
@@ -630,7 +648,10 @@ export class SqliteStore implements Store {
         .all()
         .map((r) => ({ collection: r.collection, id: r.id, owner: r.owner, lsn: r.lsn, doc: parseDoc(r.body) }));
       const clients = this.db
-        .prepare<[], { client_id: string; last_seq: number }>('SELECT client_id, last_seq FROM clients')
+        // A client bound by a hello but with nothing settled is a row of last seq 0, the same as no row.
+        .prepare<[], { client_id: string; last_seq: number }>(
+          'SELECT client_id, last_seq FROM clients WHERE last_seq > 0',
+        )
         .all()
         .map((r) => ({ clientId: r.client_id, lastSeq: r.last_seq }));
       const rejections = this.db
@@ -904,6 +925,9 @@ function initSchema(db: Database.Database, path: string): void {
     }
   }
   db.exec(SCHEMA_SQL);
+  // Version 4: a version 3 (or older) `clients` table lacks the binding column; its rows stay unbound (NULL).
+  const clientColumns = db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('clients')").all();
+  if (!clientColumns.some((c) => c.name === 'user_id')) db.exec('ALTER TABLE clients ADD COLUMN user_id TEXT');
   const insert = db.prepare<[MetaKey, string | number]>('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)');
   insert.run('schema_version', SQLITE_SCHEMA_VERSION);
   insert.run('server_id', randomUUID());

@@ -393,6 +393,34 @@ export function runStoreTests(name: string, makeStore: () => StoreHarness): void
         expect(store.transact((tx) => [3, 5].map((seq) => tx.rejection('k1', seq)))).toEqual([undefined, undefined]);
       });
 
+      it('binds a client id to a user, keeping its last seq, and undoes a binding with its transaction', () => {
+        store.transact((tx) => tx.recordOutcome('k1', 4, null));
+        expect(store.transact((tx) => [tx.clientUser('k1'), tx.clientUser('new-client')])).toEqual([null, null]);
+        store.transact((tx) => {
+          tx.bindClient('k1', 'alice');
+          tx.bindClient('k2', 'bob');
+        });
+        expect(() =>
+          store.transact((tx) => {
+            tx.bindClient('k3', 'carol');
+            throw new Error('rolled back');
+          }),
+        ).toThrow('rolled back');
+        store.transact((tx) => tx.recordOutcome('k2', 1, null));
+        store.transact((tx) => {
+          expect([tx.clientUser('k1'), tx.clientUser('k2'), tx.clientUser('k3')]).toEqual(['alice', 'bob', null]);
+          expect([tx.lastSeq('k1'), tx.lastSeq('k2'), tx.lastSeq('k3')]).toEqual([4, 1, 0]);
+        });
+        // A bound client with nothing settled is no client yet to a replica: snapshots are as without bindings.
+        store.transact((tx) => tx.bindClient('k4', 'dave'));
+        expect(
+          store
+            .exportSnapshot()
+            .clients.map((c) => c.clientId)
+            .sort(),
+        ).toEqual(['k1', 'k2']);
+      });
+
       it('keeps rejections past compaction', () => {
         appendAll([put('products', 'p1')]);
         store.transact((tx) => tx.recordOutcome('k1', 1, outOfStock));

@@ -181,6 +181,15 @@ export interface StoreTx {
   forgetRejections(clientId: string, below: number): void;
   /** The record of a keyed server write (`SERVER_ORIGIN_PREFIX` origin), if it committed and was not pruned. */
   serverOrigin(origin: string): ServerOriginRecord | undefined;
+  /**
+   * The user a client id is bound to (by its first hello on a primary), or
+   * null when it is not bound yet: a new id, a row from before bindings
+   * existed, or one learned only through replication (bindings do not
+   * replicate; the next hello binds it).
+   */
+  clientUser(clientId: string): string | null;
+  /** Binds a client id to a user (creating its row with last seq 0 when new). Leaves its last seq alone. */
+  bindClient(clientId: string, userId: string): void;
 }
 
 /**

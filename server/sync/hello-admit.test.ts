@@ -116,4 +116,24 @@ describe('hello in two steps (check, verify elsewhere, admit)', () => {
       error: { code: 'INTERNAL' },
     });
   });
+
+  it("a newer connection of another user with the id is refused, even when checked later, and the owner's stays", () => {
+    const { core, connect } = setup();
+    const owner = connect();
+    const stranger = connect();
+    const ownerHello = checked(core, owner.session, 'client-0006');
+    expect(core.admit(owner.session, ownerHello, alice)).toMatchObject({ ok: true });
+    const strangerHello = checked(core, stranger.session, 'client-0006');
+    expect(core.admit(stranger.session, strangerHello, { userId: 'bob', roles: [] })).toMatchObject({
+      ok: false,
+      error: { code: 'FORBIDDEN' },
+    });
+    expect(owner.closedWith).toEqual([]);
+    expect(stranger.session.auth).toBeNull();
+    expect(core.connectedClients).toBe(1);
+    // The owner reconnecting (a newer connection) is admitted and replaces the old one.
+    const again = connect();
+    expect(core.admit(again.session, checked(core, again.session, 'client-0006'), alice)).toMatchObject({ ok: true });
+    expect(owner.closedWith.map((e) => e.code)).toEqual(['BAD_REQUEST']);
+  });
 });

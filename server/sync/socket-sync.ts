@@ -12,6 +12,22 @@ import type { SyncCore } from './sync-core';
 /** How long a client may take to apply one catch-up page before we give up on it. */
 const PAGE_ACK_TIMEOUT_MS = 60_000;
 
+/** Default cap on one session's unsent bytes (`--max-session-buffer-bytes`). */
+export const DEFAULT_MAX_SESSION_BUFFER_BYTES = 8 * 1024 * 1024;
+
+/**
+ * A session closed for being slow may still read its close reason within this
+ * time; then its connection is cut and what it never read is freed.
+ */
+const SLOW_CLOSE_GRACE_MS = 2_000;
+
+export interface SyncOptions {
+  /** Past this many unsent bytes on one connection, the session is closed (RATE_LIMITED, retryable). */
+  maxSessionBufferBytes: number;
+  /** Where a slow client's close is told to the operator; default console.warn. */
+  log?: (line: string) => void;
+}
+
 type Ack = (res: unknown) => void;
 
 /**
@@ -23,9 +39,10 @@ export function attachSync(
   nsp: Namespace,
   core: SyncCore,
   verifyToken: (token: string) => Promise<VerifiedPrincipal>,
+  options: SyncOptions = { maxSessionBufferBytes: DEFAULT_MAX_SESSION_BUFFER_BYTES },
 ): void {
   nsp.on('connection', (socket: Socket) => {
-    const sink = socketSink(socket);
+    const sink = socketSink(socket, options);
     const session = core.connect(sink);
     let cancelExpiry = (): void => undefined;
     socket.on('disconnect', () => {
@@ -84,7 +101,7 @@ function rejectNoAck(socket: Socket, event: string): void {
   socket.emit('fatal', new TidelineError('BAD_REQUEST', `'${event}' needs an acknowledgement callback`).toWire());
 }
 
-function socketSink(socket: Socket): SessionSink {
+function socketSink(socket: Socket, options: SyncOptions): SessionSink {
   // The server side of Socket.IO does not fail pending acks when a socket goes: race them against it.
   const gone = new Promise<never>((_resolve, reject) => {
     socket.once('disconnect', () => reject(new TidelineError('BAD_REQUEST', 'client disconnected')));
@@ -97,13 +114,105 @@ function socketSink(socket: Socket): SessionSink {
       throw new TidelineError('BAD_REQUEST', `client did not apply the ${event} page`);
     }
   };
+  const unsent = unsentBytes(socket);
+  let closed = false;
+  const close = (error: WireError): void => {
+    if (closed) return;
+    closed = true;
+    socket.emit('fatal', error);
+    socket.disconnect(true);
+  };
   return {
-    sendChanges: (msg) => void socket.emit('changes', msg),
+    // Live changes are not paced by acks: a client that stops reading would make the server hold
+    // every commit for it. Once its backlog is over the cap, the session goes instead of growing it;
+    // its client resumes from its checkpoint through the catch-up pump, which waits for each page's
+    // ack. (Checked before sending, so one large batch to a client that keeps up is not cut.)
+    sendChanges(msg) {
+      if (closed) return;
+      const queued = unsent();
+      if (queued <= options.maxSessionBufferBytes) {
+        socket.emit('changes', msg);
+        return;
+      }
+      const cap = options.maxSessionBufferBytes;
+      (options.log ?? console.warn)(`closing a slow client: ${queued} bytes unsent, over the cap of ${cap}`);
+      close({
+        code: 'RATE_LIMITED',
+        message: `client too slow: resume from checkpoint (${queued} bytes unsent, over the cap of ${cap})`,
+        retryable: true,
+      });
+      // Socket.IO's close waits for the buffer to drain, which a stalled client never lets happen.
+      setTimeout(() => cut(socket), SLOW_CLOSE_GRACE_MS).unref();
+    },
     sendPage: (msg) => awaitAck('changes', msg),
     sendSnapshot: (msg) => awaitAck('snapshot', msg),
-    close(error: WireError) {
-      socket.emit('fatal', error);
-      socket.disconnect(true);
-    },
+    close,
   };
+}
+
+/** The parts of a `ws` WebSocket (under engine.io's websocket transport) that we read. */
+interface WsLike {
+  /** Bytes queued in ws and in the TCP socket's user-space buffer, not yet handed to the kernel. */
+  bufferedAmount: number;
+  terminate(): void;
+}
+
+function isWsLike(value: unknown): value is WsLike {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    'bufferedAmount' in value &&
+    typeof value.bufferedAmount === 'number' &&
+    'terminate' in value &&
+    typeof value.terminate === 'function'
+  );
+}
+
+/** The ws WebSocket under a socket's current transport, if it is the websocket one. */
+function wsOf(socket: Socket): WsLike | null {
+  const transport: unknown = socket.conn.transport;
+  if (typeof transport !== 'object' || transport === null) return null;
+  const ws: unknown = Reflect.get(transport, 'socket');
+  return isWsLike(ws) ? ws : null;
+}
+
+/**
+ * Measures the bytes a connection holds that its client has not taken: the
+ * packets engine.io keeps while the transport is busy (its `writeBuffer`), and
+ * what ws and the TCP socket keep above the kernel (`bufferedAmount`). Engine.io
+ * swaps in a new `writeBuffer` array on each flush, so the packets are sized
+ * once each, as they arrive, not on every call.
+ */
+function unsentBytes(socket: Socket): () => number {
+  let counted: unknown[] | null = null;
+  let countedPackets = 0;
+  let countedBytes = 0;
+  return () => {
+    const buffer: unknown = Reflect.get(socket.conn, 'writeBuffer');
+    let engineBytes = 0;
+    if (Array.isArray(buffer)) {
+      if (buffer !== counted) {
+        counted = buffer;
+        countedPackets = 0;
+        countedBytes = 0;
+      }
+      for (; countedPackets < buffer.length; countedPackets++) countedBytes += packetBytes(buffer[countedPackets]);
+      engineBytes = countedBytes;
+    }
+    return engineBytes + (wsOf(socket)?.bufferedAmount ?? 0);
+  };
+}
+
+function packetBytes(packet: unknown): number {
+  if (typeof packet !== 'object' || packet === null || !('data' in packet)) return 0;
+  const { data } = packet;
+  if (typeof data === 'string') return Buffer.byteLength(data);
+  return Buffer.isBuffer(data) ? data.length : 0;
+}
+
+/** Cuts a connection at once, dropping what its client never read. */
+function cut(socket: Socket): void {
+  const ws = wsOf(socket);
+  if (ws) ws.terminate();
+  else socket.conn.close(true);
 }

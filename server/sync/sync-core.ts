@@ -101,6 +101,18 @@ const MAX_REPORTED_REJECTIONS = 10_000;
  */
 export const MAX_REPORTED_REJECTION_BYTES = 256 * 1024;
 
+/**
+ * How far a hello's `pendingFrom - 1` may run past the client's last seq
+ * known here; a larger claim is refused (BAD_REQUEST). The blind settle
+ * exists for acked work a failover with minSyncReplicas 0 lost, which is at
+ * most the replication lag, far below this. The bound is the rejection
+ * window (REJECTION_WINDOW): nothing past it is answered for anyway, and it
+ * keeps a wild claim (`pendingFrom: 1000000`) from silently turning the
+ * owner's later writes into `duplicate`s. Only the id's owner can make such a
+ * claim at all (client ids are bound to users).
+ */
+export const MAX_SETTLE_GAP = 10_000;
+
 /** A user sees public documents, their own, and every document of the collections their roles read in full. */
 const inScope = (
   change: { owner: string | null; collection: string },
@@ -206,6 +218,20 @@ export class SyncCore {
     if (session.auth) return fail(badRequest('hello', 'hello was already done on this connection'));
     const notPrimary = this.notPrimary();
     if (notPrimary) return fail(notPrimary);
+    // Checked before anything else is done or told: a client id belongs to the user of its first hello, so a
+    // hello of another user with it kicks no session, learns no last seq or rejection, and settles nothing.
+    const { store } = this.opts;
+    const bound = store.transact((tx) => ({ user: tx.clientUser(msg.clientId), lastSeq: tx.lastSeq(msg.clientId) }));
+    if (bound.user !== null && bound.user !== principal.userId) {
+      return fail({ code: 'FORBIDDEN', message: 'this client id belongs to another user', retryable: false });
+    }
+    if (msg.pendingFrom - 1 - bound.lastSeq > MAX_SETTLE_GAP) {
+      return fail({
+        code: 'BAD_REQUEST',
+        message: `pendingFrom ${msg.pendingFrom} is more than ${MAX_SETTLE_GAP} seqs past this client's last settled seq ${bound.lastSeq}`,
+        retryable: false,
+      });
+    }
     const newer = this.byClient.get(msg.clientId);
     if (newer && newer.helloOrder > session.helloOrder) {
       return fail({ code: 'BAD_REQUEST', message: 'superseded by a newer connection', retryable: false });
@@ -229,8 +255,10 @@ export class SyncCore {
     // Everything below pendingFrom was settled by some primary. Outcomes replicate with the log, so
     // this node knows them unless it lost them: a failover with minSyncReplicas 0 can drop acked work.
     // Then the client's next seq would be out of order forever; settling the gap lets it go on.
+    // Only the id's owner gets here (checked above), and at most MAX_SETTLE_GAP seqs are settled blind.
     // The client settled everything below pendingFrom, so the rejections kept for those seqs can go.
-    this.opts.store.transact((tx) => {
+    store.transact((tx) => {
+      if (tx.clientUser(msg.clientId) === null) tx.bindClient(msg.clientId, principal.userId);
       if (tx.lastSeq(msg.clientId) < msg.pendingFrom - 1) tx.recordOutcome(msg.clientId, msg.pendingFrom - 1, null);
       tx.forgetRejections(msg.clientId, msg.pendingFrom);
     });

@@ -126,13 +126,18 @@ function runChecked(
   }
 
   const buffer = new Map<string, { collection: string; id: string; doc: Doc | null }>();
+  /** Whether this user may see `doc`: a document out of their scope is, to them, one that does not exist. */
+  const mayRead = (def: CollectionDef, doc: Doc): boolean =>
+    ctx.system === true || def.read !== 'owner' || doc['owner'] === ctx.userId || readsAll(def, ctx.roles);
+  /**
+   * Reads as the user sees the store: a document in another user's scope
+   * reads as missing, so that no answer (a code, a message, a rule that
+   * fires or not) tells whether an id is taken by someone else.
+   */
   const readVisible = (collection: string, id: string): Doc | undefined => {
     const def = collectionOf(schema, collection);
     const doc = read(collection, id);
-    if (doc && def.read === 'owner' && !ctx.system && doc['owner'] !== ctx.userId && !readsAll(def, ctx.roles)) {
-      throw new TidelineError('FORBIDDEN', `${collection}/${id} belongs to another user`);
-    }
-    return doc;
+    return doc && mayRead(def, doc) ? doc : undefined;
   };
 
   const tx: MutatorTx = {
@@ -162,8 +167,11 @@ function runChecked(
   const writes: Write[] = [];
   for (const { collection, id, doc } of buffer.values()) {
     const def = collectionOf(schema, collection);
-    const prev = readVisible(collection, id);
-    if (doc === null && prev === undefined) continue; // deleting nothing
+    const stored = read(collection, id);
+    const hidden = stored !== undefined && !mayRead(def, stored);
+    const prev = hidden ? undefined : stored;
+    // Deleting nothing; deleting a document the user cannot see is the same no-op.
+    if (doc === null && prev === undefined) continue;
     if (ctx.system) {
       writes.push(systemWrite(def, collection, id, doc, prev, limits));
       continue;
@@ -177,6 +185,9 @@ function runChecked(
     if (def.read === 'owner' && doc !== null && doc['owner'] !== ctx.userId) {
       throw new TidelineError('FORBIDDEN', `${collection}/${id} must be owned by its writer`);
     }
+    // Creating over an id another user's document holds: the one answer that cannot look like success.
+    // It is the missing document's answer (a patch's), after every check a new document would pass too.
+    if (hidden) throw doesNotExist(collection, id);
     writes.push({ collection, id, doc, owner: def.read === 'owner' ? ctx.userId : null });
   }
   return writes;
@@ -214,6 +225,10 @@ function systemWrite(
   }
   return { collection, id, doc, owner };
 }
+
+/** The answer for a document that is missing, or in another user's scope (the two must not differ). */
+export const doesNotExist = (collection: string, id: string): TidelineError =>
+  new TidelineError('NOT_FOUND', `${collection}/${id} does not exist`);
 
 function checkWriteAccess(
   def: CollectionDef,

@@ -36,7 +36,7 @@ export function readStoreFile(dataDir: string): StoreFile {
       rejections.set(`${r.client_id}#${r.seq}`, r.code);
     }
     const lastSeq = new Map<string, number>();
-    for (const r of db.prepare('SELECT client_id, last_seq FROM clients').all() as Array<{
+    for (const r of db.prepare('SELECT client_id, last_seq FROM clients WHERE last_seq > 0').all() as Array<{
       client_id: string;
       last_seq: number;
     }>) {

@@ -96,7 +96,7 @@ export class Workload {
         return;
       }
       case 'sharedItem': {
-        // Whoever writes a shared item first owns it; another user's write is FORBIDDEN by the primary
+        // Whoever writes a shared item first owns it; another user's write is refused by the primary (NOT_FOUND)
         // (this client cannot see that item, so it cannot know).
         const id = `item-shared-${this.rng.int(0, SHARED_ITEMS - 1)}`;
         await c.mutate('put', { collection: 'items', doc: { id, by: c.name, n } });

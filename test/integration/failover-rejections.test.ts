@@ -82,7 +82,7 @@ describe('rejections survive a failover', () => {
     const primaryOutcomes = readOutcomes(join(primaryDir, 'tideline.db'));
     expect(primaryOutcomes.rejections.filter((r) => r.client_id === shopperId).map((r) => [r.seq, r.code])).toEqual([
       [1, 'REJECTED'],
-      [2, 'FORBIDDEN'],
+      [2, 'NOT_FOUND'],
     ]);
     // minSyncReplicas 1: the answer waited for the replica, so it has the outcomes as the primary has them.
     expect(readOutcomes(join(replicaDir, 'tideline.db'))).toEqual(primaryOutcomes);
@@ -103,10 +103,10 @@ describe('rejections survive a failover', () => {
       () => shopper.status().pending === 0 && shopper.status().server === replica.url,
       30_000,
     );
-    expect(rejected).toEqual(['1:checkout:REJECTED', '2:put:FORBIDDEN']);
+    expect(rejected).toEqual(['1:checkout:REJECTED', '2:put:NOT_FOUND']);
     expect((await shopper.rejections()).map((r) => [r.seq, r.error.code])).toEqual([
       [1, 'REJECTED'],
-      [2, 'FORBIDDEN'],
+      [2, 'NOT_FOUND'],
     ]);
     expect(await shopper.collection('orders').get('too-late')).toBeUndefined();
     expect(await shopper.collection('items').get('taken')).toBeUndefined();

@@ -75,7 +75,7 @@ describe('isolation between users, and bad input', () => {
     expect((await x2.collection('notes').get('public-marker'))?.['text']).toBe('everyone');
   });
 
-  it("a push that writes another user's document is FORBIDDEN and changes nothing", async () => {
+  it("a push that writes another user's document is refused as if it did not exist, and changes nothing", async () => {
     const xRaw = await helloed('user-x', 'raw-x-0002');
     const before = readServerState(server.dataDir);
     const overwrite = await xRaw.request('push', {
@@ -87,11 +87,12 @@ describe('isolation between users, and bad input', () => {
     const asMine = await xRaw.request('push', {
       mutations: [{ seq: 2, name: 'put', args: { collection: 'items', doc: { id: 'y-secret', text: 'pwned' } } }],
     });
-    expect(pushResult(asMine)).toEqual({ status: 'rejected', code: 'FORBIDDEN' });
+    expect(pushResult(asMine)).toEqual({ status: 'rejected', code: 'NOT_FOUND' });
+    // Deleting a document one cannot see deletes nothing, as deleting a missing one does.
     const del = await xRaw.request('push', {
       mutations: [{ seq: 3, name: 'delete', args: { collection: 'items', id: 'y-secret' } }],
     });
-    expect(pushResult(del)).toEqual({ status: 'rejected', code: 'FORBIDDEN' });
+    expect(pushResult(del)).toEqual({ status: 'applied' });
     const staffOnly = await xRaw.request('push', {
       mutations: [
         {
@@ -106,6 +107,25 @@ describe('isolation between users, and bad input', () => {
     expect(after.docs).toEqual(before.docs);
     // A refusal is recorded as an outcome (for duplicate answers and replicas), never as a document change.
     expect(after.changeCount).toBe(before.changeCount);
+  });
+
+  it("answers for another user's document exactly as for a missing one, so its id cannot be probed", async () => {
+    const xRaw = await helloed('user-x', 'raw-x-0003');
+    const answers: string[] = [];
+    let seq = 0;
+    for (const id of ['y-secret', 'no-such-item']) {
+      for (const [name, args] of [
+        ['patch', { collection: 'items', id, set: { text: 'pwned' } }],
+        ['inc', { collection: 'items', id, field: 'n', by: 1 }],
+      ] as const) {
+        seq++;
+        const ack = await xRaw.request('push', { mutations: [{ seq, name, args }] });
+        // The same answer, the id and the seq aside.
+        answers.push(JSON.stringify(pushAckSchema.parse(ack)).replaceAll(id, '<id>').replace(`"seq":${seq}`, ''));
+      }
+    }
+    expect(answers[0]).toContain('NOT_FOUND');
+    expect(answers.slice(0, 2)).toEqual(answers.slice(2, 4));
   });
 
   it('no token or a bad token is UNAUTHORIZED, and so is a push before hello', async () => {

@@ -33,7 +33,7 @@ export function readServerState(dataDir: string): {
       .all() as Array<{ client_id: string; seq: number; docs: number; n: number }>;
     const commitsPerMutation = new Map<string, number>();
     for (const r of perMutation) commitsPerMutation.set(`${r.client_id}#${r.seq}`, r.n / r.docs);
-    const clients = db.prepare('SELECT client_id, last_seq FROM clients').all() as Array<{
+    const clients = db.prepare('SELECT client_id, last_seq FROM clients WHERE last_seq > 0').all() as Array<{
       client_id: string;
       last_seq: number;
     }>;
@@ -110,7 +110,9 @@ export function readOutcomes(file: string): {
 } {
   const db = new Database(file, { readonly: true, fileMustExist: true });
   try {
-    const clients = db.prepare('SELECT client_id, last_seq FROM clients ORDER BY client_id').all() as Array<{
+    const clients = db
+      .prepare('SELECT client_id, last_seq FROM clients WHERE last_seq > 0 ORDER BY client_id')
+      .all() as Array<{
       client_id: string;
       last_seq: number;
     }>;
