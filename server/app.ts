@@ -14,6 +14,7 @@ import { ClusterNode } from './cluster/cluster-node';
 import type { Role } from './cluster/cluster-node';
 import { ReplicationHub } from './cluster/replication-hub';
 import type { ServerConfig } from './config';
+import { edgeGuard } from './http/edge-guard';
 import { queryRoutes } from './http/query-route';
 import { adminRoutes, authRoutes, clusterRoutes } from './http/routes';
 import { loadOrCreateSecret } from './secrets';
@@ -160,6 +161,13 @@ export async function startServer(
 
   const app = express();
   app.disable('x-powered-by');
+  // Before anything else: a foreign Host or Origin (DNS rebinding, a cross-site write) gets 403, every answer its headers.
+  const edge = edgeGuard({
+    listenHost: config.host,
+    publicUrl: config.publicUrl,
+    extraHosts: config.allowedHosts ?? [],
+  });
+  app.use(edge.middleware);
   app.use(express.json({ limit: '1mb' }));
   const startedAt = clock.now();
   const deps = { store, core, adminToken, now: () => clock.now(), startedAt };
@@ -203,7 +211,11 @@ export async function startServer(
 
   const http = createServer(app);
   // Socket.IO drops a connection whose message is over this; the sync core answers TOO_LARGE well below it.
-  const io = new Server(http, { maxHttpBufferSize: config.limits.maxMessageBytes * 2, serveClient: false });
+  const io = new Server(http, {
+    maxHttpBufferSize: config.limits.maxMessageBytes * 2,
+    serveClient: false,
+    allowRequest: (req, callback) => edge.allowRequest(req, callback),
+  });
   attachSync(io.of('/sync'), syncCore, auth.verify, {
     maxSessionBufferBytes: config.maxSessionBufferBytes ?? DEFAULT_MAX_SESSION_BUFFER_BYTES,
   });

@@ -47,6 +47,8 @@ export interface ServerConfig {
   restoreFrom: string | null;
   /** How other nodes and clients reach this one; defaults to http://host:port. */
   publicUrl: string | null;
+  /** Host names answered besides 127.0.0.1, localhost, --host and the public URL's host; `*` answers any (default none). */
+  allowedHosts?: string[];
   /** Client tokens: HS256 with `secret` unless `auth.jwksUrl` is set; the dev login is off unless `auth.devLogin`. */
   auth: AuthConfig;
 }
@@ -72,6 +74,8 @@ const OPTIONS_HELP = `  --host HOST                 listen address (default 127.
   --min-sync-replicas N       client acks wait for N replicas to apply a change (default 0)
   --restore FILE              start from a backup (empty data dir), then catch up as a replica
   --public-url URL            how others reach this node (default http://HOST:PORT)
+  --allowed-hosts NAMES       comma-separated host names answered besides 127.0.0.1, localhost, --host
+                              and the public URL's host; others get 403 (DNS rebinding); * answers any
 ${AUTH_HELP}
 Environment: TIDELINE_SECRET (client token secret, the same on every node), TIDELINE_ADMIN_TOKEN
 (admin bearer token), TIDELINE_CLUSTER_SECRET (replication secret, the same on every node).`;
@@ -124,6 +128,7 @@ export function parseConfig(
       'min-sync-replicas': { type: 'string' },
       restore: { type: 'string' },
       'public-url': { type: 'string' },
+      'allowed-hosts': { type: 'string' },
       ...AUTH_FLAGS,
     },
     strict: true,
@@ -167,6 +172,7 @@ export function parseConfig(
     clusterSecret: env['TIDELINE_CLUSTER_SECRET'] ?? null,
     restoreFrom: values.restore ?? null,
     publicUrl: values['public-url'] ?? null,
+    allowedHosts: (values['allowed-hosts'] ?? '').split(',').filter((s) => s.length > 0),
     auth: authConfig(values, env),
   };
 }

@@ -5,7 +5,7 @@ import type { Doc } from '../../shared/json';
 import type { Write } from '../../shared/mutators/types';
 import type { Change } from '../../shared/protocol/change';
 import { mergeByLsn } from './log';
-import { isServerOrigin, orderValueOf, REJECTION_WINDOW } from './store';
+import { isServerOrigin, orderValueOf, REJECTION_WINDOW, storedRejection } from './store';
 import type {
   DocQuery,
   LogPage,
@@ -36,7 +36,10 @@ type MemoryEntry = MemoryChange | OutcomeEntry;
 
 const isChange = (e: MemoryEntry): e is MemoryChange => 'collection' in e;
 const changeOf = ({ body, ...c }: MemoryChange): Change => ({ ...c, doc: parseBody(body) });
-const copyOutcome = (o: OutcomeEntry): OutcomeEntry => ({ ...o, error: o.error === null ? null : { ...o.error } });
+const copyOutcome = (o: OutcomeEntry): OutcomeEntry => ({
+  ...o,
+  error: o.error === null ? null : { ...storedRejection(o.error) },
+});
 
 /**
  * Everything a `MemoryStore` keeps: what survives a simulated restart. Pass
@@ -141,11 +144,18 @@ export class MemoryStore implements Store {
       appendOutcome: (clientId, seq, rejection, ts) => {
         check();
         const data = this.data;
-        const entry: OutcomeEntry = { lsn: data.headLsn + 1, term: data.term, clientId, seq, error: rejection, ts };
+        const error = rejection === null ? null : storedRejection(rejection);
+        const entry: OutcomeEntry = { lsn: data.headLsn + 1, term: data.term, clientId, seq, error, ts };
         this.pushEntry(copyOutcome(entry));
-        this.recordOutcome(clientId, seq, rejection);
+        this.recordOutcome(clientId, seq, error);
         this.noteServerOrigin(clientId, entry.lsn, ts);
         return entry;
+      },
+      forgetRejections: (clientId, below) => {
+        check();
+        // Rejections are kept only for the newest REJECTION_WINDOW seqs, so none lie further down than this.
+        const from = Math.max(1, (this.data.clients.get(clientId) ?? 0) - REJECTION_WINDOW + 1);
+        this.dropRejections(clientId, from, below - 1);
       },
       serverOrigin: (origin) => {
         check();
@@ -467,7 +477,9 @@ export class MemoryStore implements Store {
       });
     }
     for (const c of snapshot.clients) data.clients.set(c.clientId, c.lastSeq);
-    for (const r of snapshot.rejections) data.rejections.set(rejectionKey(r.clientId, r.seq), { ...r.error });
+    for (const r of snapshot.rejections) {
+      data.rejections.set(rejectionKey(r.clientId, r.seq), { ...storedRejection(r.error) });
+    }
     data.log = [];
     data.headLsn = snapshot.asOf;
     data.horizon = snapshot.asOf;
@@ -552,11 +564,41 @@ export class MemoryStore implements Store {
     const key = rejectionKey(clientId, seq);
     const prevRejection = rejections.get(key);
     if (rejection === null) rejections.delete(key);
-    else rejections.set(key, { code: rejection.code, message: rejection.message, retryable: rejection.retryable });
+    else rejections.set(key, { ...storedRejection(rejection) });
     this.undo.push(() => {
       restore(clients, clientId, prevSeq);
       restore(rejections, key, prevRejection);
     });
+    // Only the newest REJECTION_WINDOW seqs keep theirs: drop those that just fell out of the window.
+    const before = prevSeq ?? 0;
+    if (seq > before) this.dropRejections(clientId, Math.max(1, before - REJECTION_WINDOW + 1), seq - REJECTION_WINDOW);
+  }
+
+  /** Drops the client's rejections of seqs `from..to`; undone with the transaction. */
+  private dropRejections(clientId: string, from: number, to: number): void {
+    const { rejections } = this.data;
+    const dropped: Array<[string, WireErrorShape]> = [];
+    const drop = (key: string): void => {
+      const r = rejections.get(key);
+      if (r === undefined) return;
+      rejections.delete(key);
+      dropped.push([key, r]);
+    };
+    if (to - from > REJECTION_WINDOW) {
+      // A long jump (a hello settling a gap): look at the client's rows rather than every seq of the range.
+      for (const key of [...rejections.keys()]) {
+        const [id, seqText] = key.split('\u0000') as [string, string];
+        const seq = Number(seqText);
+        if (id === clientId && seq >= from && seq <= to) drop(key);
+      }
+    } else {
+      for (let seq = from; seq <= to; seq++) drop(rejectionKey(clientId, seq));
+    }
+    if (dropped.length > 0) {
+      this.undo.push(() => {
+        for (const [key, r] of dropped) rejections.set(key, r);
+      });
+    }
   }
 
   /** A keyed server write's record: the LSN its outcome ends at, and its commit time; undone with the transaction. */

@@ -10,7 +10,7 @@ import type { Change } from '../../shared/protocol/change';
 import { sealBackup } from './backup';
 import { mergeByLsn } from './log';
 import { createPrivateFile, makePrivate, PRIVATE_DIR_MODE } from './private-files';
-import { isServerOrigin, REJECTION_WINDOW } from './store';
+import { isServerOrigin, REJECTION_WINDOW, storedRejection } from './store';
 import type {
   DocFilter,
   DocQuery,
@@ -172,6 +172,7 @@ export class SqliteStore implements Store {
   private readonly selectRejection;
   private readonly upsertRejection;
   private readonly deleteRejection;
+  private readonly deleteRejectionsBelow;
   private readonly deleteChanges;
   private readonly deleteTombstones;
   private readonly updateMeta;
@@ -272,6 +273,7 @@ export class SqliteStore implements Store {
       'INSERT OR REPLACE INTO rejections (client_id, seq, code, message, retryable) VALUES (?, ?, ?, ?, ?)',
     );
     this.deleteRejection = db.prepare<[string, number]>('DELETE FROM rejections WHERE client_id = ? AND seq = ?');
+    this.deleteRejectionsBelow = db.prepare<[string, number]>('DELETE FROM rejections WHERE client_id = ? AND seq < ?');
     this.deleteChanges = db.prepare<[number]>('DELETE FROM changes WHERE lsn <= ?');
     this.deleteTombstones = db.prepare<[number]>('DELETE FROM docs WHERE deleted = 1 AND lsn <= ?');
     this.updateMeta = db.prepare<[number, MetaKey]>('UPDATE meta SET value = ? WHERE key = ?');
@@ -340,12 +342,17 @@ export class SqliteStore implements Store {
       },
       appendOutcome: (clientId, seq, rejection, ts) => {
         check();
-        const entry: OutcomeEntry = { lsn: this.head + 1, term: this.term, clientId, seq, error: rejection, ts };
+        const error = rejection === null ? null : storedRejection(rejection);
+        const entry: OutcomeEntry = { lsn: this.head + 1, term: this.term, clientId, seq, error, ts };
         this.insertOutcomeEntry(entry);
-        this.recordOutcome(clientId, seq, rejection);
+        this.recordOutcome(clientId, seq, error);
         this.noteServerOrigin(clientId, entry.lsn, ts);
         this.head = entry.lsn;
         return entry;
+      },
+      forgetRejections: (clientId, below) => {
+        check();
+        this.deleteRejectionsBelow.run(clientId, below);
       },
       serverOrigin: (origin) => {
         check();
@@ -800,6 +807,8 @@ export class SqliteStore implements Store {
     this.upsertClient.run(clientId, seq);
     if (rejection === null) this.deleteRejection.run(clientId, seq);
     else this.keepRejection(clientId, seq, rejection);
+    // Only the newest REJECTION_WINDOW seqs keep theirs: a flood of rejected writes holds a bounded number of rows.
+    if (seq > REJECTION_WINDOW) this.deleteRejectionsBelow.run(clientId, seq - REJECTION_WINDOW + 1);
   }
 
   /** A keyed server write's record: the LSN its outcome ends at, and its commit time. */
@@ -808,11 +817,12 @@ export class SqliteStore implements Store {
   }
 
   private keepRejection(clientId: string, seq: number, rejection: WireErrorShape): void {
-    this.upsertRejection.run(clientId, seq, rejection.code, rejection.message, rejection.retryable ? 1 : 0);
+    const { code, message, retryable } = storedRejection(rejection);
+    this.upsertRejection.run(clientId, seq, code, message, retryable ? 1 : 0);
   }
 
   private insertOutcomeEntry(o: OutcomeEntry): void {
-    const e = o.error;
+    const e = o.error === null ? null : storedRejection(o.error);
     this.insertOutcome.run(
       o.lsn,
       o.term,

@@ -4,6 +4,7 @@ import type { WireErrorShape } from '../../shared/errors';
 import type { JsonObject } from '../../shared/json';
 import type { Write } from '../../shared/mutators/types';
 import type { Doc } from '../../shared/json';
+import { MAX_ERROR_MESSAGE_CHARS } from '../../shared/mutators/run-mutation';
 import { orderValueOf, REJECTION_WINDOW, SERVER_ORIGIN_PREFIX } from './store';
 import type { DocQuery, OrderValue, Store, StoreTx } from './store';
 
@@ -315,6 +316,81 @@ export function runStoreTests(name: string, makeStore: () => StoreHarness): void
           expect(tx.rejection('k1', 3)).toBeUndefined();
           expect(tx.rejection('k2', 2)).toBeUndefined();
         });
+      });
+
+      it('keeps a rejection message short, on every way in: commit, log, replication', () => {
+        const huge: WireErrorShape = {
+          code: 'INVALID_ARGS',
+          message: `bad id '${'x'.repeat(900_000)}'`,
+          retryable: false,
+        };
+        const entry = store.transact((tx) => tx.appendOutcome('k1', 1, huge, TS));
+        store.transact((tx) => tx.recordOutcome('k1', 2, huge));
+        const short = (e: WireErrorShape | null | undefined): void => {
+          expect(e?.code).toBe('INVALID_ARGS');
+          expect(e?.message.length).toBeLessThanOrEqual(MAX_ERROR_MESSAGE_CHARS);
+          expect(e?.message.startsWith("bad id 'xxx")).toBe(true);
+        };
+        short(entry.error);
+        store.transact((tx) => [1, 2].forEach((seq) => short(tx.rejection('k1', seq))));
+        const page = store.readLog(0, 10);
+        short(page.outcomes[0]?.error);
+        const follower = makeStore();
+        try {
+          // A primary of an older version may still send a long one.
+          follower.store.applyReplicated([], [{ ...entry, error: huge }]);
+          short(follower.store.readLog(0, 10).outcomes[0]?.error);
+          follower.store.transact((tx) => short(tx.rejection('k1', 1)));
+        } finally {
+          follower.cleanup();
+        }
+      });
+
+      it(`keeps rejections of a client's newest ${REJECTION_WINDOW} seqs only`, () => {
+        const last = REJECTION_WINDOW + 5;
+        store.transact((tx) => {
+          for (let seq = 1; seq <= last; seq++) tx.recordOutcome('k1', seq, outOfStock);
+          tx.recordOutcome('k2', 1, forbidden);
+        });
+        store.transact((tx) => {
+          expect([1, 5].map((seq) => tx.rejection('k1', seq))).toEqual([undefined, undefined]);
+          expect([6, last].map((seq) => tx.rejection('k1', seq))).toEqual([outOfStock, outOfStock]);
+          expect(tx.rejection('k2', 1)).toEqual(forbidden);
+        });
+        // Applied writes move the window too, and a rolled-back transaction gives back what it dropped.
+        expect(() =>
+          store.transact((tx) => {
+            tx.recordOutcome('k1', last + 10, null);
+            expect(tx.rejection('k1', 15)).toBeUndefined();
+            throw new Error('boom');
+          }),
+        ).toThrow('boom');
+        expect(store.transact((tx) => tx.rejection('k1', 15))).toEqual(outOfStock);
+        store.transact((tx) => tx.recordOutcome('k1', last + 10, null));
+        store.transact((tx) => {
+          expect(tx.rejection('k1', 15)).toBeUndefined();
+          expect(tx.rejection('k1', 16)).toEqual(outOfStock);
+        });
+      });
+
+      it('forgets the rejections a client settled (below its pendingFrom), and only its own', () => {
+        store.transact((tx) => {
+          for (const seq of [1, 2, 3, 5]) tx.recordOutcome('k1', seq, outOfStock);
+          tx.recordOutcome('k2', 1, forbidden);
+        });
+        store.transact((tx) => tx.forgetRejections('k1', 3));
+        store.transact((tx) => {
+          expect([1, 2, 3, 5].map((seq) => tx.rejection('k1', seq))).toEqual([
+            undefined,
+            undefined,
+            outOfStock,
+            outOfStock,
+          ]);
+          expect(tx.lastSeq('k1')).toBe(5);
+          expect(tx.rejection('k2', 1)).toEqual(forbidden);
+        });
+        store.transact((tx) => tx.forgetRejections('k1', 1_000_000));
+        expect(store.transact((tx) => [3, 5].map((seq) => tx.rejection('k1', seq)))).toEqual([undefined, undefined]);
       });
 
       it('binds a client id to a user, keeping its last seq, and undoes a binding with its transaction', () => {

@@ -1,4 +1,5 @@
 import type { WireErrorShape } from '../../shared/errors';
+import { boundedError } from '../../shared/mutators/run-mutation';
 import type { Doc } from '../../shared/json';
 import type { Write } from '../../shared/mutators/types';
 import type { Change } from '../../shared/protocol/change';
@@ -83,6 +84,14 @@ export interface ReplicaSnapshot {
 export const REJECTION_WINDOW = 10_000;
 
 /**
+ * What a store keeps of a rejection: its message cut to `MAX_ERROR_MESSAGE_CHARS`,
+ * on every path in (a commit, a replicated entry, a snapshot), so no input
+ * echoed in a message is stored, replicated or replayed at length. A store
+ * keeps a client's rejections only for its newest `REJECTION_WINDOW` seqs.
+ */
+export const storedRejection = (error: WireErrorShape): WireErrorShape => boundedError(error);
+
+/**
  * Server writes with an idempotency key take the origin
  * `(SERVER_ORIGIN_PREFIX + hash of the key, seq 1)`: a client id can never
  * start with it (`[A-Za-z0-9_-]` only), so exactly-once for server writes
@@ -164,6 +173,12 @@ export interface StoreTx {
    * is appended to the log with the next LSN and the current term.
    */
   appendOutcome(clientId: string, seq: number, rejection: WireErrorShape | null, ts: number): OutcomeEntry;
+  /**
+   * Drops the client's rejections of seqs below `below`: its hello's
+   * `pendingFrom` says it settled them. A retry of one then answers
+   * `duplicate` with no error, which a client that settled it ignores.
+   */
+  forgetRejections(clientId: string, below: number): void;
   /** The record of a keyed server write (`SERVER_ORIGIN_PREFIX` origin), if it committed and was not pruned. */
   serverOrigin(origin: string): ServerOriginRecord | undefined;
   /**

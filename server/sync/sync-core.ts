@@ -95,6 +95,11 @@ const ownOrigin = (c: Change, clientId: string): Change =>
 
 /** A client with more unanswered mutations than this learns only the newest rejections. */
 const MAX_REPORTED_REJECTIONS = 10_000;
+/**
+ * ... and only the newest that fit in this many bytes (of JSON), so one hello replays a bounded message.
+ * The rest are still stored: a retry of such a seq gets `duplicate` with its error.
+ */
+export const MAX_REPORTED_REJECTION_BYTES = 256 * 1024;
 
 /**
  * How far a hello's `pendingFrom - 1` may run past the client's last seq
@@ -251,9 +256,11 @@ export class SyncCore {
     // this node knows them unless it lost them: a failover with minSyncReplicas 0 can drop acked work.
     // Then the client's next seq would be out of order forever; settling the gap lets it go on.
     // Only the id's owner gets here (checked above), and at most MAX_SETTLE_GAP seqs are settled blind.
+    // The client settled everything below pendingFrom, so the rejections kept for those seqs can go.
     store.transact((tx) => {
       if (tx.clientUser(msg.clientId) === null) tx.bindClient(msg.clientId, principal.userId);
       if (tx.lastSeq(msg.clientId) < msg.pendingFrom - 1) tx.recordOutcome(msg.clientId, msg.pendingFrom - 1, null);
+      tx.forgetRejections(msg.clientId, msg.pendingFrom);
     });
     const meta = this.opts.store.meta();
     // A checkpoint past the point where this primary's history forked from the client's holds lost changes.
@@ -469,12 +476,14 @@ export class SyncCore {
     clientOutcome.lastSeq = m.seq;
     outcomes.set(auth.clientId, clientOutcome);
     if (!outcome.ok) {
-      clientOutcome.rejected.push({ seq: m.seq, error: outcome.error });
-      // In the log, so replicas learn it and a promoted one still reports it.
+      // In the log, so replicas learn it and a promoted one still reports it. The client is told what was
+      // stored (the message cut short if it echoed long input), so a later duplicate answer says the same.
       const entry = tx.appendOutcome(auth.clientId, m.seq, outcome.error, now);
+      const error = entry.error ?? outcome.error;
+      clientOutcome.rejected.push({ seq: m.seq, error });
       log.outcomes.push(entry);
       log.to = entry.lsn;
-      return { seq: m.seq, status: 'rejected', error: outcome.error };
+      return { seq: m.seq, status: 'rejected', error };
     }
     if (outcome.writes.length === 0) {
       // A mutation that wrote nothing (say, a patch to the same values) still settles its seq, everywhere.
@@ -667,11 +676,16 @@ export class SyncCore {
     return this.opts.store.transact((tx) => {
       const lastSeq = tx.lastSeq(clientId);
       const rejected: ClientOutcome['rejected'] = [];
-      for (let seq = Math.max(from, lastSeq - MAX_REPORTED_REJECTIONS + 1, 1); seq <= lastSeq; seq++) {
+      let bytes = 0;
+      // Newest first, so a byte cap keeps the newest; reversed into seq order at the end.
+      for (let seq = lastSeq; seq >= Math.max(from, lastSeq - MAX_REPORTED_REJECTIONS + 1, 1); seq--) {
         const error = tx.rejection(clientId, seq);
-        if (error) rejected.push({ seq, error });
+        if (!error) continue;
+        bytes += jsonByteLength({ seq, error }) + 1;
+        if (bytes > MAX_REPORTED_REJECTION_BYTES) break;
+        rejected.push({ seq, error });
       }
-      return { lastSeq, rejected };
+      return { lastSeq, rejected: rejected.reverse() };
     });
   }
 

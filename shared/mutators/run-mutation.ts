@@ -82,13 +82,30 @@ export function runMutation(
     return { ok: true, writes: runChecked(schema, name, args, ctx, read, limits) };
   } catch (err) {
     if (err instanceof AbortRun) throw err;
-    if (err instanceof TidelineError) return { ok: false, error: err.toWire() };
+    if (err instanceof TidelineError) return { ok: false, error: boundedError(err.toWire()) };
     const message = describeThrown(err);
     return {
       ok: false,
-      error: { code: 'REJECTED', message: `mutator '${name}' failed: ${message}`, retryable: false },
+      error: boundedError({ code: 'REJECTED', message: `mutator '${name}' failed: ${message}`, retryable: false }),
     };
   }
+}
+
+/**
+ * The longest rejection message kept or sent, in UTF-16 code units. Messages
+ * echo input (an id, a mutator name, an app's thrown text), and a rejection is
+ * stored, replicated and replayed on reconnect: a 900 KB id must not make a
+ * 900 KB message.
+ */
+export const MAX_ERROR_MESSAGE_CHARS = 500;
+
+/** `error` with its message cut to `MAX_ERROR_MESSAGE_CHARS` (ending in `…` when cut); the same object if short. */
+export function boundedError(error: WireErrorShape): WireErrorShape {
+  if (error.message.length <= MAX_ERROR_MESSAGE_CHARS) return error;
+  let cut = MAX_ERROR_MESSAGE_CHARS - 1;
+  // Never split a surrogate pair: half of one is not valid UTF-8 on the wire.
+  if (/[\uD800-\uDBFF]/.test(error.message.charAt(cut - 1))) cut--;
+  return { ...error, message: `${error.message.slice(0, cut)}…` };
 }
 
 function runChecked(

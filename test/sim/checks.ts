@@ -118,8 +118,12 @@ function checkExactlyOnce({ store, history, clients, fail }: EndState): Applied 
   // A mutation that wrote nothing (rejected, or a no-op) settles with one outcome entry in the log instead.
   const finalTerm = history.term;
   const outcomeSeqs = new Map<string, Set<number>>();
+  // The primary's verdicts: a rejection is an outcome entry with an error in the final log. The store's
+  // rejection rows are no ground truth: it drops those a client settled (its hello's pendingFrom).
+  const rejectedInLog = new Map<string, { code: string }>();
   for (const o of history.outcomes) {
     if (!history.inLog(o, finalTerm)) continue;
+    if (o.error !== null) rejectedInLog.set(`${o.clientId}\u0000${o.seq}`, o.error);
     const seqs = outcomeSeqs.get(o.clientId) ?? new Set<number>();
     outcomeSeqs.set(o.clientId, seqs);
     const name = byClientId.get(o.clientId)?.name ?? o.clientId;
@@ -132,9 +136,9 @@ function checkExactlyOnce({ store, history, clients, fail }: EndState): Applied 
     const group = groups.get(client.clientId) ?? new Map<number, Change[]>();
     applied.set(client, group);
     const maxQueued = client.queued.reduce((m, q) => Math.max(m, q.seq), 0);
-    const { lastSeq, rejections } = store.transact((tx) => ({
+    const { lastSeq, stored } = store.transact((tx) => ({
       lastSeq: tx.lastSeq(client.clientId),
-      rejections: new Map(client.queued.map((q) => [q.seq, tx.rejection(client.clientId, q.seq)])),
+      stored: new Map(client.queued.map((q) => [q.seq, tx.rejection(client.clientId, q.seq)])),
     }));
     if (lastSeq !== maxQueued) {
       fail(
@@ -142,7 +146,11 @@ function checkExactlyOnce({ store, history, clients, fail }: EndState): Applied 
       );
     }
     for (const q of client.queued) {
-      const rejection = rejections.get(q.seq);
+      const rejection = rejectedInLog.get(`${client.clientId}\u0000${q.seq}`);
+      const kept = stored.get(q.seq);
+      if (kept && kept.code !== rejection?.code) {
+        fail(`client ${client.name}: seq ${q.seq} has a stored rejection (${kept.code}) the log does not have`);
+      }
       const reports = client.rejectedReports.get(q.seq)?.length ?? 0;
       if (rejection && group.has(q.seq)) fail(`client ${client.name}: seq ${q.seq} was both rejected and committed`);
       if (rejection && reports !== 1) {
