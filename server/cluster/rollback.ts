@@ -1,4 +1,4 @@
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Change } from '../../shared/protocol/change';
 import type { OutcomeEntry } from '../store/store';
@@ -20,7 +20,9 @@ export function writeRollbackFile(
   const first = changes[0]!.lsn;
   const last = changes[changes.length - 1]!.lsn;
   const path = join(dir, `rollback-${first}-${last}-${new Date(now).toISOString().replace(/[:.]/g, '-')}.jsonl`);
-  writeFileSync(path, changes.map((c) => JSON.stringify(c)).join('\n') + '\n');
+  // It holds documents and client ids, like the store: private to the server's user, whatever the umask.
+  writeFileSync(path, changes.map((c) => JSON.stringify(c)).join('\n') + '\n', { mode: 0o600 });
+  chmodSync(path, 0o600);
   return path;
 }
 

@@ -1,5 +1,5 @@
 import 'fake-indexeddb/auto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -135,6 +135,8 @@ describe('failover with minSyncReplicas = 1', () => {
         new RegExp(`^${primaryDir}/rollback/rollback-${promoted.headLsn + 1}-${oldHead}-.*\\.jsonl$`),
       ),
     ]);
+    // Private like the store it came from.
+    expect(statSync(status.rollbackFiles[0]!).mode & 0o777).toBe(0o600);
     const tail = readFileSync(status.rollbackFiles[0]!, 'utf8')
       .trim()
       .split('\n')
