@@ -1,9 +1,9 @@
 import Database from 'better-sqlite3';
-import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { removeDir, startServerProcess, TEST_ADMIN_TOKEN, tempDataDir } from '../support/server-process';
+import { adminPutProduct } from '../support/admin-put';
 import type { ServerProcess } from '../support/server-process';
 
 interface Answer {
@@ -20,22 +20,6 @@ async function backup(url: string, path: string): Promise<Answer> {
     signal: AbortSignal.timeout(10_000),
   });
   return { status: res.status, body: (await res.json()) as Answer['body'] };
-}
-
-async function put(url: string, id: string): Promise<void> {
-  const res = await fetch(`${url}/admin/mutate`, {
-    method: 'POST',
-    headers: {
-      authorization: `Bearer ${TEST_ADMIN_TOKEN}`,
-      'content-type': 'application/json',
-      'idempotency-key': randomUUID(),
-    },
-    body: JSON.stringify({
-      name: 'put',
-      args: { collection: 'products', doc: { id, name: id, category: 'tools', price: 1, stock: 1, rating: 4 } },
-    }),
-  });
-  expect(res.status).toBe(200);
 }
 
 /** `PRAGMA integrity_check` and the document count of the live store, read beside the running server. */
@@ -69,7 +53,7 @@ describe('POST /admin/backup writes only new files inside <data>/backups', () =>
   beforeAll(async () => {
     server = await startServerProcess();
     outside = tempDataDir('tideline-outside-');
-    for (let i = 0; i < 20; i++) await put(server.url, `p${i}`);
+    for (let i = 0; i < 20; i++) await adminPutProduct(server.url, `p${i}`);
   }, 60_000);
   afterAll(async () => {
     await server?.stop();
@@ -123,7 +107,7 @@ describe('POST /admin/backup writes only new files inside <data>/backups', () =>
     expect(existsSync(join(server.dataDir, 'x'))).toBe(false);
     expect(storeState(server.dataDir)).toEqual(stateBefore);
     // The node still serves and writes.
-    await put(server.url, 'after');
+    await adminPutProduct(server.url, 'after');
     expect(storeState(server.dataDir)).toEqual({ integrity: 'ok', docs: 21 });
     const good = await backup(server.url, 'after.db');
     expect(good.status, JSON.stringify(good.body)).toBe(200);

@@ -2,7 +2,6 @@ import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   removeDir,
@@ -12,6 +11,7 @@ import {
   TEST_SECRET,
   tempDataDir,
 } from '../support/server-process';
+import { adminPutProduct } from '../support/admin-put';
 import type { ServerProcess } from '../support/server-process';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -62,22 +62,6 @@ function restoreRun(file: string, dataDir: string, primaryUrl: string): Promise<
   );
 }
 
-async function put(url: string, id: string): Promise<void> {
-  const res = await fetch(`${url}/admin/mutate`, {
-    method: 'POST',
-    headers: {
-      authorization: `Bearer ${TEST_ADMIN_TOKEN}`,
-      'content-type': 'application/json',
-      'idempotency-key': randomUUID(),
-    },
-    body: JSON.stringify({
-      name: 'put',
-      args: { collection: 'products', doc: { id, name: id, category: 'tools', price: 1, stock: 1, rating: 4 } },
-    }),
-  });
-  expect(res.status).toBe(200);
-}
-
 describe('--restore checks the file before it lays anything down', () => {
   let primary: ServerProcess;
   let backupPath: string;
@@ -85,7 +69,7 @@ describe('--restore checks the file before it lays anything down', () => {
 
   beforeAll(async () => {
     primary = await startServerProcess();
-    for (let i = 0; i < 10; i++) await put(primary.url, `r${i}`);
+    for (let i = 0; i < 10; i++) await adminPutProduct(primary.url, `r${i}`);
     backupPath = (await primary.admin<{ path: string }>('/backup', {})).path;
   }, 60_000);
   afterAll(async () => {
