@@ -18,6 +18,7 @@ const schema = defineSchema({
       indexes: [],
       doc: z.object({ id: z.string(), title: z.string().min(1) }).passthrough() as unknown as z.ZodType<Doc>,
     },
+    drafts: { read: 'owner', write: 'owner', indexes: [] },
   },
   mutators: {},
 });
@@ -58,5 +59,18 @@ describe('seedEmptyStore', () => {
       "seed document todos/x does not match its collection's schema",
     );
     expect(s.meta().headLsn).toBe(0);
+  });
+
+  it("refuses an owner-only seed document without an owner or outside its owner's id namespace", () => {
+    const s = open();
+    expect(() => seedEmptyStore(s, schema, [{ collection: 'drafts', doc: { id: 'ann/d1' } }], 1)).toThrow(
+      "'drafts' is owner-only, so the seed must name its owner",
+    );
+    expect(() =>
+      seedEmptyStore(s, schema, [{ collection: 'drafts', doc: { id: 'bob/d1', owner: 'ann' }, owner: 'ann' }], 1),
+    ).toThrow("its id must start with its owner's prefix 'ann/'");
+    expect(s.meta().headLsn).toBe(0);
+    const ok = [{ collection: 'drafts', doc: { id: 'ann/d1', owner: 'ann' }, owner: 'ann' }];
+    expect(seedEmptyStore(s, schema, ok, 1)).toBe(1);
   });
 });

@@ -1,6 +1,7 @@
 import { TidelineError } from '../shared/errors';
 import type { Doc } from '../shared/json';
 import type { AppSchema } from '../shared/schema/define-schema';
+import { isOwnedBy, ownerPrefix } from '../shared/schema/owned-id';
 import type { Store } from './store/store';
 
 const CATEGORIES = ['Books', 'Kitchen', 'Garden', 'Toys', 'Music', 'Outdoor', 'Office', 'Beauty', 'Tools', 'Games'];
@@ -88,6 +89,15 @@ export function seedEmptyStore(store: Store, schema: AppSchema, seed: Seed, now:
       throw new TidelineError(
         'BAD_REQUEST',
         `seed document ${w.collection}/${w.doc.id}: no collection '${w.collection}' in schema '${schema.name}'`,
+      );
+    }
+    if (def.read === 'owner' && (typeof w.owner !== 'string' || !isOwnedBy(w.doc.id, w.owner))) {
+      // The rule every write to an owner-only collection obeys (ownedId), so a seed cannot squat an id either.
+      throw new TidelineError(
+        'BAD_REQUEST',
+        typeof w.owner === 'string'
+          ? `seed document ${w.collection}/${w.doc.id}: its id must start with its owner's prefix '${ownerPrefix(w.owner)}' (ownedId)`
+          : `seed document ${w.collection}/${w.doc.id}: '${w.collection}' is owner-only, so the seed must name its owner`,
       );
     }
     const parsed = def.doc?.safeParse(w.doc);

@@ -15,6 +15,7 @@ export const ERROR_CODES = [
   'INVALID_ARGS', // the mutator's arguments do not match its schema
   'INVALID_DOCUMENT', // the resulting document does not match its collection schema
   'PROTOCOL_MISMATCH', // the client speaks another protocol version
+  'QUOTA_EXCEEDED', // the writer holds as many documents or bytes of a collection as its quota allows
   'INTERNAL', // a bug or an I/O failure on the server; retryable
 ] as const;
 

@@ -12,11 +12,13 @@ export type {
   DocOf,
   DocOfCollection,
   DocShape,
+  Quota,
   ReadAccess,
   Rule,
   TypedCollectionDef,
   WriteAccess,
 } from './schema/define-schema';
+export { isOwnedBy, ownedId, ownerOfId, ownerPrefix } from './schema/owned-id';
 export { defineMutator } from './mutators/types';
 export type { MutatorArgs, MutatorContext, MutatorDef, MutatorTx } from './mutators/types';
 export { ERROR_CODES, TidelineError } from './errors';

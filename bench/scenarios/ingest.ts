@@ -7,6 +7,7 @@ import { cpuMeter, sleep } from '../scenario';
 import type { BenchServer } from '../server';
 import type { Json, Metric, Resources, ScenarioOptions, ScenarioResult } from '../scenario';
 import { nowMs, round } from '../stats';
+import { ownedId } from '../../shared/schema/owned-id';
 
 /**
  * Mutation ingest: N concurrent clients, each writing its own owner-only
@@ -93,7 +94,7 @@ export async function ingestReal(
           for (let i = 0; i < cfg.perClient; i++) {
             await c.client.mutate.put({
               collection: 'items',
-              doc: { id: `c${ci}-${i}`, owner: c.client.userId, n: i },
+              doc: { id: ownedId(c.client.userId, `c${ci}-${i}`), owner: c.client.userId, n: i },
             });
           }
           loopsDone = Math.max(loopsDone, nowMs() - t0);
@@ -273,7 +274,7 @@ export async function driveRawIngest(
         const n = Math.min(cfg.batch, cfg.perClient - done);
         const ack = await c.push(n, (seq) => ({
           name: 'put',
-          args: { collection: 'items', doc: { id: `c${ci}-${seq}`, owner, n: seq } },
+          args: { collection: 'items', doc: { id: ownedId(owner, `c${ci}-${seq}`), owner, n: seq } },
         }));
         if (!ack.ok) throw new Error(`push refused: ${ack.error.code} ${ack.error.message}`);
         notApplied += ack.results.filter((r) => r.status !== 'applied').length;

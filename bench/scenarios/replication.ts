@@ -7,6 +7,7 @@ import { nowMs, round, summarize, summaryJson } from '../stats';
 import type { Summary } from '../stats';
 import { connectIngestClients, driveRawIngest } from './ingest';
 import type { RawIngestConfig } from './ingest';
+import { ownedId } from '../../shared/schema/owned-id';
 
 /**
  * Replication (issue #4): a primary and one replica (`--primary URL`), both
@@ -219,7 +220,7 @@ async function pushRecorded(c: RawClient, ci: number, n: number, pushes: PushRec
   const sentAt = nowMs();
   const ack = await c.push(n, (seq) => ({
     name: 'put',
-    args: { collection: 'items', doc: { id: `c${ci}-${seq}`, owner, n: seq } },
+    args: { collection: 'items', doc: { id: ownedId(owner, `c${ci}-${seq}`), owner, n: seq } },
   }));
   const ackAt = nowMs();
   if (!ack.ok) throw new Error(`push refused: ${ack.error.code} ${ack.error.message}`);

@@ -1,6 +1,6 @@
 import { useId, useState } from 'react';
 import type { FormEvent } from 'react';
-import { cartIdOf } from '../../shared/apps/store';
+import { cartIdOf, orderIdOf } from '../../shared/apps/store';
 import type { Flash } from './app';
 import { errorMessage, formatCount, formatPrice } from './format';
 import { parseQuantity } from './input';
@@ -51,7 +51,8 @@ export function CartPage({ db, onFlash }: { db: StoreDb; onFlash: (flash: Flash)
       setNotice({ kind: 'error', text: `Not ordered. ${problems.join(' ')}` });
       return;
     }
-    const orderId = crypto.randomUUID();
+    // In the shopper's id namespace (owner-only collections require it), unique by the UUID.
+    const orderId = orderIdOf(db.userId, crypto.randomUUID());
     db.mutate
       .checkout({
         orderId,

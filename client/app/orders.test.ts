@@ -13,7 +13,7 @@ const products = new Map([
 const checkout = (seq: number, orderId: string, at: number, lines = [{ productId: 'p1', qty: 2 }]): OutboxEntry => ({
   seq,
   name: 'checkout',
-  args: { orderId, lines, at, cartId: 'cart:ann' },
+  args: { orderId, lines, at, cartId: 'ann/cart' },
   reads: [],
   writes: [],
 });

@@ -19,7 +19,7 @@ const lineOf = (value: unknown): { productId: string; qty: number } | null => {
   return typeof productId === 'string' && typeof qty === 'number' ? { productId, qty } : null;
 };
 
-/** The signed-in user's cart (`cart:<userId>`), with its products; undefined while loading. */
+/** The signed-in user's cart (`cartIdOf(userId)`, `<userId>/cart`), with its products; undefined while loading. */
 export function useCart(db: StoreDb): CartLine[] | undefined {
   return useQuery(db, async () => {
     const cart = await db.collection('carts').get(cartIdOf(db.userId));

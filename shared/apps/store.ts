@@ -3,6 +3,7 @@ import { TidelineError } from '../errors';
 import type { Doc } from '../json';
 import { defineMutator } from '../mutators/types';
 import { defineCollection, defineSchema } from '../schema/define-schema';
+import { ownedId } from '../schema/owned-id';
 
 /**
  * The reference app's schema: a shared notes board (the live demo page), and
@@ -76,8 +77,11 @@ const cartLine = z.object({
     .max(99, 'at most 99 of one product'),
 });
 
-/** The user's one cart document. */
-export const cartIdOf = (userId: string): string => `cart:${userId}`;
+/** The user's one cart document, in the user's id namespace (no one else can take it). */
+export const cartIdOf = (userId: string): string => ownedId(userId, 'cart');
+
+/** A new order's id, in the user's id namespace; `key` is unique per order (the client app uses a random UUID). */
+export const orderIdOf = (userId: string, key: string): string => ownedId(userId, `order/${key}`);
 
 const linesOf = (cart: Doc | undefined): Array<{ productId: string; qty: number }> => {
   const parsed = z.array(cartLine).safeParse(cart?.['lines'] ?? []);
@@ -134,7 +138,8 @@ export const storeSchema = defineSchema({
   name: 'tideline-store',
   version: 1,
   collections: {
-    notes: { read: 'public', write: 'any', indexes: ['createdAt'] },
+    // Public and writable by anyone, so bounded per user: one user cannot fill the board (or the disk).
+    notes: { read: 'public', write: 'any', indexes: ['createdAt'], quota: { docs: 10_000, bytes: 4 * 1024 * 1024 } },
     products: defineCollection({
       read: 'public',
       write: { role: 'staff' },

@@ -142,16 +142,16 @@ describe('runMutation: the checkout app mutator', () => {
   const shop = (): Record<string, Doc> => ({
     'products/p1': product('p1', { price: 12.5, stock: 5 }),
     'products/p2': product('p2', { price: 3, stock: 1 }),
-    'carts/c1': { id: 'c1', owner: 'alice', lines: [{ productId: 'p1', qty: 2 }] },
+    'carts/alice/cart': { id: 'alice/cart', owner: 'alice', lines: [{ productId: 'p1', qty: 2 }] },
   });
   const args = {
-    orderId: 'o1',
+    orderId: 'alice/o1',
     lines: [
       { productId: 'p1', qty: 2 },
       { productId: 'p2', qty: 1 },
     ],
     at: 1_700_000_000_000,
-    cartId: 'c1',
+    cartId: 'alice/cart',
   };
 
   it('decrements stock, records the order for its owner and deletes the cart', () => {
@@ -162,9 +162,9 @@ describe('runMutation: the checkout app mutator', () => {
       { collection: 'products', id: 'p2', doc: product('p2', { price: 3, stock: 0 }), owner: null },
       {
         collection: 'orders',
-        id: 'o1',
+        id: 'alice/o1',
         doc: {
-          id: 'o1',
+          id: 'alice/o1',
           owner: 'alice',
           lines: [
             { productId: 'p1', name: 'Product p1', qty: 2, price: 12.5 },
@@ -176,7 +176,7 @@ describe('runMutation: the checkout app mutator', () => {
         },
         owner: 'alice',
       },
-      { collection: 'carts', id: 'c1', doc: null, owner: 'alice' },
+      { collection: 'carts', id: 'alice/cart', doc: null, owner: 'alice' },
     ]);
   });
 
@@ -195,12 +195,14 @@ describe('runMutation: the checkout app mutator', () => {
   });
 
   it('is REJECTED for an order id that exists already', () => {
-    const docs = { ...shop(), 'orders/o1': { id: 'o1', owner: 'alice', total: 1 } };
-    expectFailure(run('checkout', args, { docs }), 'REJECTED', /o1 already exists/);
+    const docs = { ...shop(), 'orders/alice/o1': { id: 'alice/o1', owner: 'alice', total: 1 } };
+    expectFailure(run('checkout', args, { docs }), 'REJECTED', /alice\/o1 already exists/);
   });
 
   it('leaves the cart of another user alone, as it would a missing cart', () => {
-    const theirs = writesOf(run('checkout', args, { docs: { ...shop(), 'carts/c1': { id: 'c1', owner: 'bob' } } }));
+    const theirs = writesOf(
+      run('checkout', args, { docs: { ...shop(), 'carts/alice/cart': { id: 'alice/cart', owner: 'bob' } } }),
+    );
     expect(theirs).toEqual(writesOf(run('checkout', args, { docs: shop() })).slice(0, -1));
     expect(theirs.some((w) => w.collection === 'carts')).toBe(false);
   });
@@ -222,14 +224,14 @@ describe('runMutation: access', () => {
   });
 
   it('no built-in may write orders, whatever the roles', () => {
-    const put = { collection: 'orders', doc: { id: 'o1', total: 0 } };
+    const put = { collection: 'orders', doc: { id: 'alice/o1', total: 0 } };
     expectFailure(run('put', put), 'FORBIDDEN', /app mutators/);
     expectFailure(run('put', put, { ctx: { ...staff, roles: ['staff', 'admin'] } }), 'FORBIDDEN');
   });
 
   it('no built-in may delete an order, not even its owner', () => {
-    const docs = { 'orders/o1': { id: 'o1', owner: 'alice', total: 1 } };
-    expectFailure(run('delete', { collection: 'orders', id: 'o1' }, { docs }), 'FORBIDDEN');
+    const docs = { 'orders/alice/o1': { id: 'alice/o1', owner: 'alice', total: 1 } };
+    expectFailure(run('delete', { collection: 'orders', id: 'alice/o1' }, { docs }), 'FORBIDDEN');
   });
 
   it("a collection written by 'owner' never lets one user overwrite another's document", () => {
@@ -261,53 +263,122 @@ describe('runMutation: access', () => {
   });
 
   it('fills in the owner of a new document in an owner-only collection', () => {
-    expect(writesOf(run('put', { collection: 'items', doc: { id: 'i1', n: 1 } }))).toEqual([
-      { collection: 'items', id: 'i1', doc: { id: 'i1', n: 1, owner: 'alice' }, owner: 'alice' },
+    expect(writesOf(run('put', { collection: 'items', doc: { id: 'alice/i1', n: 1 } }))).toEqual([
+      { collection: 'items', id: 'alice/i1', doc: { id: 'alice/i1', n: 1, owner: 'alice' }, owner: 'alice' },
     ]);
   });
 
   it("answers for another user's owner-only document exactly as for a missing one, so ids cannot be probed", () => {
-    const docs = { 'items/i1': { id: 'i1', owner: 'bob', n: 1 }, 'carts/c1': { id: 'c1', owner: 'bob' } };
+    const docs = {
+      'items/alice/i1': { id: 'alice/i1', owner: 'bob', n: 1 },
+      'carts/alice/c1': { id: 'alice/c1', owner: 'bob' },
+    };
     // The same mutation on bob's document (docs) and on nothing (no docs): the same outcome, id aside.
     const both = (name: string, args: JsonValue): [RunOutcome, RunOutcome] => [
       run(name, args, { docs }),
       run(name, args),
     ];
     for (const [name, args] of [
-      ['patch', { collection: 'items', id: 'i1', set: { n: 2 } }],
-      ['inc', { collection: 'carts', id: 'c1', field: 'n', by: 1 }],
-      ['delete', { collection: 'carts', id: 'c1' }],
+      ['patch', { collection: 'items', id: 'alice/i1', set: { n: 2 } }],
+      ['inc', { collection: 'carts', id: 'alice/c1', field: 'n', by: 1 }],
+      ['delete', { collection: 'carts', id: 'alice/c1' }],
     ] as const) {
       const [theirs, missing] = both(name, args);
       expect(theirs, name).toEqual(missing);
     }
-    expect(run('patch', { collection: 'items', id: 'i1', set: { n: 2 } }, { docs })).toEqual({
+    expect(run('patch', { collection: 'items', id: 'alice/i1', set: { n: 2 } }, { docs })).toEqual({
       ok: false,
-      error: { code: 'NOT_FOUND', message: 'items/i1 does not exist', retryable: false },
+      error: { code: 'NOT_FOUND', message: 'items/alice/i1 does not exist', retryable: false },
     });
     // A mutator reading bob's document sees nothing there.
-    expect(writesOf(run('delete', { collection: 'items', id: 'i1' }, { docs }))).toEqual([]);
+    expect(writesOf(run('delete', { collection: 'items', id: 'alice/i1' }, { docs }))).toEqual([]);
   });
 
   it("never writes over another user's owner-only document, answering as a patch of a missing one would", () => {
-    const docs = { 'items/i1': { id: 'i1', owner: 'bob', n: 1 }, 'carts/c1': { id: 'c1', owner: 'bob' } };
-    const notFound = run('patch', { collection: 'items', id: 'i1', set: { n: 2 } });
+    const docs = {
+      'items/alice/i1': { id: 'alice/i1', owner: 'bob', n: 1 },
+      'carts/alice/c1': { id: 'alice/c1', owner: 'bob' },
+    };
+    const notFound = run('patch', { collection: 'items', id: 'alice/i1', set: { n: 2 } });
     // Overwriting bob's document, with the owner left out (it would be filled in as alice) or given.
-    expect(run('put', { collection: 'items', doc: { id: 'i1', n: 2 } }, { docs })).toEqual(notFound);
-    expect(run('put', { collection: 'items', doc: { id: 'i1', owner: 'alice' } }, { docs })).toEqual(notFound);
+    expect(run('put', { collection: 'items', doc: { id: 'alice/i1', n: 2 } }, { docs })).toEqual(notFound);
+    expect(run('put', { collection: 'items', doc: { id: 'alice/i1', owner: 'alice' } }, { docs })).toEqual(notFound);
     // Creating a document in someone else's name.
-    expectFailure(run('put', { collection: 'carts', doc: { id: 'c2', owner: 'bob' } }, { docs }), 'FORBIDDEN');
-    expectFailure(run('put', { collection: 'carts', doc: { id: 'c2', owner: null } }, { docs }), 'FORBIDDEN');
+    expectFailure(run('put', { collection: 'carts', doc: { id: 'alice/c2', owner: 'bob' } }, { docs }), 'FORBIDDEN');
+    expectFailure(run('put', { collection: 'carts', doc: { id: 'alice/c2', owner: null } }, { docs }), 'FORBIDDEN');
   });
 
   it('lets the owner write their own documents', () => {
-    const docs = { 'items/i1': { id: 'i1', owner: 'alice', n: 1 } };
-    expect(writesOf(run('inc', { collection: 'items', id: 'i1', field: 'n', by: 1 }, { docs }))).toEqual([
-      { collection: 'items', id: 'i1', doc: { id: 'i1', owner: 'alice', n: 2 }, owner: 'alice' },
+    const docs = { 'items/alice/i1': { id: 'alice/i1', owner: 'alice', n: 1 } };
+    expect(writesOf(run('inc', { collection: 'items', id: 'alice/i1', field: 'n', by: 1 }, { docs }))).toEqual([
+      { collection: 'items', id: 'alice/i1', doc: { id: 'alice/i1', owner: 'alice', n: 2 }, owner: 'alice' },
     ]);
-    expect(writesOf(run('delete', { collection: 'items', id: 'i1' }, { docs }))).toEqual([
-      { collection: 'items', id: 'i1', doc: null, owner: 'alice' },
+    expect(writesOf(run('delete', { collection: 'items', id: 'alice/i1' }, { docs }))).toEqual([
+      { collection: 'items', id: 'alice/i1', doc: null, owner: 'alice' },
     ]);
+  });
+});
+
+describe('runMutation: owner-namespaced ids', () => {
+  const mallory: MutatorContext = { userId: 'mallory', roles: [], side: 'server' };
+
+  it("refuses an owner-only id outside the writer's namespace, whatever mutator writes it", () => {
+    for (const id of ['cart:victim', 'victim/cart', 'mallory', 'mallory/', 'Mallory/cart', 'mallory%2Fx']) {
+      expectFailure(
+        run('put', { collection: 'carts', doc: { id, lines: [] } }, { ctx: mallory }),
+        'FORBIDDEN',
+        /must start with the owner's prefix 'mallory\/'.*ownedId/,
+      );
+    }
+    // An app mutator too: checkout's order id comes from the client.
+    const docs = { 'products/p1': product('p1') };
+    const order = { orderId: 'victim/o1', lines: [{ productId: 'p1', qty: 1 }], at: 1 };
+    expectFailure(run('checkout', order, { docs, ctx: mallory }), 'FORBIDDEN', /prefix 'mallory\/'/);
+    expect(writesOf(run('checkout', { ...order, orderId: 'mallory/o1' }, { docs, ctx: mallory }))).toHaveLength(2);
+  });
+
+  it('answers the same whether or not the id outside the namespace is taken', () => {
+    const docs = { 'carts/victim/cart': { id: 'victim/cart', owner: 'victim', lines: [] } };
+    const put = { collection: 'carts', doc: { id: 'victim/cart', lines: [] } };
+    expect(run('put', put, { docs, ctx: mallory })).toEqual(run('put', put, { ctx: mallory }));
+    const del = { collection: 'carts', id: 'victim/cart' };
+    expect(run('delete', del, { docs, ctx: mallory })).toEqual(run('delete', del, { ctx: mallory }));
+  });
+
+  it("percent-encodes the user id, so no user id reaches another user's namespace", () => {
+    const slashy: MutatorContext = { userId: 'a/b', roles: [], side: 'server' };
+    expectFailure(run('put', { collection: 'items', doc: { id: 'a/b/x' } }, { ctx: slashy }), 'FORBIDDEN', /'a%2Fb\/'/);
+    expect(writesOf(run('put', { collection: 'items', doc: { id: 'a%2Fb/x' } }, { ctx: slashy }))[0]?.owner).toBe(
+      'a/b',
+    );
+    const a: MutatorContext = { userId: 'a', roles: [], side: 'server' };
+    expectFailure(run('put', { collection: 'items', doc: { id: 'a%2Fb/x' } }, { ctx: a }), 'FORBIDDEN');
+  });
+
+  it("the storefront mutators write the cart in the user's namespace", () => {
+    const docs = { 'products/p1': product('p1') };
+    expect(writesOf(run('cartAdd', { productId: 'p1', qty: 2 }, { docs, ctx: mallory }))).toEqual([
+      {
+        collection: 'carts',
+        id: 'mallory/cart',
+        doc: { id: 'mallory/cart', owner: 'mallory', lines: [{ productId: 'p1', qty: 2 }] },
+        owner: 'mallory',
+      },
+    ]);
+  });
+
+  it('lets an owner delete their own document with an id from before namespaces', () => {
+    const docs = { 'carts/cart:alice': { id: 'cart:alice', owner: 'alice', lines: [] } };
+    expect(writesOf(run('delete', { collection: 'carts', id: 'cart:alice' }, { docs }))).toEqual([
+      { collection: 'carts', id: 'cart:alice', doc: null, owner: 'alice' },
+    ]);
+    expectFailure(run('patch', { collection: 'carts', id: 'cart:alice', set: { n: 1 } }, { docs }), 'FORBIDDEN');
+  });
+
+  it("a system write puts an owner-only document only in its owner's namespace", () => {
+    const system: RunContext = { userId: '~system', roles: [], side: 'server', system: true };
+    const order = { id: 'bob/o1', owner: 'alice', total: 3 };
+    expectFailure(run('put', { collection: 'orders', doc: order }, { ctx: system }), 'FORBIDDEN', /prefix 'alice\/'/);
   });
 });
 
@@ -518,9 +589,9 @@ describe('runMutation: the system principal (server-side writes)', () => {
   const system: RunContext = { userId: '~system', roles: [], side: 'server', system: true };
 
   it('writes any collection, whatever its write access', () => {
-    const order = { id: 'o1', owner: 'alice', total: 3 };
+    const order = { id: 'alice/o1', owner: 'alice', total: 3 };
     expect(writesOf(run('put', { collection: 'orders', doc: order }, { ctx: system }))).toEqual([
-      { collection: 'orders', id: 'o1', doc: order, owner: 'alice' },
+      { collection: 'orders', id: 'alice/o1', doc: order, owner: 'alice' },
     ]);
     expect(writesOf(run('put', { collection: 'products', doc: product('p1') }, { ctx: system }))).toEqual([
       { collection: 'products', id: 'p1', doc: product('p1'), owner: null },
@@ -528,21 +599,25 @@ describe('runMutation: the system principal (server-side writes)', () => {
   });
 
   it("reads and writes any user's owner-only documents, for the owner they name", () => {
-    const docs = { 'items/i1': { id: 'i1', owner: 'bob', n: 1 } };
-    expect(writesOf(run('inc', { collection: 'items', id: 'i1', field: 'n', by: 1 }, { docs, ctx: system }))).toEqual([
-      { collection: 'items', id: 'i1', doc: { id: 'i1', owner: 'bob', n: 2 }, owner: 'bob' },
-    ]);
+    const docs = { 'items/bob/i1': { id: 'bob/i1', owner: 'bob', n: 1 } };
+    expect(
+      writesOf(run('inc', { collection: 'items', id: 'bob/i1', field: 'n', by: 1 }, { docs, ctx: system })),
+    ).toEqual([{ collection: 'items', id: 'bob/i1', doc: { id: 'bob/i1', owner: 'bob', n: 2 }, owner: 'bob' }]);
     // A tombstone keeps the owner, so the delete reaches bob's replica.
-    expect(writesOf(run('delete', { collection: 'items', id: 'i1' }, { docs, ctx: system }))).toEqual([
-      { collection: 'items', id: 'i1', doc: null, owner: 'bob' },
+    expect(writesOf(run('delete', { collection: 'items', id: 'bob/i1' }, { docs, ctx: system }))).toEqual([
+      { collection: 'items', id: 'bob/i1', doc: null, owner: 'bob' },
     ]);
   });
 
   it('needs an owner on a new owner-only document, and never moves one to another user', () => {
-    const docs = { 'items/i1': { id: 'i1', owner: 'bob', n: 1 } };
-    expectFailure(run('put', { collection: 'items', doc: { id: 'i2' } }, { ctx: system }), 'INVALID_DOCUMENT', /owner/);
+    const docs = { 'items/bob/i1': { id: 'bob/i1', owner: 'bob', n: 1 } };
     expectFailure(
-      run('put', { collection: 'items', doc: { id: 'i1', owner: 'alice' } }, { docs, ctx: system }),
+      run('put', { collection: 'items', doc: { id: 'bob/i2' } }, { ctx: system }),
+      'INVALID_DOCUMENT',
+      /owner/,
+    );
+    expectFailure(
+      run('put', { collection: 'items', doc: { id: 'bob/i1', owner: 'alice' } }, { docs, ctx: system }),
       'FORBIDDEN',
     );
   });

@@ -5,6 +5,7 @@ import type { Doc, JsonValue } from '../json';
 import type { Limits } from '../protocol/limits';
 import { readsAll } from '../schema/define-schema';
 import type { AppSchema, CollectionDef } from '../schema/define-schema';
+import { isOwnedBy, ownerPrefix } from '../schema/owned-id';
 import { BUILTIN_MUTATORS } from './builtins';
 import type { MutatorContext, MutatorDef, MutatorTx, Write } from './types';
 
@@ -170,6 +171,11 @@ function runChecked(
     const stored = read(collection, id);
     const hidden = stored !== undefined && !mayRead(def, stored);
     const prev = hidden ? undefined : stored;
+    // Before anything that depends on what is stored, so the answer tells nothing about other users' ids.
+    // Deleting a document one owns stays allowed whatever its id (one made before ids were namespaced).
+    if (!ctx.system && def.read === 'owner' && !(doc === null && prev?.['owner'] === ctx.userId)) {
+      checkNamespace(collection, id, ctx.userId);
+    }
     // Deleting nothing; deleting a document the user cannot see is the same no-op.
     if (doc === null && prev === undefined) continue;
     if (ctx.system) {
@@ -217,6 +223,7 @@ function systemWrite(
       `${collection}/${id}: a system write to an owner-only collection must set 'owner'`,
     );
   }
+  if (doc !== null) checkNamespace(collection, id, owner);
   if (prev !== undefined && prevOwner !== owner) {
     throw new TidelineError(
       'FORBIDDEN',
@@ -224,6 +231,20 @@ function systemWrite(
     );
   }
   return { collection, id, doc, owner };
+}
+
+/**
+ * An owner-only document's id must lie in its owner's namespace
+ * (`ownedId(owner, rest)`): ids are unique per collection, so an id anyone
+ * could take would let one user block another's document for good.
+ */
+function checkNamespace(collection: string, id: string, owner: string): void {
+  if (isOwnedBy(id, owner)) return;
+  throw new TidelineError(
+    'FORBIDDEN',
+    `${collection}/${id}: ids in the owner-only collection '${collection}' must start with the owner's prefix ` +
+      `'${ownerPrefix(owner)}' and go on after it; make them with ownedId(userId, rest) from tideline/schema`,
+  );
 }
 
 /** The answer for a document that is missing, or in another user's scope (the two must not differ). */

@@ -41,6 +41,22 @@ export interface Rule<D = Doc> {
  */
 export type DocShape = { id: string };
 
+/**
+ * How much of one collection each user may hold, counted against the user
+ * whose mutation created a document (its author; in an owner-only
+ * collection, its owner). Checked on the primary: a mutation that would take
+ * its writer past a bound is rejected with QUOTA_EXCEEDED and stores
+ * nothing. Deleting frees room; an edit by another user (staff fixing a
+ * product) counts against the author, never the editor. Server writes by the
+ * system principal are not counted.
+ */
+export interface Quota {
+  /** Live documents per user. */
+  docs?: number;
+  /** Bytes per user: the sum of the user's documents' sizes as UTF-8 JSON. */
+  bytes?: number;
+}
+
 export interface CollectionDef {
   read: ReadAccess;
   /** Roles that may read every document of an owner-only collection (staff sees all orders). */
@@ -54,6 +70,8 @@ export interface CollectionDef {
    */
   doc?: z.ZodType<DocShape>;
   rules?: readonly Rule[];
+  /** Per-user bounds on this collection (see `Quota`); none when absent. */
+  quota?: Quota;
 }
 
 /**
@@ -138,6 +156,7 @@ export function defineSchema<const S extends AppSchema>(schema: S): S {
         `collection '${name}' has write 'owner' but read '${def.read}': only owner-only collections have owners`,
       );
     }
+    if (def.quota !== undefined) checkQuota(name, def.quota);
     for (const index of def.indexes) {
       if (index === 'id' || index.startsWith('_')) throw new Error(`index '${index}' on '${name}' is reserved`);
     }
@@ -146,4 +165,14 @@ export function defineSchema<const S extends AppSchema>(schema: S): S {
     if (key !== m.name) throw new Error(`mutator registered as '${key}' is named '${m.name}'`);
   }
   return schema;
+}
+
+function checkQuota(collection: string, quota: Quota): void {
+  for (const key of Object.keys(quota)) {
+    if (key !== 'docs' && key !== 'bytes') throw new Error(`quota of '${collection}' has an unknown bound '${key}'`);
+    const value = quota[key];
+    if (value !== undefined && !(Number.isSafeInteger(value) && value > 0)) {
+      throw new Error(`quota.${key} of '${collection}' must be a positive integer, got ${String(value)}`);
+    }
+  }
 }

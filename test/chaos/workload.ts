@@ -1,4 +1,5 @@
 import type { Doc } from '../../shared/json';
+import { ownedId } from '../../shared/schema/owned-id';
 import type { Rng } from '../sim/random';
 import { COUNTERS } from './chaos-client';
 import type { ChaosClient, CounterBook } from './chaos-client';
@@ -92,12 +93,12 @@ export class Workload {
           .filter((p, i, all) => all.indexOf(p) === i)
           .slice(0, this.rng.int(1, 2))
           .map((productId) => ({ productId, qty: this.rng.int(1, 3) }));
-        await c.mutate('checkout', { orderId: `order-${c.name}-${n}`, lines, at: n });
+        await c.mutate('checkout', { orderId: ownedId(c.userId, `order-${c.name}-${n}`), lines, at: n });
         return;
       }
       case 'sharedItem': {
-        // Whoever writes a shared item first owns it; another user's write is refused by the primary (NOT_FOUND)
-        // (this client cannot see that item, so it cannot know).
+        // An id outside the user's namespace (one all users try to take): the library refuses it at once
+        // (FORBIDDEN, nothing stored), so no user can take an id another needs.
         const id = `item-shared-${this.rng.int(0, SHARED_ITEMS - 1)}`;
         await c.mutate('put', { collection: 'items', doc: { id, by: c.name, n } });
         return;

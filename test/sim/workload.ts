@@ -1,4 +1,6 @@
+import { cartIdOf } from '../../shared/apps/store';
 import type { JsonValue } from '../../shared/json';
+import { ownedId } from '../../shared/schema/owned-id';
 import type { Rng } from './random';
 
 export const NOTE_IDS = ['n0', 'n1', 'n2', 'n3'];
@@ -37,11 +39,12 @@ export interface Op {
 /**
  * One random mutation of a client. Ids come from small pools so that clients
  * collide: the same notes, the shared counter, a few products with little
- * stock, and an `items` id that every user tries to own.
+ * stock, and a few `items` ids per user (in the user's id namespace).
  */
 export function randomOp(rng: Rng, client: string, userId: string, staff: boolean, k: number, now: number): Op {
   const tag = `${client}-${k}`;
-  const itemId = rng.chance(0.2) ? 'shared-i0' : `${userId}-i${rng.int(0, 1)}`;
+  // Owner-only ids lie in the owner's namespace: two users can never race for one (ownedId).
+  const itemId = ownedId(userId, `i${rng.int(0, 2)}`);
   const op = rng.weighted(OPS);
   switch (op === 'restock' && !staff ? 'inc' : op) {
     case 'notePut':
@@ -66,8 +69,8 @@ export function randomOp(rng: Rng, client: string, userId: string, staff: boolea
         productId: rng.pick(PRODUCTS).id,
         qty: rng.int(1, 2),
       }));
-      const args: { [key: string]: JsonValue } = { orderId: `o-${tag}`, lines, at: now };
-      if (rng.chance(0.3)) args['cartId'] = `${userId}-cart`;
+      const args: { [key: string]: JsonValue } = { orderId: ownedId(userId, `o-${tag}`), lines, at: now };
+      if (rng.chance(0.3)) args['cartId'] = cartIdOf(userId);
       return { name: 'checkout', args };
     }
     case 'restock':
@@ -77,7 +80,7 @@ export function randomOp(rng: Rng, client: string, userId: string, staff: boolea
         name: 'put',
         args: {
           collection: 'carts',
-          doc: { id: `${userId}-cart`, lines: [{ productId: rng.pick(PRODUCTS).id, qty: 1 }] },
+          doc: { id: cartIdOf(userId), lines: [{ productId: rng.pick(PRODUCTS).id, qty: 1 }] },
         },
       };
   }
