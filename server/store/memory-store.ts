@@ -5,7 +5,7 @@ import type { Doc } from '../../shared/json';
 import type { Write } from '../../shared/mutators/types';
 import type { Change } from '../../shared/protocol/change';
 import { mergeByLsn } from './log';
-import { isServerOrigin, orderValueOf, REJECTION_WINDOW, storedRejection } from './store';
+import { authorOf, isServerOrigin, orderValueOf, REJECTION_WINDOW, storedRejection } from './store';
 import type {
   DocQuery,
   LogPage,
@@ -19,6 +19,7 @@ import type {
   StoredDoc,
   StoreTx,
   TermStart,
+  Usage,
 } from './store';
 
 interface MemoryDoc {
@@ -28,6 +29,8 @@ interface MemoryDoc {
   lsn: number;
   /** JSON text, as SQLite keeps it, so every read hands out a fresh copy and no caller can alias stored data. */
   body: string | null;
+  /** Who the live document counts against (see `authorOf`); null for a tombstone or an uncounted one. */
+  author: string | null;
 }
 
 type MemoryChange = Omit<Change, 'doc'> & { body: string | null };
@@ -60,6 +63,8 @@ export interface MemoryStoreData {
   readonly rejections: Map<string, WireErrorShape>;
   /** Keyed server writes by origin (see `SERVER_ORIGIN_PREFIX`). */
   readonly serverOrigins: Map<string, ServerOriginRecord>;
+  /** What each author holds per collection, keyed `collection\u0000userId`; only non-empty entries. */
+  readonly usage: Map<string, Usage>;
 }
 
 export interface MemoryStoreOptions {
@@ -97,6 +102,7 @@ export class MemoryStore implements Store {
       clientUsers: new Map(),
       rejections: new Map(),
       serverOrigins: new Map(),
+      usage: new Map(),
     };
   }
 
@@ -165,6 +171,16 @@ export class MemoryStore implements Store {
       clientUser: (clientId) => {
         check();
         return this.data.clientUsers.get(clientId) ?? null;
+      },
+      usage: (collection, userId) => {
+        check();
+        const u = this.data.usage.get(keyOf(collection, userId));
+        return u ? { ...u } : { docs: 0, bytes: 0 };
+      },
+      docAuthor: (collection, id) => {
+        check();
+        const d = this.data.docs.get(keyOf(collection, id));
+        return d?.body != null ? d.author : null;
       },
       bindClient: (clientId, userId) => {
         check();
@@ -412,13 +428,7 @@ export class MemoryStore implements Store {
         const body = c.doc === null ? null : JSON.stringify(c.doc);
         const { doc: _doc, ...rest } = c;
         this.pushEntry({ ...rest, body });
-        this.setDoc(keyOf(c.collection, c.id), {
-          collection: c.collection,
-          id: c.id,
-          owner: c.owner,
-          lsn: c.lsn,
-          body,
-        });
+        this.putDoc(c.collection, c.id, c.owner, c.lsn, body, c.clientId);
         if (c.clientId !== null && c.seq !== null && c.seq > (data.clients.get(c.clientId) ?? 0)) {
           const { clientId } = c;
           const prev = data.clients.get(clientId);
@@ -432,10 +442,17 @@ export class MemoryStore implements Store {
 
   exportSnapshot(): ReplicaSnapshot {
     this.assertOpen();
-    const docs: StoredDoc[] = [];
+    const docs: ReplicaSnapshot['docs'] = [];
     for (const d of this.data.docs.values()) {
       if (d.body !== null)
-        docs.push({ collection: d.collection, id: d.id, owner: d.owner, lsn: d.lsn, doc: parseBody(d.body) });
+        docs.push({
+          collection: d.collection,
+          id: d.id,
+          owner: d.owner,
+          lsn: d.lsn,
+          doc: parseBody(d.body),
+          author: d.author,
+        });
     }
     docs.sort((a, b) => compareCodePoints(a.collection, b.collection) || compareCodePoints(a.id, b.id));
     const rejections: ReplicaSnapshot['rejections'] = [];
@@ -467,14 +484,20 @@ export class MemoryStore implements Store {
     data.clientUsers.clear();
     data.rejections.clear();
     data.serverOrigins.clear();
+    data.usage.clear();
     for (const d of snapshot.docs) {
+      const body = d.doc === null ? null : JSON.stringify(d.doc);
+      const author = body === null ? null : (d.author ?? d.owner);
       data.docs.set(keyOf(d.collection, d.id), {
         collection: d.collection,
         id: d.id,
         owner: d.owner,
         lsn: d.lsn,
-        body: d.doc === null ? null : JSON.stringify(d.doc),
+        body,
+        author,
       });
+      // Usage is rebuilt from the documents, as the SQLite store does.
+      if (author !== null && body !== null) addUsage(data.usage, d.collection, author, 1, byteLength(body));
     }
     for (const c of snapshot.clients) data.clients.set(c.clientId, c.lastSeq);
     for (const r of snapshot.rejections) {
@@ -525,13 +548,7 @@ export class MemoryStore implements Store {
       body,
     };
     this.pushEntry(change);
-    this.setDoc(keyOf(write.collection, write.id), {
-      collection: write.collection,
-      id: write.id,
-      owner: write.owner,
-      lsn,
-      body,
-    });
+    this.putDoc(write.collection, write.id, write.owner, lsn, body, change.clientId);
     if (change.clientId !== null) this.noteServerOrigin(change.clientId, lsn, ts);
     return {
       lsn,
@@ -610,6 +627,40 @@ export class MemoryStore implements Store {
     this.undo.push(() => restore(serverOrigins, clientId, prev));
   }
 
+  /**
+   * Makes a change the document's current version and moves its bytes
+   * between authors' usage (the rule of `authorOf`, as the SQLite store
+   * applies it); undone with the transaction.
+   */
+  private putDoc(
+    collection: string,
+    id: string,
+    owner: string | null,
+    lsn: number,
+    body: string | null,
+    clientId: string | null,
+  ): void {
+    const key = keyOf(collection, id);
+    const prev = this.data.docs.get(key);
+    const live = prev !== undefined && prev.body !== null ? prev : undefined;
+    let author: string | null = null;
+    if (body !== null) {
+      const originUser = clientId === null ? null : (this.data.clientUsers.get(clientId) ?? null);
+      author = live !== undefined ? live.author : authorOf(owner, originUser);
+    }
+    if (live?.author != null && live.body !== null) this.moveUsage(collection, live.author, -1, -byteLength(live.body));
+    if (author !== null && body !== null) this.moveUsage(collection, author, 1, byteLength(body));
+    this.setDoc(key, { collection, id, owner, lsn, body, author });
+  }
+
+  private moveUsage(collection: string, userId: string, docs: number, bytes: number): void {
+    const { usage } = this.data;
+    const key = keyOf(collection, userId);
+    const prev = usage.get(key);
+    addUsage(usage, collection, userId, docs, bytes);
+    this.undo.push(() => restore(usage, key, prev));
+  }
+
   private setDoc(key: string, doc: MemoryDoc | undefined): void {
     const docs = this.data.docs;
     const prev = docs.get(key);
@@ -630,6 +681,22 @@ function checkWrite(write: Write): void {
       `cannot store ${write.collection}/${write.id}: the document's id is '${write.doc.id}'`,
     );
   }
+}
+
+/** Adds to an author's usage, dropping the entry when it holds nothing (entries exist only for holders). */
+function addUsage(usage: Map<string, Usage>, collection: string, userId: string, docs: number, bytes: number): void {
+  const key = keyOf(collection, userId);
+  const prev = usage.get(key) ?? { docs: 0, bytes: 0 };
+  const next = { docs: prev.docs + docs, bytes: prev.bytes + bytes };
+  if (next.docs <= 0) usage.delete(key);
+  else usage.set(key, next);
+}
+
+const encoder = new TextEncoder();
+
+/** A body's size as UTF-8, as `jsonByteLength` counts the document. */
+function byteLength(body: string): number {
+  return encoder.encode(body).length;
 }
 
 function restore<K, V>(map: Map<K, V>, key: K, value: V | undefined): void {

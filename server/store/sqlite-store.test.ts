@@ -170,7 +170,49 @@ describe('SqliteStore', () => {
     expect(store.transact((tx) => [tx.clientUser('old-client'), tx.lastSeq('old-client')])).toEqual(['alice', 7]);
     store.close();
     const check = new Database(path, { readonly: true });
-    expect(check.prepare("SELECT value FROM meta WHERE key = 'schema_version'").pluck().get()).toBe(4);
+    expect(check.prepare("SELECT value FROM meta WHERE key = 'schema_version'").pluck().get()).toBe(5);
+    check.close();
+  });
+
+  it('migrates a version 4 store: owner-only documents count against their owners, others against nobody', () => {
+    const first = openSqliteStore(path);
+    first.transact((tx) => {
+      tx.bindClient('k1', 'alice');
+      tx.append({ collection: 'carts', id: 'alice/cart', doc: { id: 'alice/cart', n: 1 }, owner: 'alice' }, null, 1);
+      tx.append(
+        { collection: 'notes', id: 'n1', doc: { id: 'n1', text: 'hi' }, owner: null },
+        { clientId: 'k1', seq: 1 },
+        1,
+      );
+    });
+    first.close();
+    const db = new Database(path);
+    db.exec(
+      `DROP TABLE usage; ALTER TABLE docs DROP COLUMN author; UPDATE meta SET value = 4 WHERE key = 'schema_version';`,
+    );
+    db.close();
+
+    const store = openSqliteStore(path);
+    const cartBytes = Buffer.byteLength(JSON.stringify({ id: 'alice/cart', n: 1 }));
+    expect(
+      store.transact((tx) => [tx.usage('carts', 'alice'), tx.usage('notes', 'alice'), tx.docAuthor('notes', 'n1')]),
+    ).toEqual([{ docs: 1, bytes: cartBytes }, { docs: 0, bytes: 0 }, null]);
+    // Counting goes on from there: an edit of the old note still counts against nobody; a new one counts.
+    store.transact((tx) => {
+      tx.append(
+        { collection: 'notes', id: 'n1', doc: { id: 'n1', text: 'edited' }, owner: null },
+        { clientId: 'k1', seq: 2 },
+        2,
+      );
+      tx.append({ collection: 'notes', id: 'n2', doc: { id: 'n2' }, owner: null }, { clientId: 'k1', seq: 3 }, 2);
+    });
+    expect(store.transact((tx) => tx.usage('notes', 'alice'))).toEqual({
+      docs: 1,
+      bytes: Buffer.byteLength('{"id":"n2"}'),
+    });
+    store.close();
+    const check = new Database(path, { readonly: true });
+    expect(check.prepare("SELECT value FROM meta WHERE key = 'schema_version'").pluck().get()).toBe(5);
     check.close();
   });
 

@@ -10,7 +10,7 @@ import type { Change } from '../../shared/protocol/change';
 import { sealBackup } from './backup';
 import { mergeByLsn } from './log';
 import { createPrivateFile, makePrivate, PRIVATE_DIR_MODE } from './private-files';
-import { isServerOrigin, REJECTION_WINDOW, storedRejection } from './store';
+import { authorOf, isServerOrigin, REJECTION_WINDOW, storedRejection } from './store';
 import type {
   DocFilter,
   DocQuery,
@@ -20,11 +20,13 @@ import type {
   ReplicaSnapshot,
   Scope,
   ServerOriginRecord,
+  SnapshotDoc,
   Store,
   StoreMeta,
   StoredDoc,
   StoreTx,
   TermStart,
+  Usage,
 } from './store';
 
 /**
@@ -32,7 +34,7 @@ import type {
  * them and teach `openSqliteStore` to migrate the older files; a file from a
  * newer version is refused, because this code would misread it.
  */
-export const SQLITE_SCHEMA_VERSION = 4;
+export const SQLITE_SCHEMA_VERSION = 5;
 
 /*
  * History:
@@ -40,6 +42,8 @@ export const SQLITE_SCHEMA_VERSION = 4;
  * 2 — outcomes: log entries for mutations that wrote nothing (created on open; a version 1 file has none).
  * 3 — idempotency: keyed server writes (origin → LSN, ts), for duplicate answers and retention (created on open).
  * 4 — clients.user_id: the user a client id is bound to (added on open; NULL for older rows: bound at the next hello).
+ * 5 — quotas: docs.author (who a document counts against) and usage (per collection and author: documents and
+ *     bytes). Added on open; an older file's owner-only documents count against their owners, others against nobody.
  */
 
 export interface SqliteStoreOptions {
@@ -62,6 +66,7 @@ const SCHEMA_SQL = `
     lsn INTEGER NOT NULL,
     deleted INTEGER NOT NULL,
     body TEXT,
+    author TEXT,
     PRIMARY KEY (collection, id)
   );
   CREATE INDEX IF NOT EXISTS docs_tombstones ON docs (lsn) WHERE deleted = 1;
@@ -98,11 +103,32 @@ const SCHEMA_SQL = `
   );
   CREATE TABLE IF NOT EXISTS idempotency (origin TEXT PRIMARY KEY, lsn INTEGER NOT NULL, ts INTEGER NOT NULL) WITHOUT ROWID;
   CREATE INDEX IF NOT EXISTS idempotency_ts ON idempotency (ts);
+  CREATE TABLE IF NOT EXISTS usage (
+    collection TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    docs INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    PRIMARY KEY (collection, user_id)
+  ) WITHOUT ROWID;
+`;
+
+/** Every author's documents and bytes, counted again from the live documents (a migration, a snapshot import). */
+const REBUILD_USAGE_SQL = `
+  DELETE FROM usage;
+  INSERT INTO usage (collection, user_id, docs, bytes)
+    SELECT collection, author, COUNT(*), SUM(length(CAST(body AS BLOB))) FROM docs
+    WHERE deleted = 0 AND author IS NOT NULL GROUP BY collection, author;
 `;
 
 interface DocRow {
   owner: string | null;
   lsn: number;
+  body: string | null;
+}
+
+/** What a write needs of the version it replaces: who it counts against, and its size. */
+interface PrevRow {
+  author: string | null;
   body: string | null;
 }
 
@@ -186,6 +212,10 @@ export class SqliteStore implements Store {
   private readonly deleteRejections;
   private readonly selectClientUser;
   private readonly bindClientStmt;
+  private readonly selectPrev;
+  private readonly selectUsage;
+  private readonly addUsage;
+  private readonly dropEmptyUsage;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     this.path = path;
@@ -225,10 +255,23 @@ export class SqliteStore implements Store {
     this.selectDoc = db.prepare<[string, string], DocRow>(
       'SELECT owner, lsn, body FROM docs WHERE collection = ? AND id = ?',
     );
-    this.upsertDoc = db.prepare<[string, string, string | null, number, number, string | null]>(
-      `INSERT INTO docs (collection, id, owner, lsn, deleted, body) VALUES (?, ?, ?, ?, ?, ?)
+    this.upsertDoc = db.prepare<[string, string, string | null, number, number, string | null, string | null]>(
+      `INSERT INTO docs (collection, id, owner, lsn, deleted, body, author) VALUES (?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (collection, id) DO UPDATE SET owner = excluded.owner, lsn = excluded.lsn,
-         deleted = excluded.deleted, body = excluded.body`,
+         deleted = excluded.deleted, body = excluded.body, author = excluded.author`,
+    );
+    this.selectPrev = db.prepare<[string, string], PrevRow>(
+      'SELECT author, body FROM docs WHERE collection = ? AND id = ? AND deleted = 0',
+    );
+    this.selectUsage = db.prepare<[string, string], Usage>(
+      'SELECT docs, bytes FROM usage WHERE collection = ? AND user_id = ?',
+    );
+    this.addUsage = db.prepare<[string, string, number, number]>(
+      `INSERT INTO usage (collection, user_id, docs, bytes) VALUES (?, ?, ?, ?)
+       ON CONFLICT (collection, user_id) DO UPDATE SET docs = docs + excluded.docs, bytes = bytes + excluded.bytes`,
+    );
+    this.dropEmptyUsage = db.prepare<[string, string]>(
+      'DELETE FROM usage WHERE collection = ? AND user_id = ? AND docs <= 0',
     );
     this.insertChange = db.prepare<
       [number, number, string, string, string | null, number, string | null, string | null, number | null, number]
@@ -365,6 +408,15 @@ export class SqliteStore implements Store {
       bindClient: (clientId, userId) => {
         check();
         this.bindClientStmt.run(clientId, userId);
+      },
+      usage: (collection, userId) => {
+        check();
+        const row = this.selectUsage.get(collection, userId);
+        return row ? { docs: row.docs, bytes: row.bytes } : { docs: 0, bytes: 0 };
+      },
+      docAuthor: (collection, id) => {
+        check();
+        return this.selectPrev.get(collection, id)?.author ?? null;
       },
     };
     try {
@@ -628,7 +680,7 @@ export class SqliteStore implements Store {
           const body = c.doc === null ? null : JSON.stringify(c.doc);
           const deleted = c.doc === null ? 1 : 0;
           this.insertChange.run(c.lsn, c.term, c.collection, c.id, c.owner, deleted, body, c.clientId, c.seq, c.ts);
-          this.upsertDoc.run(c.collection, c.id, c.owner, c.lsn, deleted, body);
+          this.putDoc(c.collection, c.id, c.owner, c.lsn, body, c.clientId);
           if (c.clientId !== null && c.seq !== null && c.seq > this.lastSeq(c.clientId)) {
             this.upsertClient.run(c.clientId, c.seq);
           }
@@ -648,11 +700,19 @@ export class SqliteStore implements Store {
     this.assertOpen();
     return this.atomically(() => {
       const docs = this.db
-        .prepare<[], { collection: string; id: string; owner: string | null; lsn: number; body: string }>(
-          'SELECT collection, id, owner, lsn, body FROM docs WHERE deleted = 0 ORDER BY collection, id',
-        )
+        .prepare<
+          [],
+          { collection: string; id: string; owner: string | null; lsn: number; body: string; author: string | null }
+        >('SELECT collection, id, owner, lsn, body, author FROM docs WHERE deleted = 0 ORDER BY collection, id')
         .all()
-        .map((r) => ({ collection: r.collection, id: r.id, owner: r.owner, lsn: r.lsn, doc: parseDoc(r.body) }));
+        .map((r): SnapshotDoc => ({
+          collection: r.collection,
+          id: r.id,
+          owner: r.owner,
+          lsn: r.lsn,
+          doc: parseDoc(r.body),
+          author: r.author,
+        }));
       const clients = this.db
         // A client bound by a hello but with nothing settled is a row of last seq 0, the same as no row.
         .prepare<[], { client_id: string; last_seq: number }>(
@@ -683,11 +743,12 @@ export class SqliteStore implements Store {
       this.db.exec(
         // A snapshot carries the clients rows of keyed server writes but not their records: those
         // keys keep answering duplicate here, and are never pruned on this node (safe, if not small).
-        'DELETE FROM docs; DELETE FROM changes; DELETE FROM outcomes; DELETE FROM clients; DELETE FROM rejections; DELETE FROM idempotency;',
+        'DELETE FROM docs; DELETE FROM changes; DELETE FROM outcomes; DELETE FROM clients; DELETE FROM rejections; DELETE FROM idempotency; DELETE FROM usage;',
       );
       for (const d of snapshot.docs) {
-        this.upsertDoc.run(d.collection, d.id, d.owner, d.lsn, 0, JSON.stringify(d.doc));
+        this.upsertDoc.run(d.collection, d.id, d.owner, d.lsn, 0, JSON.stringify(d.doc), d.author ?? d.owner);
       }
+      this.db.exec(REBUILD_USAGE_SQL);
       for (const c of snapshot.clients) this.upsertClient.run(c.clientId, c.lastSeq);
       for (const r of snapshot.rejections) this.keepRejection(r.clientId, r.seq, r.error);
       this.head = snapshot.asOf;
@@ -787,7 +848,7 @@ export class SqliteStore implements Store {
     const clientId = origin?.clientId ?? null;
     const seq = origin?.seq ?? null;
     this.insertChange.run(lsn, this.term, write.collection, write.id, write.owner, deleted, body, clientId, seq, ts);
-    this.upsertDoc.run(write.collection, write.id, write.owner, lsn, deleted, body);
+    this.putDoc(write.collection, write.id, write.owner, lsn, body, clientId);
     if (clientId !== null) this.noteServerOrigin(clientId, lsn, ts);
     this.head = lsn;
     return {
@@ -801,6 +862,33 @@ export class SqliteStore implements Store {
       seq,
       ts,
     };
+  }
+
+  /**
+   * Makes a change the document's current version (`body` null: a tombstone)
+   * and moves its bytes between authors' usage: a new document counts against
+   * `authorOf` its owner and origin, a new version against the author it had.
+   */
+  private putDoc(
+    collection: string,
+    id: string,
+    owner: string | null,
+    lsn: number,
+    body: string | null,
+    clientId: string | null,
+  ): void {
+    const prev = this.selectPrev.get(collection, id);
+    let author: string | null = null;
+    if (body !== null) {
+      const originUser = clientId === null ? null : (this.selectClientUser.get(clientId)?.user_id ?? null);
+      author = prev !== undefined ? prev.author : authorOf(owner, originUser);
+    }
+    if (prev?.author != null && prev.body !== null) {
+      this.addUsage.run(collection, prev.author, -1, -byteLength(prev.body));
+      if (author !== prev.author) this.dropEmptyUsage.run(collection, prev.author);
+    }
+    if (author !== null && body !== null) this.addUsage.run(collection, author, 1, byteLength(body));
+    this.upsertDoc.run(collection, id, owner, lsn, body === null ? 1 : 0, body, author);
   }
 
   private recordOutcome(clientId: string, seq: number, rejection: WireErrorShape | null): void {
@@ -941,6 +1029,14 @@ function initSchema(db: Database.Database, path: string): void {
   // Version 4: a version 3 (or older) `clients` table lacks the binding column; its rows stay unbound (NULL).
   const clientColumns = db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('clients')").all();
   if (!clientColumns.some((c) => c.name === 'user_id')) db.exec('ALTER TABLE clients ADD COLUMN user_id TEXT');
+  // Version 5: authors. What wrote an older document is not known but for an owner-only one (its owner);
+  // other documents count against nobody until deleted.
+  const docColumns = db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('docs')").all();
+  if (!docColumns.some((c) => c.name === 'author')) {
+    db.exec('ALTER TABLE docs ADD COLUMN author TEXT');
+    db.exec('UPDATE docs SET author = owner WHERE deleted = 0 AND owner IS NOT NULL');
+    db.exec(REBUILD_USAGE_SQL);
+  }
   const insert = db.prepare<[MetaKey, string | number]>('INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)');
   insert.run('schema_version', SQLITE_SCHEMA_VERSION);
   insert.run('server_id', randomUUID());
@@ -1034,6 +1130,11 @@ function outcomeOf(r: OutcomeRow): OutcomeEntry {
   const error: WireErrorShape | null =
     r.code === null ? null : { code: r.code as ErrorCode, message: r.message ?? '', retryable: r.retryable === 1 };
   return { lsn: r.lsn, term: r.term, clientId: r.client_id, seq: r.seq, error, ts: r.ts };
+}
+
+/** A body's size as UTF-8, as `jsonByteLength` counts the document (its body is `JSON.stringify` of it). */
+function byteLength(body: string): number {
+  return Buffer.byteLength(body, 'utf8');
 }
 
 function parseDoc(body: string): Doc {

@@ -430,6 +430,89 @@ export function runStoreTests(name: string, makeStore: () => StoreHarness): void
       });
     });
 
+    describe('usage (quotas)', () => {
+      const size = (w: Write): number => new TextEncoder().encode(JSON.stringify(w.doc)).length;
+      const usage = (collection: string, user: string) => store.transact((tx) => tx.usage(collection, user));
+      const bind = (clientId: string, user: string) => store.transact((tx) => tx.bindClient(clientId, user));
+
+      it('counts a new document against its owner, else the user its origin is bound to, else nobody', () => {
+        bind('ka', 'alice');
+        const cart = put('carts', 'alice/cart', { lines: ['é'] }, 'alice');
+        const note = put('notes', 'n1', { text: 'héllo ✓' });
+        appendAll([cart, note], { clientId: 'ka', seq: 1 });
+        appendAll([put('notes', 'by-system')], { clientId: `${SERVER_ORIGIN_PREFIX}x`, seq: 1 });
+        appendAll([put('notes', 'seeded')]);
+        expect(usage('carts', 'alice')).toEqual({ docs: 1, bytes: size(cart) });
+        expect(usage('notes', 'alice')).toEqual({ docs: 1, bytes: size(note) });
+        expect(usage('notes', 'bob')).toEqual({ docs: 0, bytes: 0 });
+        expect(store.transact((tx) => [tx.docAuthor('notes', 'n1'), tx.docAuthor('notes', 'seeded')])).toEqual([
+          'alice',
+          null,
+        ]);
+      });
+
+      it("keeps the author through another user's overwrite, and frees the room on delete", () => {
+        bind('ka', 'alice');
+        bind('kb', 'bob');
+        appendAll([put('notes', 'n1', { text: 'a' })], { clientId: 'ka', seq: 1 });
+        const edited = put('notes', 'n1', { text: 'a much longer text, by bob' });
+        appendAll([edited], { clientId: 'kb', seq: 1 });
+        expect(usage('notes', 'alice')).toEqual({ docs: 1, bytes: size(edited) });
+        expect(usage('notes', 'bob')).toEqual({ docs: 0, bytes: 0 });
+        appendAll([del('notes', 'n1')], { clientId: 'kb', seq: 2 });
+        expect(usage('notes', 'alice')).toEqual({ docs: 0, bytes: 0 });
+        expect(store.transact((tx) => tx.docAuthor('notes', 'n1'))).toBeNull();
+        // Created again over the tombstone: a new document, its writer's.
+        const again = put('notes', 'n1');
+        appendAll([again], { clientId: 'kb', seq: 3 });
+        expect(usage('notes', 'bob')).toEqual({ docs: 1, bytes: size(again) });
+      });
+
+      it('rolls usage back with its transaction', () => {
+        bind('ka', 'alice');
+        appendAll([put('notes', 'n1')], { clientId: 'ka', seq: 1 });
+        expect(() =>
+          store.transact((tx) => {
+            tx.append(put('notes', 'n2'), { clientId: 'ka', seq: 2 }, TS);
+            tx.append(del('notes', 'n1'), { clientId: 'ka', seq: 2 }, TS);
+            throw new Error('abort');
+          }),
+        ).toThrow('abort');
+        expect(usage('notes', 'alice')).toEqual({ docs: 1, bytes: size(put('notes', 'n1')) });
+      });
+
+      it('keeps the same usage on a replica that knows the bindings, and rebuilds it from a snapshot', () => {
+        bind('ka', 'alice');
+        appendAll([put('notes', 'n1'), put('items', 'bob/i', { x: 1 }, 'bob')], { clientId: 'ka', seq: 1 });
+        appendAll([put('notes', 'n2', { t: 'x' })], { clientId: 'ka', seq: 2 });
+        appendAll([del('notes', 'n1')], { clientId: 'ka', seq: 3 });
+        const expected = { notes: usage('notes', 'alice'), items: usage('items', 'bob') };
+        expect(expected.notes.docs).toBe(1);
+        const replica = makeStore();
+        const snapshotTarget = makeStore();
+        try {
+          replica.store.transact((tx) => tx.bindClient('ka', 'alice'));
+          replica.store.applyReplicated(store.readChanges(0, 100));
+          const onReplica = (s: Store, c: string, u: string) => s.transact((tx) => tx.usage(c, u));
+          expect(onReplica(replica.store, 'notes', 'alice')).toEqual(expected.notes);
+          expect(onReplica(replica.store, 'items', 'bob')).toEqual(expected.items);
+          // The snapshot carries authors; the importing store knows no bindings and counts the same.
+          snapshotTarget.store.transact((tx) => tx.append(put('notes', 'stale'), null, TS));
+          snapshotTarget.store.importSnapshot(store.exportSnapshot());
+          expect(onReplica(snapshotTarget.store, 'notes', 'alice')).toEqual(expected.notes);
+          expect(onReplica(snapshotTarget.store, 'items', 'bob')).toEqual(expected.items);
+          // A snapshot from a node that kept no authors: owner-only documents count against their owners.
+          const bare = store.exportSnapshot();
+          snapshotTarget.store.importSnapshot({ ...bare, docs: bare.docs.map(({ author: _a, ...d }) => d) });
+          expect(onReplica(snapshotTarget.store, 'items', 'bob')).toEqual(expected.items);
+          expect(onReplica(snapshotTarget.store, 'notes', 'alice')).toEqual({ docs: 0, bytes: 0 });
+        } finally {
+          replica.cleanup();
+          snapshotTarget.cleanup();
+        }
+      });
+    });
+
     describe('readChanges', () => {
       beforeEach(() => {
         for (let i = 1; i <= 10; i++) appendAll([put('products', `p${i}`, { n: i })]);
@@ -963,6 +1046,17 @@ export function runStoreTests(name: string, makeStore: () => StoreHarness): void
           });
           const [next] = appendAll([put('products', 'p2')]);
           expect(next).toMatchObject({ lsn: 4, term: 2 });
+        });
+
+        it('keeps usage and authors', () => {
+          appendAll([put('carts', 'u1/c', { n: 1 }, 'u1')]);
+          const before = store.transact((tx) => tx.usage('carts', 'u1'));
+          expect(before.docs).toBe(1);
+          reopen();
+          expect(store.transact((tx) => [tx.usage('carts', 'u1'), tx.docAuthor('carts', 'u1/c')])).toEqual([
+            before,
+            'u1',
+          ]);
         });
 
         it('keeps the head and horizon when compaction emptied the log', () => {

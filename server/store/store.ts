@@ -61,12 +61,36 @@ export interface StoredRejection {
   error: WireErrorShape;
 }
 
+/**
+ * A live document in a snapshot, with the user it counts against for quotas
+ * (its author; see `StoreTx.usage`). `author` left out (a snapshot from a node
+ * that kept none) counts an owner-only document against its owner.
+ */
+export interface SnapshotDoc extends StoredDoc {
+  author?: string | null | undefined;
+}
+
+/** What one user holds of one collection: the live documents they authored, and those documents' bytes. */
+export interface Usage {
+  docs: number;
+  /** The sum of the documents' sizes as UTF-8 JSON (`jsonByteLength`). */
+  bytes: number;
+}
+
+/**
+ * Who a new document counts against: its owner (owner-only collections), else
+ * the user its origin client id is bound to, else nobody (a system write, a
+ * seed, an unbound origin). Both stores apply this one rule on the primary
+ * and on replicas alike, so usage agrees across nodes.
+ */
+export const authorOf = (owner: string | null, originUser: string | null): string | null => owner ?? originUser;
+
 /** A node's whole state at one LSN, for a replica that is behind the horizon (or new). */
 export interface ReplicaSnapshot {
   asOf: number;
   terms: TermStart[];
   /** Live documents only: a snapshot has no tombstones. */
-  docs: StoredDoc[];
+  docs: SnapshotDoc[];
   /** Every client's last seq, so exactly-once holds after this node is promoted. */
   clients: Array<{ clientId: string; lastSeq: number }>;
   /**
@@ -190,6 +214,10 @@ export interface StoreTx {
   clientUser(clientId: string): string | null;
   /** Binds a client id to a user (creating its row with last seq 0 when new). Leaves its last seq alone. */
   bindClient(clientId: string, userId: string): void;
+  /** What `userId` holds of `collection` (quotas); zeros for a user who holds nothing there. */
+  usage(collection: string, userId: string): Usage;
+  /** The user a live document counts against (see `authorOf`); null for a missing, deleted or uncounted one. */
+  docAuthor(collection: string, id: string): string | null;
 }
 
 /**
@@ -218,6 +246,13 @@ export interface StoreTx {
  * - A change or outcome entry whose origin is a server origin
  *   (`SERVER_ORIGIN_PREFIX`) records that origin's LSN and ts, on the
  *   primary and through `applyReplicated` alike (`serverOrigin`).
+ * - Every live document has an author, fixed when it is created (`authorOf`:
+ *   its owner, else the user `clientUser` binds its origin to, else null) and
+ *   kept by later versions whoever writes them; a delete clears it. `usage`
+ *   counts each author's live documents and their bytes per collection, kept
+ *   in the same transaction by `append` and `applyReplicated`, and rebuilt
+ *   from the documents by `importSnapshot`. Rows exist only for users who
+ *   hold something.
  * - `compact(upTo)` drops log entries with `lsn <= upTo` and tombstones with
  *   `lsn <= upTo`, and raises the horizon to `upTo` (never lowers it, never
  *   past the head).

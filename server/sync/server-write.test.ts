@@ -62,7 +62,11 @@ describe('SyncCore.submit', () => {
       collection: 'products',
       doc: { id: 'p', name: 'P', category: 'c', price: 1, stock: 5, rating: 1 },
     });
-    const r = await core.submit(SYSTEM, 'checkout', { orderId: 'o1', lines: [{ productId: 'p', qty: 2 }], at: 1 });
+    const r = await core.submit(SYSTEM, 'checkout', {
+      orderId: '~system/o1',
+      lines: [{ productId: 'p', qty: 2 }],
+      at: 1,
+    });
     expect(r.status).toBe('applied');
     // An app mutator run by the system writes what it writes for ctx.userId; the order is owned by '~system'.
     const changes = store.readChanges(1, 10);

@@ -4,6 +4,7 @@ import type { WireErrorShape } from '../../shared/errors';
 import { jsonByteLength } from '../../shared/json';
 import type { Doc } from '../../shared/json';
 import { ReadFailure, runMutation } from '../../shared/mutators/run-mutation';
+import type { RunOutcome } from '../../shared/mutators/run-mutation';
 import type { Change } from '../../shared/protocol/change';
 import type { Changes, Snapshot } from '../../shared/protocol/changes';
 import { helloSchema } from '../../shared/protocol/hello';
@@ -16,7 +17,8 @@ import { fullyReadable } from '../../shared/schema/define-schema';
 import type { AppSchema } from '../../shared/schema/define-schema';
 import { sharedPrefixEnd } from '../cluster/terms';
 import type { LogPage, OutcomeEntry, Store, StoreTx } from '../store/store';
-import { checkServerWrite, contextOf } from './server-write';
+import { quotaError } from './quota';
+import { checkServerWrite, contextOf, isSystem } from './server-write';
 import type { ServerPrincipal, ServerWrite, ServerWriteOptions, ServerWriteResult } from './server-write';
 import { newSession } from './session';
 import type { Session, SessionSink } from './session';
@@ -464,7 +466,7 @@ export class SyncCore {
         error: { code: 'BAD_REQUEST', message: `seq ${m.seq} out of order; expected ${last + 1}`, retryable: true },
       };
     }
-    const outcome = runMutation(
+    const ran = runMutation(
       this.opts.schema,
       m.name,
       m.args,
@@ -472,6 +474,8 @@ export class SyncCore {
       readerOf(tx),
       this.opts.limits,
     );
+    // Quotas are the primary's alone: a client cannot know what its user holds on other devices.
+    const outcome = withQuota(ran, this.opts.schema, auth.userId, tx);
     const clientOutcome = outcomes.get(auth.clientId) ?? { lastSeq: 0, rejected: [] };
     clientOutcome.lastSeq = m.seq;
     outcomes.set(auth.clientId, clientOutcome);
@@ -517,14 +521,12 @@ export class SyncCore {
         ...(error !== undefined ? { error } : {}),
       };
     }
-    const outcome = runMutation(
-      this.opts.schema,
-      w.name,
-      w.args,
-      contextOf(w.principal),
-      readerOf(tx),
-      this.opts.limits,
-    );
+    const ran = runMutation(this.opts.schema, w.name, w.args, contextOf(w.principal), readerOf(tx), this.opts.limits);
+    const { principal } = w;
+    // A user's server write counts against that user, as their client's would: its origin is bound to them.
+    // The system principal's writes are not checked (an owner-only document still counts against its owner).
+    if (!isSystem(principal) && tx.clientUser(origin) === null) tx.bindClient(origin, principal.userId);
+    const outcome = isSystem(principal) ? ran : withQuota(ran, this.opts.schema, principal.userId, tx);
     if (!outcome.ok || outcome.writes.length === 0) {
       // In the log, so a replica promoted later still answers a retry with this outcome.
       const entry = tx.appendOutcome(origin, 1, outcome.ok ? null : outcome.error, now);
@@ -707,6 +709,13 @@ function ownOutcomes(page: LogPage, clientId: string): ClientOutcome | undefined
     if (o.error !== null) rejected.push({ seq: o.seq, error: o.error });
   }
   return lastSeq > 0 ? { lastSeq, rejected } : undefined;
+}
+
+/** `outcome`, or its rejection with QUOTA_EXCEEDED when its writes would take `writer` past a quota. */
+function withQuota(outcome: RunOutcome, schema: AppSchema, writer: string, tx: StoreTx): RunOutcome {
+  if (!outcome.ok) return outcome;
+  const error = quotaError(schema, outcome.writes, writer, tx);
+  return error === null ? outcome : { ok: false, error };
 }
 
 /** Reads the stored version in a mutation; an I/O failure aborts the run instead of rejecting the mutation. */

@@ -77,6 +77,8 @@ export const storedDocSchema = z.object({
   owner: z.string().nullable(),
   lsn: lsnSchema,
   doc: docSchema.nullable(),
+  /** Who the document counts against for quotas; left out by nodes that keep no authors. */
+  author: z.string().nullable().optional(),
 });
 
 /** Primary → replica: the whole store as of `asOf`, in pages; applied with the last one. */

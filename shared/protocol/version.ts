@@ -7,5 +7,6 @@
  * 2 — hello.checkpointTerm; the /replication namespace (follow, repl:changes, repl:snapshot).
  * 3 — repl:changes.outcomes and repl:snapshot.rejections: mutation outcomes replicate; a page of `changes`
  *     carries lastSeq whenever it holds one of the client's outcomes.
+ * 4 — error code QUOTA_EXCEEDED; repl:snapshot documents carry their `author` (per-user quotas).
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;

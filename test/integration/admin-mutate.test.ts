@@ -139,9 +139,9 @@ describe('POST /admin/mutate: server-side writes through the group commit', () =
       as: { userId: 'alice', roles: [] },
     });
     expect(r).toMatchObject({ http: 200, answer: { status: 'applied' } });
-    await waitFor('alice has her cart', async () => (await localDocs(client, 'carts'))['cart:alice'] !== undefined);
-    expect((await localDocs(client, 'carts'))['cart:alice']).toEqual({
-      id: 'cart:alice',
+    await waitFor('alice has her cart', async () => (await localDocs(client, 'carts'))['alice/cart'] !== undefined);
+    expect((await localDocs(client, 'carts'))['alice/cart']).toEqual({
+      id: 'alice/cart',
       owner: 'alice',
       lines: [{ productId: 'cart-p', qty: 2 }],
     });
@@ -149,13 +149,16 @@ describe('POST /admin/mutate: server-side writes through the group commit', () =
 
   it("lets the system write any collection, for the owner a document names, and keeps the schema's checks", async () => {
     // `orders` has write 'none': no client may put one.
-    const order = { id: 'sys-order', owner: 'alice', lines: [], total: 0, status: 'confirmed', createdAt: 1 };
+    const order = { id: 'alice/sys-order', owner: 'alice', lines: [], total: 0, status: 'confirmed', createdAt: 1 };
     const r = await mutate(server.url, { name: 'put', args: { collection: 'orders', doc: order }, as: 'system' });
     expect(r).toMatchObject({ http: 200, answer: { status: 'applied' } });
-    await waitFor('alice has the order', async () => (await localDocs(client, 'orders'))['sys-order'] !== undefined);
+    await waitFor(
+      'alice has the order',
+      async () => (await localDocs(client, 'orders'))['alice/sys-order'] !== undefined,
+    );
     const noOwner = await mutate(server.url, {
       name: 'put',
-      args: { collection: 'orders', doc: { ...order, id: 'sys-order-2', owner: undefined } },
+      args: { collection: 'orders', doc: { ...order, id: 'alice/sys-order-2', owner: undefined } },
     });
     expect(noOwner).toMatchObject({ http: 422, answer: { status: 'rejected', error: { code: 'INVALID_DOCUMENT' } } });
     const moved = await mutate(server.url, {
@@ -168,21 +171,21 @@ describe('POST /admin/mutate: server-side writes through the group commit', () =
       args: { collection: 'products', doc: { ...product('sys-bad', 1), price: -1 } },
     });
     expect(badDoc).toMatchObject({ http: 422, answer: { error: { code: 'INVALID_DOCUMENT' } } });
-    expect(readServerState(server.dataDir).docs['orders']?.['sys-order']).toEqual(order);
+    expect(readServerState(server.dataDir).docs['orders']?.['alice/sys-order']).toEqual(order);
   });
 
   it('reads owner-only collections in full with the admin token, and not without a token', async () => {
-    const order = { id: 'read-order', owner: 'carol', lines: [], total: 0, status: 'confirmed', createdAt: 2 };
+    const order = { id: 'carol/read-order', owner: 'carol', lines: [], total: 0, status: 'confirmed', createdAt: 2 };
     await mutate(server.url, { name: 'put', args: { collection: 'orders', doc: order } });
     const asAdmin = { headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}` } };
-    const all = await fetch(`${server.url}/query/orders?ids=read-order,sys-order`, asAdmin);
+    const all = await fetch(`${server.url}/query/orders?ids=carol/read-order,alice/sys-order`, asAdmin);
     expect(((await all.json()) as { docs: Array<{ id: string }> }).docs.map((d) => d.id)).toEqual([
-      'read-order',
-      'sys-order',
+      'carol/read-order',
+      'alice/sys-order',
     ]);
     const count = await fetch(`${server.url}/query/orders/count`, asAdmin);
     expect(((await count.json()) as { count: number }).count).toBe(2);
-    expect((await fetch(`${server.url}/query/orders?ids=read-order`)).status).toBe(401);
+    expect((await fetch(`${server.url}/query/orders?ids=carol/read-order`)).status).toBe(401);
     const wrong = { headers: { authorization: 'Bearer not-the-admin-token' } };
     expect((await fetch(`${server.url}/query/orders/count`, wrong)).status).toBe(401);
   });

@@ -114,7 +114,11 @@ describe('catching up more than one page behind, with committed but unacked muta
     );
     shopper.engine.stop();
     // The shopper checks out the last one offline; meanwhile someone else buys it.
-    await shopper.mutate.checkout({ orderId: 'late-order', lines: [{ productId: 'last-one', qty: 1 }], at: 1 });
+    await shopper.mutate.checkout({
+      orderId: 'late-shopper/late-order',
+      lines: [{ productId: 'last-one', qty: 1 }],
+      at: 1,
+    });
     await staff.mutate.patch({ collection: 'products', id: 'last-one', set: { stock: 0 } });
     await waitFor('stock is 0 on the server', () => staff.status().pending === 0);
     net.arm();
@@ -133,7 +137,7 @@ describe('catching up more than one page behind, with committed but unacked muta
     await waitFor('caught up', () => shopper.status().state === 'live' && shopper.status().pending === 0, 30_000);
     expect(rejected).toEqual(['1:checkout:REJECTED']);
     expect((await shopper.rejections()).map((r) => [r.seq, r.error.code])).toEqual([[1, 'REJECTED']]);
-    expect(await shopper.collection('orders').get('late-order')).toBeUndefined();
+    expect(await shopper.collection('orders').get('late-shopper/late-order')).toBeUndefined();
     expect((await shopper.collection('products').get('last-one'))?.['stock']).toBe(0);
   });
 });

@@ -95,10 +95,10 @@ describe('conflicts: server order decides, intent is replayed', () => {
     x.engine.stop();
     y.engine.stop();
     const line = [{ productId: 'last-one', qty: 1 }];
-    await x.mutate.checkout({ orderId: 'order-x', lines: line, at: 1 });
-    await y.mutate.checkout({ orderId: 'order-y', lines: line, at: 2 });
+    await x.mutate.checkout({ orderId: 'buyer-x/order-x', lines: line, at: 1 });
+    await y.mutate.checkout({ orderId: 'buyer-y/order-y', lines: line, at: 2 });
     // Local first: both see their own order and stock 0 at once.
-    expect((await x.collection('orders').get('order-x'))?.['status']).toBe('confirmed');
+    expect((await x.collection('orders').get('buyer-x/order-x'))?.['status']).toBe('confirmed');
     expect((await y.collection('products').get('last-one'))?.['stock']).toBe(0);
     await Promise.all([x.engine.start(), y.engine.start()]);
     await drained(x, y);
@@ -106,10 +106,14 @@ describe('conflicts: server order decides, intent is replayed', () => {
     const state = readServerState(server.dataDir);
     expect(state.docs['products']?.['last-one']?.['stock']).toBe(0);
     // Whichever checkout reached the primary first won; exactly its order exists, as the mutator wrote it.
-    const xWon = state.docs['orders']?.['order-x'] !== undefined;
-    const [winnerOrder, winnerUser, winnerAt] = xWon ? ['order-x', 'buyer-x', 1] : ['order-y', 'buyer-y', 2];
-    const [loser, loserOrder, loserAt] = xWon ? [y, 'order-y', 2] : [x, 'order-x', 1];
-    const orders = Object.keys(state.docs['orders'] ?? {}).filter((id) => id === 'order-x' || id === 'order-y');
+    const xWon = state.docs['orders']?.['buyer-x/order-x'] !== undefined;
+    const [winnerOrder, winnerUser, winnerAt] = xWon
+      ? ['buyer-x/order-x', 'buyer-x', 1]
+      : ['buyer-y/order-y', 'buyer-y', 2];
+    const [loser, loserOrder, loserAt] = xWon ? [y, 'buyer-y/order-y', 2] : [x, 'buyer-x/order-x', 1];
+    const orders = Object.keys(state.docs['orders'] ?? {}).filter(
+      (id) => id === 'buyer-x/order-x' || id === 'buyer-y/order-y',
+    );
     expect(orders).toEqual([winnerOrder]);
     expect(state.docs['orders']?.[winnerOrder]).toEqual({
       id: winnerOrder,

@@ -37,7 +37,7 @@ describe('rejections survive a failover', () => {
     servers.push(replica);
     await waitFor('replica connected', async () => (await primary.admin<Status>('/status')).minSyncReplicas.met);
 
-    // Another user's private item, and the last unit of a product.
+    // A note another user will delete, and the last unit of a product.
     const staff = await openClient([primary.url], 'rej-staff', { roles: ['staff'] });
     const other = await openClient([primary.url], 'rej-other');
     clients.push(staff, other);
@@ -45,7 +45,7 @@ describe('rejections survive a failover', () => {
       collection: 'products',
       doc: { id: 'rare', name: 'Rare', category: 'Toys', price: 5, stock: 1, rating: 5 },
     });
-    await other.mutate.put({ collection: 'items', doc: { id: 'taken', owner: 'rej-other', v: 1 } });
+    await other.mutate.put({ collection: 'notes', doc: { id: 'doomed', text: 'soon gone', createdAt: 1 } });
     await waitFor('setup confirmed', () => staff.status().pending === 0 && other.status().pending === 0);
 
     const net = ackLosingTransport();
@@ -59,16 +59,26 @@ describe('rejections survive a failover', () => {
     clients.push(shopper);
     await waitFor(
       'shopper has the product',
-      async () => (await shopper.collection('products').get('rare')) !== undefined,
+      async () =>
+        (await shopper.collection('products').get('rare')) !== undefined &&
+        (await shopper.collection('notes').get('doomed')) !== undefined,
     );
     shopper.engine.stop();
-    // Offline: a checkout of the last unit (someone else gets it first), a write to an id another user
-    // owns (the shopper cannot see it, so only the primary can refuse it), then a write that commits.
-    await shopper.mutate.checkout({ orderId: 'too-late', lines: [{ productId: 'rare', qty: 1 }], at: 1 });
-    await shopper.mutate.put({ collection: 'items', doc: { id: 'taken', owner: 'rej-shopper', v: 2 } });
+    // Offline: a checkout of the last unit (someone else gets it first), a patch of a note another user
+    // deletes meanwhile (the shopper still has it, so only the primary can refuse it), then a write that commits.
+    await shopper.mutate.checkout({
+      orderId: 'rej-shopper/too-late',
+      lines: [{ productId: 'rare', qty: 1 }],
+      at: 1,
+    });
+    await shopper.mutate.patch({ collection: 'notes', id: 'doomed', set: { text: 'mine now' } });
+    await other.mutate.delete({ collection: 'notes', id: 'doomed' });
     await shopper.mutate.put({ collection: 'notes', doc: { id: 'after-refusals', text: 'ok', createdAt: 1 } });
     await staff.mutate.patch({ collection: 'products', id: 'rare', set: { stock: 0 } });
-    await waitFor('stock is 0 on the primary', () => staff.status().pending === 0);
+    await waitFor(
+      'stock is 0 and the note gone on the primary',
+      () => staff.status().pending === 0 && other.status().pending === 0,
+    );
 
     net.arm();
     await shopper.engine.start();
@@ -103,13 +113,13 @@ describe('rejections survive a failover', () => {
       () => shopper.status().pending === 0 && shopper.status().server === replica.url,
       30_000,
     );
-    expect(rejected).toEqual(['1:checkout:REJECTED', '2:put:NOT_FOUND']);
+    expect(rejected).toEqual(['1:checkout:REJECTED', '2:patch:NOT_FOUND']);
     expect((await shopper.rejections()).map((r) => [r.seq, r.error.code])).toEqual([
       [1, 'REJECTED'],
       [2, 'NOT_FOUND'],
     ]);
-    expect(await shopper.collection('orders').get('too-late')).toBeUndefined();
-    expect(await shopper.collection('items').get('taken')).toBeUndefined();
+    expect(await shopper.collection('orders').get('rej-shopper/too-late')).toBeUndefined();
+    expect(await shopper.collection('notes').get('doomed')).toBeUndefined();
     expect((await shopper.collection('notes').get('after-refusals'))?.['text']).toBe('ok');
     // Nothing was committed twice on the new primary.
     expect(readServerState(replicaDir).commitsPerMutation.get(`${shopperId}#3`)).toBe(1);

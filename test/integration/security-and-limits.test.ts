@@ -56,7 +56,7 @@ describe('isolation between users, and bad input', () => {
     clients.push(x, y);
     await waitFor('live', () => x.status().state === 'live' && y.status().state === 'live');
     const xRaw = await helloed('user-x', 'raw-x-0001');
-    await y.mutate.put({ collection: 'items', doc: { id: 'y-secret', owner: 'user-y', text: 'for y only' } });
+    await y.mutate.put({ collection: 'items', doc: { id: 'user-y/secret', owner: 'user-y', text: 'for y only' } });
     await y.mutate.put({ collection: 'notes', doc: { id: 'public-marker', text: 'everyone', createdAt: 1 } });
     await waitFor(
       'x sees the public marker',
@@ -64,8 +64,8 @@ describe('isolation between users, and bad input', () => {
     );
     await waitFor('raw x sees the public marker', () => JSON.stringify(xRaw.received).includes('public-marker'));
     expect(await localDocs(x, 'items')).toEqual({});
-    expect(JSON.stringify(xRaw.received)).not.toContain('y-secret');
-    expect(Object.keys(await localDocs(y, 'items'))).toEqual(['y-secret']);
+    expect(JSON.stringify(xRaw.received)).not.toContain('user-y/secret');
+    expect(Object.keys(await localDocs(y, 'items'))).toEqual(['user-y/secret']);
 
     // A fresh client of X catching up (snapshot path) does not get it either.
     const x2 = await openClient([server.url], 'user-x');
@@ -80,19 +80,23 @@ describe('isolation between users, and bad input', () => {
     const before = readServerState(server.dataDir);
     const overwrite = await xRaw.request('push', {
       mutations: [
-        { seq: 1, name: 'put', args: { collection: 'items', doc: { id: 'y-secret', owner: 'user-y', text: 'pwned' } } },
+        {
+          seq: 1,
+          name: 'put',
+          args: { collection: 'items', doc: { id: 'user-y/secret', owner: 'user-y', text: 'pwned' } },
+        },
       ],
     });
     expect(pushResult(overwrite)).toEqual({ status: 'rejected', code: 'FORBIDDEN' });
+    // Any write to an id in another user's namespace is refused, taken or not, so it tells nothing.
     const asMine = await xRaw.request('push', {
-      mutations: [{ seq: 2, name: 'put', args: { collection: 'items', doc: { id: 'y-secret', text: 'pwned' } } }],
+      mutations: [{ seq: 2, name: 'put', args: { collection: 'items', doc: { id: 'user-y/secret', text: 'pwned' } } }],
     });
-    expect(pushResult(asMine)).toEqual({ status: 'rejected', code: 'NOT_FOUND' });
-    // Deleting a document one cannot see deletes nothing, as deleting a missing one does.
+    expect(pushResult(asMine)).toEqual({ status: 'rejected', code: 'FORBIDDEN' });
     const del = await xRaw.request('push', {
-      mutations: [{ seq: 3, name: 'delete', args: { collection: 'items', id: 'y-secret' } }],
+      mutations: [{ seq: 3, name: 'delete', args: { collection: 'items', id: 'user-y/secret' } }],
     });
-    expect(pushResult(del)).toEqual({ status: 'applied' });
+    expect(pushResult(del)).toEqual({ status: 'rejected', code: 'FORBIDDEN' });
     const staffOnly = await xRaw.request('push', {
       mutations: [
         {
@@ -113,7 +117,7 @@ describe('isolation between users, and bad input', () => {
     const xRaw = await helloed('user-x', 'raw-x-0003');
     const answers: string[] = [];
     let seq = 0;
-    for (const id of ['y-secret', 'no-such-item']) {
+    for (const id of ['user-y/secret', 'user-y/no-such-item']) {
       for (const [name, args] of [
         ['patch', { collection: 'items', id, set: { text: 'pwned' } }],
         ['inc', { collection: 'items', id, field: 'n', by: 1 }],
@@ -236,31 +240,33 @@ describe('isolation between users, and bad input', () => {
     );
     await shopper.mutate.cartAdd({ productId: 'sp1', qty: 2 });
     await shopper.mutate.checkout({
-      orderId: 'order-a',
+      orderId: 'shopper-a/order-a',
       lines: [{ productId: 'sp1', qty: 2 }],
       at: 1,
-      cartId: 'cart:shopper-a',
+      cartId: 'shopper-a/cart',
     });
-    await other.mutate.checkout({ orderId: 'order-b', lines: [{ productId: 'sp1', qty: 1 }], at: 2 });
+    await other.mutate.checkout({ orderId: 'shopper-b/order-b', lines: [{ productId: 'sp1', qty: 1 }], at: 2 });
     await waitFor('staff sees both orders', async () => Object.keys(await localDocs(staff, 'orders')).length >= 2);
-    expect(Object.keys(await localDocs(staff, 'orders')).sort()).toEqual(['order-a', 'order-b']);
+    expect(Object.keys(await localDocs(staff, 'orders')).sort()).toEqual(['shopper-a/order-a', 'shopper-b/order-b']);
     await waitFor('drained', () => shopper.status().pending === 0 && other.status().pending === 0);
-    expect(Object.keys(await localDocs(shopper, 'orders'))).toEqual(['order-a']);
-    expect(Object.keys(await localDocs(other, 'orders'))).toEqual(['order-b']);
+    expect(Object.keys(await localDocs(shopper, 'orders'))).toEqual(['shopper-a/order-a']);
+    expect(Object.keys(await localDocs(other, 'orders'))).toEqual(['shopper-b/order-b']);
     expect(await localDocs(shopper, 'carts')).toEqual({});
     const fromQuery = await fetch(`${server.url}/query/orders?orderBy=createdAt`, {
       headers: { authorization: `Bearer ${tokenFor('staff-reader', ['staff'])}` },
     });
     expect(((await fromQuery.json()) as { docs: Array<{ id: string }> }).docs.map((d) => d.id)).toEqual([
-      'order-a',
-      'order-b',
+      'shopper-a/order-a',
+      'shopper-b/order-b',
     ]);
     const asShopper = await fetch(`${server.url}/query/orders`, {
       headers: { authorization: `Bearer ${tokenFor('shopper-b')}` },
     });
-    expect(((await asShopper.json()) as { docs: Array<{ id: string }> }).docs.map((d) => d.id)).toEqual(['order-b']);
+    expect(((await asShopper.json()) as { docs: Array<{ id: string }> }).docs.map((d) => d.id)).toEqual([
+      'shopper-b/order-b',
+    ]);
     // Reading all orders does not make them writable.
-    await expect(staff.mutate.delete({ collection: 'orders', id: 'order-a' })).rejects.toMatchObject({
+    await expect(staff.mutate.delete({ collection: 'orders', id: 'shopper-a/order-a' })).rejects.toMatchObject({
       code: 'FORBIDDEN',
     });
     // Their own cart stays writable: the checkout was seq 1.

@@ -39,7 +39,7 @@ describe('compaction and the snapshot path', () => {
     await waitFor('live', () => writer.status().state === 'live' && sleeper.status().state === 'live');
     for (let i = 0; i < 20; i++)
       await writer.mutate.put({ collection: 'notes', doc: { id: `s${i}`, v: 1, createdAt: i } });
-    await sleeper.mutate.put({ collection: 'items', doc: { id: 'mine', text: 'kept' } });
+    await sleeper.mutate.put({ collection: 'items', doc: { id: 'snap-sleeper/mine', text: 'kept' } });
     await waitFor('sleeper has all', async () => Object.keys(await localDocs(sleeper, 'notes')).length === 20);
     await waitFor('sleeper drained', () => sleeper.status().pending === 0);
     const checkpoint = sleeper.status().lastSyncedLsn;
