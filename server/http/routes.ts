@@ -159,7 +159,7 @@ const mutateBodySchema = z.strictObject({
 /** What a rejection answers over HTTP: the principal may not (403), the data says no (409), the request is wrong (422). */
 function rejectionStatus(error: WireErrorShape): number {
   if (error.code === 'FORBIDDEN') return 403;
-  if (error.code === 'REJECTED' || error.code === 'NOT_FOUND') return 409;
+  if (error.code === 'REJECTED' || error.code === 'NOT_FOUND' || error.code === 'QUOTA_EXCEEDED') return 409;
   return 422;
 }
 

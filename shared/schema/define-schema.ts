@@ -47,8 +47,9 @@ export type DocShape = { id: string };
  * collection, its owner). Checked on the primary: a mutation that would take
  * its writer past a bound is rejected with QUOTA_EXCEEDED and stores
  * nothing. Deleting frees room; an edit by another user (staff fixing a
- * product) counts against the author, never the editor. Server writes by the
- * system principal are not counted.
+ * product) counts against the author, never the editor. Writes by the
+ * server's system principal are not checked (an owner-only document they
+ * write still counts against its owner).
  */
 export interface Quota {
   /** Live documents per user. */
