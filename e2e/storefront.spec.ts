@@ -281,7 +281,7 @@ test('the server restarts mid-session: pages reconnect by themselves and converg
   expect((await app.product(product.id))?.['price']).toBe(3.21);
   expect(JSON.stringify(await app.query('carts', [], 'hal'))).toContain(product.id);
   expect((await replicaDoc(staff.page, 'staff', 'products', product.id))?.['price']).toBe(3.21);
-  expect(JSON.stringify(await replicaDoc(hal.page, 'hal', 'carts', 'cart:hal'))).toContain(product.id);
+  expect(JSON.stringify(await replicaDoc(hal.page, 'hal', 'carts', 'hal/cart'))).toContain(product.id);
   for (const { page } of [staff, hal]) expect(await marked(page)).toBe(true);
 });
 

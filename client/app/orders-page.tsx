@@ -70,7 +70,8 @@ function OrderCard({ order, showOwner }: { order: OrderView; showOwner: boolean 
     <li className="order" data-state={order.state} aria-labelledby={titleId}>
       <div className="order-head">
         <h3 id={titleId} title={order.id}>
-          Order {shortId(order.id)}
+          {/* The id's last segment: the part before it is the shopper's namespace (`<user>/order/`). */}
+          Order {shortId(order.id.slice(order.id.lastIndexOf('/') + 1))}
         </h3>
         <span className="state" data-state={order.state}>
           {STATE_LABEL[order.state]}
