@@ -97,7 +97,9 @@ describe('quotas on the primary', () => {
     expect(statusOf(await alice(note('a1', big)))).toEqual(['applied']);
     const [grown] = await alice(note('a1', big + big));
     expect(grown).toMatchObject({ status: 'rejected', error: { code: 'QUOTA_EXCEEDED' } });
-    expect(grown?.status === 'rejected' ? grown.error.message : '').toMatch(/^notes: 120 bytes per user \(you have \d+; this mutation adds \d+\)$/);
+    expect(grown?.status === 'rejected' ? grown.error.message : '').toMatch(
+      /^notes: 120 bytes per user \(you have \d+; this mutation adds \d+\)$/,
+    );
     expect(store.getDoc('notes', 'a1')?.doc).toEqual({ id: 'a1', text: big });
     expect(statusOf(await alice(note('a1', 'short')))).toEqual(['applied']);
     expect(usage('notes', 'alice')).toEqual({ docs: 1, bytes: jsonByteLength({ id: 'a1', text: 'short' }) });
