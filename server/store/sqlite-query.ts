@@ -87,7 +87,7 @@ export function appIndexName(collection: string, fields: readonly string[]): str
 
 /** The CREATE statement of that index, exactly as SQLite keeps it in sqlite_schema (for comparison). */
 export function appIndexSql(collection: string, fields: readonly string[]): string {
-  const columns = ['collection', ...fields.map(fieldExpr), 'id'].join(', ');
+  const columns = [...fields.map(fieldExpr), 'id'].join(', ');
   return `CREATE INDEX ${appIndexName(collection, fields)} ON docs (${columns}) WHERE collection = ${sqlString(collection)} AND deleted = 0`;
 }
 
@@ -146,6 +146,41 @@ export function whereOf(
   return { where, params };
 }
 
+/** The primary key's index `(collection, id)`. */
+export const PRIMARY_KEY_INDEX = 'sqlite_autoindex_docs_1';
+
+/**
+ * The index a query reads, named in `INDEXED BY` so that the choice is ours,
+ * made from the query's shape alone, and never the planner's guess from
+ * statistics (which ANALYZE would change): the index whose leading fields
+ * have the most equality filters, then one whose next field has a range
+ * (or prefix), then one that gives the order. An `id` filter, or no useful
+ * index with an `id` order, reads the primary key. Null (the planner
+ * chooses) for a field no index serves, as in tests on unindexed fields.
+ */
+export function chooseIndex(
+  collection: string,
+  filters: readonly DocFilter[],
+  orderField: string,
+  indexes: readonly (readonly string[])[],
+): string | null {
+  if (filters.some((f) => f.field === 'id' && f.op !== 'ne')) return PRIMARY_KEY_INDEX;
+  const eqs = new Set(filters.filter((f) => f.op === 'eq').map((f) => f.field));
+  const ranged = new Set(filters.filter((f) => f.op !== 'eq' && f.op !== 'ne').map((f) => f.field));
+  let best: { fields: readonly string[]; score: number } | null = null;
+  for (const fields of indexes) {
+    let e = 0;
+    while (e < fields.length && eqs.has(fields[e]!)) e++;
+    const next = fields[e];
+    const range = next !== undefined && ranged.has(next);
+    const ordered = orderField === 'id' ? e === fields.length : next === orderField;
+    const score = e * 4 + (range ? 2 : 0) + (ordered ? 1 : 0);
+    if (score > 0 && (best === null || score > best.score)) best = { fields, score };
+  }
+  if (best === null) return orderField === 'id' ? PRIMARY_KEY_INDEX : null;
+  return appIndexName(collection, best.fields);
+}
+
 /**
  * The parts of a page of `q`, each a range from the position (never an OR
  * around it), so an index seeks to the position instead of scanning up to it:
@@ -157,20 +192,26 @@ export function whereOf(
  * - descending: the rest of the position's group, the lesser values, then the
  *   documents without one (they sort last descending).
  */
-export function queryParts(q: DocQuery): QueryPart[] {
+export function queryParts(q: DocQuery, indexes: readonly (readonly string[])[] = []): QueryPart[] {
   const desc = q.orderBy?.direction === 'desc';
-  const orderField = q.orderBy?.field ?? 'id';
+  const pinned = q.filters.some((f) => f.field === q.orderBy?.field && f.op === 'eq');
+  const orderField = pinned ? 'id' : (q.orderBy?.field ?? 'id');
   const limit = Math.max(0, Math.floor(q.limit));
+  const index = chooseIndex(q.collection, q.filters, orderField, indexes);
+  const from = index === null ? 'docs' : `docs INDEXED BY ${index}`;
   const select = (extra: string[], extraParams: SqlParam[], order: string, columns = 'body'): SqlStatement => {
     const { where, params } = whereOf(q.collection, q.owner, q.filters);
     return {
-      sql: `SELECT ${columns} FROM docs WHERE ${[...where, ...extra].join(' AND ')} ORDER BY ${order} LIMIT ?`,
+      sql: `SELECT ${columns} FROM ${from} WHERE ${[...where, ...extra].join(' AND ')} ORDER BY ${order} LIMIT ?`,
       params: [...params, ...extraParams, limit],
     };
   };
   const plain = (statement: SqlStatement): QueryPart => ({ kind: 'plain', statement });
   const after = q.after;
   if (orderField === 'id') {
+    // With an equality on the order field every match has its value: the order is the ids' (ascending
+    // in both directions), said outright because SQLite does not see that an expression is constant.
+    if (pinned) return [plain(after === undefined ? select([], [], 'id') : select(['id > ?'], [after.id], 'id'))];
     const order = desc ? 'id DESC' : 'id';
     return [
       plain(after === undefined ? select([], [], order) : select([desc ? 'id < ?' : 'id > ?'], [after.id], order)),

@@ -31,6 +31,7 @@ runStoreTests('SqliteStore', () => {
       for (const store of opened) store.close();
       rmSync(dir, { recursive: true, force: true });
     },
+    index: (collections) => opened[opened.length - 1]!.ensureIndexes(collections),
   };
 });
 
@@ -116,14 +117,14 @@ describe('SqliteStore', () => {
         });
       // The rest of the position's group of equal prices, then the prices past it; each a seek.
       expect(page('asc')).toEqual([
-        'SEARCH docs USING INDEX ix_products_price (collection=? AND <expr>=? AND id>?)',
-        'SEARCH docs USING INDEX ix_products_price (collection=? AND <expr>>?)',
+        'SEARCH docs USING INDEX ix_products_price (<expr>=? AND id>?)',
+        'SEARCH docs USING INDEX ix_products_price (<expr>>?)',
       ]);
       expect(page('desc')).toEqual([
-        'SEARCH docs USING INDEX ix_products_price (collection=? AND <expr>=? AND id>?)',
-        'SEARCH docs USING INDEX ix_products_price (collection=? AND <expr><?)',
-        'SEARCH docs USING INDEX ix_products_price (collection=? AND <expr>=?)',
-        'SEARCH docs USING INDEX ix_products_price (collection=? AND <expr>=?)',
+        'SEARCH docs USING INDEX ix_products_price (<expr>=? AND id>?)',
+        'SEARCH docs USING INDEX ix_products_price (<expr><?)',
+        'SEARCH docs USING INDEX ix_products_price (<expr>=?)',
+        'SEARCH docs USING INDEX ix_products_price (<expr>=?)',
       ]);
     } finally {
       store.close();

@@ -196,6 +196,8 @@ export class SqliteStore implements Store {
   private readonly bindClientStmt;
   /** The query statements, prepared once per shape (see sqlite-query.ts). */
   private readonly statements: StatementCache;
+  /** The fields of each collection's app indexes, read from sqlite_schema when first needed. */
+  private indexFields: Map<string, string[][]> | null = null;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     this.path = path;
@@ -449,7 +451,8 @@ export class SqliteStore implements Store {
 
   query(q: DocQuery): Doc[] {
     this.assertOpen();
-    return runQuery(queryParts(q), q.limit, (st, limit) => this.rowsOf(st, limit)).map(parseDoc);
+    const parts = queryParts(q, this.indexesOf(q.collection));
+    return runQuery(parts, q.limit, (st, limit) => this.rowsOf(st, limit)).map(parseDoc);
   }
 
   count(q: Omit<DocQuery, 'limit' | 'orderBy' | 'after'>): number {
@@ -504,7 +507,7 @@ export class SqliteStore implements Store {
    */
   queryPlan(q: DocQuery): string[] {
     this.assertOpen();
-    const statements = queryParts(q).flatMap((part) =>
+    const statements = queryParts(q, this.indexesOf(q.collection)).flatMap((part) =>
       part.kind === 'plain' ? [part.statement] : [part.statement, part.tie(0)],
     );
     return statements.flatMap(({ sql, params }) =>
@@ -513,6 +516,18 @@ export class SqliteStore implements Store {
         .all(...params)
         .map((r) => r.detail),
     );
+  }
+
+  private indexesOf(collection: string): string[][] {
+    if (this.indexFields === null) {
+      this.indexFields = new Map();
+      for (const ix of this.appIndexes()) {
+        const list = this.indexFields.get(ix.collection) ?? [];
+        list.push(ix.field.split('+'));
+        this.indexFields.set(ix.collection, list);
+      }
+    }
+    return this.indexFields.get(collection) ?? [];
   }
 
   private rowsOf(statement: SqlStatement, limit: number): Array<{ body: string; v?: unknown }> {
@@ -539,6 +554,7 @@ export class SqliteStore implements Store {
         const sql = appIndexSql(collection, fields);
         const had = existing.get(name);
         if (had?.sql === sql) continue;
+        this.indexFields = null;
         this.atomically(() => {
           if (had !== undefined) this.db.exec(`DROP INDEX "${name}"`);
           this.db.exec(sql);
@@ -870,6 +886,7 @@ export class SqliteStore implements Store {
     if (!this.appIndexes().some((ix) => ix.name === name)) {
       throw new TidelineError('INTERNAL', `${name} is not an app index of the store at ${this.path}`);
     }
+    this.indexFields = null;
     this.db.exec(`DROP INDEX "${name}"`);
   }
 
