@@ -148,6 +148,8 @@ export async function query(
   ];
   for (const target of targets) {
     options.log(`  ${target.key}: ${cfg.connections} connections, ${cfg.durationS} s per query`);
+    // Unmeasured: the first second of load on a node runs cold code (JIT, connection set-up).
+    await drive(target.urls, QUERIES[0]!.path, cfg.connections, 1);
     const figures: { [key: string]: Json } = {};
     let empty: Load | null = null;
     for (const q of QUERIES) {
