@@ -124,6 +124,13 @@ function suite(label: string): void {
           true,
         );
       }
+      // Counts search the index too.
+      for (const op of RANGE_OPS) {
+        const q: DocQuery = { collection: c.collection, filters: [{ field: c.field, op, value }], limit: 1 };
+        expect(store.queryPlan(q, 'count')).toEqual([
+          expect.stringMatching(new RegExp(`^SEARCH docs USING (COVERING )?INDEX ${index} \\(<expr>`)),
+        ]);
+      }
       // Filtered, in id order (the default): equality gives id order from the index itself.
       expectIndexed(
         { collection: c.collection, filters: [{ field: c.field, op: 'eq', value }], limit: 50 },

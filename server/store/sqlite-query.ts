@@ -181,6 +181,17 @@ export function chooseIndex(
   return appIndexName(collection, best.fields);
 }
 
+/** The statement of `count`: the same WHERE and index choice as a query, with no order. */
+export function countStatement(
+  q: Omit<DocQuery, 'limit' | 'orderBy' | 'after'>,
+  indexes: readonly (readonly string[])[] = [],
+): SqlStatement {
+  const index = chooseIndex(q.collection, q.filters, '', indexes);
+  const { where, params } = whereOf(q.collection, q.owner, q.filters);
+  const from = index === null ? 'docs' : `docs INDEXED BY ${index}`;
+  return { sql: `SELECT COUNT(*) AS n FROM ${from} WHERE ${where.join(' AND ')}`, params };
+}
+
 /**
  * The parts of a page of `q`, each a range from the position (never an OR
  * around it), so an index seeks to the position instead of scanning up to it:

@@ -13,11 +13,11 @@ import { createPrivateFile, makePrivate, PRIVATE_DIR_MODE } from './private-file
 import {
   appIndexName,
   appIndexSql,
+  countStatement,
   parseAppIndexSql,
   queryParts,
   runQuery,
   StatementCache,
-  whereOf,
 } from './sqlite-query';
 import type { SqlParam, SqlStatement } from './sqlite-query';
 import { isServerOrigin, REJECTION_WINDOW, storedRejection } from './store';
@@ -457,11 +457,8 @@ export class SqliteStore implements Store {
 
   count(q: Omit<DocQuery, 'limit' | 'orderBy' | 'after'>): number {
     this.assertOpen();
-    const { where, params } = whereOf(q.collection, q.owner, q.filters);
-    const row = this.statements
-      .get<{ n: number }>(`SELECT COUNT(*) AS n FROM docs WHERE ${where.join(' AND ')}`)
-      .get(...params);
-    return row?.n ?? 0;
+    const { sql, params } = countStatement(q, this.indexesOf(q.collection));
+    return this.statements.get<{ n: number }>(sql).get(...params)?.n ?? 0;
   }
 
   getMany(collection: string, ids: readonly string[], owner?: string): Doc[] {
@@ -505,11 +502,15 @@ export class SqliteStore implements Store {
    * it may run, the re-read of a descending page's last group included: for
    * diagnostics and for the tests that pin index use.
    */
-  queryPlan(q: DocQuery): string[] {
+  queryPlan(q: DocQuery, kind: 'query' | 'count' = 'query'): string[] {
     this.assertOpen();
-    const statements = queryParts(q, this.indexesOf(q.collection)).flatMap((part) =>
-      part.kind === 'plain' ? [part.statement] : [part.statement, part.tie(0)],
-    );
+    const indexes = this.indexesOf(q.collection);
+    const statements =
+      kind === 'count'
+        ? [countStatement(q, indexes)]
+        : queryParts(q, indexes).flatMap((part) =>
+            part.kind === 'plain' ? [part.statement] : [part.statement, part.tie(0)],
+          );
     return statements.flatMap(({ sql, params }) =>
       this.db
         .prepare<SqlParam[], { detail: string }>(`EXPLAIN QUERY PLAN ${sql}`)
