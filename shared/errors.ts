@@ -8,7 +8,6 @@ export const ERROR_CODES = [
   'FORBIDDEN', // the user may not read or write this document
   'TOO_LARGE', // a message, a push or a document is over its limit
   'NOT_PRIMARY', // this node does not accept writes; `primary` says where to go
-  'NOT_READY', // this replica has not applied the LSN a read asked for (`minLsn`) in time; `primary` says where to go
   'RATE_LIMITED', // slow down
   'REJECTED', // a collection rule (for example `stock >= 0`) failed
   'NOT_FOUND', // the mutator needed a document that does not exist
@@ -51,7 +50,7 @@ export class TidelineError extends Error {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'TidelineError';
     this.code = code;
-    this.retryable = options.retryable ?? (code === 'INTERNAL' || code === 'RATE_LIMITED' || code === 'NOT_READY');
+    this.retryable = options.retryable ?? (code === 'INTERNAL' || code === 'RATE_LIMITED');
     this.hint = options.hint;
   }
 

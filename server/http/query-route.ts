@@ -248,7 +248,7 @@ export function queryRoutes(deps: {
   const readerOf = (req: Request): Reader => (admins.has(req) ? SYSTEM_READER : deps.userOf(req));
   const fail = (res: Response, err: unknown): void => {
     const e = err instanceof TidelineError ? err : new TidelineError('INTERNAL', 'query failed');
-    const primary = e.code === 'NOT_READY' ? (deps.freshness?.primaryUrl() ?? null) : null;
+    const primary = e.code === 'NOT_PRIMARY' ? (deps.freshness?.primaryUrl() ?? null) : null;
     res.status(STATUS[e.code] ?? 400).json({ error: { ...e.toWire(), ...(primary ? { primary } : {}) } });
   };
   /**
@@ -313,13 +313,13 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   UNAUTHORIZED: 401,
   RATE_LIMITED: 429,
   INTERNAL: 500,
-  NOT_READY: 503,
+  NOT_PRIMARY: 503,
 };
 
 /** What `/query` needs of the node for `minLsn`. */
 export interface Freshness {
   role: () => 'primary' | 'replica';
-  /** Where the primary is, for a NOT_READY answer (null when unknown). */
+  /** Where the primary is, for a NOT_PRIMARY answer (null when unknown). */
   primaryUrl: () => string | null;
   waiters: AppliedLsnWaiters;
   /** The longest a replica waits (`--read-wait-ms`); a request's `waitMs` may only shorten it. */
@@ -332,7 +332,7 @@ export interface Freshness {
  * was never acknowledged here (a write lost in a failover, or not an LSN of
  * this cluster) and waiting cannot help. A replica waits, woken as it
  * applies the log, at most `min(waitMs, maxWaitMs)`, then fails with the
- * retryable NOT_READY (the route adds the primary's URL).
+ * retryable NOT_PRIMARY (the route adds the primary's URL).
  */
 async function awaitLsn(
   store: Store,
@@ -350,9 +350,11 @@ async function awaitLsn(
   }
   const timeout = Math.min(waitMs ?? freshness.maxWaitMs, freshness.maxWaitMs);
   if (await freshness.waiters.wait(minLsn, timeout)) return;
+  // NOT_PRIMARY, as for a write on a replica: the primary can answer it (error.primary). A code of its own
+  // would change the wire error schema, and with it the sync protocol version every client must match.
   throw new TidelineError(
-    'NOT_READY',
-    `this replica has applied up to LSN ${head()}, not yet ${minLsn} (waited ${timeout} ms)`,
-    { hint: 'retry, or read from the primary (error.primary)' },
+    'NOT_PRIMARY',
+    `this replica has applied up to LSN ${head()}, not yet ${minLsn} (waited ${timeout} ms): retry, or read from the primary`,
+    { retryable: true, hint: 'retry, or read from the primary (error.primary)' },
   );
 }
