@@ -44,6 +44,8 @@ export class AppliedLsnWaiters {
         },
       );
     }
+    // A read that would not wait takes no place: it is only refused when the places are taken.
+    if (timeoutMs <= 0) return Promise.resolve(false);
     return new Promise<boolean>((resolve) => {
       const waiter: Waiter = {
         lsn,
