@@ -38,6 +38,8 @@ export interface SeenChanges {
 
 export interface RawClientOptions {
   userId: string;
+  /** Roles in the client token (the query bench loads products as staff). */
+  roles?: string[];
   checkpoint?: number;
   /** The term of the primary whose log `checkpoint` belongs to (0 before the first sync); sent by protocol 2 and later. */
   checkpointTerm?: number;
@@ -119,7 +121,7 @@ export class RawClient {
         await socket.timeout(opts.requestTimeoutMs ?? 20_000).emitWithAck('hello', {
           protocol: PROTOCOL_VERSION,
           clientId: client.clientId,
-          token: tokenFor(opts.userId),
+          token: tokenFor(opts.userId, opts.roles),
           checkpoint: client.checkpoint,
           checkpointTerm: opts.checkpointTerm ?? 0,
           pendingFrom: 1,

@@ -4,7 +4,7 @@
  *
  *   npm run bench                          all scenarios
  *   npm run bench -- --only fanout,catchup run some (ingest-raw, ingest-real, fanout, catchup,
- *                                          replication-lag, replication-ingest; `replication` is both)
+ *                                          replication-lag, replication-ingest; `replication` is both; query)
  *   npm run bench -- --max-seconds 60      lower every scenario's hard limit to 60 s
  *   npm run bench -- --cpu-prof            also write V8 CPU profiles of the servers to bench/results/tmp/prof/
  *                                          (summarise one with `npx tsx bench/profile-top.ts <file>`)
@@ -22,6 +22,7 @@ import type { Metric, ScenarioOptions, ScenarioResult } from './scenario';
 import { catchup } from './scenarios/catchup';
 import { fanout } from './scenarios/fanout';
 import { ingestRaw, ingestReal } from './scenarios/ingest';
+import { query } from './scenarios/query';
 import { replicationIngest, replicationLag } from './scenarios/replication';
 import { stopAllBenchServers } from './server';
 import { round } from './stats';
@@ -55,6 +56,7 @@ const SCENARIOS: ScenarioEntry[] = [
     timeoutMs: 300_000,
     run: (o, r) => replicationIngest(o, r),
   },
+  { key: 'query', name: 'queries under HTTP load', timeoutMs: 240_000, run: (o, r) => query(o, r) },
 ];
 
 /** The whole run never takes longer than this. */
@@ -69,6 +71,7 @@ const NOTES = [
   'Replication: a primary and one replica (`--primary URL`), separate processes on the same machine with the same secrets; protocol clients write owner-only items to the primary at 2,000 mutations/s (10 s, due mutations sent every 5 ms to writers with no push in flight) and then as fast as they go (5 s); the first second is warm-up.',
   'Replication lag ("commit → applied") = for each LSN, the first poll of the replica’s GET /admin/status showing a head at or past it minus the first such poll of the primary’s; each node is polled by its own loop, one request at a time, every 5 ms (fewer when a node answers slowly: the achieved resolution is in the table). Also: the change’s ts (primary clock when its group commit began, so it includes the commit itself) → replica poll, push ack → replica poll, and the primary’s own lagMs/lagLsn sampled by its polls. A saturated primary answers few polls, so at max rate the push ack row is the sharper one.',
   'Ingest with a replica: the 100-client protocol ingest (50 per push) on fresh servers per run, primary alone vs. a replica with --min-sync-replicas 0 vs. 1 (acks wait for the replica to apply), rotating order, 5 rounds, medians; the replica-has-the-head row includes one status round trip (min-sync 1, where the replica has it at the ack, is the control).',
+  'Queries: 50,000 demo products on a primary and two replicas; autocannon (in this process) drives each query shape with 20 HTTP connections for 3 s against the primary, one replica, and all three at once (connections split 7/7/6, req/s summed); each figure beside the empty-collection query of the same target and run, as a ratio. Three servers and the load generator share the cores: on 2 cores the aggregate cannot scale like separate machines.',
   'Fan-out latency = receipt (or, for open() receivers, applied) time on each receiver minus the moment the writer engine handed the push holding the note to its socket; mutate() → receipt also counts the writer’s local transaction; the first second is warm-up.',
 ];
 

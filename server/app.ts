@@ -15,6 +15,7 @@ import type { Role } from './cluster/cluster-node';
 import { ReplicationHub } from './cluster/replication-hub';
 import type { ServerConfig } from './config';
 import { edgeGuard } from './http/edge-guard';
+import { AppliedLsnWaiters, DEFAULT_MAX_READ_WAITERS, DEFAULT_READ_WAIT_MS } from './cluster/applied-lsn';
 import { queryRoutes } from './http/query-route';
 import { adminRoutes, authRoutes, clusterRoutes } from './http/routes';
 import { loadOrCreateSecret } from './secrets';
@@ -100,7 +101,13 @@ export async function startServer(
   const store = openSqliteStore(join(config.dataDir, STORE_FILE));
   let core: SyncCore | null = null;
   let hub: ReplicationHub | null = null;
+  const readWaiters = new AppliedLsnWaiters({
+    clock,
+    maxWaiters: config.maxReadWaiters ?? DEFAULT_MAX_READ_WAITERS,
+    head: () => store.meta().headLsn,
+  });
   const node = new ClusterNode({
+    onApplied: (head) => readWaiters.applied(head),
     store,
     clock,
     dataDir: config.dataDir,
@@ -196,7 +203,22 @@ export async function startServer(
   );
   app.use('/cluster', clusterRoutes(node, clusterSecret));
   const bearer = bearerUsers(auth.verify);
-  app.use('/query', queryRoutes({ store, schema, adminToken, authenticate: bearer.middleware, userOf: bearer.userOf }));
+  app.use(
+    '/query',
+    queryRoutes({
+      store,
+      schema,
+      adminToken,
+      authenticate: bearer.middleware,
+      userOf: bearer.userOf,
+      freshness: {
+        role: () => node.role,
+        primaryUrl: () => node.primaryUrl,
+        waiters: readWaiters,
+        maxWaitMs: config.readWaitMs ?? DEFAULT_READ_WAIT_MS,
+      },
+    }),
+  );
   const staticDir = config.staticDir === null ? null : resolve(config.staticDir);
   if (staticDir !== null && existsSync(staticDir)) {
     app.use(express.static(staticDir));
@@ -247,6 +269,7 @@ export async function startServer(
     role: () => node.role,
     async close() {
       stopCompaction();
+      readWaiters.close();
       node.stop();
       await io.close();
       store.close();

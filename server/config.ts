@@ -3,6 +3,7 @@ import { DEFAULT_LIMITS } from '../shared/protocol/limits';
 import type { Limits } from '../shared/protocol/limits';
 import { AUTH_FLAGS, AUTH_HELP, authConfig } from './auth/auth-flags';
 import type { AuthConfig } from './auth/auth-flags';
+import { DEFAULT_MAX_READ_WAITERS, DEFAULT_READ_WAIT_MS } from './cluster/applied-lsn';
 import { DEFAULT_MAX_SESSION_BUFFER_BYTES } from './sync/socket-sync';
 
 export interface ServerConfig {
@@ -35,6 +36,10 @@ export interface ServerConfig {
   /** ... and drops changes older than this. */
   maxLogAgeMs: number;
   compactionIntervalMs: number;
+  /** The longest a replica holds a `/query?minLsn=` for its applied LSN to reach it (default DEFAULT_READ_WAIT_MS). */
+  readWaitMs?: number;
+  /** How many such queries wait at once; more are refused RATE_LIMITED (default DEFAULT_MAX_READ_WAITERS). */
+  maxReadWaiters?: number;
   /** Follow this primary as a replica; null runs as the primary. */
   primaryUrl: string | null;
   /** Other nodes, asked for a primary with a higher term (failover). */
@@ -67,6 +72,9 @@ const OPTIONS_HELP = `  --host HOST                 listen address (default 127.
   --max-session-buffer-bytes N  close a session whose client leaves more unsent (default ${DEFAULT_MAX_SESSION_BUFFER_BYTES})
   --max-log-changes N         compact when the log holds more (default 1000000)
   --max-log-age-ms N          compact changes older than this (default 7 days)
+  --read-wait-ms N            longest a replica holds a /query?minLsn= until it has applied that LSN,
+                              then answers 503 NOT_PRIMARY (default ${DEFAULT_READ_WAIT_MS})
+  --max-read-waiters N        queries waiting for minLsn at once; more get 429 RATE_LIMITED (default ${DEFAULT_MAX_READ_WAITERS})
   --role primary|replica      (default primary; --primary implies replica)
   --primary URL               follow this primary as a read-only replica (a node whose data
                               says it was promoted to its current term stays primary instead)
@@ -122,6 +130,8 @@ export function parseConfig(
       'max-log-changes': { type: 'string' },
       'max-log-age-ms': { type: 'string' },
       'compaction-interval-ms': { type: 'string' },
+      'read-wait-ms': { type: 'string' },
+      'max-read-waiters': { type: 'string' },
       role: { type: 'string' },
       primary: { type: 'string' },
       peers: { type: 'string' },
@@ -166,6 +176,8 @@ export function parseConfig(
     maxLogChanges: int(values['max-log-changes'], 1_000_000, 'max-log-changes'),
     maxLogAgeMs: int(values['max-log-age-ms'], 7 * 24 * 3600 * 1000, 'max-log-age-ms'),
     compactionIntervalMs: int(values['compaction-interval-ms'], 60_000, 'compaction-interval-ms'),
+    readWaitMs: int(values['read-wait-ms'], DEFAULT_READ_WAIT_MS, 'read-wait-ms'),
+    maxReadWaiters: int(values['max-read-waiters'], DEFAULT_MAX_READ_WAITERS, 'max-read-waiters'),
     primaryUrl: role === 'replica' ? (values.primary ?? null) : null,
     peers: (values.peers ?? '').split(',').filter((s) => s.length > 0),
     minSyncReplicas: int(values['min-sync-replicas'], 0, 'min-sync-replicas'),

@@ -39,6 +39,10 @@ export interface ReplicationOptions {
   restoreFrom?: string;
   /** How other nodes and clients reach this one; default the listen URL. */
   publicUrl?: string;
+  /** The longest a replica holds a `/query?minLsn=` for that LSN before `NOT_PRIMARY` (default 2000 ms). */
+  readWaitMs?: number;
+  /** `/query` requests waiting for `minLsn` at once; more get `RATE_LIMITED` (default 1000). */
+  maxReadWaiters?: number;
 }
 
 /** When the change log is compacted (clients further behind get a snapshot). */
@@ -162,6 +166,8 @@ export function serverConfigOf(options: CreateServerOptions): ServerConfig {
     clusterSecret: r.clusterSecret ?? null,
     restoreFrom: r.restoreFrom ?? null,
     publicUrl: r.publicUrl ?? null,
+    ...(r.readWaitMs === undefined ? {} : { readWaitMs: r.readWaitMs }),
+    ...(r.maxReadWaiters === undefined ? {} : { maxReadWaiters: r.maxReadWaiters }),
   };
 }
 

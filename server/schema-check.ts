@@ -130,7 +130,7 @@ function dropCollections(store: CheckedStore, collections: readonly string[], no
 function syncIndexes(store: CheckedStore, schema: AppSchema): { dropped: string[]; created: string[] } {
   const wanted = new Set<string>();
   for (const [collection, def] of Object.entries(schema.collections)) {
-    for (const field of def.indexes) if (!field.includes('+')) wanted.add(`${collection}\u0000${field}`);
+    for (const field of def.indexes) wanted.add(`${collection}\u0000${field}`);
   }
   const before = store.appIndexes();
   const dropped: string[] = [];

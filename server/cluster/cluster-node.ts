@@ -16,6 +16,8 @@ export interface ClusterNodeOptions {
   peers: readonly string[];
   /** Called when this node stops being the primary: close client and replica connections. */
   onStepDown: () => void;
+  /** Called with the new head each time the follower applied changes or a snapshot (read-your-writes waiters). */
+  onApplied?: (head: number) => void;
 }
 
 const peerInfoSchema = z.object({
@@ -130,6 +132,7 @@ export class ClusterNode {
       replicaId: this.opts.store.meta().serverId,
       selfUrl: this.selfUrl,
       dataDir: this.opts.dataDir,
+      onApplied: (head) => this.opts.onApplied?.(head),
       onError: (error) => {
         // The node we follow is no longer the primary but knows who is (or thinks it is us).
         if (error.code === 'NOT_PRIMARY' && error.primary && error.primary !== this.primaryUrl)

@@ -3,9 +3,11 @@ import express from 'express';
 import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import { z } from 'zod';
 import { TidelineError } from '../../shared/errors';
+import type { ErrorCode } from '../../shared/errors';
 import type { Doc } from '../../shared/json';
 import { readsAll } from '../../shared/schema/define-schema';
 import type { AppSchema } from '../../shared/schema/define-schema';
+import type { AppliedLsnWaiters } from '../cluster/applied-lsn';
 import { orderValueOf } from '../store/store';
 import type { DocQuery, OrderValue, Store } from '../store/store';
 import { isSystem, SYSTEM, SYSTEM_USER_ID } from '../sync/server-write';
@@ -24,6 +26,15 @@ const filterSchema = z
   .union([filterText, z.array(filterText).max(MAX_FILTERS, `at most ${MAX_FILTERS} filters`)])
   .optional();
 
+/**
+ * Read your writes: `minLsn` (an LSN a write returned) asks for results at
+ * least that new; `waitMs` shortens how long a replica may wait for it.
+ */
+const freshness = {
+  minLsn: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+  waitMs: z.coerce.number().int().min(0).max(600_000).optional(),
+};
+
 const querySchema = z.object({
   /** Repeatable `field:op:value`; the value is read as JSON when it parses (numbers, booleans), else as a string. */
   filter: filterSchema,
@@ -34,13 +45,14 @@ const querySchema = z.object({
   cursor: z.string().min(1).max(MAX_CURSOR_LENGTH, `a cursor is at most ${MAX_CURSOR_LENGTH} characters`).optional(),
 });
 
-const countSchema = z.object({ filter: filterSchema });
+const countSchema = z.object({ filter: filterSchema, ...freshness });
 
 const idText = z.string().min(1).max(256);
 /** `ids=a,b,c` (comma-separated), or `id=a&id=b` (one whole id each, for ids that hold commas). */
 const getManySchema = z.strictObject({
   ids: z.union([z.string().max(300_000), z.array(z.string().max(300_000)).max(MAX_IDS)]).optional(),
   id: z.union([idText, z.array(idText).max(MAX_IDS)]).optional(),
+  ...freshness,
 });
 
 /**
@@ -108,29 +120,51 @@ export function parseDocQuery(schema: AppSchema, collection: string, input: unkn
   }
   const parsed = querySchema.safeParse(input);
   if (!parsed.success) throw badQuery(parsed.error);
-  const indexed = new Set(['id', ...def.indexes]);
-  const checkField = (field: string): string => {
-    if (!indexed.has(field)) {
-      throw new TidelineError('BAD_REQUEST', `'${field}' is not an indexed field of '${collection}'`, {
-        hint: `indexed: ${[...indexed].join(', ')}`,
-      });
-    }
-    return field;
-  };
   const raw = parsed.data.filter === undefined ? [] : [parsed.data.filter].flat();
   const filters = raw.map((f) => {
     const [field = '', op = '', ...rest] = f.split(':');
     if (!(OPS as readonly string[]).includes(op) || rest.length === 0) {
       throw new TidelineError('BAD_REQUEST', `filter '${f}' must be field:op:value with op one of ${OPS.join(', ')}`);
     }
-    return { field: checkField(field), op: op as (typeof OPS)[number], value: parseValue(rest.join(':')) };
+    return { field, op: op as (typeof OPS)[number], value: parseValue(rest.join(':')) };
   });
+  const indexed = queryableFields(
+    def.indexes,
+    filters.filter((f) => f.op === 'eq').map((f) => f.field),
+  );
+  const checkField = (field: string): string => {
+    if (!indexed.has(field)) {
+      throw new TidelineError('BAD_REQUEST', `'${field}' is not an indexed field of '${collection}'`, {
+        hint: `indexed: ${['id', ...def.indexes].join(', ')} (a compound index's later field needs equality filters on the earlier ones)`,
+      });
+    }
+    return field;
+  };
+  for (const f of filters) checkField(f.field);
   const q: DocQuery = { collection, filters, limit: parsed.data.limit ?? 100 };
   if (parsed.data.orderBy)
     q.orderBy = { field: checkField(parsed.data.orderBy), direction: parsed.data.order ?? 'asc' };
   if (def.read === 'owner' && user !== null && !isSystem(user) && !readsAll(def, user.roles)) q.owner = user.userId;
   if (parsed.data.cursor !== undefined) q.after = decodeCursor(q, parsed.data.cursor);
   return q;
+}
+
+/**
+ * The fields a query may filter or order on, each served by an index: `id`
+ * (the primary key), every single-field index, and each field of a compound
+ * index 'a+b' whose earlier fields all have an equality filter (`a` alone;
+ * `b` after `a:eq:…`).
+ */
+export function queryableFields(indexes: readonly string[], eqFields: readonly string[]): Set<string> {
+  const out = new Set(['id']);
+  const eqs = new Set(eqFields);
+  for (const index of indexes) {
+    for (const field of index.split('+')) {
+      out.add(field);
+      if (!eqs.has(field)) break;
+    }
+  }
+  return out;
 }
 
 function badQuery(error: z.ZodError): TidelineError {
@@ -198,6 +232,8 @@ export function queryRoutes(deps: {
   adminToken?: string;
   /** Checks a client token before `userOf` (the bearer middleware); skipped for the admin token. */
   authenticate?: RequestHandler;
+  /** Read your writes (`minLsn`); without it `minLsn` is checked against the head only (as on a primary). */
+  freshness?: Freshness;
 }): Router {
   const router = express.Router();
   const admins = new WeakSet<Request>();
@@ -210,38 +246,115 @@ export function queryRoutes(deps: {
     else next();
   });
   const readerOf = (req: Request): Reader => (admins.has(req) ? SYSTEM_READER : deps.userOf(req));
-  const answer = (res: Response, fn: () => object): void => {
+  const fail = (res: Response, err: unknown): void => {
+    const e = err instanceof TidelineError ? err : new TidelineError('INTERNAL', 'query failed');
+    const primary = e.code === 'NOT_PRIMARY' ? (deps.freshness?.primaryUrl() ?? null) : null;
+    res.status(STATUS[e.code] ?? 400).json({ error: { ...e.toWire(), ...(primary ? { primary } : {}) } });
+  };
+  /**
+   * Validates the request (`prepare`, which throws on bad input before any
+   * wait), waits until this node has applied `minLsn` when asked, then reads.
+   */
+  const answer = (req: Request, res: Response, prepare: () => () => object): void => {
+    let read: () => object;
+    let fresh: z.infer<z.ZodObject<typeof freshness>>;
     try {
-      res.json(fn());
+      read = prepare();
+      const parsed = z.object(freshness).safeParse(req.query);
+      if (!parsed.success) throw badQuery(parsed.error);
+      fresh = parsed.data;
     } catch (err) {
-      const e = err instanceof TidelineError ? err : new TidelineError('INTERNAL', 'query failed');
-      const status = e.code === 'UNAUTHORIZED' ? 401 : e.code === 'INTERNAL' ? 500 : 400;
-      res.status(status).json({ error: e.toWire() });
+      fail(res, err);
+      return;
     }
+    const run = (): void => {
+      try {
+        res.json(read());
+      } catch (err) {
+        fail(res, err);
+      }
+    };
+    if (fresh.minLsn === undefined || deps.store.meta().headLsn >= fresh.minLsn) return run();
+    awaitLsn(deps.store, deps.freshness, fresh.minLsn, fresh.waitMs).then(run, (err: unknown) => fail(res, err));
   };
   router.get('/:collection/count', (req: Request, res: Response) =>
-    answer(res, () => {
+    answer(req, res, () => {
       const collection = String(req.params['collection']);
       const parsed = countSchema.safeParse(req.query);
       if (!parsed.success) throw badQuery(parsed.error);
-      const { limit: _limit, ...q } = parseDocQuery(deps.schema, collection, parsed.data, readerOf(req));
-      const headLsn = deps.store.meta().headLsn;
-      return { headLsn, count: deps.store.count(q) };
+      const { limit: _limit, ...q } = parseDocQuery(
+        deps.schema,
+        collection,
+        { filter: parsed.data.filter },
+        readerOf(req),
+      );
+      return () => ({ headLsn: deps.store.meta().headLsn, count: deps.store.count(q) });
     }),
   );
   router.get('/:collection', (req: Request, res: Response) =>
-    answer(res, () => {
+    answer(req, res, () => {
       const collection = String(req.params['collection']);
       const user = readerOf(req);
       const ids = parseIds(req.query);
       if (ids !== null) {
         // The collection and owner checks of a query with no filters.
         const q = parseDocQuery(deps.schema, collection, {}, user);
-        const headLsn = deps.store.meta().headLsn;
-        return { headLsn, docs: deps.store.getMany(collection, ids, q.owner) };
+        return () => ({ headLsn: deps.store.meta().headLsn, docs: deps.store.getMany(collection, ids, q.owner) });
       }
-      return queryPage(deps.store, parseDocQuery(deps.schema, collection, req.query, user));
+      const { minLsn: _minLsn, waitMs: _waitMs, ...input } = req.query;
+      const q = parseDocQuery(deps.schema, collection, input, user);
+      return () => queryPage(deps.store, q);
     }),
   );
   return router;
+}
+
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  UNAUTHORIZED: 401,
+  RATE_LIMITED: 429,
+  INTERNAL: 500,
+  NOT_PRIMARY: 503,
+};
+
+/** What `/query` needs of the node for `minLsn`. */
+export interface Freshness {
+  role: () => 'primary' | 'replica';
+  /** Where the primary is, for a NOT_PRIMARY answer (null when unknown). */
+  primaryUrl: () => string | null;
+  waiters: AppliedLsnWaiters;
+  /** The longest a replica waits (`--read-wait-ms`); a request's `waitMs` may only shorten it. */
+  maxWaitMs: number;
+}
+
+/**
+ * Resolves once this node's head reaches `minLsn`. A primary answers at
+ * once: its head is at or past every LSN it acknowledged, so a greater one
+ * was never acknowledged here (a write lost in a failover, or not an LSN of
+ * this cluster) and waiting cannot help. A replica waits, woken as it
+ * applies the log, at most `min(waitMs, maxWaitMs)`, then fails with the
+ * retryable NOT_PRIMARY (the route adds the primary's URL).
+ */
+async function awaitLsn(
+  store: Store,
+  freshness: Freshness | undefined,
+  minLsn: number,
+  waitMs?: number,
+): Promise<void> {
+  const head = (): number => store.meta().headLsn;
+  if (freshness === undefined || freshness.role() === 'primary') {
+    throw new TidelineError(
+      'BAD_REQUEST',
+      `minLsn ${minLsn} is past this primary's head ${head()}: no write at that LSN was acknowledged here`,
+      { hint: 'send the lsn a write on this cluster returned; a write lost in a failover has to be made again' },
+    );
+  }
+  const timeout = Math.min(waitMs ?? freshness.maxWaitMs, freshness.maxWaitMs);
+  if (await freshness.waiters.wait(minLsn, timeout)) return;
+  // NOT_PRIMARY, as for a write on a replica: the primary can answer it (error.primary). A code of its own
+  // would change the wire error schema, and with it the sync protocol version every client must match.
+  throw new TidelineError(
+    'NOT_PRIMARY',
+    `this replica has applied up to LSN ${head()}, not yet ${minLsn} (waited ${timeout} ms): retry, or read from the primary`,
+    { retryable: true, hint: 'retry, or read from the primary (error.primary)' },
+  );
 }

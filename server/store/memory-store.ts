@@ -315,6 +315,8 @@ export class MemoryStore implements Store {
         if (v === undefined || v === null || typeof v === 'object') return false;
         // The id is a string key in both stores (SQLite compares the id column as text).
         const x = f.field === 'id' ? String(f.value) : f.value;
+        // A range compares within one kind: text with text, numbers (and booleans, as 1 and 0) with numbers.
+        if (f.op !== 'eq' && f.op !== 'ne' && (typeof v === 'string') !== (typeof x === 'string')) return false;
         switch (f.op) {
           case 'eq':
             return v === x;

@@ -10,12 +10,20 @@ import type { Change } from '../../shared/protocol/change';
 import { sealBackup } from './backup';
 import { mergeByLsn } from './log';
 import { createPrivateFile, makePrivate, PRIVATE_DIR_MODE } from './private-files';
+import {
+  appIndexName,
+  appIndexSql,
+  countStatement,
+  parseAppIndexSql,
+  queryParts,
+  runQuery,
+  StatementCache,
+} from './sqlite-query';
+import type { SqlParam, SqlStatement } from './sqlite-query';
 import { authorOf, isServerOrigin, REJECTION_WINDOW, storedRejection } from './store';
 import type {
-  DocFilter,
   DocQuery,
   LogPage,
-  OrderValue,
   OutcomeEntry,
   ReplicaSnapshot,
   Scope,
@@ -216,6 +224,10 @@ export class SqliteStore implements Store {
   private readonly selectUsage;
   private readonly addUsage;
   private readonly dropEmptyUsage;
+  /** The query statements, prepared once per shape (see sqlite-query.ts). */
+  private readonly statements: StatementCache;
+  /** The fields of each collection's app indexes, read from sqlite_schema when first needed. */
+  private indexFields: Map<string, string[][]> | null = null;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     this.path = path;
@@ -251,6 +263,7 @@ export class SqliteStore implements Store {
 
     const transaction = db.transaction((fn: () => unknown): unknown => fn());
     this.runImmediate = (fn) => transaction.immediate(fn);
+    this.statements = new StatementCache(db);
 
     this.selectDoc = db.prepare<[string, string], DocRow>(
       'SELECT owner, lsn, body FROM docs WHERE collection = ? AND id = ?',
@@ -490,24 +503,14 @@ export class SqliteStore implements Store {
 
   query(q: DocQuery): Doc[] {
     this.assertOpen();
-    const docs: Doc[] = [];
-    for (const { sql, params } of this.querySql(q)) {
-      if (docs.length >= q.limit) break;
-      params[params.length - 1] = Math.max(0, Math.floor(q.limit) - docs.length);
-      for (const r of this.db.prepare<Array<string | number>, { body: string }>(sql).all(...params)) {
-        docs.push(parseDoc(r.body));
-      }
-    }
-    return docs;
+    const parts = queryParts(q, this.indexesOf(q.collection));
+    return runQuery(parts, q.limit, (st, limit) => this.rowsOf(st, limit)).map(parseDoc);
   }
 
   count(q: Omit<DocQuery, 'limit' | 'orderBy' | 'after'>): number {
     this.assertOpen();
-    const { where, params } = whereOf(q.collection, q.owner, q.filters);
-    const row = this.db
-      .prepare<Array<string | number>, { n: number }>(`SELECT COUNT(*) AS n FROM docs WHERE ${where.join(' AND ')}`)
-      .get(...params);
-    return row?.n ?? 0;
+    const { sql, params } = countStatement(q, this.indexesOf(q.collection));
+    return this.statements.get<{ n: number }>(sql).get(...params)?.n ?? 0;
   }
 
   getMany(collection: string, ids: readonly string[], owner?: string): Doc[] {
@@ -520,6 +523,7 @@ export class SqliteStore implements Store {
       sql += ' AND owner = ?';
       params.push(owner);
     }
+    // Not cached: one statement per number of ids would crowd the query shapes out of the cache.
     const byId = new Map(
       this.db
         .prepare<string[], { id: string; body: string }>(sql)
@@ -545,67 +549,69 @@ export class SqliteStore implements Store {
     });
   }
 
-  /** SQLite's plan for `q` (`EXPLAIN QUERY PLAN` details), for diagnostics and for tests that forbid scans. */
-  queryPlan(q: DocQuery): string[] {
+  /**
+   * SQLite's plan for `q` (`EXPLAIN QUERY PLAN` details) for every statement
+   * it may run, the re-read of a descending page's last group included: for
+   * diagnostics and for the tests that pin index use.
+   */
+  queryPlan(q: DocQuery, kind: 'query' | 'count' = 'query'): string[] {
     this.assertOpen();
-    return this.querySql(q).flatMap(({ sql, params }) =>
+    const indexes = this.indexesOf(q.collection);
+    const statements =
+      kind === 'count'
+        ? [countStatement(q, indexes)]
+        : queryParts(q, indexes).flatMap((part) =>
+            part.kind === 'plain' ? [part.statement] : [part.statement, part.tie(0)],
+          );
+    return statements.flatMap(({ sql, params }) =>
       this.db
-        .prepare<Array<string | number>, { detail: string }>(`EXPLAIN QUERY PLAN ${sql}`)
+        .prepare<SqlParam[], { detail: string }>(`EXPLAIN QUERY PLAN ${sql}`)
         .all(...params)
         .map((r) => r.detail),
     );
   }
 
-  /**
-   * The statements of `q`, run in turn until the limit is met: one, or two
-   * for a descending page that resumes inside the non-null values (those
-   * values, then the documents without one, which sort last descending).
-   * Each is a range from the position (`>=`/`<=` on the order field), not an
-   * OR around it, so an index on the field can seek to the position instead
-   * of scanning up to it.
-   */
-  private querySql(q: DocQuery): Array<{ sql: string; params: Array<string | number> }> {
-    const desc = q.orderBy?.direction === 'desc';
-    const orderField = q.orderBy?.field ?? 'id';
-    const limit = Math.max(0, Math.floor(q.limit));
-    const order =
-      orderField === 'id' ? (desc ? 'id DESC' : 'id') : `${fieldExpr(orderField)} ${desc ? 'DESC' : 'ASC'}, id`;
-    const statement = (extra: string[], extraParams: Array<string | number>, by = order) => {
-      const { where, params } = whereOf(q.collection, q.owner, q.filters);
-      return {
-        sql: `SELECT body FROM docs WHERE ${[...where, ...extra].join(' AND ')} ORDER BY ${by} LIMIT ?`,
-        params: [...params, ...extraParams, limit],
-      };
-    };
-    const after = q.after;
-    if (after === undefined) return [statement([], [])];
-    if (orderField === 'id') return [statement([desc ? 'id < ?' : 'id > ?'], [after.id])];
-    // Keyset over (value, id): SQLite sorts NULL first ascending and last descending; ids ascend among ties.
-    const expr = fieldExpr(orderField);
-    const v = sqlValue(after.value);
-    if (v === null) {
-      return [statement([desc ? `${expr} IS NULL AND id > ?` : `(${expr} IS NOT NULL OR id > ?)`], [after.id])];
+  private indexesOf(collection: string): string[][] {
+    if (this.indexFields === null) {
+      this.indexFields = new Map();
+      for (const ix of this.appIndexes()) {
+        const list = this.indexFields.get(ix.collection) ?? [];
+        list.push(ix.field.split('+'));
+        this.indexFields.set(ix.collection, list);
+      }
     }
-    if (!desc) return [statement([`${expr} >= ?`, `(${expr} > ? OR id > ?)`], [v, v, after.id])];
-    return [
-      statement([`${expr} <= ?`, `(${expr} < ? OR id > ?)`], [v, v, after.id]),
-      statement([`${expr} IS NULL`], [], 'id'),
-    ];
+    return this.indexFields.get(collection) ?? [];
+  }
+
+  private rowsOf(statement: SqlStatement, limit: number): Array<{ body: string; v?: unknown }> {
+    const params = [...statement.params];
+    params[params.length - 1] = limit;
+    return this.statements.get<{ body: string; v?: unknown }>(statement.sql).all(...params);
   }
 
   /**
-   * Expression indexes for the app's indexed fields, so that replicas and the
-   * primary answer `query` without scanning. Idempotent.
+   * The app's indexes (one per indexed field, and per compound 'a+b'), in
+   * the shape `appIndexSql` describes, so that replicas and the primary
+   * answer `query` through them. An index of an older shape under the same
+   * name is rebuilt. Idempotent.
    */
   ensureIndexes(collections: Readonly<Record<string, readonly string[]>>): void {
     this.assertOpen();
-    for (const [collection, fields] of Object.entries(collections)) {
-      for (const field of fields) {
-        if (field.includes('+')) continue;
-        const name = `ix_${collection}_${field}`.replace(/[^A-Za-z0-9_]/g, '_');
-        this.db.exec(
-          `CREATE INDEX IF NOT EXISTS ${name} ON docs (${fieldExpr(field)}) WHERE collection = '${collection.replace(/'/g, "''")}'`,
-        );
+    const existing = this.db.prepare<[string], { sql: string | null }>(
+      "SELECT sql FROM sqlite_schema WHERE type = 'index' AND name = ?",
+    );
+    for (const [collection, keys] of Object.entries(collections)) {
+      for (const key of keys) {
+        const fields = key.split('+');
+        const name = appIndexName(collection, fields);
+        const sql = appIndexSql(collection, fields);
+        const had = existing.get(name);
+        if (had?.sql === sql) continue;
+        this.indexFields = null;
+        this.atomically(() => {
+          if (had !== undefined) this.db.exec(`DROP INDEX "${name}"`);
+          this.db.exec(sql);
+        });
       }
     }
   }
@@ -944,7 +950,10 @@ export class SqliteStore implements Store {
       .all();
   }
 
-  /** The expression indexes made by `ensureIndexes`, read back from their SQL. */
+  /**
+   * The indexes made by `ensureIndexes` (and by older versions), read back
+   * from their SQL; `field` is a compound's 'a+b'.
+   */
   appIndexes(): Array<{ name: string; collection: string; field: string }> {
     this.assertOpen();
     const rows = this.db
@@ -954,8 +963,8 @@ export class SqliteStore implements Store {
       .all();
     const out: Array<{ name: string; collection: string; field: string }> = [];
     for (const r of rows) {
-      const m = /json_extract\(body, '\$\.([A-Za-z0-9_]+)'\)\) WHERE collection = '((?:[^']|'')*)'$/.exec(r.sql ?? '');
-      if (m) out.push({ name: r.name, field: m[1]!, collection: m[2]!.replace(/''/g, "'") });
+      const ix = parseAppIndexSql(r.sql ?? '');
+      if (ix) out.push({ name: r.name, collection: ix.collection, field: ix.fields.join('+') });
     }
     return out;
   }
@@ -966,6 +975,7 @@ export class SqliteStore implements Store {
     if (!this.appIndexes().some((ix) => ix.name === name)) {
       throw new TidelineError('INTERNAL', `${name} is not an app index of the store at ${this.path}`);
     }
+    this.indexFields = null;
     this.db.exec(`DROP INDEX "${name}"`);
   }
 
@@ -1067,49 +1077,6 @@ function loadMeta(db: Database.Database, path: string): StoreMeta {
     });
   }
   return { serverId, term, headLsn, horizon };
-}
-
-const SQL_OPS = { eq: '=', ne: '!=', gt: '>', gte: '>=', lt: '<', lte: '<=' } as const;
-
-/** The WHERE terms of a collection's live documents, of an owner, matching filters. */
-function whereOf(
-  collection: string,
-  owner: string | undefined,
-  filters: readonly DocFilter[],
-): { where: string[]; params: Array<string | number> } {
-  const where = ['collection = ?', 'deleted = 0'];
-  const params: Array<string | number> = [collection];
-  if (owner !== undefined) {
-    where.push('owner = ?');
-    params.push(owner);
-  }
-  for (const f of filters) {
-    // `id` is the primary key's column (a search, not a scan); other fields live in the JSON body.
-    const expr = f.field === 'id' ? 'id' : fieldExpr(f.field);
-    const value = f.field === 'id' ? String(f.value) : (sqlValue(f.value) as string | number);
-    if (f.op === 'prefix') {
-      // A range, not LIKE, so the index serves it.
-      where.push(`${expr} >= ? AND ${expr} < ?`);
-      params.push(String(value), `${String(value)}\uffff`);
-    } else {
-      where.push(`${expr} ${SQL_OPS[f.op]} ?`);
-      params.push(value);
-    }
-  }
-  return { where, params };
-}
-
-/** A JSON scalar as json_extract returns it: booleans are 1 and 0. */
-function sqlValue(v: OrderValue): string | number | null {
-  return typeof v === 'boolean' ? (v ? 1 : 0) : v;
-}
-
-/** The SQL expression for a top-level document field; names are checked against the schema by the caller. */
-function fieldExpr(field: string): string {
-  if (!/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(field)) {
-    throw new TidelineError('BAD_REQUEST', `'${field}' is not a queryable field name`);
-  }
-  return `json_extract(body, '$.${field}')`;
 }
 
 function changeOf(r: ChangeRow): Change {

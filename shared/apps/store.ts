@@ -136,14 +136,15 @@ export const cartSet = defineMutator({
 
 export const storeSchema = defineSchema({
   name: 'tideline-store',
-  version: 1,
+  version: 2,
   collections: {
     // Public and writable by anyone, so bounded per user: one user cannot fill the board (or the disk).
     notes: { read: 'public', write: 'any', indexes: ['createdAt'], quota: { docs: 10_000, bytes: 4 * 1024 * 1024 } },
     products: defineCollection({
       read: 'public',
       write: { role: 'staff' },
-      indexes: ['name', 'category', 'price', 'rating', 'stock'],
+      // 'category+price': a category's products by price (filter and order) from one index.
+      indexes: ['name', 'category', 'price', 'rating', 'stock', 'category+price'],
       doc: productDoc,
       rules: [{ name: 'stock-non-negative', check: (p) => p.stock >= 0, message: 'stock cannot go below 0' }],
     }),
