@@ -153,6 +153,13 @@ export async function startServer(
     clock,
     limits: config.limits,
     schedule: (fn) => setImmediate(fn),
+    ...(config.catchUp
+      ? {
+          pageBytes: config.catchUp.pageBytes,
+          snapshotPageBytes: config.catchUp.snapshotPageBytes,
+          maxConcurrentSnapshots: config.catchUp.maxConcurrentSnapshots,
+        }
+      : {}),
     role: () => node.view(),
     onCommit: (changes, outcomes) => replicationHub.onCommit(changes, outcomes),
     ...(config.minSyncReplicas > 0
@@ -240,6 +247,7 @@ export async function startServer(
   });
   attachSync(io.of('/sync'), syncCore, auth.verify, {
     maxSessionBufferBytes: config.maxSessionBufferBytes ?? DEFAULT_MAX_SESSION_BUFFER_BYTES,
+    ...(config.catchUp ? { pageAckTimeoutMs: config.catchUp.pageAckTimeoutMs } : {}),
   });
   replicationHub.attach(io.of('/replication'), clusterSecret);
 

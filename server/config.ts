@@ -4,7 +4,8 @@ import type { Limits } from '../shared/protocol/limits';
 import { AUTH_FLAGS, AUTH_HELP, authConfig } from './auth/auth-flags';
 import type { AuthConfig } from './auth/auth-flags';
 import { DEFAULT_MAX_READ_WAITERS, DEFAULT_READ_WAIT_MS } from './cluster/applied-lsn';
-import { DEFAULT_MAX_SESSION_BUFFER_BYTES } from './sync/socket-sync';
+import { DEFAULT_MAX_SESSION_BUFFER_BYTES, DEFAULT_PAGE_ACK_TIMEOUT_MS } from './sync/socket-sync';
+import { DEFAULT_MAX_CONCURRENT_SNAPSHOTS, DEFAULT_PAGE_BYTES, DEFAULT_SNAPSHOT_PAGE_BYTES } from './sync/sync-core';
 
 export interface ServerConfig {
   host: string;
@@ -31,6 +32,8 @@ export interface ServerConfig {
    * reading. Absent: DEFAULT_MAX_SESSION_BUFFER_BYTES (`createServer` does not take it).
    */
   maxSessionBufferBytes?: number;
+  /** Snapshots and catch-up pages; absent fields take the sync core's and socket layer's defaults. */
+  catchUp?: CatchUpConfig;
   /** Automatic compaction keeps the log under this many changes. */
   maxLogChanges: number;
   /** ... and drops changes older than this. */
@@ -58,6 +61,18 @@ export interface ServerConfig {
   auth: AuthConfig;
 }
 
+/** Bounds on what catching a client up may hold (`--catch-up-page-bytes` and the others below). */
+export interface CatchUpConfig {
+  /** Bytes per catch-up page; a single mutation over it comes whole on its own page. */
+  pageBytes: number;
+  /** Bytes per snapshot page; a single document over it comes alone. */
+  snapshotPageBytes: number;
+  /** Snapshots streamed at once; the others wait their turn. */
+  maxConcurrentSnapshots: number;
+  /** A catch-up or snapshot page not acked within this closes the session (RATE_LIMITED, retryable). */
+  pageAckTimeoutMs: number;
+}
+
 /** The options every way of starting a server takes (the demo and `tideline serve`). */
 const OPTIONS_HELP = `  --host HOST                 listen address (default 127.0.0.1)
   --port N                    port, 0 for any free one (default 3000, or $PORT)
@@ -70,6 +85,11 @@ const OPTIONS_HELP = `  --host HOST                 listen address (default 127.
   --max-doc-bytes N           (default ${DEFAULT_LIMITS.maxDocBytes})
   --max-message-bytes N       (default ${DEFAULT_LIMITS.maxMessageBytes})
   --max-session-buffer-bytes N  close a session whose client leaves more unsent (default ${DEFAULT_MAX_SESSION_BUFFER_BYTES})
+  --catch-up-page-bytes N     bytes per catch-up page; one larger mutation comes alone (default ${DEFAULT_PAGE_BYTES})
+  --snapshot-page-bytes N     bytes per snapshot page; one larger document comes alone (default ${DEFAULT_SNAPSHOT_PAGE_BYTES})
+  --max-concurrent-snapshots N  snapshots streamed at once; others wait their turn (default ${DEFAULT_MAX_CONCURRENT_SNAPSHOTS})
+  --page-ack-timeout-ms N     close a session that leaves a catch-up or snapshot page unacked this long
+                              (default ${DEFAULT_PAGE_ACK_TIMEOUT_MS})
   --max-log-changes N         compact when the log holds more (default 1000000)
   --max-log-age-ms N          compact changes older than this (default 7 days)
   --read-wait-ms N            longest a replica holds a /query?minLsn= until it has applied that LSN,
@@ -101,6 +121,13 @@ function int(value: string | undefined, fallback: number, name: string): number 
   return n;
 }
 
+/** A bound that 0 would turn into a stop (no page, no snapshot, no wait): at least 1. */
+function positive(value: string | undefined, fallback: number, name: string): number {
+  const n = int(value, fallback, name);
+  if (n < 1) throw new Error(`--${name} must be at least 1, got '${value}'`);
+  return n;
+}
+
 /** Defaults that differ between the demo and `tideline serve`. */
 export interface ConfigDefaults {
   staticDir: string | null;
@@ -127,6 +154,10 @@ export function parseConfig(
       'max-doc-bytes': { type: 'string' },
       'max-message-bytes': { type: 'string' },
       'max-session-buffer-bytes': { type: 'string' },
+      'catch-up-page-bytes': { type: 'string' },
+      'snapshot-page-bytes': { type: 'string' },
+      'max-concurrent-snapshots': { type: 'string' },
+      'page-ack-timeout-ms': { type: 'string' },
       'max-log-changes': { type: 'string' },
       'max-log-age-ms': { type: 'string' },
       'compaction-interval-ms': { type: 'string' },
@@ -173,6 +204,16 @@ export function parseConfig(
       DEFAULT_MAX_SESSION_BUFFER_BYTES,
       'max-session-buffer-bytes',
     ),
+    catchUp: {
+      pageBytes: positive(values['catch-up-page-bytes'], DEFAULT_PAGE_BYTES, 'catch-up-page-bytes'),
+      snapshotPageBytes: positive(values['snapshot-page-bytes'], DEFAULT_SNAPSHOT_PAGE_BYTES, 'snapshot-page-bytes'),
+      maxConcurrentSnapshots: positive(
+        values['max-concurrent-snapshots'],
+        DEFAULT_MAX_CONCURRENT_SNAPSHOTS,
+        'max-concurrent-snapshots',
+      ),
+      pageAckTimeoutMs: positive(values['page-ack-timeout-ms'], DEFAULT_PAGE_ACK_TIMEOUT_MS, 'page-ack-timeout-ms'),
+    },
     maxLogChanges: int(values['max-log-changes'], 1_000_000, 'max-log-changes'),
     maxLogAgeMs: int(values['max-log-age-ms'], 7 * 24 * 3600 * 1000, 'max-log-age-ms'),
     compactionIntervalMs: int(values['compaction-interval-ms'], 60_000, 'compaction-interval-ms'),

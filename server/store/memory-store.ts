@@ -5,7 +5,8 @@ import type { Doc } from '../../shared/json';
 import type { Write } from '../../shared/mutators/types';
 import type { Change } from '../../shared/protocol/change';
 import { mergeByLsn } from './log';
-import { authorOf, isServerOrigin, orderValueOf, REJECTION_WINDOW, storedRejection } from './store';
+import { heldSnapshotCursor } from './snapshot-cursor';
+import { authorOf, isServerOrigin, logEntryBytes, orderValueOf, REJECTION_WINDOW, storedRejection } from './store';
 import type {
   DocQuery,
   LogPage,
@@ -14,6 +15,7 @@ import type {
   ReplicaSnapshot,
   Scope,
   ServerOriginRecord,
+  SnapshotCursor,
   Store,
   StoreMeta,
   StoredDoc,
@@ -38,6 +40,7 @@ type MemoryChange = Omit<Change, 'doc'> & { body: string | null };
 type MemoryEntry = MemoryChange | OutcomeEntry;
 
 const isChange = (e: MemoryEntry): e is MemoryChange => 'collection' in e;
+const entryBytes = (e: MemoryEntry): number => logEntryBytes(e);
 const changeOf = ({ body, ...c }: MemoryChange): Change => ({ ...c, doc: parseBody(body) });
 const copyOutcome = (o: OutcomeEntry): OutcomeEntry => ({
   ...o,
@@ -215,18 +218,35 @@ export class MemoryStore implements Store {
     return out;
   }
 
-  readLog(after: number, limit: number): LogPage {
+  readLog(after: number, limit: number, maxBytes = Infinity): LogPage {
     this.assertOpen();
     const { log, horizon } = this.data;
     const start = Math.max(0, Math.floor(after) - horizon);
-    let end = Math.min(log.length, start + Math.max(1, Math.floor(Math.min(limit, Number.MAX_SAFE_INTEGER))));
-    // Finish the mutation the page ends in.
+    const n = Math.max(1, Math.floor(Math.min(limit, Number.MAX_SAFE_INTEGER)));
+    // Up to n entries within the byte budget (the first entry always).
+    let end = start;
+    let bytes = 0;
+    while (end < log.length && end - start < n) {
+      const size = entryBytes(log[end]!);
+      if (end > start && bytes + size > maxBytes) break;
+      bytes += size;
+      end++;
+    }
+    // Finish the mutation the page ends in, or, when that would pass the byte budget, leave it for the
+    // next page (unless it began the page: a mutation over the budget comes whole, on a page of its own).
     const last = log[end - 1];
     if (last !== undefined && isChange(last) && last.clientId !== null) {
-      while (end < log.length) {
-        const next = log[end]!;
-        if (!isChange(next) || next.clientId !== last.clientId || next.seq !== last.seq) break;
-        end++;
+      const sameMutation = (e: MemoryEntry | undefined): boolean =>
+        e !== undefined && isChange(e) && e.clientId === last.clientId && e.seq === last.seq;
+      let finished = end;
+      let extra = 0;
+      while (finished < log.length && sameMutation(log[finished])) extra += entryBytes(log[finished++]!);
+      if (finished > end && bytes + extra > maxBytes) {
+        let begin = end - 1;
+        while (begin > start && sameMutation(log[begin - 1])) begin--;
+        end = begin > start ? begin : finished;
+      } else {
+        end = finished;
       }
     }
     const page: LogPage = { changes: [], outcomes: [], to: end > start ? log[end - 1]!.lsn : after };
@@ -240,13 +260,31 @@ export class MemoryStore implements Store {
 
   scanScope(scope: Scope): Array<{ collection: string; doc: Doc }> {
     this.assertOpen();
+    return this.inScope(scope).map((d) => ({ collection: d.collection, doc: parseBody(d.body) as Doc }));
+  }
+
+  /** Copies references to the scope's documents (immutable strings) and the client's outcomes, now. */
+  openSnapshot(scope: Scope, clientId: string): SnapshotCursor {
+    this.assertOpen();
+    const docs = this.inScope(scope).map((d) => ({ collection: d.collection, body: d.body as string }));
+    const lastSeq = this.data.clients.get(clientId) ?? 0;
+    const rejections = new Map<number, WireErrorShape>();
+    for (let seq = Math.max(1, lastSeq - REJECTION_WINDOW + 1); seq <= lastSeq; seq++) {
+      const error = this.data.rejections.get(rejectionKey(clientId, seq));
+      if (error !== undefined) rejections.set(seq, { ...error });
+    }
+    return heldSnapshotCursor(this.data.headLsn, docs, lastSeq, rejections);
+  }
+
+  /** The live documents `scope` may read, ordered by (collection, id). */
+  private inScope(scope: Scope): MemoryDoc[] {
     const visible: MemoryDoc[] = [];
     for (const d of this.data.docs.values()) {
       const all = scope.allOf?.includes(d.collection) ?? false;
       if (d.body !== null && (d.owner === null || d.owner === scope.userId || all)) visible.push(d);
     }
     visible.sort((a, b) => compareCodePoints(a.collection, b.collection) || compareCodePoints(a.id, b.id));
-    return visible.map((d) => ({ collection: d.collection, doc: parseBody(d.body) as Doc }));
+    return visible;
   }
 
   query(q: DocQuery): Doc[] {

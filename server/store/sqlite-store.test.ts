@@ -54,6 +54,40 @@ describe('SqliteStore', () => {
     throw new Error('the store opened');
   };
 
+  it('a snapshot cursor holds its read transaction (pinning the WAL) until it is closed, and no longer', () => {
+    const store = openSqliteStore(path);
+    const other = new Database(path, { timeout: 10 });
+    try {
+      const put = (id: string) => ({ collection: 'notes', id, doc: { id }, owner: null });
+      store.transact((tx) => [tx.append(put('a'), null, 1), tx.append(put('b'), null, 1)]);
+      const cursor = store.openSnapshot({ userId: 'u1' }, 'k1');
+      expect(cursor.next(1, Infinity).docs.map((d) => d.doc.id)).toEqual(['a']);
+      store.transact((tx) => tx.append(put('a0'), null, 1));
+      // A checkpoint cannot pass the reader's point: the WAL stays.
+      expect(other.pragma('wal_checkpoint(TRUNCATE)')).toEqual([expect.objectContaining({ busy: 1 })]);
+      expect(cursor.next(5, Infinity).docs.map((d) => d.doc.id)).toEqual(['b']);
+      cursor.close();
+      expect(other.pragma('wal_checkpoint(TRUNCATE)')).toEqual([{ busy: 0, log: 0, checkpointed: 0 }]);
+    } finally {
+      other.close();
+      store.close();
+    }
+  });
+
+  it('a store in :memory: (no second connection) still opens snapshot cursors, copied out at open', () => {
+    const store = openSqliteStore(':memory:');
+    try {
+      store.transact((tx) => tx.append({ collection: 'notes', id: 'a', doc: { id: 'a' }, owner: null }, null, 1));
+      const cursor = store.openSnapshot({ userId: 'u1' }, 'k1');
+      store.transact((tx) => tx.append({ collection: 'notes', id: 'a', doc: null, owner: null }, null, 1));
+      expect(cursor.next(10, Infinity)).toEqual({ docs: [{ collection: 'notes', doc: { id: 'a' } }], done: true });
+      expect(cursor.asOf).toBe(1);
+      cursor.close();
+    } finally {
+      store.close();
+    }
+  });
+
   it('runs in WAL mode', () => {
     openSqliteStore(path).close();
     const db = new Database(path, { readonly: true });

@@ -20,7 +20,9 @@ import {
   StatementCache,
 } from './sqlite-query';
 import type { SqlParam, SqlStatement } from './sqlite-query';
-import { authorOf, isServerOrigin, REJECTION_WINDOW, storedRejection } from './store';
+import { heldSnapshotCursor } from './snapshot-cursor';
+import { openSqliteSnapshot } from './sqlite-snapshot';
+import { authorOf, isServerOrigin, logEntryBytes, REJECTION_WINDOW, storedRejection } from './store';
 import type {
   DocQuery,
   LogPage,
@@ -29,6 +31,7 @@ import type {
   Scope,
   ServerOriginRecord,
   SnapshotDoc,
+  SnapshotCursor,
   Store,
   StoreMeta,
   StoredDoc,
@@ -445,16 +448,27 @@ export class SqliteStore implements Store {
     return this.selectChanges.all(after, Math.floor(Math.min(limit, Number.MAX_SAFE_INTEGER))).map(changeOf);
   }
 
-  readLog(after: number, limit: number): LogPage {
+  readLog(after: number, limit: number, maxBytes = Infinity): LogPage {
     this.assertOpen();
     const n = Math.floor(Math.min(Math.max(limit, 1), Number.MAX_SAFE_INTEGER));
-    // Both kinds share one LSN sequence: read n of each, then keep the n lowest LSNs.
-    const changes = this.selectChanges.all(after, n).map(changeOf);
+    // Both kinds share one LSN sequence: read up to n of each, changes only while they fit the byte
+    // budget (so a page of large documents is never read whole), then keep the n lowest LSNs in budget.
+    const { rows: changeRows, cutAt } = this.changesWithin(after, n, maxBytes);
     const outcomes = this.selectOutcomes.all(after, n).map(outcomeOf);
-    const lsns = [...changes.map((c) => c.lsn), ...outcomes.map((o) => o.lsn)].sort((a, b) => a - b);
-    const to = lsns.length === 0 ? after : lsns[Math.min(n, lsns.length) - 1]!;
+    const entries = [
+      ...changeRows.map((r) => ({ lsn: r.lsn, bytes: changeRowBytes(r) })),
+      ...outcomes.filter((o) => o.lsn < cutAt).map((o) => ({ lsn: o.lsn, bytes: logEntryBytes(o) })),
+    ].sort((a, b) => a.lsn - b.lsn);
+    let to = after;
+    let bytes = 0;
+    for (let i = 0; i < entries.length && i < n; i++) {
+      const e = entries[i]!;
+      if (i > 0 && bytes + e.bytes > maxBytes) break;
+      bytes += e.bytes;
+      to = e.lsn;
+    }
     const page: LogPage = {
-      changes: changes.filter((c) => c.lsn <= to),
+      changes: changeRows.filter((r) => r.lsn <= to).map(changeOf),
       outcomes: outcomes.filter((o) => o.lsn <= to),
       to,
     };
@@ -478,11 +492,50 @@ export class SqliteStore implements Store {
         if (i < BOUNDARY_STEP) break;
       }
       if (end > to) {
-        page.changes.push(...this.selectChanges.all(to, end - to).map(changeOf));
-        page.to = end;
+        const rest = this.selectChanges.all(to, end - to);
+        const restBytes = rest.reduce((sum, r) => sum + changeRowBytes(r), 0);
+        if (bytes + restBytes <= maxBytes) {
+          page.changes.push(...rest.map(changeOf));
+          page.to = end;
+        } else {
+          // Over the budget: the mutation goes to the next page, whole, unless it began this one.
+          let begin = page.changes.length - 1;
+          while (
+            begin > 0 &&
+            sameOrigin(page.changes[begin - 1]!, last) &&
+            page.changes[begin - 1]!.lsn === page.changes[begin]!.lsn - 1
+          )
+            begin--;
+          const firstLsn = page.changes[begin]!.lsn;
+          if (firstLsn === after + 1) {
+            page.changes.push(...rest.map(changeOf));
+            page.to = end;
+          } else {
+            page.changes.length = begin;
+            page.to = firstLsn - 1;
+            page.outcomes = page.outcomes.filter((o) => o.lsn < firstLsn);
+          }
+        }
       }
     }
     return page;
+  }
+
+  /**
+   * Up to `n` changes after `after`, stopping before the first that would pass `maxBytes` (the first
+   * always comes); `cutAt` is the LSN of that first change left out, or Infinity.
+   */
+  private changesWithin(after: number, n: number, maxBytes: number): { rows: ChangeRow[]; cutAt: number } {
+    if (maxBytes === Infinity) return { rows: this.selectChanges.all(after, n), cutAt: Infinity };
+    const rows: ChangeRow[] = [];
+    let bytes = 0;
+    for (const r of this.selectChanges.iterate(after, n)) {
+      const size = changeRowBytes(r);
+      if (rows.length > 0 && bytes + size > maxBytes) return { rows, cutAt: r.lsn };
+      rows.push(r);
+      bytes += size;
+    }
+    return { rows, cutAt: Infinity };
   }
 
   scanScope(scope: Scope): Array<{ collection: string; doc: Doc }> {
@@ -499,6 +552,20 @@ export class SqliteStore implements Store {
             )
             .all(scope.userId, ...allOf);
     return rows.map((r) => ({ collection: r.collection, doc: parseDoc(r.body) }));
+  }
+
+  openSnapshot(scope: Scope, clientId: string): SnapshotCursor {
+    this.assertOpen();
+    if (this.path !== ':memory:') return openSqliteSnapshot(this.path, scope, clientId);
+    // A private in-memory database has no second connection to read from: copy the scope out now.
+    const docs = this.scanScope(scope).map((d) => ({ collection: d.collection, body: JSON.stringify(d.doc) }));
+    const lastSeq = this.lastSeq(clientId);
+    const rejections = new Map<number, WireErrorShape>();
+    for (let seq = Math.max(1, lastSeq - REJECTION_WINDOW + 1); seq <= lastSeq; seq++) {
+      const error = this.rejection(clientId, seq);
+      if (error !== undefined) rejections.set(seq, error);
+    }
+    return heldSnapshotCursor(this.head, docs, lastSeq, rejections);
   }
 
   query(q: DocQuery): Doc[] {
@@ -1078,6 +1145,13 @@ function loadMeta(db: Database.Database, path: string): StoreMeta {
   }
   return { serverId, term, headLsn, horizon };
 }
+
+/** A change row's `logEntryBytes`, measured on its stored text as the memory store measures it. */
+function changeRowBytes(r: ChangeRow): number {
+  return logEntryBytes({ collection: r.collection, id: r.id, body: r.body, clientId: r.client_id });
+}
+
+const sameOrigin = (a: Change, b: Change): boolean => a.clientId === b.clientId && a.seq === b.seq;
 
 function changeOf(r: ChangeRow): Change {
   return {

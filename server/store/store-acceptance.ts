@@ -5,8 +5,9 @@ import type { JsonObject } from '../../shared/json';
 import type { Write } from '../../shared/mutators/types';
 import type { Doc } from '../../shared/json';
 import { MAX_ERROR_MESSAGE_CHARS } from '../../shared/mutators/run-mutation';
-import { orderValueOf, REJECTION_WINDOW, SERVER_ORIGIN_PREFIX } from './store';
-import type { DocFilter, DocQuery, OrderValue, Store, StoreTx } from './store';
+import type { Change } from '../../shared/protocol/change';
+import { logEntryBytes, orderValueOf, REJECTION_WINDOW, scopeDocBytes, SERVER_ORIGIN_PREFIX } from './store';
+import type { DocFilter, DocQuery, OrderValue, OutcomeEntry, SnapshotCursor, Store, StoreTx } from './store';
 
 export interface StoreHarness {
   store: Store;
@@ -1062,6 +1063,195 @@ export function runStoreTests(name: string, makeStore: () => StoreHarness): void
         appendAll([put('b', 'a'), put('a', 'z'), put('ab', 'a'), put('a', astral), put('a', highBmp), put('a', 'x')]);
         const keys = store.scanScope({ userId: 'u1' }).map((r) => `${r.collection}/${r.doc.id}`);
         expect(keys).toEqual(['a/x', `a/${highBmp}`, `a/${astral}`, 'a/z', 'ab/a', 'b/a']);
+      });
+    });
+
+    describe('readLog byte budget', () => {
+      const text = (n: number): string => 'x'.repeat(n);
+      const noteOf = (id: string, clientId: string, seq: number, size: number) =>
+        appendAll([put('notes', id, { text: text(size) })], { clientId, seq });
+      const pageBytes = (page: { changes: Change[]; outcomes: OutcomeEntry[] }): number =>
+        page.changes.reduce((sum, c) => sum + logEntryBytes({ ...c, body: JSON.stringify(c.doc) }), 0) +
+        page.outcomes.reduce((sum, o) => sum + logEntryBytes(o), 0);
+
+      it('ends a page before the entry that would pass the budget, covering the log without holes', () => {
+        for (let i = 1; i <= 10; i++) noteOf(`n${i}`, 'k1', i, 1000);
+        store.transact((tx) => tx.appendOutcome('k1', 11, outOfStock, TS));
+        const one = logEntryBytes({
+          ...store.readLog(0, 1).changes[0]!,
+          body: JSON.stringify({ id: 'n1', text: text(1000) }),
+        });
+        const budget = Math.floor(one * 3.5);
+        const pages = [];
+        for (let after = 0; after < store.meta().headLsn; after = pages[pages.length - 1]!.to) {
+          pages.push(store.readLog(after, 1000, budget));
+        }
+        expect(pages.map((p) => p.changes.length + p.outcomes.length)).toEqual([3, 3, 3, 2]);
+        for (const p of pages) expect(pageBytes(p)).toBeLessThanOrEqual(budget);
+        expect(pages.flatMap((p) => [...p.changes.map((c) => c.lsn), ...p.outcomes.map((o) => o.lsn)])).toEqual(
+          Array.from({ length: 11 }, (_, i) => i + 1),
+        );
+        // The count limit still holds under a large budget.
+        expect(store.readLog(0, 2, 10 * budget).to).toBe(2);
+      });
+
+      it('moves a mutation that would pass the budget to the next page, whole, where it may pass it alone', () => {
+        noteOf('a', 'k1', 1, 1000);
+        noteOf('b', 'k1', 2, 1000);
+        const big = appendAll(
+          [
+            put('notes', 'c1', { text: text(1000) }),
+            put('notes', 'c2', { text: text(1000) }),
+            put('notes', 'c3', { text: text(1000) }),
+          ],
+          { clientId: 'k2', seq: 1 },
+        );
+        noteOf('d', 'k1', 3, 1000);
+        const one = pageBytes(store.readLog(0, 1));
+        const budget = Math.floor(one * 2.5);
+        const first = store.readLog(0, 100, budget);
+        expect(first.changes.map((c) => c.id)).toEqual(['a', 'b']);
+        expect(first.to).toBe(2);
+        const second = store.readLog(2, 100, budget);
+        expect(second.changes).toEqual(big);
+        expect(second.to).toBe(5);
+        expect(pageBytes(second)).toBeGreaterThan(budget);
+        expect(store.readLog(5, 100, budget).changes.map((c) => c.id)).toEqual(['d']);
+        // The budget cut inside the mutation (after c1) gives the same pages.
+        expect(store.readLog(0, 100, Math.floor(one * 3.2)).to).toBe(2);
+      });
+
+      it('gives one entry larger than the budget a page of its own', () => {
+        noteOf('huge', 'k1', 1, 5000);
+        noteOf('small', 'k1', 2, 10);
+        const page = store.readLog(0, 100, 1000);
+        expect(page.changes.map((c) => c.id)).toEqual(['huge']);
+        expect(store.readLog(1, 100, 1000).changes.map((c) => c.id)).toEqual(['small']);
+      });
+    });
+
+    describe('openSnapshot', () => {
+      const seed = (): void => {
+        appendAll([
+          put('products', 'p1', { name: 'a' }),
+          put('products', 'p2', { name: 'b' }),
+          put('products', 'p3', { name: 'c' }),
+          put('carts', 'c-u1', { items: [] }, 'u1'),
+          put('carts', 'c-u2', { items: [] }, 'u2'),
+          put('orders', 'o-u1', {}, 'u1'),
+          put('orders', 'o-u2', {}, 'u2'),
+          put('products', 'p-gone'),
+        ]);
+        appendAll([del('products', 'p-gone')]);
+      };
+      const drain = (cursor: SnapshotCursor, maxDocs: number, maxBytes = Infinity) => {
+        const pages: Array<{ docs: Array<{ collection: string; doc: Doc }>; done: boolean }> = [];
+        do pages.push(cursor.next(maxDocs, maxBytes));
+        while (!pages[pages.length - 1]!.done);
+        return pages;
+      };
+
+      it('pages through what scanScope returns, in order, telling when it is done', () => {
+        seed();
+        for (const scope of [{ userId: 'u1' }, { userId: 'u3' }, { userId: 'u3', allOf: ['orders'] }]) {
+          const cursor = store.openSnapshot(scope, 'k1');
+          try {
+            const pages = drain(cursor, 2);
+            expect(pages.flatMap((p) => p.docs)).toEqual(store.scanScope(scope));
+            expect(pages.every((p, i) => p.done === (i === pages.length - 1))).toBe(true);
+            expect(pages.slice(0, -1).every((p) => p.docs.length === 2)).toBe(true);
+            expect(cursor.next(2, Infinity)).toEqual({ docs: [], done: true });
+          } finally {
+            cursor.close();
+          }
+        }
+        // Exactly a page's worth: the page that holds the last document says done.
+        const cursor = store.openSnapshot({ userId: 'u3' }, 'k1');
+        try {
+          expect(cursor.next(3, Infinity)).toEqual({ docs: store.scanScope({ userId: 'u3' }), done: true });
+        } finally {
+          cursor.close();
+        }
+        const empty = store.openSnapshot({ userId: 'u9' }, 'k1');
+        store.transact((tx) => tx.append(del('products', 'p1'), null, TS));
+        store.transact((tx) => tx.append(del('products', 'p2'), null, TS));
+        store.transact((tx) => tx.append(del('products', 'p3'), null, TS));
+        const none = store.openSnapshot({ userId: 'u9' }, 'k1');
+        try {
+          expect(none.next(10, Infinity)).toEqual({ docs: [], done: true });
+          expect(empty.next(10, Infinity).docs.map((d) => d.doc.id)).toEqual(['p1', 'p2', 'p3']);
+        } finally {
+          none.close();
+          empty.close();
+        }
+      });
+
+      it('bounds a page by bytes, a document larger than the budget coming alone', () => {
+        appendAll([
+          put('notes', 'a', { text: 'x'.repeat(100) }),
+          put('notes', 'b', { text: 'x'.repeat(100) }),
+          put('notes', 'c', { text: 'x'.repeat(5000) }),
+          put('notes', 'd', { text: 'x'.repeat(100) }),
+        ]);
+        const cursor = store.openSnapshot({ userId: 'u1' }, 'k1');
+        try {
+          const budget = 2 * scopeDocBytes('notes', JSON.stringify({ text: 'x'.repeat(100), id: 'a' })) + 10;
+          const pages = drain(cursor, 100, budget);
+          expect(pages.map((p) => p.docs.map((d) => d.doc.id))).toEqual([['a', 'b'], ['c'], ['d']]);
+        } finally {
+          cursor.close();
+        }
+      });
+
+      it('reads every page, the head and the client’s outcomes as of when it opened, while commits go on', () => {
+        seed();
+        store.transact((tx) => {
+          tx.append(put('orders', 'o-k1', {}, 'u1'), { clientId: 'k1', seq: 1 }, TS);
+          tx.recordOutcome('k1', 1, null);
+        });
+        store.transact((tx) => tx.appendOutcome('k1', 2, outOfStock, TS));
+        const head = store.meta().headLsn;
+        const before = store.scanScope({ userId: 'u1' });
+        const cursor = store.openSnapshot({ userId: 'u1' }, 'k1');
+        try {
+          const first = cursor.next(2, Infinity);
+          expect(first.docs).toEqual(before.slice(0, 2));
+          // Between pages: changes to documents on later pages, a new one, a delete, and more of k1's mutations.
+          store.transact((tx) => {
+            tx.append(put('products', 'p1', { name: 'changed' }), { clientId: 'k1', seq: 3 }, TS);
+            tx.append(put('orders', 'o-new', {}, 'u1'), { clientId: 'k1', seq: 3 }, TS);
+            tx.recordOutcome('k1', 3, null);
+          });
+          store.transact((tx) => tx.append(del('products', 'p2'), null, TS));
+          store.transact((tx) => tx.appendOutcome('k1', 4, forbidden, TS));
+          store.transact((tx) => tx.forgetRejections('k1', 3));
+          expect(store.meta().headLsn).toBeGreaterThan(head);
+          const rest = drain(cursor, 2);
+          expect([...first.docs, ...rest.flatMap((p) => p.docs)]).toEqual(before);
+          expect(cursor.asOf).toBe(head);
+          expect(cursor.lastSeq).toBe(2);
+          expect(cursor.rejection(2)).toEqual(outOfStock);
+          expect(cursor.rejection(1)).toBeUndefined();
+          expect(cursor.rejection(4)).toBeUndefined();
+        } finally {
+          cursor.close();
+        }
+        // The store itself moved on.
+        expect(store.scanScope({ userId: 'u1' })).not.toEqual(before);
+        expect(store.transact((tx) => [tx.lastSeq('k1'), tx.rejection('k1', 2)])).toEqual([4, undefined]);
+      });
+
+      it('is closed for good: reads after close throw, a second close does nothing, and the store goes on', () => {
+        seed();
+        for (let i = 0; i < 20; i++) {
+          const cursor = store.openSnapshot({ userId: 'u1' }, 'k1');
+          cursor.next(1, Infinity);
+          cursor.close();
+          cursor.close();
+          expect(() => cursor.next(1, Infinity)).toThrow(TidelineError);
+          appendAll([put('notes', `after-${i}`)]);
+        }
+        expect(store.scanScope({ userId: 'u1' }).filter((d) => d.collection === 'notes')).toHaveLength(20);
       });
     });
 

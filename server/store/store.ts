@@ -174,6 +174,55 @@ export interface Scope {
   allOf?: readonly string[];
 }
 
+/** One document of a client snapshot, as the sync protocol sends it. */
+export interface ScopeDoc {
+  collection: string;
+  doc: Doc;
+}
+
+/**
+ * A client snapshot read page by page from one consistent point, `asOf`:
+ * every page, `lastSeq` and `rejection` answer as of `asOf` however many
+ * commits land between pages. It holds a read transaction (SQLite: it pins
+ * the WAL), so the caller must `close` it: when done, when its session goes,
+ * on any error. `close` is idempotent; `next` after `close` throws.
+ */
+export interface SnapshotCursor {
+  /** The head LSN the snapshot shows. */
+  readonly asOf: number;
+  /** The client's last seq as of `asOf` (0 for a new client). */
+  readonly lastSeq: number;
+  /** The client's stored rejection of `seq` as of `asOf`. */
+  rejection(seq: number): WireErrorShape | undefined;
+  /**
+   * The next documents in (collection, id) order: at most `maxDocs`, and no
+   * more than `maxBytes` (`scopeDocBytes`) unless one document alone is larger
+   * (it then comes alone). `done` when no document is left after these.
+   */
+  next(maxDocs: number, maxBytes: number): { docs: ScopeDoc[]; done: boolean };
+  close(): void;
+}
+
+/** What a document costs a snapshot page: its JSON text plus the collection and framing. */
+export const scopeDocBytes = (collection: string, body: string): number =>
+  Buffer.byteLength(body) + collection.length + 24;
+
+/**
+ * What a log entry costs a catch-up page, about its size on the wire: the
+ * document's JSON text (or the rejection's message) plus its keys and framing.
+ * Both stores measure with it, so their pages end at the same LSNs.
+ */
+export function logEntryBytes(e: {
+  collection?: string;
+  id?: string;
+  body?: string | null;
+  clientId: string | null;
+  error?: WireErrorShape | null;
+}): number {
+  const text = (e.body ?? '') + (e.error ? e.error.message + e.error.code : '');
+  return Buffer.byteLength(text) + (e.collection?.length ?? 0) + (e.id?.length ?? 0) + (e.clientId?.length ?? 0) + 128;
+}
+
 /** What one write transaction can do. Reads see the transaction's own writes. */
 export interface StoreTx {
   getDoc(collection: string, id: string): StoredDoc | undefined;
@@ -236,13 +285,19 @@ export interface StoreTx {
  *   `lsn > after` in LSN order, at most `limit`, and only those above the
  *   horizon: callers must check `after >= horizon` first (else a snapshot is
  *   needed).
- * - `readLog(after, limit)` returns entries of both kinds with `lsn > after`:
- *   about `limit` of them, never ending inside a mutation (when the last
- *   entry is a change made by a client, every later change of the same
- *   (clientId, seq) is included), so a reader never sees half a mutation.
+ * - `readLog(after, limit, maxBytes)` returns entries of both kinds with
+ *   `lsn > after`: about `limit` of them, never ending inside a mutation
+ *   (when the last entry is a change made by a client, every later change of
+ *   the same (clientId, seq) is included), so a reader never sees half a
+ *   mutation. Their `logEntryBytes` add up to at most `maxBytes` (default:
+ *   no bound): a mutation that would pass it is left for the next page, unless
+ *   it is the page's first entry, which then comes whole, over the budget.
  * - `scanScope` returns, at one consistent point, every live document
  *   (of a public collection, owned by the user, or in `scope.allOf`)
  *   (no tombstones) that the scope may read, ordered by (collection, id).
+ * - `openSnapshot(scope, clientId)` pages through what `scanScope` would
+ *   return at the moment it is opened, with the client's last seq and
+ *   rejections of that moment, while commits go on (`SnapshotCursor`).
  * - A change or outcome entry whose origin is a server origin
  *   (`SERVER_ORIGIN_PREFIX`) records that origin's LSN and ts, on the
  *   primary and through `applyReplicated` alike (`serverOrigin`).
@@ -264,8 +319,10 @@ export interface Store {
   getDoc(collection: string, id: string): StoredDoc | undefined;
   transact<T>(fn: (tx: StoreTx) => T): T;
   readChanges(after: number, limit: number): Change[];
-  readLog(after: number, limit: number): LogPage;
+  readLog(after: number, limit: number, maxBytes?: number): LogPage;
   scanScope(scope: Scope): Array<{ collection: string; doc: Doc }>;
+  /** A snapshot of `scope` for `clientId`, read page by page from this moment (see `SnapshotCursor`). */
+  openSnapshot(scope: Scope, clientId: string): SnapshotCursor;
   /**
    * Live documents matching `q`, sorted (then by id), at most `q.limit`,
    * after `q.after` when given. The caller checks that fields are indexed.

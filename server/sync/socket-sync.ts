@@ -9,8 +9,8 @@ import type { VerifiedPrincipal } from '../auth/verifier';
 import type { SessionSink } from './session';
 import type { SyncCore } from './sync-core';
 
-/** How long a client may take to apply one catch-up page before we give up on it. */
-const PAGE_ACK_TIMEOUT_MS = 60_000;
+/** Default of how long a client may take to ack one catch-up or snapshot page (`--page-ack-timeout-ms`). */
+export const DEFAULT_PAGE_ACK_TIMEOUT_MS = 30_000;
 
 /** Default cap on one session's unsent bytes (`--max-session-buffer-bytes`). */
 export const DEFAULT_MAX_SESSION_BUFFER_BYTES = 8 * 1024 * 1024;
@@ -24,6 +24,12 @@ const SLOW_CLOSE_GRACE_MS = 2_000;
 export interface SyncOptions {
   /** Past this many unsent bytes on one connection, the session is closed (RATE_LIMITED, retryable). */
   maxSessionBufferBytes: number;
+  /**
+   * A catch-up or snapshot page not acked within this is a stalled client: its session is closed
+   * (RATE_LIMITED, retryable) and what it held (a snapshot's read transaction, its page) is freed.
+   * Default DEFAULT_PAGE_ACK_TIMEOUT_MS.
+   */
+  pageAckTimeoutMs?: number;
   /** Where a slow client's close is told to the operator; default console.warn. */
   log?: (line: string) => void;
 }
@@ -107,8 +113,22 @@ function socketSink(socket: Socket, options: SyncOptions): SessionSink {
     socket.once('disconnect', () => reject(new TidelineError('BAD_REQUEST', 'client disconnected')));
   });
   gone.catch(() => undefined);
+  const ackTimeoutMs = options.pageAckTimeoutMs ?? DEFAULT_PAGE_ACK_TIMEOUT_MS;
   const awaitAck = async (event: 'changes' | 'snapshot', msg: Changes | Snapshot): Promise<void> => {
-    const res: unknown = await Promise.race([socket.timeout(PAGE_ACK_TIMEOUT_MS).emitWithAck(event, msg), gone]);
+    let res: unknown;
+    try {
+      res = await Promise.race([socket.timeout(ackTimeoutMs).emitWithAck(event, msg), gone]);
+    } catch (err) {
+      if (err instanceof TidelineError) throw err;
+      // Socket.IO's ack timeout: the core closes the session with this, and frees what the page held. A
+      // client that stopped reading would also hold up Socket.IO's close: the connection is cut after a grace.
+      setTimeout(() => cut(socket), SLOW_CLOSE_GRACE_MS).unref();
+      throw new TidelineError(
+        'RATE_LIMITED',
+        `client too slow: no ack for a ${event === 'changes' ? 'catch-up' : 'snapshot'} page within ${ackTimeoutMs} ms; resume from checkpoint`,
+        { retryable: true },
+      );
+    }
     const parsed = pageAckSchema.safeParse(res);
     if (!parsed.success || !parsed.data.ok) {
       throw new TidelineError('BAD_REQUEST', `client did not apply the ${event} page`);

@@ -16,11 +16,12 @@ import { PROTOCOL_VERSION } from '../../shared/protocol/version';
 import { fullyReadable } from '../../shared/schema/define-schema';
 import type { AppSchema } from '../../shared/schema/define-schema';
 import { sharedPrefixEnd } from '../cluster/terms';
-import type { LogPage, OutcomeEntry, Store, StoreTx } from '../store/store';
+import type { LogPage, OutcomeEntry, SnapshotCursor, Store, StoreTx } from '../store/store';
 import { quotaError } from './quota';
 import { checkServerWrite, contextOf, isSystem } from './server-write';
 import type { ServerPrincipal, ServerWrite, ServerWriteOptions, ServerWriteResult } from './server-write';
 import { newSession } from './session';
+import { SnapshotGate } from './snapshot-gate';
 import type { Session, SessionSink } from './session';
 
 export interface Principal {
@@ -44,6 +45,12 @@ export interface SyncCoreOptions {
   pageSize?: number;
   /** Documents per snapshot page. */
   snapshotPageSize?: number;
+  /** Bytes per catch-up page (`logEntryBytes`); a single mutation over it comes whole on its own page. */
+  pageBytes?: number;
+  /** Bytes per snapshot page (`scopeDocBytes`); a single document over it comes alone. */
+  snapshotPageBytes?: number;
+  /** Snapshots streamed at once; the others wait their turn, first come first served. */
+  maxConcurrentSnapshots?: number;
   /** Called after every commit with its log entries, each list in LSN order (replication, metrics). */
   onCommit?: (changes: readonly Change[], outcomes: readonly OutcomeEntry[]) => void;
   /** Whether this node takes writes now; when not, clients are sent to `primaryUrl`. */
@@ -94,6 +101,19 @@ interface ClientOutcome {
  */
 const ownOrigin = (c: Change, clientId: string): Change =>
   c.clientId === clientId || c.clientId === null ? c : { ...c, clientId: null, seq: null };
+
+/** Default bytes per catch-up page (`--catch-up-page-bytes`). */
+export const DEFAULT_PAGE_BYTES = 4 * 1024 * 1024;
+/** Default bytes per snapshot page (`--snapshot-page-bytes`). */
+export const DEFAULT_SNAPSHOT_PAGE_BYTES = 4 * 1024 * 1024;
+/** Default snapshots streamed at once per node (`--max-concurrent-snapshots`). */
+export const DEFAULT_MAX_CONCURRENT_SNAPSHOTS = 4;
+
+/** Reads a client's settled seqs: a write transaction, or a snapshot cursor as of its point. */
+interface OutcomeReader {
+  lastSeq: number;
+  rejection(seq: number): WireErrorShape | undefined;
+}
 
 /** A client with more unanswered mutations than this learns only the newest rejections. */
 const MAX_REPORTED_REJECTIONS = 10_000;
@@ -149,10 +169,16 @@ export class SyncCore {
   private hellos = 0;
   private readonly pageSize: number;
   private readonly snapshotPageSize: number;
+  private readonly pageBytes: number;
+  private readonly snapshotPageBytes: number;
+  private readonly snapshotGate: SnapshotGate;
 
   constructor(private readonly opts: SyncCoreOptions) {
     this.pageSize = opts.pageSize ?? 1000;
     this.snapshotPageSize = opts.snapshotPageSize ?? 500;
+    this.pageBytes = opts.pageBytes ?? DEFAULT_PAGE_BYTES;
+    this.snapshotPageBytes = opts.snapshotPageBytes ?? DEFAULT_SNAPSHOT_PAGE_BYTES;
+    this.snapshotGate = new SnapshotGate(Math.max(1, opts.maxConcurrentSnapshots ?? DEFAULT_MAX_CONCURRENT_SNAPSHOTS));
   }
 
   connect(sink: SessionSink): Session {
@@ -163,6 +189,7 @@ export class SyncCore {
 
   disconnect(session: Session): void {
     session.closed = true;
+    this.snapshotGate.leave(session);
     this.sessions.delete(session);
     if (session.auth && this.byClient.get(session.auth.clientId) === session) {
       this.byClient.delete(session.auth.clientId);
@@ -592,7 +619,7 @@ export class SyncCore {
           await this.sendSnapshot(session);
           continue;
         }
-        const page = store.readLog(session.cursor, this.pageSize);
+        const page = store.readLog(session.cursor, this.pageSize, this.pageBytes);
         const { to } = page;
         // (Only with replicas to wait for: without, the switch to live below stays synchronous with the read.)
         if (to >= meta.headLsn && this.opts.replicated && (await this.awaitReplicated(meta.headLsn))) continue;
@@ -607,7 +634,13 @@ export class SyncCore {
         if (to >= meta.headLsn) {
           // Caught up: from now on commits reach this session directly. The outcomes below the
           // checkpoint are told again here, for a client that lost them with a connection.
-          const outcomes = this.outcomesSince(clientId, session.auth.pendingFrom);
+          const { pendingFrom } = session.auth;
+          const outcomes = store.transact((tx) =>
+            this.outcomesSince(
+              { lastSeq: tx.lastSeq(clientId), rejection: (seq) => tx.rejection(clientId, seq) },
+              pendingFrom,
+            ),
+          );
           msg.lastSeq = outcomes.lastSeq;
           if (outcomes.rejected.length > 0) msg.rejected = outcomes.rejected;
           session.live = true;
@@ -634,26 +667,41 @@ export class SyncCore {
   }
 
   /**
-   * The scope is read in one synchronous call, so the pages form one
-   * consistent state as of `asOf` even while commits go on between pages.
+   * Streams the scope page by page from a store snapshot cursor: the pages,
+   * `asOf` and the settled seqs all come from one point however many commits
+   * land between pages (a snapshot that shows a mutation's effect reports its
+   * seq settled: no double count). Only one page is read at a time, each once
+   * the client acked the one before, and at most `maxConcurrentSnapshots`
+   * stream at once; the cursor is closed however this ends.
    */
   private async sendSnapshot(session: Session): Promise<void> {
     const { store } = this.opts;
     const auth = session.auth!;
-    // What the snapshot tells (data and settled seqs) must already be on the replicas minSyncReplicas asks for.
-    while (await this.awaitReplicated(store.meta().headLsn));
-    const asOf = store.meta().headLsn;
-    const docs = store.scanScope({ userId: auth.userId, allOf: auth.allOf });
-    const { lastSeq, rejected } = this.outcomesSince(auth.clientId, auth.pendingFrom);
-    const pages = Math.max(1, Math.ceil(docs.length / this.snapshotPageSize));
-    for (let page = 0; page < pages; page++) {
+    if (session.closed || !(await this.snapshotGate.enter(session))) return;
+    let cursor: SnapshotCursor | undefined;
+    try {
+      // What the snapshot tells (data and settled seqs) must already be on the replicas minSyncReplicas asks for.
+      while (await this.awaitReplicated(store.meta().headLsn));
       if (session.closed) return;
-      const slice = docs.slice(page * this.snapshotPageSize, (page + 1) * this.snapshotPageSize);
-      const done = page === pages - 1;
-      const msg: Snapshot = { asOf, page, docs: slice, done, lastSeq, rejected: done ? rejected : [] };
-      await session.sink.sendSnapshot(msg);
+      // Opened at once after the wait: it reads as of the head that was just replicated.
+      const open = store.openSnapshot({ userId: auth.userId, allOf: auth.allOf }, auth.clientId);
+      cursor = open;
+      const { asOf, lastSeq } = open;
+      const { rejected } = this.outcomesSince(open, auth.pendingFrom);
+      for (let page = 0; ; page++) {
+        if (session.closed) return;
+        const { docs, done } = open.next(this.snapshotPageSize, this.snapshotPageBytes);
+        // Nothing more to read: the read transaction is freed before the wait for the last ack.
+        if (done) open.close();
+        const msg: Snapshot = { asOf, page, docs, done, lastSeq, rejected: done ? rejected : [] };
+        await session.sink.sendSnapshot(msg);
+        if (done) break;
+      }
+      session.cursor = asOf;
+    } finally {
+      cursor?.close();
+      this.snapshotGate.release();
     }
-    session.cursor = asOf;
   }
 
   /**
@@ -674,21 +722,19 @@ export class SyncCore {
   }
 
   /** The client's last seq, and its rejections from `from` on (bounded: a client's outbox is). */
-  private outcomesSince(clientId: string, from: number): ClientOutcome {
-    return this.opts.store.transact((tx) => {
-      const lastSeq = tx.lastSeq(clientId);
-      const rejected: ClientOutcome['rejected'] = [];
-      let bytes = 0;
-      // Newest first, so a byte cap keeps the newest; reversed into seq order at the end.
-      for (let seq = lastSeq; seq >= Math.max(from, lastSeq - MAX_REPORTED_REJECTIONS + 1, 1); seq--) {
-        const error = tx.rejection(clientId, seq);
-        if (!error) continue;
-        bytes += jsonByteLength({ seq, error }) + 1;
-        if (bytes > MAX_REPORTED_REJECTION_BYTES) break;
-        rejected.push({ seq, error });
-      }
-      return { lastSeq, rejected: rejected.reverse() };
-    });
+  private outcomesSince(reader: OutcomeReader, from: number): ClientOutcome {
+    const { lastSeq } = reader;
+    const rejected: ClientOutcome['rejected'] = [];
+    let bytes = 0;
+    // Newest first, so a byte cap keeps the newest; reversed into seq order at the end.
+    for (let seq = lastSeq; seq >= Math.max(from, lastSeq - MAX_REPORTED_REJECTIONS + 1, 1); seq--) {
+      const error = reader.rejection(seq);
+      if (!error) continue;
+      bytes += jsonByteLength({ seq, error }) + 1;
+      if (bytes > MAX_REPORTED_REJECTION_BYTES) break;
+      rejected.push({ seq, error });
+    }
+    return { lastSeq, rejected: rejected.reverse() };
   }
 
   /** Drops the log up to `upTo` (default: the head); sessions behind it will get snapshots. */

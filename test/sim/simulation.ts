@@ -147,6 +147,11 @@ export async function runSimulation(config: SimConfig): Promise<SimResult> {
       // Small pages: a client a few commits behind is more than one catch-up page behind.
       pageSize: 4,
       snapshotPageSize: 3,
+      // Byte budgets of a few entries, so pages also end on bytes (moving a whole mutation to the next
+      // page), and a cap of 2 snapshots, so sessions queue for one while links fail.
+      pageBytes: 700,
+      snapshotPageBytes: 250,
+      maxConcurrentSnapshots: 2,
       onCommit: (changes, outcomes?: readonly LoggedOutcome[]) => {
         history.record(changes, outcomes);
         following?.onCommit();
