@@ -16,7 +16,7 @@ import { ReplicationHub } from './cluster/replication-hub';
 import type { ServerConfig } from './config';
 import { edgeGuard } from './http/edge-guard';
 import { queryRoutes } from './http/query-route';
-import { adminRoutes, authRoutes, clusterRoutes } from './http/routes';
+import { adminRoutes, authRoutes, clusterRoutes, refusedReplicaGuard } from './http/routes';
 import { loadOrCreateSecret } from './secrets';
 import { checkStoredData } from './schema-check';
 import { seedEmptyStore } from './seed';
@@ -111,6 +111,7 @@ export async function startServer(
       core?.closeAll();
       hub?.disconnectAll();
     },
+    log,
   });
   try {
     if (config.publicUrl) node.knowOwnUrl(config.publicUrl);
@@ -196,7 +197,11 @@ export async function startServer(
   );
   app.use('/cluster', clusterRoutes(node, clusterSecret));
   const bearer = bearerUsers(auth.verify);
-  app.use('/query', queryRoutes({ store, schema, adminToken, authenticate: bearer.middleware, userOf: bearer.userOf }));
+  app.use(
+    '/query',
+    refusedReplicaGuard(node),
+    queryRoutes({ store, schema, adminToken, authenticate: bearer.middleware, userOf: bearer.userOf }),
+  );
   const staticDir = config.staticDir === null ? null : resolve(config.staticDir);
   if (staticDir !== null && existsSync(staticDir)) {
     app.use(express.static(staticDir));

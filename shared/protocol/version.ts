@@ -7,5 +7,8 @@
  * 2 — hello.checkpointTerm; the /replication namespace (follow, repl:changes, repl:snapshot).
  * 3 — repl:changes.outcomes and repl:snapshot.rejections: mutation outcomes replicate; a page of `changes`
  *     carries lastSeq whenever it holds one of the client's outcomes.
+ * 4 — lineage and bindings: follow.clusterId and follow.checkpointEntry, followAck.clusterId, repl:changes.users
+ *     and repl:snapshot clients' userId; error codes LINEAGE_MISMATCH and NOT_READY. A follow of another
+ *     version is refused with PROTOCOL_MISMATCH before its fields are read.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
