@@ -213,6 +213,8 @@ export class Follower {
         rejections: msg.rejections,
       });
       this.staged = [];
+      // As after a page of changes: with nothing committed since the snapshot, no page follows to say so.
+      this.state = 'live';
       this.opts.onApplied?.(msg.asOf);
     }
     // Until the last page is in, nothing of the snapshot is applied: report nothing new.
