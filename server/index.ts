@@ -58,6 +58,14 @@ export interface CreateServerOptions {
   /** Default 127.0.0.1 (this machine only); '0.0.0.0' listens on every interface. */
   host?: string;
   /**
+   * Host names this server answers besides 127.0.0.1, localhost, `host` and
+   * `replication.publicUrl`'s host (the CLI's `--allowed-hosts`): a request
+   * or Socket.IO handshake naming any other `Host` gets 403 (DNS rebinding),
+   * and an `Origin` must name one of them. `['*']` answers any host, for a
+   * proxy that checks it. Default none.
+   */
+  allowedHosts?: readonly string[];
+  /**
    * How client tokens are checked: `{ jwksUrl, issuer, audience, userClaim, rolesClaim }` for the app's
    * identity provider, or `{ secret }` (HS256). Default: HS256 with a secret made and kept in
    * `<dataDir>/secret.key`. `devLogin: true` mounts `POST /auth/dev-login` (development only).
@@ -162,6 +170,7 @@ export function serverConfigOf(options: CreateServerOptions): ServerConfig {
     clusterSecret: r.clusterSecret ?? null,
     restoreFrom: r.restoreFrom ?? null,
     publicUrl: r.publicUrl ?? null,
+    allowedHosts: [...(options.allowedHosts ?? [])],
   };
 }
 
