@@ -47,7 +47,13 @@ describe("a follower's claim of a higher term", () => {
         const follow = { protocol: PROTOCOL_VERSION, replicaId: 'mallory', url: null, term: 999 };
         const raw: unknown = await socket
           .timeout(5000)
-          .emitWithAck('follow', { ...follow, checkpoint: 0, checkpointTerm: 0 });
+          .emitWithAck('follow', {
+            ...follow,
+            checkpoint: 0,
+            checkpointTerm: 0,
+            clusterId: null,
+            checkpointEntry: null,
+          });
         const ack = followAckSchema.parse(raw);
         expect(ack.ok ? 'ok' : ack.error.code).toBe('NOT_PRIMARY');
       }
