@@ -1,9 +1,9 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { Namespace, Socket } from 'socket.io';
+import { z } from 'zod';
 import type { Clock } from '../../shared/clock';
 import { TidelineError } from '../../shared/errors';
 import type { Change } from '../../shared/protocol/change';
-import { z } from 'zod';
 import { followSchema, replAckSchema } from '../../shared/protocol/replication';
 import type { FollowAck, ReplChanges, ReplSnapshot } from '../../shared/protocol/replication';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version';
