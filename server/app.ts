@@ -16,7 +16,7 @@ import { ReplicationHub } from './cluster/replication-hub';
 import type { ServerConfig } from './config';
 import { edgeGuard } from './http/edge-guard';
 import { queryRoutes } from './http/query-route';
-import { adminRoutes, authRoutes, clusterRoutes, refusedReplicaGuard } from './http/routes';
+import { adminRoutes, authRoutes, clusterRoutes, readsRefused, refusedReplicaGuard } from './http/routes';
 import { loadOrCreateSecret } from './secrets';
 import { checkStoredData } from './schema-check';
 import { seedEmptyStore } from './seed';
@@ -38,6 +38,8 @@ export interface RunningServer {
   /** For `createServer`'s in-process writes and reads. */
   core: SyncCore;
   store: Store;
+  /** NOT_READY while this node is a replica whose primary refused its data; reads wait for the operator. */
+  readsRefused(): TidelineError | null;
 }
 
 /** A start-up failure for the operator: the message and its hint, or the stack of an unexpected error. */
@@ -250,6 +252,7 @@ export async function startServer(
     core: syncCore,
     store,
     role: () => node.role,
+    readsRefused: () => readsRefused(node),
     async close() {
       stopCompaction();
       node.stop();

@@ -137,7 +137,12 @@ export interface TidelineServer {
    * (NOT_PRIMARY on a replica, BAD_REQUEST, TOO_LARGE, INTERNAL).
    */
   mutate(name: string, args: JsonValue, options?: MutateOptions): Promise<ServerWriteResult>;
-  /** Reads one page of a collection on this node; throws BAD_REQUEST for an unknown collection or field. */
+  /**
+   * Reads one page of a collection on this node; throws BAD_REQUEST for an
+   * unknown collection or field, and NOT_READY (retryable) on a replica whose
+   * primary refused its data (another cluster's backup, a diverged history:
+   * see `GET /admin/status`).
+   */
   query(collection: string, params?: QueryParams, options?: QueryOptions): QueryPage;
   /** Stops accepting connections, closes sessions and the store; the port is free when it resolves. */
   close(): Promise<void>;
@@ -197,8 +202,11 @@ export async function createServer(options: CreateServerOptions): Promise<Tideli
         args,
         mutateOptions.idempotencyKey === undefined ? {} : { idempotencyKey: mutateOptions.idempotencyKey },
       ),
-    query: (collection, params = {}, queryOptions = {}) =>
-      queryPage(store, parseDocQuery(options.schema, collection, params, queryOptions.as ?? SYSTEM)),
+    query: (collection, params = {}, queryOptions = {}) => {
+      const refused = running.readsRefused();
+      if (refused) throw refused;
+      return queryPage(store, parseDocQuery(options.schema, collection, params, queryOptions.as ?? SYSTEM));
+    },
     close: () => running.close(),
   };
 }

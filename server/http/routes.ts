@@ -230,18 +230,22 @@ async function adminMutate(deps: AdminDeps, req: Request, res: Response): Promis
  */
 export function refusedReplicaGuard(node: ClusterNode): RequestHandler {
   return (_req: Request, res: Response, next: NextFunction) => {
-    const follower = node.follower;
-    if (node.role !== 'replica' || follower?.state !== 'refused') return next();
-    const why = follower.lastError ? `${follower.lastError.code}: ${follower.lastError.message}` : 'refused';
+    const refused = readsRefused(node);
+    if (!refused) return next();
     res.setHeader('Retry-After', '5');
-    sendError(
-      res,
-      503,
-      new TidelineError('NOT_READY', `this replica serves no reads: its primary refused its data (${why})`, {
-        retryable: true,
-      }),
-    );
+    sendError(res, 503, refused);
   };
+}
+
+/** Why this node serves no reads (its primary refused its data), or null when it serves them. */
+export function readsRefused(node: ClusterNode): TidelineError | null {
+  const follower = node.follower;
+  if (node.role !== 'replica' || follower?.state !== 'refused') return null;
+  const why = follower.lastError ? `${follower.lastError.code}: ${follower.lastError.message}` : 'refused';
+  return new TidelineError('NOT_READY', `this replica serves no reads: its primary refused its data (${why})`, {
+    retryable: true,
+    ...(follower.advice ? { hint: follower.advice } : {}),
+  });
 }
 
 /** Cluster-internal: peers ask each other for their role and term, with the cluster secret. */

@@ -1,5 +1,10 @@
+import { join } from 'node:path';
 import { io } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer } from '../../server/index';
+import type { ReplicationOptions, TidelineServer } from '../../server/index';
+import { storeSchema } from '../../shared/apps/store';
+import { TidelineError } from '../../shared/errors';
 import { followAckSchema } from '../../shared/protocol/replication';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version';
 import { restoreBackup } from '../../server/store/backup';
@@ -9,6 +14,7 @@ import {
   startServerProcess,
   TEST_ADMIN_TOKEN,
   TEST_CLUSTER_SECRET,
+  TEST_SECRET,
   tempDataDir,
 } from '../support/server-process';
 import type { ServerProcess } from '../support/server-process';
@@ -178,4 +184,58 @@ describe('lineage: a replica follows only with its primary’s history', () => {
       socket.disconnect();
     }
   });
+});
+
+describe('lineage in process: createServer', () => {
+  const servers: TidelineServer[] = [];
+  const dirs: string[] = [];
+  afterAll(async () => {
+    for (const s of servers) await s.close();
+    for (const dir of dirs) removeDir(dir);
+  });
+
+  const start = async (replication?: ReplicationOptions): Promise<TidelineServer> => {
+    const dir = tempDataDir('tideline-lineage-inproc-');
+    dirs.push(dir);
+    const server = await createServer({
+      schema: storeSchema,
+      dataDir: join(dir, 'data'),
+      port: 0,
+      auth: { secret: TEST_SECRET },
+      adminToken: TEST_ADMIN_TOKEN,
+      log: () => {},
+      ...(replication ? { replication: { clusterSecret: TEST_CLUSTER_SECRET, ...replication } } : {}),
+    });
+    servers.push(server);
+    return server;
+  };
+
+  it("query() on a replica refused for another cluster's backup throws NOT_READY", async () => {
+    const a = await start({});
+    const b = await start({});
+    await a.mutate('put', {
+      collection: 'products',
+      doc: { id: 'a0', name: 'a0', category: 'tools', price: 1, stock: 1, rating: 4 },
+    });
+    const res = await fetch(`${a.url}/admin/backup`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TEST_ADMIN_TOKEN}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    const { path } = (await res.json()) as { path: string };
+    const replica = await start({ restoreFrom: path, primaryUrl: b.url });
+    const refused = (): unknown => {
+      try {
+        replica.query('products');
+        return null;
+      } catch (err) {
+        return err;
+      }
+    };
+    await waitFor('reads refused', () => refused() !== null, 15_000);
+    const err = refused();
+    expect(err).toBeInstanceOf(TidelineError);
+    expect(err).toMatchObject({ code: 'NOT_READY', retryable: true });
+    expect((err as TidelineError).hint).toMatch(/restore a backup of this cluster/);
+  }, 40_000);
 });
