@@ -17,7 +17,7 @@ import type { ServerConfig } from './config';
 import { edgeGuard } from './http/edge-guard';
 import { AppliedLsnWaiters, DEFAULT_MAX_READ_WAITERS, DEFAULT_READ_WAIT_MS } from './cluster/applied-lsn';
 import { queryRoutes } from './http/query-route';
-import { adminRoutes, authRoutes, clusterRoutes } from './http/routes';
+import { adminRoutes, authRoutes, clusterRoutes, readsRefused, refusedReplicaGuard } from './http/routes';
 import { loadOrCreateSecret } from './secrets';
 import { checkStoredData } from './schema-check';
 import { seedEmptyStore } from './seed';
@@ -39,6 +39,8 @@ export interface RunningServer {
   /** For `createServer`'s in-process writes and reads. */
   core: SyncCore;
   store: Store;
+  /** NOT_READY while this node is a replica whose primary refused its data; reads wait for the operator. */
+  readsRefused(): TidelineError | null;
 }
 
 /** A start-up failure for the operator: the message and its hint, or the stack of an unexpected error. */
@@ -118,6 +120,7 @@ export async function startServer(
       core?.closeAll();
       hub?.disconnectAll();
     },
+    log,
   });
   try {
     if (config.publicUrl) node.knowOwnUrl(config.publicUrl);
@@ -212,6 +215,7 @@ export async function startServer(
   const bearer = bearerUsers(auth.verify);
   app.use(
     '/query',
+    refusedReplicaGuard(node),
     queryRoutes({
       store,
       schema,
@@ -275,6 +279,7 @@ export async function startServer(
     core: syncCore,
     store,
     role: () => node.role,
+    readsRefused: () => readsRefused(node),
     async close() {
       stopCompaction();
       readWaiters.close();

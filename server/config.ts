@@ -93,7 +93,7 @@ const OPTIONS_HELP = `  --host HOST                 listen address (default 127.
   --max-log-changes N         compact when the log holds more (default 1000000)
   --max-log-age-ms N          compact changes older than this (default 7 days)
   --read-wait-ms N            longest a replica holds a /query?minLsn= until it has applied that LSN,
-                              then answers 503 NOT_PRIMARY (default ${DEFAULT_READ_WAIT_MS})
+                              then answers 503 NOT_READY (default ${DEFAULT_READ_WAIT_MS})
   --max-read-waiters N        queries waiting for minLsn at once; more get 429 RATE_LIMITED (default ${DEFAULT_MAX_READ_WAITERS})
   --role primary|replica      (default primary; --primary implies replica)
   --primary URL               follow this primary as a read-only replica (a node whose data

@@ -39,7 +39,7 @@ export interface ReplicationOptions {
   restoreFrom?: string;
   /** How other nodes and clients reach this one; default the listen URL. */
   publicUrl?: string;
-  /** The longest a replica holds a `/query?minLsn=` for that LSN before `NOT_PRIMARY` (default 2000 ms). */
+  /** The longest a replica holds a `/query?minLsn=` for that LSN before `NOT_READY` (default 2000 ms). */
   readWaitMs?: number;
   /** `/query` requests waiting for `minLsn` at once; more get `RATE_LIMITED` (default 1000). */
   maxReadWaiters?: number;
@@ -61,6 +61,14 @@ export interface CreateServerOptions {
   port?: number;
   /** Default 127.0.0.1 (this machine only); '0.0.0.0' listens on every interface. */
   host?: string;
+  /**
+   * Host names this server answers besides 127.0.0.1, localhost, `host` and
+   * `replication.publicUrl`'s host (the CLI's `--allowed-hosts`): a request
+   * or Socket.IO handshake naming any other `Host` gets 403 (DNS rebinding),
+   * and an `Origin` must name one of them. `['*']` answers any host, for a
+   * proxy that checks it. Default none.
+   */
+  allowedHosts?: readonly string[];
   /**
    * How client tokens are checked: `{ jwksUrl, issuer, audience, userClaim, rolesClaim }` for the app's
    * identity provider, or `{ secret }` (HS256). Default: HS256 with a secret made and kept in
@@ -133,7 +141,12 @@ export interface TidelineServer {
    * (NOT_PRIMARY on a replica, BAD_REQUEST, TOO_LARGE, INTERNAL).
    */
   mutate(name: string, args: JsonValue, options?: MutateOptions): Promise<ServerWriteResult>;
-  /** Reads one page of a collection on this node; throws BAD_REQUEST for an unknown collection or field. */
+  /**
+   * Reads one page of a collection on this node; throws BAD_REQUEST for an
+   * unknown collection or field, and NOT_READY (retryable) on a replica whose
+   * primary refused its data (another cluster's backup, a diverged history:
+   * see `GET /admin/status`).
+   */
   query(collection: string, params?: QueryParams, options?: QueryOptions): QueryPage;
   /** Stops accepting connections, closes sessions and the store; the port is free when it resolves. */
   close(): Promise<void>;
@@ -168,6 +181,7 @@ export function serverConfigOf(options: CreateServerOptions): ServerConfig {
     publicUrl: r.publicUrl ?? null,
     ...(r.readWaitMs === undefined ? {} : { readWaitMs: r.readWaitMs }),
     ...(r.maxReadWaiters === undefined ? {} : { maxReadWaiters: r.maxReadWaiters }),
+    allowedHosts: [...(options.allowedHosts ?? [])],
   };
 }
 
@@ -194,8 +208,11 @@ export async function createServer(options: CreateServerOptions): Promise<Tideli
         args,
         mutateOptions.idempotencyKey === undefined ? {} : { idempotencyKey: mutateOptions.idempotencyKey },
       ),
-    query: (collection, params = {}, queryOptions = {}) =>
-      queryPage(store, parseDocQuery(options.schema, collection, params, queryOptions.as ?? SYSTEM)),
+    query: (collection, params = {}, queryOptions = {}) => {
+      const refused = running.readsRefused();
+      if (refused) throw refused;
+      return queryPage(store, parseDocQuery(options.schema, collection, params, queryOptions.as ?? SYSTEM));
+    },
     close: () => running.close(),
   };
 }

@@ -16,6 +16,8 @@ export const ERROR_CODES = [
   'INVALID_DOCUMENT', // the resulting document does not match its collection schema
   'PROTOCOL_MISMATCH', // the client speaks another protocol version
   'QUOTA_EXCEEDED', // the writer holds as many documents or bytes of a collection as its quota allows
+  'LINEAGE_MISMATCH', // a replica's data is not of its primary's cluster, or its history diverged from it
+  'NOT_READY', // this node cannot answer yet (a replica its primary refused); retryable, perhaps on another node
   'INTERNAL', // a bug or an I/O failure on the server; retryable
 ] as const;
 
@@ -51,7 +53,7 @@ export class TidelineError extends Error {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'TidelineError';
     this.code = code;
-    this.retryable = options.retryable ?? (code === 'INTERNAL' || code === 'RATE_LIMITED');
+    this.retryable = options.retryable ?? (code === 'INTERNAL' || code === 'RATE_LIMITED' || code === 'NOT_READY');
     this.hint = options.hint;
   }
 

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { Clock } from '../../shared/clock';
 import type { Store } from '../store/store';
 import { Follower } from './follower';
+import { ensureClusterId } from './lineage';
 import { readRoleRecord, writeRoleRecord } from './role-record';
 import { listRollbackFiles } from './rollback';
 
@@ -18,6 +19,8 @@ export interface ClusterNodeOptions {
   onStepDown: () => void;
   /** Called with the new head each time the follower applied changes or a snapshot (read-your-writes waiters). */
   onApplied?: (head: number) => void;
+  /** Operator messages (a primary that refused this node's data); default console.error. */
+  log?: (line: string) => void;
 }
 
 const peerInfoSchema = z.object({
@@ -113,6 +116,8 @@ export class ClusterNode {
     }
     this.role = 'primary';
     this.primaryUrl = null;
+    // A store from before cluster ids gets one as it starts to lead; its replicas adopt it.
+    ensureClusterId(this.opts.store);
   }
 
   rollbackFiles(): string[] {
@@ -133,6 +138,7 @@ export class ClusterNode {
       selfUrl: this.selfUrl,
       dataDir: this.opts.dataDir,
       onApplied: (head) => this.opts.onApplied?.(head),
+      ...(this.opts.log ? { log: this.opts.log } : {}),
       onError: (error) => {
         // The node we follow is no longer the primary but knows who is (or thinks it is us).
         if (error.code === 'NOT_PRIMARY' && error.primary && error.primary !== this.primaryUrl)
@@ -177,6 +183,7 @@ export class ClusterNode {
     this.follower = null;
     const { term, headLsn } = this.opts.store.meta();
     const next = term + 1;
+    ensureClusterId(this.opts.store);
     this.opts.store.setTerm(next);
     // After the term is raised, so the record never names a term this store does not have.
     // A crash between the two leaves a replica at term + 1, which an operator promotes again.

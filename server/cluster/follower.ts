@@ -7,10 +7,12 @@ import type { ReplAck, ReplSnapshot } from '../../shared/protocol/replication';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version';
 import { mergeByLsn } from '../store/log';
 import type { Store } from '../store/store';
+import { identityAt, lineageAdvice } from './lineage';
 import { writeRollbackFile } from './rollback';
 import { termAt } from './terms';
 
-export type FollowerState = 'connecting' | 'catching-up' | 'live' | 'stopped';
+/** `refused`: the primary refused this node's data for good (another cluster, a diverged history, another version). */
+export type FollowerState = 'connecting' | 'catching-up' | 'live' | 'refused' | 'stopped';
 
 export interface FollowerOptions {
   store: Store;
@@ -26,6 +28,8 @@ export interface FollowerOptions {
   /** The primary refused us for good (wrong secret, protocol); or told us where the primary is. */
   onError?: (error: WireError) => void;
   onRollback?: (path: string) => void;
+  /** Where the operator is told what went wrong and what to do; default console.error. */
+  log?: (line: string) => void;
 }
 
 /**
@@ -36,6 +40,11 @@ export interface FollowerOptions {
  *   connecting ──follow ok──▶ catching-up ──first live page──▶ live
  *        ▲                          │                            │
  *        └──────── disconnect (Socket.IO reconnects) ────────────┘
+ *        │
+ *        └──follow refused for good (LINEAGE_MISMATCH, PROTOCOL_MISMATCH)──▶ refused
+ *
+ * A refused follower stays refused (an operator must replace its data, or
+ * its version, and restart it): it serves no reads meanwhile.
  */
 export class Follower {
   private socket: Socket | null = null;
@@ -48,6 +57,8 @@ export class Follower {
   private chain: Promise<void> = Promise.resolve();
   state: FollowerState = 'connecting';
   lastError: WireError | null = null;
+  /** For a refused follower: what the operator should do. */
+  advice: string | null = null;
   primaryTerm = 0;
 
   constructor(private readonly opts: FollowerOptions) {}
@@ -62,6 +73,7 @@ export class Follower {
     this.socket = socket;
     socket.on('connect', () => this.enqueue(() => this.follow(socket)));
     socket.on('connect_error', (err: Error) => {
+      if (this.state === 'refused') return;
       this.state = 'connecting';
       this.lastError = {
         code: err.message.startsWith('UNAUTHORIZED') ? 'UNAUTHORIZED' : 'INTERNAL',
@@ -72,7 +84,7 @@ export class Follower {
       if (!socket.active) this.opts.clock.setTimeout(() => this.socket === socket && socket.connect(), 2000);
     });
     socket.on('disconnect', () => {
-      if (this.state !== 'stopped') this.state = 'connecting';
+      if (this.state !== 'stopped' && this.state !== 'refused') this.state = 'connecting';
     });
     socket.on('repl:changes', (raw: unknown, ack: unknown) => this.enqueue(() => this.onChanges(socket, raw, ack)));
     socket.on('repl:snapshot', (raw: unknown, ack: unknown) => this.enqueue(() => this.onSnapshot(socket, raw, ack)));
@@ -105,15 +117,20 @@ export class Follower {
         term: meta.term,
         checkpoint: meta.headLsn,
         checkpointTerm: termAt(terms, meta.headLsn) || meta.term,
+        clusterId: store.clusterId(),
+        checkpointEntry: identityAt(store, meta.headLsn),
       });
       const ack = followAckSchema.parse(res);
       if (!ack.ok) {
         this.lastError = ack.error;
+        if (!ack.error.retryable) this.refuse(ack.error);
         this.opts.onError?.(ack.error);
         socket.disconnect();
         if (ack.error.retryable) this.opts.clock.setTimeout(() => this.socket === socket && socket.connect(), 1000);
         return;
       }
+      // Our data is of its cluster (checked by the primary), or we had none: from now on we are of its cluster.
+      if (store.clusterId() !== ack.clusterId) store.setClusterId(ack.clusterId);
       this.primaryTerm = ack.term;
       if (ack.forkLsn !== undefined) {
         // Our tail was never on the new primary: keep it for the operator; a snapshot follows.
@@ -134,6 +151,19 @@ export class Follower {
     }
   }
 
+  /** The primary will not take our data: stop, say so, and tell the operator what to do. */
+  private refuse(error: WireError): void {
+    this.state = 'refused';
+    const { primaryUrl, dataDir } = this.opts;
+    this.advice =
+      error.code === 'LINEAGE_MISMATCH'
+        ? lineageAdvice(dataDir, primaryUrl)
+        : 'this replica serves no reads until it runs the same Tideline version as its primary and is restarted';
+    const log = this.opts.log ?? ((line: string) => console.error(line));
+    log(`ERROR: the primary at ${primaryUrl} refused to be followed: ${error.code}: ${error.message}`);
+    log(`       ${this.advice}`);
+  }
+
   private onChanges(socket: Socket, raw: unknown, ack: unknown): void {
     const reply = typeof ack === 'function' ? (ack as (r: ReplAck) => void) : null;
     const parsed = replChangesSchema.safeParse(raw);
@@ -149,10 +179,11 @@ export class Follower {
       socket.connect();
       return;
     }
-    const { changes, outcomes } = parsed.data;
+    const { changes, outcomes, users } = parsed.data;
     store.applyReplicated(
       changes.filter((c) => c.lsn > head),
       outcomes.filter((o) => o.lsn > head),
+      users,
     );
     this.state = 'live';
     const applied = store.meta().headLsn;
@@ -176,10 +207,14 @@ export class Follower {
         asOf: msg.asOf,
         terms: msg.terms,
         docs: this.staged.flatMap((p) => p.docs),
-        clients: msg.clients,
+        clients: msg.clients.map(({ clientId, lastSeq, userId }) =>
+          userId === undefined ? { clientId, lastSeq } : { clientId, lastSeq, userId },
+        ),
         rejections: msg.rejections,
       });
       this.staged = [];
+      // As after a page of changes: with nothing committed since the snapshot, no page follows to say so.
+      this.state = 'live';
       this.opts.onApplied?.(msg.asOf);
     }
     // Until the last page is in, nothing of the snapshot is applied: report nothing new.

@@ -1,5 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { Namespace, Socket } from 'socket.io';
+import { z } from 'zod';
 import type { Clock } from '../../shared/clock';
 import { TidelineError } from '../../shared/errors';
 import type { Change } from '../../shared/protocol/change';
@@ -7,6 +8,7 @@ import { followSchema, replAckSchema } from '../../shared/protocol/replication';
 import type { FollowAck, ReplChanges, ReplSnapshot } from '../../shared/protocol/replication';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version';
 import type { OutcomeEntry, Store } from '../store/store';
+import { ensureClusterId, identityAt, lineageRefusal } from './lineage';
 import { sharedPrefixEnd } from './terms';
 
 /** What the primary knows of one replica. */
@@ -93,17 +95,26 @@ export class ReplicationHub {
   }
 
   private follow(socket: Socket, raw: unknown): FollowAck {
+    // The version first: a follower of another version has other fields, and must hear why it is refused.
+    const version = z.object({ protocol: z.number().int() }).safeParse(raw);
+    if (version.success && version.data.protocol !== PROTOCOL_VERSION) {
+      const { protocol } = version.data;
+      return {
+        ok: false,
+        error: {
+          code: 'PROTOCOL_MISMATCH',
+          message:
+            `this primary speaks replication protocol ${PROTOCOL_VERSION}, the replica ${protocol}: ` +
+            'run the same Tideline version on every node',
+          retryable: false,
+        },
+      };
+    }
     const parsed = followSchema.safeParse(raw);
     if (!parsed.success) {
       return { ok: false, error: new TidelineError('BAD_REQUEST', 'malformed follow').toWire() };
     }
     const msg = parsed.data;
-    if (msg.protocol !== PROTOCOL_VERSION) {
-      return {
-        ok: false,
-        error: { code: 'PROTOCOL_MISMATCH', message: `primary speaks ${PROTOCOL_VERSION}`, retryable: false },
-      };
-    }
     const role = this.opts.role();
     if (!role.primary) {
       const error = { code: 'NOT_PRIMARY' as const, message: 'this node is not the primary', retryable: true };
@@ -126,6 +137,9 @@ export class ReplicationHub {
     const terms = store.terms();
     const shared = Math.min(msg.checkpoint, sharedPrefixEnd(terms, meta.headLsn, msg.checkpointTerm));
     const diverged = msg.checkpoint > shared;
+    const clusterId = ensureClusterId(store);
+    const refusal = lineageRefusal(clusterId, msg, !diverged, diverged ? null : identityAt(store, msg.checkpoint));
+    if (refusal) return { ok: false, error: refusal };
     this.sessions.get(msg.replicaId)?.socket.disconnect(true);
     const session: ReplicaSession = {
       socket,
@@ -144,6 +158,7 @@ export class ReplicationHub {
     const ack: FollowAck = {
       ok: true,
       primaryId: meta.serverId,
+      clusterId,
       term: meta.term,
       headLsn: meta.headLsn,
       horizon: meta.horizon,
@@ -161,10 +176,12 @@ export class ReplicationHub {
     this.commitTimes.push({ lsn: to, ts: this.opts.clock.now() });
     if (this.commitTimes.length > 10_000) this.commitTimes.splice(0, this.commitTimes.length - 10_000);
     const from = first - 1;
+    let users: Record<string, string> | null = null;
     for (const s of this.sessions.values()) {
       if (!s.live || s.closed || s.cursor !== from) continue;
       s.cursor = to;
-      this.send(s, 'repl:changes', { from, to, changes: [...changes], outcomes: [...outcomes] }).catch(() =>
+      users ??= this.bindingsOf(changes, outcomes);
+      this.send(s, 'repl:changes', { from, to, changes: [...changes], outcomes: [...outcomes], users }).catch(() =>
         s.socket.disconnect(true),
       );
     }
@@ -186,7 +203,13 @@ export class ReplicationHub {
           s.live = true;
           return;
         }
-        const msg: ReplChanges = { from: s.cursor, to, changes: page.changes, outcomes: page.outcomes };
+        const msg: ReplChanges = {
+          from: s.cursor,
+          to,
+          changes: page.changes,
+          outcomes: page.outcomes,
+          users: this.bindingsOf(page.changes, page.outcomes),
+        };
         s.cursor = to;
         if (to >= meta.headLsn) {
           // Caught up: later commits reach it from onCommit, in order behind this page.
@@ -199,6 +222,19 @@ export class ReplicationHub {
     } catch {
       s.socket.disconnect(true);
     }
+  }
+
+  /**
+   * The bindings of the clients whose entries a message carries. A binding
+   * made by a hello with no mutation after it reaches replicas only with a
+   * snapshot: until then the client id has no seq, rejection or document
+   * there to reveal, so a promoted replica that lacks it gives nothing away.
+   */
+  private bindingsOf(changes: readonly Change[], outcomes: readonly OutcomeEntry[]): Record<string, string> {
+    const ids = new Set<string>();
+    for (const c of changes) if (c.clientId !== null) ids.add(c.clientId);
+    for (const o of outcomes) ids.add(o.clientId);
+    return ids.size === 0 ? {} : this.opts.store.bindingsOf(ids);
   }
 
   private async sendSnapshot(s: ReplicaSession): Promise<void> {

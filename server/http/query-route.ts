@@ -248,7 +248,7 @@ export function queryRoutes(deps: {
   const readerOf = (req: Request): Reader => (admins.has(req) ? SYSTEM_READER : deps.userOf(req));
   const fail = (res: Response, err: unknown): void => {
     const e = err instanceof TidelineError ? err : new TidelineError('INTERNAL', 'query failed');
-    const primary = e.code === 'NOT_PRIMARY' ? (deps.freshness?.primaryUrl() ?? null) : null;
+    const primary = e.code === 'NOT_PRIMARY' || e.code === 'NOT_READY' ? (deps.freshness?.primaryUrl() ?? null) : null;
     res.status(STATUS[e.code] ?? 400).json({ error: { ...e.toWire(), ...(primary ? { primary } : {}) } });
   };
   /**
@@ -314,12 +314,13 @@ const STATUS: Partial<Record<ErrorCode, number>> = {
   RATE_LIMITED: 429,
   INTERNAL: 500,
   NOT_PRIMARY: 503,
+  NOT_READY: 503,
 };
 
 /** What `/query` needs of the node for `minLsn`. */
 export interface Freshness {
   role: () => 'primary' | 'replica';
-  /** Where the primary is, for a NOT_PRIMARY answer (null when unknown). */
+  /** Where the primary is, for a NOT_PRIMARY or NOT_READY answer (null when unknown). */
   primaryUrl: () => string | null;
   waiters: AppliedLsnWaiters;
   /** The longest a replica waits (`--read-wait-ms`); a request's `waitMs` may only shorten it. */
@@ -332,7 +333,7 @@ export interface Freshness {
  * was never acknowledged here (a write lost in a failover, or not an LSN of
  * this cluster) and waiting cannot help. A replica waits, woken as it
  * applies the log, at most `min(waitMs, maxWaitMs)`, then fails with the
- * retryable NOT_PRIMARY (the route adds the primary's URL).
+ * retryable NOT_READY (the route adds the primary's URL).
  */
 async function awaitLsn(
   store: Store,
@@ -350,10 +351,9 @@ async function awaitLsn(
   }
   const timeout = Math.min(waitMs ?? freshness.maxWaitMs, freshness.maxWaitMs);
   if (await freshness.waiters.wait(minLsn, timeout)) return;
-  // NOT_PRIMARY, as for a write on a replica: the primary can answer it (error.primary). A code of its own
-  // would change the wire error schema, and with it the sync protocol version every client must match.
+  // NOT_READY: this node cannot answer yet; the primary can (error.primary), or a retry here once it caught up.
   throw new TidelineError(
-    'NOT_PRIMARY',
+    'NOT_READY',
     `this replica has applied up to LSN ${head()}, not yet ${minLsn} (waited ${timeout} ms): retry, or read from the primary`,
     { retryable: true, hint: 'retry, or read from the primary (error.primary)' },
   );

@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import express from 'express';
-import type { NextFunction, Request, Response, Router } from 'express';
+import type { NextFunction, Request, RequestHandler, Response, Router } from 'express';
 import { z } from 'zod';
 import { TidelineError } from '../../shared/errors';
 import type { WireErrorShape } from '../../shared/errors';
@@ -86,6 +86,7 @@ export function adminRoutes(deps: AdminDeps): Router {
     res.json({
       role: deps.node.role,
       serverId: meta.serverId,
+      clusterId: deps.store.clusterId(),
       url: deps.node.selfUrl,
       term: meta.term,
       terms: deps.store.terms(),
@@ -102,7 +103,13 @@ export function adminRoutes(deps: AdminDeps): Router {
       },
       primary:
         deps.node.role === 'replica'
-          ? { url: deps.node.primaryUrl, state: follower?.state ?? 'stopped', lastError: follower?.lastError ?? null }
+          ? {
+              url: deps.node.primaryUrl,
+              state: follower?.state ?? 'stopped',
+              lastError: follower?.lastError ?? null,
+              // Set when the primary refused this node's data: what the operator should do.
+              action: follower?.advice ?? null,
+            }
           : null,
       rollbackFiles: deps.node.rollbackFiles(),
       uptimeMs: deps.now() - deps.startedAt,
@@ -214,6 +221,31 @@ async function adminMutate(deps: AdminDeps, req: Request, res: Response): Promis
     const status = e.code === 'BAD_REQUEST' ? 400 : e.code === 'TOO_LARGE' ? 413 : 500;
     sendError(res, status, e);
   }
+}
+
+/**
+ * Reads on a replica whose primary refused its data (another cluster's
+ * backup, a diverged history): 503 NOT_READY, retryable (another node may
+ * answer), rather than that data as if it were this cluster's.
+ */
+export function refusedReplicaGuard(node: ClusterNode): RequestHandler {
+  return (_req: Request, res: Response, next: NextFunction) => {
+    const refused = readsRefused(node);
+    if (!refused) return next();
+    res.setHeader('Retry-After', '5');
+    sendError(res, 503, refused);
+  };
+}
+
+/** Why this node serves no reads (its primary refused its data), or null when it serves them. */
+export function readsRefused(node: ClusterNode): TidelineError | null {
+  const follower = node.follower;
+  if (node.role !== 'replica' || follower?.state !== 'refused') return null;
+  const why = follower.lastError ? `${follower.lastError.code}: ${follower.lastError.message}` : 'refused';
+  return new TidelineError('NOT_READY', `this replica serves no reads: its primary refused its data (${why})`, {
+    retryable: true,
+    ...(follower.advice ? { hint: follower.advice } : {}),
+  });
 }
 
 /** Cluster-internal: peers ask each other for their role and term, with the cluster secret. */

@@ -61,8 +61,10 @@ export interface MemoryStoreData {
   /** Log entries in LSN order; `log[i].lsn === horizon + 1 + i`. */
   log: MemoryEntry[];
   readonly clients: Map<string, number>;
-  /** The user each bound client id belongs to (see `StoreTx.clientUser`); not replicated. */
+  /** The user each bound client id belongs to (see `StoreTx.clientUser`). */
   readonly clientUsers: Map<string, string>;
+  /** See `Store.clusterId`; left out (undefined) like null, for data made before cluster ids. */
+  clusterId?: string | null;
   readonly rejections: Map<string, WireErrorShape>;
   /** Keyed server writes by origin (see `SERVER_ORIGIN_PREFIX`). */
   readonly serverOrigins: Map<string, ServerOriginRecord>;
@@ -106,6 +108,7 @@ export class MemoryStore implements Store {
       rejections: new Map(),
       serverOrigins: new Map(),
       usage: new Map(),
+      clusterId: randomUUID(),
     };
   }
 
@@ -187,15 +190,7 @@ export class MemoryStore implements Store {
       },
       bindClient: (clientId, userId) => {
         check();
-        const { clients, clientUsers } = this.data;
-        const prevSeq = clients.get(clientId);
-        const prevUser = clientUsers.get(clientId);
-        if (prevSeq === undefined) clients.set(clientId, 0);
-        clientUsers.set(clientId, userId);
-        this.undo.push(() => {
-          restore(clients, clientId, prevSeq);
-          restore(clientUsers, clientId, prevUser);
-        });
+        this.bind(clientId, userId);
       },
     };
     try {
@@ -448,10 +443,15 @@ export class MemoryStore implements Store {
     this.data.term = last.term;
   }
 
-  applyReplicated(changes: readonly Change[], outcomes: readonly OutcomeEntry[] = []): void {
+  applyReplicated(
+    changes: readonly Change[],
+    outcomes: readonly OutcomeEntry[] = [],
+    bindings: Readonly<Record<string, string>> = {},
+  ): void {
     this.assertOpen();
     const data = this.data;
     this.atomically(() => {
+      for (const [clientId, userId] of Object.entries(bindings)) this.bind(clientId, userId);
       for (const entry of mergeByLsn(changes, outcomes)) {
         if (entry.lsn !== data.headLsn + 1) {
           throw new TidelineError('INTERNAL', `replicated entry ${entry.lsn} does not follow head ${data.headLsn}`);
@@ -460,6 +460,8 @@ export class MemoryStore implements Store {
           this.pushEntry(copyOutcome(entry));
           if (entry.seq > (data.clients.get(entry.clientId) ?? 0)) {
             this.recordOutcome(entry.clientId, entry.seq, entry.error);
+          } else {
+            this.settleReplicatedBelow(entry);
           }
           this.noteServerOrigin(entry.clientId, entry.lsn, entry.ts);
           continue;
@@ -478,6 +480,26 @@ export class MemoryStore implements Store {
         if (c.clientId !== null) this.noteServerOrigin(c.clientId, c.lsn, c.ts);
       }
     });
+  }
+
+  bindingsOf(clientIds: Iterable<string>): Record<string, string> {
+    this.assertOpen();
+    const out: Record<string, string> = {};
+    for (const clientId of clientIds) {
+      const userId = this.data.clientUsers.get(clientId);
+      if (userId !== undefined) out[clientId] = userId;
+    }
+    return out;
+  }
+
+  clusterId(): string | null {
+    this.assertOpen();
+    return this.data.clusterId ?? null;
+  }
+
+  setClusterId(clusterId: string): void {
+    this.assertOpen();
+    this.data.clusterId = clusterId;
   }
 
   exportSnapshot(): ReplicaSnapshot {
@@ -508,8 +530,11 @@ export class MemoryStore implements Store {
       terms: this.terms(),
       docs,
       clients: [...this.data.clients]
-        .filter(([, lastSeq]) => lastSeq > 0)
-        .map(([clientId, lastSeq]) => ({ clientId, lastSeq })),
+        .filter(([clientId, lastSeq]) => lastSeq > 0 || this.data.clientUsers.has(clientId))
+        .map(([clientId, lastSeq]) => {
+          const userId = this.data.clientUsers.get(clientId);
+          return userId === undefined ? { clientId, lastSeq } : { clientId, lastSeq, userId };
+        }),
       rejections,
     };
   }
@@ -539,7 +564,10 @@ export class MemoryStore implements Store {
       // Usage is rebuilt from the documents, as the SQLite store does.
       if (author !== null && body !== null) addUsage(data.usage, d.collection, author, 1, byteLength(body));
     }
-    for (const c of snapshot.clients) data.clients.set(c.clientId, c.lastSeq);
+    for (const c of snapshot.clients) {
+      data.clients.set(c.clientId, c.lastSeq);
+      if (c.userId !== undefined) data.clientUsers.set(c.clientId, c.userId);
+    }
     for (const r of snapshot.rejections) {
       data.rejections.set(rejectionKey(r.clientId, r.seq), { ...storedRejection(r.error) });
     }
@@ -612,6 +640,30 @@ export class MemoryStore implements Store {
       data.log.pop();
       data.headLsn = entry.lsn - 1;
     });
+  }
+
+  /** Binds a client id to a user (a row of last seq 0 when new); undone with the transaction. */
+  private bind(clientId: string, userId: string): void {
+    const { clients, clientUsers } = this.data;
+    const prevSeq = clients.get(clientId);
+    const prevUser = clientUsers.get(clientId);
+    if (prevSeq === undefined) clients.set(clientId, 0);
+    clientUsers.set(clientId, userId);
+    this.undo.push(() => {
+      restore(clients, clientId, prevSeq);
+      restore(clientUsers, clientId, prevUser);
+    });
+  }
+
+  /** See `SqliteStore.settleReplicatedBelow`: the primary's rejection row, kept or dropped; last seq unchanged. */
+  private settleReplicatedBelow(o: OutcomeEntry): void {
+    const { rejections } = this.data;
+    if (o.seq <= (this.data.clients.get(o.clientId) ?? 0) - REJECTION_WINDOW) return;
+    const key = rejectionKey(o.clientId, o.seq);
+    const prev = rejections.get(key);
+    if (o.error === null) rejections.delete(key);
+    else rejections.set(key, { ...storedRejection(o.error) });
+    this.undo.push(() => restore(rejections, key, prev));
   }
 
   private recordOutcome(clientId: string, seq: number, rejection: WireErrorShape | null): void {

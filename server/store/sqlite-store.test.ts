@@ -208,7 +208,9 @@ describe('SqliteStore', () => {
     expect(store.transact((tx) => [tx.clientUser('old-client'), tx.lastSeq('old-client')])).toEqual(['alice', 7]);
     store.close();
     const check = new Database(path, { readonly: true });
-    expect(check.prepare("SELECT value FROM meta WHERE key = 'schema_version'").pluck().get()).toBe(5);
+    expect(check.prepare("SELECT value FROM meta WHERE key = 'schema_version'").pluck().get()).toBe(
+      SQLITE_SCHEMA_VERSION,
+    );
     check.close();
   });
 
@@ -250,8 +252,25 @@ describe('SqliteStore', () => {
     });
     store.close();
     const check = new Database(path, { readonly: true });
-    expect(check.prepare("SELECT value FROM meta WHERE key = 'schema_version'").pluck().get()).toBe(5);
+    expect(check.prepare("SELECT value FROM meta WHERE key = 'schema_version'").pluck().get()).toBe(
+      SQLITE_SCHEMA_VERSION,
+    );
     check.close();
+  });
+
+  it('migrates a version 4 store without making a cluster id: it adopts one when it follows, or makes one to lead', () => {
+    openSqliteStore(path).close();
+    const db = new Database(path);
+    db.exec("DELETE FROM meta WHERE key = 'cluster_id'; UPDATE meta SET value = 4 WHERE key = 'schema_version';");
+    db.close();
+
+    const store = openSqliteStore(path);
+    expect(store.clusterId()).toBeNull();
+    store.setClusterId('cluster-a');
+    store.close();
+    const reopened = openSqliteStore(path);
+    expect(reopened.clusterId()).toBe('cluster-a');
+    reopened.close();
   });
 
   it('refuses an SQLite database of another program without touching it', () => {

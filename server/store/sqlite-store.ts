@@ -45,7 +45,7 @@ import type {
  * them and teach `openSqliteStore` to migrate the older files; a file from a
  * newer version is refused, because this code would misread it.
  */
-export const SQLITE_SCHEMA_VERSION = 5;
+export const SQLITE_SCHEMA_VERSION = 6;
 
 /*
  * History:
@@ -55,6 +55,8 @@ export const SQLITE_SCHEMA_VERSION = 5;
  * 4 — clients.user_id: the user a client id is bound to (added on open; NULL for older rows: bound at the next hello).
  * 5 — quotas: docs.author (who a document counts against) and usage (per collection and author: documents and
  *     bytes). Added on open; an older file's owner-only documents count against their owners, others against nobody.
+ * 6 — meta.cluster_id: the cluster whose history the store holds (made with a new store; an older store has none
+ *     until it leads, which makes one, or follows a primary, which it adopts).
  */
 
 export interface SqliteStoreOptions {
@@ -169,7 +171,7 @@ interface OutcomeRow {
 /** Origins read at a time past a page's end to find where its last mutation ends. */
 const BOUNDARY_STEP = 64;
 
-type MetaKey = 'schema_version' | 'server_id' | 'term' | 'head_lsn' | 'horizon' | 'terms';
+type MetaKey = 'schema_version' | 'server_id' | 'term' | 'head_lsn' | 'horizon' | 'terms' | 'cluster_id';
 
 /** Opens (creating it and its directory if needed) the SQLite store at `path`. */
 export function openSqliteStore(path: string, options: SqliteStoreOptions = {}): SqliteStore {
@@ -738,10 +740,15 @@ export class SqliteStore implements Store {
     });
   }
 
-  applyReplicated(changes: readonly Change[], outcomes: readonly OutcomeEntry[] = []): void {
+  applyReplicated(
+    changes: readonly Change[],
+    outcomes: readonly OutcomeEntry[] = [],
+    bindings: Readonly<Record<string, string>> = {},
+  ): void {
     this.assertOpen();
-    if (changes.length === 0 && outcomes.length === 0) return;
+    if (changes.length === 0 && outcomes.length === 0 && Object.keys(bindings).length === 0) return;
     this.atomically(() => {
+      for (const [clientId, userId] of Object.entries(bindings)) this.bindClientStmt.run(clientId, userId);
       for (const entry of mergeByLsn(changes, outcomes)) {
         if (entry.lsn !== this.head + 1) {
           throw new TidelineError('INTERNAL', `replicated entry ${entry.lsn} does not follow head ${this.head}`, {
@@ -761,12 +768,33 @@ export class SqliteStore implements Store {
         } else {
           this.insertOutcomeEntry(entry);
           if (entry.seq > this.lastSeq(entry.clientId)) this.recordOutcome(entry.clientId, entry.seq, entry.error);
-          else if (entry.error !== null) this.keepRejection(entry.clientId, entry.seq, entry.error);
+          else this.settleReplicatedBelow(entry);
           this.noteServerOrigin(entry.clientId, entry.lsn, entry.ts);
         }
         this.head = entry.lsn;
       }
     });
+  }
+
+  bindingsOf(clientIds: Iterable<string>): Record<string, string> {
+    this.assertOpen();
+    const out: Record<string, string> = {};
+    for (const clientId of new Set(clientIds)) {
+      const userId = this.selectClientUser.get(clientId)?.user_id;
+      if (userId !== undefined && userId !== null) out[clientId] = userId;
+    }
+    return out;
+  }
+
+  clusterId(): string | null {
+    this.assertOpen();
+    const value = this.selectMetaText.get('cluster_id')?.value;
+    return typeof value === 'string' ? value : null;
+  }
+
+  setClusterId(clusterId: string): void {
+    this.assertOpen();
+    this.atomically(() => this.updateMetaText.run('cluster_id', clusterId));
   }
 
   exportSnapshot(): ReplicaSnapshot {
@@ -787,12 +815,16 @@ export class SqliteStore implements Store {
           author: r.author,
         }));
       const clients = this.db
-        // A client bound by a hello but with nothing settled is a row of last seq 0, the same as no row.
-        .prepare<[], { client_id: string; last_seq: number }>(
-          'SELECT client_id, last_seq FROM clients WHERE last_seq > 0',
+        // An unbound client with nothing settled is a row of last seq 0, the same as no row.
+        .prepare<[], { client_id: string; last_seq: number; user_id: string | null }>(
+          'SELECT client_id, last_seq, user_id FROM clients WHERE last_seq > 0 OR user_id IS NOT NULL',
         )
         .all()
-        .map((r) => ({ clientId: r.client_id, lastSeq: r.last_seq }));
+        .map((r) => ({
+          clientId: r.client_id,
+          lastSeq: r.last_seq,
+          ...(r.user_id === null ? {} : { userId: r.user_id }),
+        }));
       const rejections = this.db
         .prepare<[number], { client_id: string; seq: number; code: string; message: string; retryable: number }>(
           `SELECT r.client_id, r.seq, r.code, r.message, r.retryable FROM rejections r
@@ -822,7 +854,10 @@ export class SqliteStore implements Store {
         this.upsertDoc.run(d.collection, d.id, d.owner, d.lsn, 0, JSON.stringify(d.doc), d.author ?? d.owner);
       }
       this.db.exec(REBUILD_USAGE_SQL);
-      for (const c of snapshot.clients) this.upsertClient.run(c.clientId, c.lastSeq);
+      for (const c of snapshot.clients) {
+        this.upsertClient.run(c.clientId, c.lastSeq);
+        if (c.userId !== undefined) this.bindClientStmt.run(c.clientId, c.userId);
+      }
       for (const r of snapshot.rejections) this.keepRejection(r.clientId, r.seq, r.error);
       this.head = snapshot.asOf;
       this.horizon = snapshot.asOf;
@@ -982,6 +1017,19 @@ export class SqliteStore implements Store {
     this.upsertRejection.run(clientId, seq, code, message, retryable ? 1 : 0);
   }
 
+  /**
+   * A replicated outcome of a seq this node already counts as settled (its
+   * last seq is higher, say from a hello that settled a gap here while it led):
+   * the primary stored this outcome's rejection row (or dropped it, for a
+   * no-op), so this node does too, while the seq is in its rejection window.
+   * Its last seq stays: it never goes down.
+   */
+  private settleReplicatedBelow(o: OutcomeEntry): void {
+    if (o.seq <= this.lastSeq(o.clientId) - REJECTION_WINDOW) return;
+    if (o.error === null) this.deleteRejection.run(o.clientId, o.seq);
+    else this.keepRejection(o.clientId, o.seq, o.error);
+  }
+
   private insertOutcomeEntry(o: OutcomeEntry): void {
     const e = o.error === null ? null : storedRejection(o.error);
     this.insertOutcome.run(
@@ -1102,7 +1150,10 @@ function initSchema(db: Database.Database, path: string): void {
       );
     }
   }
+  const created = tables.length === 0;
   db.exec(SCHEMA_SQL);
+  // Version 6: a new store starts a cluster of its own; a replica adopts its primary's at its first sync.
+  if (created) db.prepare<[string]>("INSERT INTO meta (key, value) VALUES ('cluster_id', ?)").run(randomUUID());
   // Version 4: a version 3 (or older) `clients` table lacks the binding column; its rows stay unbound (NULL).
   const clientColumns = db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('clients')").all();
   if (!clientColumns.some((c) => c.name === 'user_id')) db.exec('ALTER TABLE clients ADD COLUMN user_id TEXT');

@@ -422,14 +422,18 @@ export function runStoreTests(name: string, makeStore: () => StoreHarness): void
           expect([tx.clientUser('k1'), tx.clientUser('k2'), tx.clientUser('k3')]).toEqual(['alice', 'bob', null]);
           expect([tx.lastSeq('k1'), tx.lastSeq('k2'), tx.lastSeq('k3')]).toEqual([4, 1, 0]);
         });
-        // A bound client with nothing settled is no client yet to a replica: snapshots are as without bindings.
+        // A snapshot carries every binding, also of a client with nothing settled yet.
         store.transact((tx) => tx.bindClient('k4', 'dave'));
         expect(
           store
             .exportSnapshot()
-            .clients.map((c) => c.clientId)
+            .clients.map((c) => [c.clientId, c.userId])
             .sort(),
-        ).toEqual(['k1', 'k2']);
+        ).toEqual([
+          ['k1', 'alice'],
+          ['k2', 'bob'],
+          ['k4', 'dave'],
+        ]);
       });
 
       it('keeps rejections past compaction', () => {
@@ -1328,6 +1332,86 @@ export function runStoreTests(name: string, makeStore: () => StoreHarness): void
         expect(() => store.setTerm(2)).toThrow(TidelineError);
         store.setTerm(4);
         expect(store.meta().term).toBe(4);
+      });
+    });
+
+    describe('lineage and bindings across replication', () => {
+      it('has a cluster id from creation, its own, which it can be given', () => {
+        const other = makeStore();
+        try {
+          const id = store.clusterId();
+          expect(id).toMatch(/^[0-9a-f-]{36}$/);
+          expect(other.store.clusterId()).not.toBe(id);
+          other.store.setClusterId(id!);
+          expect(other.store.clusterId()).toBe(id);
+        } finally {
+          other.cleanup();
+        }
+        if (harness.reopen) {
+          const id = store.clusterId();
+          store.close();
+          store = harness.reopen();
+          expect(store.clusterId()).toBe(id);
+        }
+      });
+
+      it('binds client ids with replicated entries, and a snapshot carries every binding', () => {
+        store.transact((tx) => {
+          tx.bindClient('k1', 'alice');
+          tx.bindClient('k3', 'carol');
+          tx.append(put('notes', 'a'), { clientId: 'k1', seq: 1 }, TS);
+          tx.recordOutcome('k1', 1, null);
+          tx.appendOutcome('k2', 1, null, TS);
+        });
+        expect(store.bindingsOf(['k1', 'k2', 'k1', 'nobody'])).toEqual({ k1: 'alice' });
+        const page = store.readLog(0, 100);
+        const follower = makeStore();
+        const fromSnapshot = makeStore();
+        try {
+          follower.store.applyReplicated(page.changes, page.outcomes, store.bindingsOf(['k1', 'k2']));
+          follower.store.transact((tx) => {
+            expect([tx.clientUser('k1'), tx.clientUser('k2'), tx.clientUser('k3')]).toEqual(['alice', null, null]);
+            expect(tx.lastSeq('k1')).toBe(1);
+          });
+          // Bindings alone (a page with no entries of theirs) are applied too, and undone with a refused page.
+          expect(() => follower.store.applyReplicated([{ ...page.changes[0]!, lsn: 9 }], [], { k5: 'eve' })).toThrow(
+            TidelineError,
+          );
+          expect(follower.store.transact((tx) => tx.clientUser('k5'))).toBeNull();
+          fromSnapshot.store.importSnapshot(store.exportSnapshot());
+          fromSnapshot.store.transact((tx) => {
+            expect([tx.clientUser('k1'), tx.clientUser('k2'), tx.clientUser('k3')]).toEqual(['alice', null, 'carol']);
+            expect([tx.lastSeq('k1'), tx.lastSeq('k2'), tx.lastSeq('k3')]).toEqual([1, 1, 0]);
+          });
+        } finally {
+          follower.cleanup();
+          fromSnapshot.cleanup();
+        }
+      });
+
+      it("ends with the primary's rejection rows for replicated outcomes at or below the last seq", () => {
+        // The replica counts k1 settled up to 5 (a hello settled a gap while it led), with its own row for seq 2.
+        store.transact((tx) => {
+          tx.recordOutcome('k1', 2, forbidden);
+          tx.recordOutcome('k1', 5, null);
+        });
+        const primary = makeStore();
+        try {
+          primary.store.transact((tx) => {
+            tx.appendOutcome('k1', 1, outOfStock, TS);
+            tx.appendOutcome('k1', 2, null, TS);
+          });
+          const page = primary.store.readLog(0, 100);
+          store.applyReplicated(page.changes, page.outcomes);
+          const rows = (s: Store): unknown =>
+            s.transact((tx) => [tx.rejection('k1', 1) ?? null, tx.rejection('k1', 2) ?? null]);
+          expect(rows(store)).toEqual(rows(primary.store));
+          expect(rows(store)).toEqual([outOfStock, null]);
+          // Its last seq never goes down: seqs 3..5 stay settled here.
+          expect(store.transact((tx) => tx.lastSeq('k1'))).toBe(5);
+        } finally {
+          primary.cleanup();
+        }
       });
     });
 

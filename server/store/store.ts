@@ -91,8 +91,12 @@ export interface ReplicaSnapshot {
   terms: TermStart[];
   /** Live documents only: a snapshot has no tombstones. */
   docs: SnapshotDoc[];
-  /** Every client's last seq, so exactly-once holds after this node is promoted. */
-  clients: Array<{ clientId: string; lastSeq: number }>;
+  /**
+   * Every client's last seq, so exactly-once holds after this node is promoted,
+   * and the user each bound client id belongs to (`userId`, left out when
+   * unbound), so a promoted node refuses a hello of another user with it.
+   */
+  clients: Array<{ clientId: string; lastSeq: number; userId?: string }>;
   /**
    * Rejections of each client's newest `REJECTION_WINDOW` seqs, so the node
    * answers for them after a promotion as its primary would.
@@ -365,9 +369,31 @@ export interface Store {
    * in one transaction. Taken together in LSN order they must continue this
    * log: the first LSN is head + 1 and LSNs are consecutive; otherwise
    * nothing is applied and it throws. Each entry's (clientId, seq) raises
-   * that client's last seq; a rejected outcome is kept as the primary kept it.
+   * that client's last seq; an outcome's rejection row is kept (or, for a
+   * no-op, dropped) as the primary did, also for a seq at or below the
+   * client's last seq here (within the newest `REJECTION_WINDOW` seqs).
+   * `bindings` (client id → user) bind client ids as on the primary.
    */
-  applyReplicated(changes: readonly Change[], outcomes?: readonly OutcomeEntry[]): void;
+  applyReplicated(
+    changes: readonly Change[],
+    outcomes?: readonly OutcomeEntry[],
+    bindings?: Readonly<Record<string, string>>,
+  ): void;
+  /**
+   * The users these client ids are bound to (see `StoreTx.clientUser`), for
+   * those that are bound: what a primary sends with the log entries of those
+   * clients, so that its replicas hold the same bindings.
+   */
+  bindingsOf(clientIds: Iterable<string>): Record<string, string>;
+  /**
+   * The id of the cluster whose history this store holds: made with a new
+   * store, kept in a backup, adopted by a replica from its primary on its
+   * first sync. Null for a store from before cluster ids (schema version < 6)
+   * that has neither led nor followed since.
+   */
+  clusterId(): string | null;
+  /** Sets the cluster id (a primary making one for an old store, a replica adopting its primary's). */
+  setClusterId(clusterId: string): void;
   /** Every live document, the terms, every client's last seq and recent rejections, at one consistent point. */
   exportSnapshot(): ReplicaSnapshot;
   /**

@@ -23,6 +23,13 @@ export const followSchema = z.object({
   /** The last LSN it applied, and the term of the history that LSN belongs to. */
   checkpoint: lsnSchema,
   checkpointTerm: z.number().int().nonnegative(),
+  /** The cluster its data belongs to; null for a store from before cluster ids that has not followed since. */
+  clusterId: z.string().min(1).max(64).nullable(),
+  /** Identity (a SHA-256, hex) of its log entry at `checkpoint`; null when it has none there (0, compacted). */
+  checkpointEntry: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .nullable(),
 });
 export type Follow = z.infer<typeof followSchema>;
 
@@ -30,6 +37,8 @@ export const followAckSchema = z.discriminatedUnion('ok', [
   z.object({
     ok: z.literal(true),
     primaryId: z.string(),
+    /** The primary's cluster id, which the replica adopts. */
+    clusterId: z.string().min(1).max(64),
     term: z.number().int().positive(),
     headLsn: lsnSchema,
     horizon: lsnSchema,
@@ -68,6 +77,12 @@ export const replChangesSchema = z.object({
   to: lsnSchema,
   changes: z.array(changeSchema),
   outcomes: z.array(outcomeEntrySchema),
+  /**
+   * The user each client id of these entries is bound to (client id → user),
+   * for those that are bound: a promoted replica refuses another user's hello
+   * with them, as its primary did.
+   */
+  users: z.record(z.string().min(1).max(64), z.string().min(1).max(256)),
 });
 export type ReplChanges = z.infer<typeof replChangesSchema>;
 
@@ -88,7 +103,14 @@ export const replSnapshotSchema = z.object({
   done: z.boolean(),
   terms: z.array(termStartSchema).min(1),
   docs: z.array(storedDocSchema),
-  clients: z.array(z.object({ clientId: z.string(), lastSeq: z.number().int().nonnegative() })),
+  /** Every client's last seq, and the user it is bound to (left out when unbound). */
+  clients: z.array(
+    z.object({
+      clientId: z.string(),
+      lastSeq: z.number().int().nonnegative(),
+      userId: z.string().min(1).max(256).optional(),
+    }),
+  ),
   /** Recent rejections (the last page only), so a promoted replica reports them as its primary would. */
   rejections: z.array(z.object({ clientId: z.string(), seq: z.number().int().positive(), error: wireErrorSchema })),
 });

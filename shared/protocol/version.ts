@@ -7,6 +7,9 @@
  * 2 — hello.checkpointTerm; the /replication namespace (follow, repl:changes, repl:snapshot).
  * 3 — repl:changes.outcomes and repl:snapshot.rejections: mutation outcomes replicate; a page of `changes`
  *     carries lastSeq whenever it holds one of the client's outcomes.
- * 4 — error code QUOTA_EXCEEDED; repl:snapshot documents carry their `author` (per-user quotas).
+ * 4 — error codes QUOTA_EXCEEDED, LINEAGE_MISMATCH and NOT_READY; repl:snapshot documents carry their `author`
+ *     (per-user quotas); lineage and bindings: follow.clusterId and follow.checkpointEntry, followAck.clusterId,
+ *     repl:changes.users and repl:snapshot clients' userId. A follow of another version is refused with
+ *     PROTOCOL_MISMATCH before its fields are read.
  */
 export const PROTOCOL_VERSION = 4;

@@ -45,9 +45,13 @@ describe("a follower's claim of a higher term", () => {
       });
       for (let i = 0; i < 3; i++) {
         const follow = { protocol: PROTOCOL_VERSION, replicaId: 'mallory', url: null, term: 999 };
-        const raw: unknown = await socket
-          .timeout(5000)
-          .emitWithAck('follow', { ...follow, checkpoint: 0, checkpointTerm: 0 });
+        const raw: unknown = await socket.timeout(5000).emitWithAck('follow', {
+          ...follow,
+          checkpoint: 0,
+          checkpointTerm: 0,
+          clusterId: null,
+          checkpointEntry: null,
+        });
         const ack = followAckSchema.parse(raw);
         expect(ack.ok ? 'ok' : ack.error.code).toBe('NOT_PRIMARY');
       }

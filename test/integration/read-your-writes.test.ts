@@ -8,7 +8,7 @@ import { waitFor } from '../support/wait';
  * Read your writes on a replica (`GET /query?minLsn=N`), on a real primary
  * and replica: a write's LSN from `POST /admin/mutate`, then reads that wait
  * for it on the replica (woken as the follower applies the log), time out
- * with the retryable NOT_PRIMARY and the primary's URL, or are refused past
+ * with the retryable NOT_READY and the primary's URL, or are refused past
  * the cap on waiting reads; the primary answers at once.
  */
 
@@ -90,20 +90,20 @@ describe('read your writes on a replica (minLsn)', () => {
     expect(many.body.docs?.map((d) => d.id)).toEqual(['p-ryw']);
   }, 20_000);
 
-  it('answers NOT_PRIMARY (retryable, with the primary) once the wait bound passes', async () => {
+  it('answers NOT_READY (retryable, with the primary) once the wait bound passes', async () => {
     const head = await headOf(primary.url);
     const started = Date.now();
     const answer = await get(`${replica.url}/query/products?minLsn=${head + 1000}`);
     const took = Date.now() - started;
     expect(answer.http).toBe(503);
-    expect(answer.body.error).toMatchObject({ code: 'NOT_PRIMARY', retryable: true, primary: primary.url });
+    expect(answer.body.error).toMatchObject({ code: 'NOT_READY', retryable: true, primary: primary.url });
     // The default bound is 2 s: it waited, and not much longer.
     expect(took).toBeGreaterThanOrEqual(1900);
     expect(took).toBeLessThan(6000);
     // A request may shorten the wait.
     const quick = Date.now();
     const short = await get(`${replica.url}/query/products/count?minLsn=${head + 1000}&waitMs=50`);
-    expect(short.body.error?.code).toBe('NOT_PRIMARY');
+    expect(short.body.error?.code).toBe('NOT_READY');
     expect(Date.now() - quick).toBeLessThan(1500);
   }, 20_000);
 
@@ -119,7 +119,7 @@ describe('read your writes on a replica (minLsn)', () => {
     const third = await get(`${replica.url}/query/products?minLsn=${far}`);
     expect(third.http).toBe(429);
     expect(third.body.error).toMatchObject({ code: 'RATE_LIMITED', retryable: true });
-    for (const w of await Promise.all(waiting)) expect(w.body.error?.code).toBe('NOT_PRIMARY');
+    for (const w of await Promise.all(waiting)) expect(w.body.error?.code).toBe('NOT_READY');
     // The cap frees up as they end.
     const lsn = await headOf(replica.url);
     expect((await get(`${replica.url}/query/products?minLsn=${lsn}`)).http).toBe(200);

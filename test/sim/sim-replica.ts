@@ -68,7 +68,12 @@ export class SimReplica {
     // Document changes and outcome entries, as `repl:changes` carries them; a page never splits a mutation.
     const page = this.primary.readLog(this.head, this.rng.int(1, 12));
     if (page.to > this.head) {
-      this.store.applyReplicated(page.changes, page.outcomes);
+      // With the bindings of the page's clients, as `repl:changes.users` carries them.
+      const ids = [
+        ...page.changes.flatMap((c) => (c.clientId === null ? [] : [c.clientId])),
+        ...page.outcomes.map((o) => o.clientId),
+      ];
+      this.store.applyReplicated(page.changes, page.outcomes, this.primary.bindingsOf(ids));
       this.shipped += page.changes.length + page.outcomes.length;
     }
     if (this.head < this.primary.meta().headLsn) this.onCommit();
