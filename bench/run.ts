@@ -4,7 +4,7 @@
  *
  *   npm run bench                          all scenarios
  *   npm run bench -- --only fanout,catchup run some (ingest-raw, ingest-real, fanout, catchup,
- *                                          replication-lag, replication-ingest; `replication` is both)
+ *                                          replication-lag, replication-ingest, abuse; `replication` is both)
  *   npm run bench -- --max-seconds 60      lower every scenario's hard limit to 60 s
  *   npm run bench -- --cpu-prof            also write V8 CPU profiles of the servers to bench/results/tmp/prof/
  *                                          (summarise one with `npx tsx bench/profile-top.ts <file>`)
@@ -19,6 +19,7 @@ import { parseArgs } from 'node:util';
 import 'fake-indexeddb/auto';
 import { Resources, within } from './scenario';
 import type { Metric, ScenarioOptions, ScenarioResult } from './scenario';
+import { abuse } from './scenarios/abuse';
 import { catchup } from './scenarios/catchup';
 import { fanout } from './scenarios/fanout';
 import { ingestRaw, ingestReal } from './scenarios/ingest';
@@ -55,6 +56,7 @@ const SCENARIOS: ScenarioEntry[] = [
     timeoutMs: 300_000,
     run: (o, r) => replicationIngest(o, r),
   },
+  { key: 'abuse', name: 'abuse (flood)', timeoutMs: 180_000, run: (o, r) => abuse(o, r) },
 ];
 
 /** The whole run never takes longer than this. */

@@ -3,6 +3,8 @@ import { DEFAULT_LIMITS } from '../shared/protocol/limits';
 import type { Limits } from '../shared/protocol/limits';
 import { AUTH_FLAGS, AUTH_HELP, authConfig } from './auth/auth-flags';
 import type { AuthConfig } from './auth/auth-flags';
+import { DEFAULT_FLOOD_LIMITS } from './sync/flood-limits';
+import type { FloodLimits } from './sync/flood-limits';
 import { DEFAULT_MAX_SESSION_BUFFER_BYTES } from './sync/socket-sync';
 
 export interface ServerConfig {
@@ -30,6 +32,8 @@ export interface ServerConfig {
    * reading. Absent: DEFAULT_MAX_SESSION_BUFFER_BYTES (`createServer` does not take it).
    */
   maxSessionBufferBytes?: number;
+  /** Push rate limits, connection limits, the hello timeout and the group commit's budget; absent: DEFAULT_FLOOD_LIMITS. */
+  floodLimits?: FloodLimits;
   /** Automatic compaction keeps the log under this many changes. */
   maxLogChanges: number;
   /** ... and drops changes older than this. */
@@ -53,6 +57,27 @@ export interface ServerConfig {
   auth: AuthConfig;
 }
 
+/** Flood bounds (issue 9): a push over a rate, or a connection over a count, gets RATE_LIMITED. 0 = off. */
+const FLOOD_FLAGS = {
+  'rate-user-mutations': ['rateUserMutations', 'mutations/s one user may push, all its connections together'],
+  'rate-user-bytes': ['rateUserBytes', 'push bytes/s one user may send'],
+  'rate-conn-mutations': ['rateConnMutations', 'mutations/s one connection may push'],
+  'rate-conn-bytes': ['rateConnBytes', 'push bytes/s one connection may send'],
+  'rate-burst-seconds': ['rateBurstSeconds', 'each rate may be used this many seconds ahead at once (below 1: 1)'],
+  'max-connections-per-user': ['maxConnectionsPerUser', 'connections past hello per user'],
+  'max-connections-per-address': ['maxConnectionsPerAddress', 'sync connections per remote address'],
+  'hello-timeout-ms': ['helloTimeoutMs', 'close a connection that has not said hello by then'],
+  'max-commit-mutations': ['maxCommitMutations', 'mutations per group commit (at least one push goes)'],
+  'max-commit-bytes': ['maxCommitBytes', 'push bytes per group commit'],
+} as const satisfies Record<string, readonly [keyof FloodLimits, string]>;
+
+const FLOOD_HELP = Object.entries(FLOOD_FLAGS)
+  .map(([flag, [key, what]]) => {
+    const off = key === 'rateBurstSeconds' ? '' : '; 0 off';
+    return `  --${`${flag} N`.padEnd(24)}  ${what} (default ${DEFAULT_FLOOD_LIMITS[key]}${off})`;
+  })
+  .join('\n');
+
 /** The options every way of starting a server takes (the demo and `tideline serve`). */
 const OPTIONS_HELP = `  --host HOST                 listen address (default 127.0.0.1)
   --port N                    port, 0 for any free one (default 3000, or $PORT)
@@ -65,6 +90,7 @@ const OPTIONS_HELP = `  --host HOST                 listen address (default 127.
   --max-doc-bytes N           (default ${DEFAULT_LIMITS.maxDocBytes})
   --max-message-bytes N       (default ${DEFAULT_LIMITS.maxMessageBytes})
   --max-session-buffer-bytes N  close a session whose client leaves more unsent (default ${DEFAULT_MAX_SESSION_BUFFER_BYTES})
+${FLOOD_HELP}
   --max-log-changes N         compact when the log holds more (default 1000000)
   --max-log-age-ms N          compact changes older than this (default 7 days)
   --role primary|replica      (default primary; --primary implies replica)
@@ -119,6 +145,7 @@ export function parseConfig(
       'max-doc-bytes': { type: 'string' },
       'max-message-bytes': { type: 'string' },
       'max-session-buffer-bytes': { type: 'string' },
+      ...floodOptions(),
       'max-log-changes': { type: 'string' },
       'max-log-age-ms': { type: 'string' },
       'compaction-interval-ms': { type: 'string' },
@@ -163,6 +190,7 @@ export function parseConfig(
       DEFAULT_MAX_SESSION_BUFFER_BYTES,
       'max-session-buffer-bytes',
     ),
+    floodLimits: floodLimitsOf(values),
     maxLogChanges: int(values['max-log-changes'], 1_000_000, 'max-log-changes'),
     maxLogAgeMs: int(values['max-log-age-ms'], 7 * 24 * 3600 * 1000, 'max-log-age-ms'),
     compactionIntervalMs: int(values['compaction-interval-ms'], 60_000, 'compaction-interval-ms'),
@@ -175,6 +203,21 @@ export function parseConfig(
     allowedHosts: (values['allowed-hosts'] ?? '').split(',').filter((s) => s.length > 0),
     auth: authConfig(values, env),
   };
+}
+
+function floodOptions(): Record<keyof typeof FLOOD_FLAGS, { type: 'string' }> {
+  const options = {} as Record<keyof typeof FLOOD_FLAGS, { type: 'string' }>;
+  for (const flag of Object.keys(FLOOD_FLAGS) as Array<keyof typeof FLOOD_FLAGS>) options[flag] = { type: 'string' };
+  return options;
+}
+
+function floodLimitsOf(values: Partial<Record<string, unknown>>): FloodLimits {
+  const limits = { ...DEFAULT_FLOOD_LIMITS };
+  for (const [flag, [key]] of Object.entries(FLOOD_FLAGS)) {
+    const value = values[flag];
+    limits[key] = int(typeof value === 'string' ? value : undefined, DEFAULT_FLOOD_LIMITS[key], flag);
+  }
+  return limits;
 }
 
 export { HELP, OPTIONS_HELP };
