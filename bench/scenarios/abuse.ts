@@ -1,14 +1,11 @@
-import { randomBytes } from 'node:crypto';
-import { io } from 'socket.io-client';
-import type { Socket } from 'socket.io-client';
-import { helloAckSchema } from '../../shared/protocol/hello';
-import { pushAckSchema } from '../../shared/protocol/push';
-import { PROTOCOL_VERSION } from '../../shared/protocol/version';
-import { tokenFor } from '../../test/support/node-client';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { readProcMemory } from '../rss';
 import { sleep } from '../scenario';
 import type { Json, Metric, Resources, ScenarioOptions, ScenarioResult } from '../scenario';
 import { nowMs, round, summarize, summaryJson } from '../stats';
+import { FloodClient } from './abuse-client';
 
 /**
  * Abuse (issue 9, item 2, "Floods"): one user floods the primary from many
@@ -42,93 +39,6 @@ export const ABUSE: AbuseConfig = {
   pushTimeoutMs: 60_000,
 };
 
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-
-/** A minimal /sync client that can retry a refused push with the same seqs (the bench's RawClient cannot). */
-class FloodClient {
-  readonly clientId = `abuse-${randomBytes(9).toString('hex')}`;
-  nextSeq = 1;
-  closed = false;
-  private constructor(private readonly socket: Socket) {}
-
-  /** Null when the server refused the connection or its hello (connection limits); the reason in `refusals`. */
-  static async connect(url: string, userId: string, refusals: Map<string, number>): Promise<FloodClient | null> {
-    const socket = io(`${url}/sync`, { transports: ['websocket'], reconnection: false, forceNew: true, timeout: 20_000 });
-    const client = new FloodClient(socket);
-    let fatal: string | null = null;
-    socket.on('fatal', (e: unknown) => (fatal = isRecord(e) ? String(e['code']) : 'fatal'));
-    // Pages and live changes are acked at once and otherwise ignored: the flood reads what it is sent.
-    const ackAll = (_msg: unknown, ack: unknown): void => {
-      if (typeof ack === 'function') (ack as (r: unknown) => void)({ ok: true });
-    };
-    socket.on('changes', ackAll);
-    socket.on('snapshot', ackAll);
-    socket.on('disconnect', () => (client.closed = true));
-    const refuse = (why: string): null => {
-      refusals.set(why, (refusals.get(why) ?? 0) + 1);
-      client.close();
-      return null;
-    };
-    try {
-      await new Promise<void>((resolve, reject) => {
-        socket.once('connect', () => resolve());
-        socket.once('connect_error', (err: Error) => reject(err));
-        socket.once('disconnect', () => reject(new Error('disconnected')));
-      });
-      const ack = helloAckSchema.parse(
-        await socket.timeout(20_000).emitWithAck('hello', {
-          protocol: PROTOCOL_VERSION,
-          clientId: client.clientId,
-          token: tokenFor(userId),
-          checkpoint: 0,
-          checkpointTerm: 0,
-          pendingFrom: 1,
-        }),
-      );
-      if (!ack.ok) return refuse(`hello ${ack.error.code}`);
-      client.nextSeq = ack.lastSeq + 1;
-      return client;
-    } catch (err) {
-      return refuse(fatal ?? (err instanceof Error ? err.message : 'connect failed'));
-    }
-  }
-
-  /**
-   * Pushes `build(seq)` for the next `count` seqs until accepted: a RATE_LIMITED refusal waits
-   * its retryAfterMs (read raw, so this file also runs against servers that do not send one).
-   */
-  async push(
-    count: number,
-    build: (seq: number) => { name: string; args: Json },
-    timeoutMs: number,
-    onRefused: (code: string) => void,
-  ): Promise<number> {
-    const mutations = [];
-    for (let i = 0; i < count; i++) mutations.push({ seq: this.nextSeq + i, ...build(this.nextSeq + i) });
-    for (;;) {
-      if (this.closed) return 0;
-      const raw: unknown = await this.socket.timeout(timeoutMs).emitWithAck('push', { mutations });
-      const ack = pushAckSchema.parse(raw);
-      if (ack.ok) {
-        this.nextSeq += count;
-        return ack.results.filter((r) => r.status === 'applied').length;
-      }
-      onRefused(ack.error.code);
-      if (!ack.error.retryable) throw new Error(`push refused: ${ack.error.code} ${ack.error.message}`);
-      const error = isRecord(raw) && isRecord(raw['error']) ? raw['error'] : {};
-      const wait = typeof error['retryAfterMs'] === 'number' ? error['retryAfterMs'] : 100;
-      await sleep(wait);
-    }
-  }
-
-  close(): void {
-    if (this.closed) return;
-    this.closed = true;
-    this.socket.removeAllListeners();
-    this.socket.disconnect();
-  }
-}
-
 export async function abuse(
   options: ScenarioOptions,
   res: Resources,
@@ -142,55 +52,25 @@ export async function abuse(
   const normal = await FloodClient.connect(server.url, 'normal-user', refusals);
   if (!normal) throw new Error(`the normal user was refused: ${JSON.stringify([...refusals])}`);
   res.defer(() => normal.close());
-  const flooders: FloodClient[] = [];
-  const connects = await Promise.all(
-    Array.from({ length: cfg.floodSessions }, () => FloodClient.connect(server.url, 'flooder', refusals)),
-  );
-  for (const c of connects) {
-    if (!c) continue;
-    flooders.push(c);
-    res.defer(() => c.close());
-  }
-  const refusedConnections = Object.fromEntries(refusals);
-  refusals.clear();
+  const flooder = startFlooder(server.url, cfg);
+  res.defer(() => flooder.kill());
+  const ready = await flooder.next('ready');
   options.log(
-    `  flooder: ${flooders.length} of ${cfg.floodSessions} sessions admitted, ${cfg.mutationsPerPush} puts/push; normal user: 1 put per push`,
+    `  flooder (own process): ${String(ready['admitted'])} of ${cfg.floodSessions} sessions admitted, ${cfg.mutationsPerPush} puts/push; normal user: 1 put per push`,
   );
 
-  const pad = 'x'.repeat(cfg.padBytes);
-  let floodApplied = 0;
-  const floodRefused = new Map<string, number>();
-  let flooding = true;
   let peakRssKb = 0;
   const sampleRss = (): void => {
     peakRssKb = Math.max(peakRssKb, readProcMemory(server.pid)?.vmRSSKb ?? 0);
   };
   const rssTimer = setInterval(sampleRss, 200);
-  const floodStart = nowMs();
-  const floods = flooders.map(async (c, ci) => {
-    while (flooding && !res.stopped && !c.closed) {
-      try {
-        floodApplied += await c.push(
-          cfg.mutationsPerPush,
-          (seq) => ({
-            name: 'put',
-            args: { collection: 'items', doc: { id: `f${ci}-${seq}`, owner: 'flooder', n: seq, pad } },
-          }),
-          cfg.pushTimeoutMs,
-          (code) => floodRefused.set(code, (floodRefused.get(code) ?? 0) + 1),
-        );
-      } catch {
-        return;
-      }
-    }
-  });
   // Let the flood queue up before measuring.
   await sleep(1_000);
   const latencies: number[] = [];
   let normalTimeouts = 0;
   let normalRefused = 0;
   const measureStart = nowMs();
-  const floodAppliedAtMeasure = floodApplied;
+  const floodAppliedAtMeasure = flooder.applied;
   for (let i = 0; nowMs() - measureStart < cfg.durationMs && !res.stopped; i++) {
     const t0 = nowMs();
     try {
@@ -209,12 +89,10 @@ export async function abuse(
     await sleep(cfg.normalGapMs);
   }
   const measuredMs = nowMs() - measureStart;
-  const floodDuringMeasure = floodApplied - floodAppliedAtMeasure;
-  flooding = false;
+  const floodDuringMeasure = flooder.applied - floodAppliedAtMeasure;
   sampleRss();
   clearInterval(rssTimer);
-  for (const c of flooders) c.close();
-  await Promise.race([Promise.all(floods), sleep(5_000)]);
+  const done = await flooder.stop();
   const s = summarize(latencies);
   const floodRate = floodDuringMeasure / (measuredMs / 1000);
   const peakHwmKb = server.peakRssKb();
@@ -235,7 +113,12 @@ export async function abuse(
     },
     { scenario, metric: 'normal user pushes acked', value: s.count, unit: '' },
     { scenario, metric: 'flooder accepted mutations/s', value: round(floodRate), unit: '/s' },
-    { scenario, metric: 'flooder sessions admitted', value: flooders.length, unit: `of ${cfg.floodSessions}` },
+    {
+      scenario,
+      metric: 'flooder sessions admitted',
+      value: Number(ready['admitted']),
+      unit: `of ${cfg.floodSessions}`,
+    },
     { scenario, metric: 'server RSS peak during flood', value: round(peakRssKb / 1024), unit: 'MiB' },
   ];
   await res.stopServer(server);
@@ -249,18 +132,77 @@ export async function abuse(
       serverArgs,
       normal: { ...summaryJson(s), timeouts: normalTimeouts, refused: normalRefused },
       flood: {
-        sessionsAdmitted: flooders.length,
-        refusedConnections,
-        appliedTotal: floodApplied,
+        sessionsAdmitted: Number(ready['admitted']),
+        refusedConnections: (ready['refusedConnections'] ?? {}) as Json,
+        appliedTotal: Number(done['applied']),
         appliedDuringMeasure: floodDuringMeasure,
         acceptedPerSecond: round(floodRate),
-        refusedPushes: Object.fromEntries(floodRefused),
-        floodMs: round(nowMs() - floodStart),
+        refusedPushes: (done['refusedPushes'] ?? {}) as Json,
+        sessionsClosedByServer: Number(done['closedEarly']),
       },
       serverRssPeakMiB: round(peakRssKb / 1024),
       serverVmHwmMiB: peakHwmKb === null ? null : round(peakHwmKb / 1024),
     },
     serverPeakRssKb: [...res.peakRssKb],
     durationMs: nowMs() - started,
+  };
+}
+
+interface Flooder {
+  /** Mutations of the flood applied so far (from its last progress line). */
+  readonly applied: number;
+  next(type: string): Promise<Record<string, unknown>>;
+  stop(): Promise<Record<string, unknown>>;
+  kill(): void;
+}
+
+/** Starts abuse-flooder.ts in its own process (see there). */
+function startFlooder(url: string, cfg: AbuseConfig): Flooder {
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(import.meta.dirname, 'abuse-flooder.ts'),
+      url,
+      String(cfg.floodSessions),
+      String(cfg.mutationsPerPush),
+      String(cfg.padBytes),
+    ],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  const waiting = new Map<string, (msg: Record<string, unknown>) => void>();
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  let applied = 0;
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    let msg: unknown;
+    try {
+      msg = JSON.parse(line);
+    } catch {
+      return;
+    }
+    if (typeof msg !== 'object' || msg === null) return;
+    const record = msg as Record<string, unknown>;
+    if (typeof record['applied'] === 'number') applied = record['applied'];
+    const type = String(record['type']);
+    waiting.get(type)?.(record);
+    waiting.delete(type);
+  });
+  const next = (type: string): Promise<Record<string, unknown>> =>
+    new Promise((resolve, reject) => {
+      waiting.set(type, resolve);
+      void exited.then(() => reject(new Error(`the flooder exited before '${type}'`)));
+    });
+  return {
+    get applied() {
+      return applied;
+    },
+    next,
+    async stop() {
+      const done = next('done');
+      child.stdin.write('stop\n');
+      return done;
+    },
+    kill: () => void child.kill('SIGKILL'),
   };
 }

@@ -147,7 +147,9 @@ describe('push rate limits', () => {
     expect((await second).ok).toBe(true);
     const head = store.meta().headLsn;
     // The user's burst is spent, whichever connection asks; another user is not affected.
-    const refused = await core.push(one, puts('flooder', 501, 100));
+    const pushed = core.push(one, puts('flooder', 501, 100));
+    runScheduled(); // (were it queued, it would commit here)
+    const refused = await pushed;
     expect(refused).toMatchObject({ ok: false, error: { code: 'RATE_LIMITED', retryable: true, retryAfterMs: 1000 } });
     const normal = core.push(other, puts('normal', 1, 1));
     runScheduled();
@@ -170,7 +172,9 @@ describe('push rate limits', () => {
     const firstA = core.push(a, puts('u', 1, 10));
     runScheduled();
     expect((await firstA).ok).toBe(true);
-    expect(await core.push(a, puts('u', 11, 1))).toMatchObject({
+    const over = core.push(a, puts('u', 11, 1));
+    runScheduled();
+    expect(await over).toMatchObject({
       ok: false,
       error: { code: 'RATE_LIMITED', retryAfterMs: 100 },
     });
