@@ -136,7 +136,7 @@ describe('a flooding user', () => {
       '1000',
       '--rate-conn-mutations',
       '1000',
-      '--max-connections-per-user',
+      '--max-user-connections',
       '32',
       '--max-commit-mutations',
       '1000',
@@ -194,7 +194,7 @@ describe('a flooding user', () => {
 
 describe('connections', () => {
   it('per user: a hello past the limit is refused (RATE_LIMITED), and a closed connection frees its slot', async () => {
-    const server = await start(['--max-connections-per-user', '2']);
+    const server = await start(['--max-user-connections', '2']);
     const first = await join(server.url, 'alice');
     await join(server.url, 'alice');
     const third = await connect(server.url);
@@ -225,7 +225,7 @@ describe('connections', () => {
   });
 
   it('per remote address: one more connection is told RATE_LIMITED and closed; closing one frees its slot', async () => {
-    const server = await start(['--max-connections-per-address', '3']);
+    const server = await start(['--max-address-connections', '3']);
     const open = [await join(server.url, 'u1'), await join(server.url, 'u2'), await join(server.url, 'u3')];
     const extra = await connect(server.url);
     await waitFor('the extra connection closed', () => extra.disconnected, 10_000);
