@@ -27,7 +27,8 @@ export class TokenBucket {
   }
 
   private refill(now: number): void {
-    if (now > this.at) this.tokens = Math.min(this.capacity, this.tokens + ((now - this.at) / 1000) * this.rate.perSecond);
+    if (now > this.at)
+      this.tokens = Math.min(this.capacity, this.tokens + ((now - this.at) / 1000) * this.rate.perSecond);
     this.at = Math.max(this.at, now);
   }
 
