@@ -72,6 +72,7 @@ const NOTES = [
   'Replication lag ("commit → applied") = for each LSN, the first poll of the replica’s GET /admin/status showing a head at or past it minus the first such poll of the primary’s; each node is polled by its own loop, one request at a time, every 5 ms (fewer when a node answers slowly: the achieved resolution is in the table). Also: the change’s ts (primary clock when its group commit began, so it includes the commit itself) → replica poll, push ack → replica poll, and the primary’s own lagMs/lagLsn sampled by its polls. A saturated primary answers few polls, so at max rate the push ack row is the sharper one.',
   'Ingest with a replica: the 100-client protocol ingest (50 per push) on fresh servers per run, primary alone vs. a replica with --min-sync-replicas 0 vs. 1 (acks wait for the replica to apply), rotating order, 5 rounds, medians; the replica-has-the-head row includes one status round trip (min-sync 1, where the replica has it at the ack, is the control).',
   'Fan-out latency = receipt (or, for open() receivers, applied) time on each receiver minus the moment the writer engine handed the push holding the note to its socket; mutate() → receipt also counts the writer’s local transaction; the first second is warm-up.',
+  'Abuse: one user ("flooder", its own process so reading its fan-out does not stall the bench process) opens 40 sessions (connections past the per-user limit are refused) and pushes 500 puts of ~300-byte owner-only items per push back to back, a refused push retried with the same seqs after its retryAfterMs; a normal user pushes one put at a time (20 ms apart) for 20 s, from 1 s after the flood starts. Latency = push → ack; flood rate = mutations the flooder had acked during those 20 s.',
 ];
 
 /** The commit benchmarked, and how many files differ from it (the tree may hold uncommitted work). */
@@ -233,7 +234,7 @@ async function main(): Promise<void> {
   console.log(`\n${printTable(rows)}\n`);
   const report = {
     bench: 'tideline',
-    issues: [2, 4],
+    issues: [2, 4, 9],
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
     machine,
@@ -242,6 +243,7 @@ async function main(): Promise<void> {
       ingest100ClientsPerSecond: '>= 20000',
       fanout200ClientsP99Ms: '< 50',
       catchup50000ChangesMs: '< 5000',
+      abuseNormalUserPushP99Ms: '< 250',
     },
     loadAverages: loads,
     table: rows,
