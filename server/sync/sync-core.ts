@@ -211,7 +211,7 @@ export class SyncCore {
     }
   }
 
-  /** The user's connections past hello (for tests and /admin). */
+  /** The user's connections past hello (`maxConnectionsPerUser` counts these). */
   connectionsOf(userId: string): number {
     return this.userSessions.get(userId)?.size ?? 0;
   }
@@ -406,8 +406,8 @@ export class SyncCore {
   /**
    * Checks a push against its user's and its connection's budgets and (with
    * `take`) takes from both, or, over either, takes nothing and answers
-   * RATE_LIMITED with how long to wait. Before queueing: a flood costs its sender time, not the
-   * node memory and commits.
+   * RATE_LIMITED with how long to wait. Checked before queueing: a flood
+   * costs its sender time, not the node memory and commits.
    */
   private overRate(session: Session, mutations: number, bytes: number, take: boolean): WireErrorShape | null {
     const rates = this.opts.pushRates;
