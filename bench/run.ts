@@ -4,7 +4,7 @@
  *
  *   npm run bench                          all scenarios
  *   npm run bench -- --only fanout,catchup run some (ingest-raw, ingest-real, fanout, catchup,
- *                                          replication-lag, replication-ingest; `replication` is both; query)
+ *                                          replication-lag, replication-ingest; abuse; `replication` is both; query)
  *   npm run bench -- --max-seconds 60      lower every scenario's hard limit to 60 s
  *   npm run bench -- --cpu-prof            also write V8 CPU profiles of the servers to bench/results/tmp/prof/
  *                                          (summarise one with `npx tsx bench/profile-top.ts <file>`)
@@ -19,6 +19,7 @@ import { parseArgs } from 'node:util';
 import 'fake-indexeddb/auto';
 import { Resources, within } from './scenario';
 import type { Metric, ScenarioOptions, ScenarioResult } from './scenario';
+import { abuse } from './scenarios/abuse';
 import { catchup } from './scenarios/catchup';
 import { fanout } from './scenarios/fanout';
 import { ingestRaw, ingestReal } from './scenarios/ingest';
@@ -57,6 +58,7 @@ const SCENARIOS: ScenarioEntry[] = [
     run: (o, r) => replicationIngest(o, r),
   },
   { key: 'query', name: 'queries under HTTP load', timeoutMs: 240_000, run: (o, r) => query(o, r) },
+  { key: 'abuse', name: 'abuse (flood)', timeoutMs: 180_000, run: (o, r) => abuse(o, r) },
 ];
 
 /** The whole run never takes longer than this. */
@@ -73,6 +75,7 @@ const NOTES = [
   'Ingest with a replica: the 100-client protocol ingest (50 per push) on fresh servers per run, primary alone vs. a replica with --min-sync-replicas 0 vs. 1 (acks wait for the replica to apply), rotating order, 5 rounds, medians; the replica-has-the-head row includes one status round trip (min-sync 1, where the replica has it at the ack, is the control).',
   'Queries: 50,000 demo products on a primary and two replicas; autocannon (in this process) drives each query shape with 20 HTTP connections for 3 s against the primary, one replica, and all three at once (connections split 7/7/6, req/s summed); each figure beside the empty-collection query of the same target and run, as a ratio. Three servers and the load generator share the cores: on 2 cores the aggregate cannot scale like separate machines.',
   'Fan-out latency = receipt (or, for open() receivers, applied) time on each receiver minus the moment the writer engine handed the push holding the note to its socket; mutate() → receipt also counts the writer’s local transaction; the first second is warm-up.',
+  'Abuse: one user ("flooder", its own process so reading its fan-out does not stall the bench process) opens 40 sessions (connections past the per-user limit are refused) and pushes 500 puts of ~300-byte owner-only items per push back to back, a refused push retried with the same seqs after its retryAfterMs; a normal user pushes one put at a time (20 ms apart) for 20 s, from 1 s after the flood starts. Latency = push → ack; flood rate = mutations the flooder had acked during those 20 s.',
 ];
 
 /** The commit benchmarked, and how many files differ from it (the tree may hold uncommitted work). */
@@ -234,7 +237,7 @@ async function main(): Promise<void> {
   console.log(`\n${printTable(rows)}\n`);
   const report = {
     bench: 'tideline',
-    issues: [2, 4],
+    issues: [2, 4, 9],
     startedAt: startedAt.toISOString(),
     finishedAt: new Date().toISOString(),
     machine,
@@ -243,6 +246,7 @@ async function main(): Promise<void> {
       ingest100ClientsPerSecond: '>= 20000',
       fanout200ClientsP99Ms: '< 50',
       catchup50000ChangesMs: '< 5000',
+      abuseNormalUserPushP99Ms: '< 250',
     },
     loadAverages: loads,
     table: rows,

@@ -27,6 +27,7 @@ import { ensurePrivateDir } from './store/private-files';
 import { openSqliteStore } from './store/sqlite-store';
 import type { Store } from './store/store';
 import { startCompaction } from './sync/compaction';
+import { DEFAULT_FLOOD_LIMITS, pushRatesOf } from './sync/flood-limits';
 import { attachSync, DEFAULT_MAX_SESSION_BUFFER_BYTES } from './sync/socket-sync';
 import { SyncCore } from './sync/sync-core';
 
@@ -150,11 +151,13 @@ export async function startServer(
     onHigherTerm: () => node.stepDown(null),
   });
   const replicationHub = hub;
+  const flood = config.floodLimits ?? DEFAULT_FLOOD_LIMITS;
   core = new SyncCore({
     store,
     schema,
     clock,
     limits: config.limits,
+    // setImmediate: sockets are read between two flushes (a bounded group commit leaves the rest for the next).
     schedule: (fn) => setImmediate(fn),
     ...(config.catchUp
       ? {
@@ -163,6 +166,10 @@ export async function startServer(
           maxConcurrentSnapshots: config.catchUp.maxConcurrentSnapshots,
         }
       : {}),
+    pushRates: pushRatesOf(flood),
+    maxConnectionsPerUser: flood.maxConnectionsPerUser,
+    maxCommitMutations: flood.maxCommitMutations,
+    maxCommitBytes: flood.maxCommitBytes,
     role: () => node.view(),
     onCommit: (changes, outcomes) => replicationHub.onCommit(changes, outcomes),
     ...(config.minSyncReplicas > 0
@@ -252,6 +259,8 @@ export async function startServer(
   attachSync(io.of('/sync'), syncCore, auth.verify, {
     maxSessionBufferBytes: config.maxSessionBufferBytes ?? DEFAULT_MAX_SESSION_BUFFER_BYTES,
     ...(config.catchUp ? { pageAckTimeoutMs: config.catchUp.pageAckTimeoutMs } : {}),
+    maxConnectionsPerAddress: flood.maxConnectionsPerAddress,
+    helloTimeoutMs: flood.helloTimeoutMs,
   });
   replicationHub.attach(io.of('/replication'), clusterSecret);
 

@@ -6,6 +6,8 @@ import type { AuthConfig } from './auth/auth-flags';
 import { DEFAULT_MAX_READ_WAITERS, DEFAULT_READ_WAIT_MS } from './cluster/applied-lsn';
 import { DEFAULT_MAX_SESSION_BUFFER_BYTES, DEFAULT_PAGE_ACK_TIMEOUT_MS } from './sync/socket-sync';
 import { DEFAULT_MAX_CONCURRENT_SNAPSHOTS, DEFAULT_PAGE_BYTES, DEFAULT_SNAPSHOT_PAGE_BYTES } from './sync/sync-core';
+import { DEFAULT_FLOOD_LIMITS } from './sync/flood-limits';
+import type { FloodLimits } from './sync/flood-limits';
 
 export interface ServerConfig {
   host: string;
@@ -34,6 +36,8 @@ export interface ServerConfig {
   maxSessionBufferBytes?: number;
   /** Snapshots and catch-up pages; absent fields take the sync core's and socket layer's defaults. */
   catchUp?: CatchUpConfig;
+  /** Push rate limits, connection limits, the hello timeout and the group commit's budget; absent: DEFAULT_FLOOD_LIMITS. */
+  floodLimits?: FloodLimits;
   /** Automatic compaction keeps the log under this many changes. */
   maxLogChanges: number;
   /** ... and drops changes older than this. */
@@ -72,6 +76,26 @@ export interface CatchUpConfig {
   /** A catch-up or snapshot page not acked within this closes the session (RATE_LIMITED, retryable). */
   pageAckTimeoutMs: number;
 }
+/** Flood bounds (issue 9): a push over a rate, or a connection over a count, gets RATE_LIMITED. 0 = off. */
+const FLOOD_FLAGS = {
+  'rate-user-mutations': ['rateUserMutations', 'mutations/s one user may push, all its connections together'],
+  'rate-user-bytes': ['rateUserBytes', 'push bytes/s one user may send'],
+  'rate-conn-mutations': ['rateConnMutations', 'mutations/s one connection may push'],
+  'rate-conn-bytes': ['rateConnBytes', 'push bytes/s one connection may send'],
+  'rate-burst-seconds': ['rateBurstSeconds', 'each rate may be used this many seconds ahead at once (below 1: 1)'],
+  'max-user-connections': ['maxConnectionsPerUser', 'connections past hello per user'],
+  'max-address-connections': ['maxConnectionsPerAddress', 'sync connections per remote address'],
+  'hello-timeout-ms': ['helloTimeoutMs', 'close a connection that has not said hello by then'],
+  'max-commit-mutations': ['maxCommitMutations', 'mutations per group commit (at least one push goes)'],
+  'max-commit-bytes': ['maxCommitBytes', 'push bytes per group commit'],
+} as const satisfies Record<string, readonly [keyof FloodLimits, string]>;
+
+const FLOOD_HELP = Object.entries(FLOOD_FLAGS)
+  .map(([flag, [key, what]]) => {
+    const off = key === 'rateBurstSeconds' ? '' : '; 0 off';
+    return `  --${`${flag} N`.padEnd(24)}  ${what} (default ${DEFAULT_FLOOD_LIMITS[key]}${off})`;
+  })
+  .join('\n');
 
 /** The options every way of starting a server takes (the demo and `tideline serve`). */
 const OPTIONS_HELP = `  --host HOST                 listen address (default 127.0.0.1)
@@ -90,6 +114,7 @@ const OPTIONS_HELP = `  --host HOST                 listen address (default 127.
   --max-concurrent-snapshots N  snapshots streamed at once; others wait their turn (default ${DEFAULT_MAX_CONCURRENT_SNAPSHOTS})
   --page-ack-timeout-ms N     close a session that leaves a catch-up or snapshot page unacked this long
                               (default ${DEFAULT_PAGE_ACK_TIMEOUT_MS})
+${FLOOD_HELP}
   --max-log-changes N         compact when the log holds more (default 1000000)
   --max-log-age-ms N          compact changes older than this (default 7 days)
   --read-wait-ms N            longest a replica holds a /query?minLsn= until it has applied that LSN,
@@ -158,6 +183,7 @@ export function parseConfig(
       'snapshot-page-bytes': { type: 'string' },
       'max-concurrent-snapshots': { type: 'string' },
       'page-ack-timeout-ms': { type: 'string' },
+      ...floodOptions(),
       'max-log-changes': { type: 'string' },
       'max-log-age-ms': { type: 'string' },
       'compaction-interval-ms': { type: 'string' },
@@ -214,6 +240,7 @@ export function parseConfig(
       ),
       pageAckTimeoutMs: positive(values['page-ack-timeout-ms'], DEFAULT_PAGE_ACK_TIMEOUT_MS, 'page-ack-timeout-ms'),
     },
+    floodLimits: floodLimitsOf(values),
     maxLogChanges: int(values['max-log-changes'], 1_000_000, 'max-log-changes'),
     maxLogAgeMs: int(values['max-log-age-ms'], 7 * 24 * 3600 * 1000, 'max-log-age-ms'),
     compactionIntervalMs: int(values['compaction-interval-ms'], 60_000, 'compaction-interval-ms'),
@@ -228,6 +255,21 @@ export function parseConfig(
     allowedHosts: (values['allowed-hosts'] ?? '').split(',').filter((s) => s.length > 0),
     auth: authConfig(values, env),
   };
+}
+
+function floodOptions(): Record<keyof typeof FLOOD_FLAGS, { type: 'string' }> {
+  const options = {} as Record<keyof typeof FLOOD_FLAGS, { type: 'string' }>;
+  for (const flag of Object.keys(FLOOD_FLAGS) as Array<keyof typeof FLOOD_FLAGS>) options[flag] = { type: 'string' };
+  return options;
+}
+
+function floodLimitsOf(values: Partial<Record<string, unknown>>): FloodLimits {
+  const limits = { ...DEFAULT_FLOOD_LIMITS };
+  for (const [flag, [key]] of Object.entries(FLOOD_FLAGS)) {
+    const value = values[flag];
+    limits[key] = int(typeof value === 'string' ? value : undefined, DEFAULT_FLOOD_LIMITS[key], flag);
+  }
+  return limits;
 }
 
 export { HELP, OPTIONS_HELP };

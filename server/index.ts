@@ -7,15 +7,18 @@ import type { RunningServer } from './app';
 import type { AuthOptions } from './auth';
 import type { Role } from './cluster/cluster-node';
 import type { ServerConfig } from './config';
+import { DEFAULT_FLOOD_LIMITS } from './sync/flood-limits';
+import type { FloodLimits } from './sync/flood-limits';
 import { parseDocQuery, queryPage } from './http/query-route';
 import type { Seed, SeedWrite } from './seed';
 import { SYSTEM } from './sync/server-write';
 import type { ServerPrincipal, ServerWriteResult, UserPrincipal } from './sync/server-write';
 
-export { SYSTEM };
+export { DEFAULT_FLOOD_LIMITS, SYSTEM };
 export type {
   AppSchema,
   AuthOptions,
+  FloodLimits,
   Limits,
   Role,
   Seed,
@@ -82,6 +85,12 @@ export interface CreateServerOptions {
   /** A built web app to serve from `/`; default none. */
   staticDir?: string;
   limits?: Partial<Limits>;
+  /**
+   * Bounds on one user's load (docs/ARCHITECTURE.md, "Limits and abuse"): push rates per user and per
+   * connection, connections per user and per address, the hello timeout, the group commit's budget.
+   * Each defaults to DEFAULT_FLOOD_LIMITS; 0 turns one off (but `rateBurstSeconds`).
+   */
+  floodLimits?: Partial<FloodLimits>;
   /**
    * Delete the documents of collections the schema does not define. Without
    * it, such documents make the server refuse to start (see README, "Changing
@@ -170,6 +179,7 @@ export function serverConfigOf(options: CreateServerOptions): ServerConfig {
     staff: [...(staff ?? ['staff'])],
     staticDir: options.staticDir ?? null,
     limits: { ...DEFAULT_LIMITS, ...options.limits },
+    floodLimits: { ...DEFAULT_FLOOD_LIMITS, ...options.floodLimits },
     maxLogChanges: c.maxLogChanges ?? 1_000_000,
     maxLogAgeMs: c.maxLogAgeMs ?? 7 * 24 * 3600 * 1000,
     compactionIntervalMs: c.intervalMs ?? 60_000,

@@ -27,6 +27,8 @@ export interface WireErrorShape {
   code: ErrorCode;
   message: string;
   retryable: boolean;
+  /** With RATE_LIMITED: wait at least this long before sending the same again. */
+  retryAfterMs?: number | undefined;
 }
 
 /** Marks every TidelineError, whichever copy of this module made it. */

@@ -315,6 +315,44 @@ describe('SyncEngine: a push refused as a whole', () => {
     await waitUntil(() => refusals < 0);
     expect(transports).toHaveLength(2);
   });
+
+  it('waits out a RATE_LIMITED retryAfterMs on the same connection, then sends the same seqs again, in order', async () => {
+    const pushes: Array<{ at: number; seqs: number[] }> = [];
+    let refusals = 2;
+    pushAnswer = (msg) => {
+      const seqs = (msg as { mutations: Array<{ seq: number }> }).mutations.map((m) => m.seq);
+      pushes.push({ at: clock.now(), seqs });
+      if (refusals-- > 0) {
+        return {
+          ok: false,
+          error: { code: 'RATE_LIMITED', message: 'over the rate', retryable: true, retryAfterMs: 700 },
+        };
+      }
+      return { ok: true, results: seqs.map((seq) => ({ seq, status: 'applied', lsn: 10 + seq })) };
+    };
+    await engine.start();
+    await connectLatest();
+    const t0 = clock.now();
+    await engine.mutate('put', { collection: 'notes', doc: { id: 'a', text: 'x' } });
+    await waitUntil(() => pushes.length === 1);
+    // Queued while the first push waits: it goes after seq 1, never before it.
+    await engine.mutate('put', { collection: 'notes', doc: { id: 'b', text: 'y' } });
+    for (let retry = 2; retry <= 3; retry++) {
+      expect(clock.next()).toBe(true);
+      await waitUntil(() => pushes.length === retry);
+    }
+    await waitUntil(() => !clock.next() && pushes.flatMap((p) => p.seqs).includes(2));
+    expect(pushes[0]).toEqual({ at: t0, seqs: [1] });
+    expect(pushes[1]!.at - t0).toBeGreaterThanOrEqual(700);
+    expect(pushes[1]!.seqs[0]).toBe(1);
+    expect(pushes[2]!.at - pushes[1]!.at).toBeGreaterThanOrEqual(700);
+    expect(pushes[2]!.seqs[0]).toBe(1);
+    // Every seq sent in order, none skipped; one connection throughout.
+    const accepted = pushes.slice(2).flatMap((p) => p.seqs);
+    expect(accepted).toEqual([1, 2]);
+    expect(transports).toHaveLength(1);
+    expect(engine.status().state).toBe('syncing');
+  });
 });
 
 /** Lets the engine's promise chains run until `check` holds (a few hundred turns at most). */

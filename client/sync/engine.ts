@@ -581,6 +581,13 @@ export class SyncEngine {
         const raw = await this.transport.request('push', { mutations: batch }, this.opts.requestTimeoutMs ?? 15_000);
         if (gen !== this.generation) return;
         const ack = pushAckSchema.parse(raw);
+        if (!ack.ok && ack.error.code === 'RATE_LIMITED' && ack.error.retryAfterMs !== undefined) {
+          // Over the server's rate: nothing of the push was applied. Waiting out the hint and sending from
+          // the same seq again (sentUpTo is unchanged) keeps the order and the connection.
+          const delay = ack.error.retryAfterMs;
+          await new Promise<void>((resolve) => this.opts.clock.setTimeout(resolve, delay));
+          continue;
+        }
         if (!ack.ok) {
           // As for hello: a refusal that no retry can mend (a push the server will never take)
           // stops the engine with the error, instead of reconnecting forever; an expired token is

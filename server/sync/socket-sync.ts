@@ -30,6 +30,10 @@ export interface SyncOptions {
    * Default DEFAULT_PAGE_ACK_TIMEOUT_MS.
    */
   pageAckTimeoutMs?: number;
+  /** Connections per remote address; one more is refused (RATE_LIMITED, retryable). 0 or absent: no limit. */
+  maxConnectionsPerAddress?: number;
+  /** A connection that has not completed hello by then is closed (BAD_REQUEST, retryable). 0 or absent: never. */
+  helloTimeoutMs?: number;
   /** Where a slow client's close is told to the operator; default console.warn. */
   log?: (line: string) => void;
 }
@@ -47,11 +51,39 @@ export function attachSync(
   verifyToken: (token: string) => Promise<VerifiedPrincipal>,
   options: SyncOptions = { maxSessionBufferBytes: DEFAULT_MAX_SESSION_BUFFER_BYTES },
 ): void {
+  const perAddress = new Map<string, number>();
   nsp.on('connection', (socket: Socket) => {
+    // Counted before hello, so connections that never say it are bounded too.
+    const address = socket.handshake.address;
+    const maxPerAddress = options.maxConnectionsPerAddress ?? 0;
+    const open = perAddress.get(address) ?? 0;
+    if (maxPerAddress > 0 && open >= maxPerAddress) {
+      socket.emit('fatal', {
+        code: 'RATE_LIMITED',
+        message: `${open} connections from ${address}; the limit is ${maxPerAddress}`,
+        retryable: true,
+      } satisfies WireError);
+      socket.disconnect(true);
+      return;
+    }
+    perAddress.set(address, open + 1);
     const sink = socketSink(socket, options);
     const session = core.connect(sink);
     let cancelExpiry = (): void => undefined;
+    const helloTimeoutMs = options.helloTimeoutMs ?? 0;
+    const helloTimer =
+      helloTimeoutMs > 0
+        ? setTimeout(() => {
+            if (session.auth === null) {
+              sink.close({ code: 'BAD_REQUEST', message: `no hello within ${helloTimeoutMs} ms`, retryable: true });
+            }
+          }, helloTimeoutMs)
+        : undefined;
     socket.on('disconnect', () => {
+      clearTimeout(helloTimer);
+      const left = (perAddress.get(address) ?? 1) - 1;
+      if (left > 0) perAddress.set(address, left);
+      else perAddress.delete(address);
       cancelExpiry();
       core.disconnect(session);
     });
@@ -72,7 +104,10 @@ export function attachSync(
         verifying = false;
       }
       const answer = core.admit(session, checked.hello, principal);
-      if (answer.ok) cancelExpiry = atExpiry(principal.expiresAt, () => sink.close(TOKEN_EXPIRED));
+      if (answer.ok) {
+        clearTimeout(helloTimer);
+        cancelExpiry = atExpiry(principal.expiresAt, () => sink.close(TOKEN_EXPIRED));
+      }
       return answer;
     };
     // A bad message never crashes the node: whatever a handler throws becomes the answer.

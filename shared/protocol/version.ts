@@ -10,6 +10,7 @@
  * 4 — error codes QUOTA_EXCEEDED, LINEAGE_MISMATCH and NOT_READY; repl:snapshot documents carry their `author`
  *     (per-user quotas); lineage and bindings: follow.clusterId and follow.checkpointEntry, followAck.clusterId,
  *     repl:changes.users and repl:snapshot clients' userId. A follow of another version is refused with
- *     PROTOCOL_MISMATCH before its fields are read.
+ *     PROTOCOL_MISMATCH before its fields are read. The wire error's optional `retryAfterMs`, with
+ *     RATE_LIMITED (floods).
  */
 export const PROTOCOL_VERSION = 4;

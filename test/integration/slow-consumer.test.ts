@@ -31,7 +31,18 @@ describe('slow consumers', () => {
 
   beforeAll(async () => {
     // The default cap (8 MiB); the test states it so that a change of default shows here.
-    server = await startServerProcess({ args: ['--no-seed', '--max-session-buffer-bytes', String(8 * 1024 * 1024)] });
+    // The writer streams about 5 MB/s, over the default push byte rates (1 MiB/s per user and connection): off here.
+    server = await startServerProcess({
+      args: [
+        '--no-seed',
+        '--max-session-buffer-bytes',
+        String(8 * 1024 * 1024),
+        '--rate-user-bytes',
+        '0',
+        '--rate-conn-bytes',
+        '0',
+      ],
+    });
   });
   afterAll(async () => {
     for (const c of clients) c.close();
