@@ -1,5 +1,6 @@
 import { createInterface } from 'node:readline';
 import { FloodClient } from './abuse-client';
+import { ownedId } from '../../shared/schema/owned-id';
 
 /**
  * The abuse scenario's flooding user, in a process of its own so that the
@@ -37,7 +38,10 @@ const floods = clients.map(async (c, ci) => {
         perPush,
         (seq) => ({
           name: 'put',
-          args: { collection: 'items', doc: { id: `f${ci}-${seq}`, owner: 'flooder', n: seq, pad } },
+          args: {
+            collection: 'items',
+            doc: { id: ownedId('flooder', `f${ci}-${seq}`), owner: 'flooder', n: seq, pad },
+          },
         }),
         60_000,
         (code) => refusedPushes.set(code, (refusedPushes.get(code) ?? 0) + 1),

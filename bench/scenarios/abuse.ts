@@ -6,6 +6,7 @@ import { sleep } from '../scenario';
 import type { Json, Metric, Resources, ScenarioOptions, ScenarioResult } from '../scenario';
 import { nowMs, round, summarize, summaryJson } from '../stats';
 import { FloodClient } from './abuse-client';
+import { ownedId } from '../../shared/schema/owned-id';
 
 /**
  * Abuse (issue 9, item 2, "Floods"): one user floods the primary from many
@@ -76,7 +77,10 @@ export async function abuse(
     try {
       await normal.push(
         1,
-        (seq) => ({ name: 'put', args: { collection: 'items', doc: { id: `n-${seq}`, owner: 'normal-user', n: i } } }),
+        (seq) => ({
+          name: 'put',
+          args: { collection: 'items', doc: { id: ownedId('normal-user', `n-${seq}`), owner: 'normal-user', n: i } },
+        }),
         cfg.pushTimeoutMs,
         () => normalRefused++,
       );

@@ -12,6 +12,7 @@ import { tokenFor } from '../support/node-client';
 import { startServerProcess } from '../support/server-process';
 import type { ServerProcess } from '../support/server-process';
 import { waitFor } from '../support/wait';
+import { ownedId } from '../../shared/schema/owned-id';
 
 /**
  * Issue 9, item 2 ("Floods"), on real server processes: one user flooding
@@ -100,7 +101,10 @@ async function push(conn: Conn, owner: string, count: number, padBytes = 0): Pro
     return {
       seq,
       name: 'put',
-      args: { collection: 'items', doc: { id: `${conn.clientId}-${seq}`, owner, pad: 'x'.repeat(padBytes) } },
+      args: {
+        collection: 'items',
+        doc: { id: ownedId(owner, `${conn.clientId}-${seq}`), owner, pad: 'x'.repeat(padBytes) },
+      },
     };
   });
   // A connection the server closes (a flooder that reads too slowly is a slow consumer) answers nothing.

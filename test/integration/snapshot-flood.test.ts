@@ -11,6 +11,7 @@ import type { WireError } from '../../shared/protocol/wire-error';
 import { tokenFor } from '../support/node-client';
 import { rawClient } from '../support/raw-client';
 import type { RawClient } from '../support/raw-client';
+import { NoteStream } from '../support/note-stream';
 import { startServerProcess } from '../support/server-process';
 import type { ServerProcess } from '../support/server-process';
 import { waitFor } from '../support/wait';
@@ -62,17 +63,16 @@ describe('snapshot floods and page budgets', () => {
     sockets.push(other);
     expect(helloAckSchema.parse(await other.hello(tokenFor('bystander'), 'bystander')).ok).toBe(true);
     other.socket.offAny();
-    let seq = 0;
+    // The notes come from a series of writers, each under the demo schema's per-user notes quota.
+    const stream = new NoteStream(server.url, 'bulk');
+    stops.push(() => stream.close());
     for (let written = 0; written < STORE_BYTES; written += NOTES_PER_PUSH * NOTE_BYTES) {
-      const mutations = Array.from({ length: NOTES_PER_PUSH }, () => {
-        seq++;
-        const doc = { id: `bulk-${seq}`, text: String(seq % 10).repeat(NOTE_BYTES), createdAt: seq };
-        return { seq, name: 'put', args: { collection: 'notes', doc } };
-      });
-      const ack = pushAckSchema.parse(await other.request('push', { mutations }, 20_000));
+      const ack = await stream.push(NOTES_PER_PUSH, NOTE_BYTES);
       expect(ack.ok && ack.results.every((r) => r.status === 'applied')).toBe(true);
     }
-    const notes = seq;
+    stream.close();
+    const notes = stream.written;
+    let seq = 0;
 
     const pid = server.child.pid!;
     const rssBefore = procStatusBytes(pid, 'VmRSS');
@@ -135,7 +135,7 @@ describe('snapshot floods and page budgets', () => {
     await waitFor('the late reader has its snapshot', () => snapshots(late).some((s) => s.done), 30_000, 50);
     const pages = snapshots(late);
     expect(new Set(pages.map((p) => p.asOf)).size).toBe(1);
-    expect(pages.flatMap((p) => p.docs).length).toBe(seq);
+    expect(pages.flatMap((p) => p.docs).length).toBe(notes + seq);
     for (const p of pages) expect(Buffer.byteLength(JSON.stringify(p))).toBeLessThan(4 * 1024 * 1024 + 64 * 1024);
   }, 180_000);
 
