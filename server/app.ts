@@ -149,6 +149,7 @@ export async function startServer(
     clock,
     role: () => node.view(),
     onHigherTerm: () => node.stepDown(null),
+    ...(config.catchUp ? { pageBytes: config.catchUp.pageBytes } : {}),
   });
   const replicationHub = hub;
   const flood = config.floodLimits ?? DEFAULT_FLOOD_LIMITS;

@@ -9,10 +9,37 @@ import type { Role } from './cluster/cluster-node';
 import type { ServerConfig } from './config';
 import { DEFAULT_FLOOD_LIMITS } from './sync/flood-limits';
 import type { FloodLimits } from './sync/flood-limits';
+import { DEFAULT_MAX_SESSION_BUFFER_BYTES, DEFAULT_PAGE_ACK_TIMEOUT_MS } from './sync/socket-sync';
+import { DEFAULT_MAX_CONCURRENT_SNAPSHOTS, DEFAULT_PAGE_BYTES, DEFAULT_SNAPSHOT_PAGE_BYTES } from './sync/sync-core';
 import { parseDocQuery, queryPage } from './http/query-route';
 import type { Seed, SeedWrite } from './seed';
 import { SYSTEM } from './sync/server-write';
 import type { ServerPrincipal, ServerWriteResult, UserPrincipal } from './sync/server-write';
+
+/**
+ * What one client session may hold on the server (docs/ARCHITECTURE.md, "Limits and abuse"); each is the
+ * `createServer` form of a CLI flag.
+ */
+export interface SessionLimits {
+  /** Unsent bytes a session may hold before it is closed, `RATE_LIMITED` (`--max-session-buffer-bytes`). */
+  maxBufferBytes: number;
+  /** Bytes per catch-up page, to clients and replicas; one larger mutation comes alone (`--catch-up-page-bytes`). */
+  catchUpPageBytes: number;
+  /** Bytes per snapshot page (at most 500 documents); one larger document comes alone (`--snapshot-page-bytes`). */
+  snapshotPageBytes: number;
+  /** Snapshots streamed at once; other sessions wait their turn (`--max-concurrent-snapshots`). */
+  maxConcurrentSnapshots: number;
+  /** A page not acked within this closes the session, `RATE_LIMITED` (`--page-ack-timeout-ms`). */
+  pageAckTimeoutMs: number;
+}
+
+export const DEFAULT_SESSION_LIMITS: Readonly<SessionLimits> = {
+  maxBufferBytes: DEFAULT_MAX_SESSION_BUFFER_BYTES,
+  catchUpPageBytes: DEFAULT_PAGE_BYTES,
+  snapshotPageBytes: DEFAULT_SNAPSHOT_PAGE_BYTES,
+  maxConcurrentSnapshots: DEFAULT_MAX_CONCURRENT_SNAPSHOTS,
+  pageAckTimeoutMs: DEFAULT_PAGE_ACK_TIMEOUT_MS,
+};
 
 export { DEFAULT_FLOOD_LIMITS, SYSTEM };
 export type {
@@ -91,6 +118,8 @@ export interface CreateServerOptions {
    * Each defaults to DEFAULT_FLOOD_LIMITS; 0 turns one off (but `rateBurstSeconds`).
    */
   floodLimits?: Partial<FloodLimits>;
+  /** What one client session may hold: unsent bytes, page sizes, snapshots at once, the page ack timeout. */
+  sessions?: Partial<SessionLimits>;
   /**
    * Delete the documents of collections the schema does not define. Without
    * it, such documents make the server refuse to start (see README, "Changing
@@ -166,6 +195,7 @@ export function serverConfigOf(options: CreateServerOptions): ServerConfig {
   const r = options.replication ?? {};
   const c = options.compaction ?? {};
   const { secret, staff, ...auth } = options.auth ?? {};
+  const sessions = { ...DEFAULT_SESSION_LIMITS, ...options.sessions };
   return {
     host: options.host ?? '127.0.0.1',
     port: options.port ?? 3000,
@@ -180,6 +210,13 @@ export function serverConfigOf(options: CreateServerOptions): ServerConfig {
     staticDir: options.staticDir ?? null,
     limits: { ...DEFAULT_LIMITS, ...options.limits },
     floodLimits: { ...DEFAULT_FLOOD_LIMITS, ...options.floodLimits },
+    maxSessionBufferBytes: sessions.maxBufferBytes,
+    catchUp: {
+      pageBytes: sessions.catchUpPageBytes,
+      snapshotPageBytes: sessions.snapshotPageBytes,
+      maxConcurrentSnapshots: sessions.maxConcurrentSnapshots,
+      pageAckTimeoutMs: sessions.pageAckTimeoutMs,
+    },
     maxLogChanges: c.maxLogChanges ?? 1_000_000,
     maxLogAgeMs: c.maxLogAgeMs ?? 7 * 24 * 3600 * 1000,
     compactionIntervalMs: c.intervalMs ?? 60_000,

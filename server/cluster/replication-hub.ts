@@ -8,6 +8,7 @@ import { followSchema, replAckSchema } from '../../shared/protocol/replication';
 import type { FollowAck, ReplChanges, ReplSnapshot } from '../../shared/protocol/replication';
 import { PROTOCOL_VERSION } from '../../shared/protocol/version';
 import type { OutcomeEntry, Store } from '../store/store';
+import { DEFAULT_PAGE_BYTES } from '../sync/sync-core';
 import { ensureClusterId, identityAt, lineageRefusal } from './lineage';
 import { sharedPrefixEnd } from './terms';
 
@@ -45,6 +46,11 @@ export interface HubOptions {
    */
   onHigherTerm: (term: number) => void;
   pageSize?: number;
+  /**
+   * Bytes per catch-up page (default DEFAULT_PAGE_BYTES, the clients' `--catch-up-page-bytes`): without it a
+   * page of 2,000 large changes would be hundreds of MB on both nodes at once. One mutation is never split.
+   */
+  pageBytes?: number;
   snapshotPageSize?: number;
 }
 
@@ -63,10 +69,12 @@ export class ReplicationHub {
   private readonly commitTimes: Array<{ lsn: number; ts: number }> = [];
   private waiters: Array<{ lsn: number; k: number; resolve: () => void; reject: (err: Error) => void }> = [];
   private readonly pageSize: number;
+  private readonly pageBytes: number;
   private readonly snapshotPageSize: number;
 
   constructor(private readonly opts: HubOptions) {
     this.pageSize = opts.pageSize ?? 2000;
+    this.pageBytes = opts.pageBytes ?? DEFAULT_PAGE_BYTES;
     this.snapshotPageSize = opts.snapshotPageSize ?? 2000;
   }
 
@@ -197,7 +205,7 @@ export class ReplicationHub {
           await this.sendSnapshot(s);
           continue;
         }
-        const page = store.readLog(s.cursor, this.pageSize);
+        const page = store.readLog(s.cursor, this.pageSize, this.pageBytes);
         const { to } = page;
         if (to <= s.cursor) {
           s.live = true;
