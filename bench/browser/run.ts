@@ -1,0 +1,161 @@
+/**
+ * `npm run bench:browser`: Tideline in real Chromium (issue 10). Debian's
+ * Chromium through Playwright, each page in a browser of its own with its own
+ * on-disk profile, against a real `tideline serve` process on 127.0.0.1 that
+ * serves the bench page (bench/browser/page, built by the npm script first).
+ *
+ *   npm run bench:browser                         every workload, issue 10's sizes
+ *   npm run bench:browser -- --only W1,W3         some of them (floor, W1..W5)
+ *   npm run bench:browser -- --batches 10 --initial 5000 --fanout 50 --singles 50 --offline 200
+ *
+ * Pages A (writer) and B (reader) share one server; W4 gets a server of its
+ * own holding exactly `--initial` documents and a fresh page C. Prints a table
+ * and writes bench/results/browser-<timestamp>.json.
+ */
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { BenchPage } from './browser';
+import { formatTable, resultJson } from './report';
+import type { BrowserBenchResults } from './report';
+import { RATE_LIMITS_OFF, startPageServer } from './server';
+import { PAGE_DIR } from './paths';
+import { DEFAULT_CONFIG, floor, openReplica, seed, w1, w2, w3, w4, w5 } from './workloads';
+import type { BrowserBenchConfig } from './workloads';
+
+const WORKLOADS = ['floor', 'W1', 'W2', 'W3', 'W4', 'W5'] as const;
+type Workload = (typeof WORKLOADS)[number];
+/** The whole run is abandoned past this. */
+const HARD_LIMIT_MS = 20 * 60_000;
+const RESULTS_DIR = fileURLToPath(new URL('../results', import.meta.url));
+
+function parseCli(argv: string[]): { only: Set<Workload>; cfg: BrowserBenchConfig } {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      only: { type: 'string' },
+      singles: { type: 'string' },
+      batches: { type: 'string' },
+      'batch-size': { type: 'string' },
+      fanout: { type: 'string' },
+      initial: { type: 'string' },
+      offline: { type: 'string' },
+    },
+  });
+  const count = (name: keyof typeof values, fallback: number): number => {
+    const raw = values[name];
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got '${raw}'`);
+    return n;
+  };
+  const only = new Set<Workload>();
+  for (const key of values.only?.split(',') ?? WORKLOADS) {
+    const found = WORKLOADS.find((w) => w.toLowerCase() === key.trim().toLowerCase());
+    if (!found) throw new Error(`--only: unknown workload '${key}' (${WORKLOADS.join(', ')})`);
+    only.add(found);
+  }
+  const d = DEFAULT_CONFIG;
+  return {
+    only,
+    cfg: {
+      singles: count('singles', d.singles),
+      batches: count('batches', d.batches),
+      batchSize: count('batch-size', d.batchSize),
+      fanout: count('fanout', d.fanout),
+      initial: count('initial', d.initial),
+      offline: count('offline', d.offline),
+      timeoutMs: d.timeoutMs,
+    },
+  };
+}
+
+const log = (msg: string): void => console.error(`bench:browser: ${msg}`);
+
+async function main(): Promise<void> {
+  const { only, cfg } = parseCli(process.argv.slice(2));
+  if (!existsSync(join(PAGE_DIR, 'index.html'))) {
+    throw new Error(`${PAGE_DIR}/index.html is missing: run \`npm run bench:browser\` (it builds the page first)`);
+  }
+  const results: BrowserBenchResults = {};
+  const cleanups: Array<() => Promise<void>> = [];
+  const started = new Date();
+  let userAgent = '';
+  try {
+    if (['floor', 'W1', 'W2', 'W3', 'W5'].some((w) => only.has(w as Workload))) {
+      const server = await startPageServer(PAGE_DIR);
+      cleanups.push(() => server.stop());
+      log(`server ${server.url}; pages A (writer) and B (reader)`);
+      const a = await BenchPage.launch('a', server.url);
+      cleanups.push(() => a.close());
+      const b = await BenchPage.launch('b', server.url);
+      cleanups.push(() => b.close());
+      userAgent = await a.userAgent();
+      await openReplica(a, server, 'writer-a');
+      await openReplica(b, server, 'reader-b');
+      if (only.has('floor')) {
+        log('floor: raw Dexie bulkPut');
+        results.floor = await floor(a, cfg);
+      }
+      if (only.has('W1')) {
+        log('W1: local writes');
+        results.W1 = await w1(a, b, cfg);
+      }
+      if (only.has('W3')) {
+        log('W3: fan-out latency');
+        results.W3 = await w3(a, b, cfg);
+      }
+      if (only.has('W2')) {
+        log('W2: propagation');
+        results.W2 = await w2(a, b, cfg);
+      }
+      if (only.has('W5')) {
+        log('W5: offline, then online');
+        results.W5 = await w5(a, b, server, cfg);
+      }
+      // A and B (and their server) stop here, so they take no CPU from W4.
+      for (const c of cleanups.splice(0).reverse()) await c();
+    }
+    if (only.has('W4')) {
+      const server = await startPageServer(PAGE_DIR);
+      cleanups.push(() => server.stop());
+      log(`W4: seeding ${cfg.initial} documents into ${server.url}`);
+      await seed(server, cfg.initial);
+      const c = await BenchPage.launch('c', server.url);
+      cleanups.push(() => c.close());
+      userAgent ||= await c.userAgent();
+      log('W4: initial sync of a fresh page');
+      results.W4 = await w4(c, server, cfg);
+    }
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch((err: unknown) => log(`cleanup: ${String(err)}`));
+  }
+
+  const notes = [
+    `server rate limits off (${RATE_LIMITS_OFF.join(' ')})`,
+    `${os.cpus().length} CPUs, load average ${os.loadavg()[0]!.toFixed(2)} at the end (the machine may be shared)`,
+  ];
+  console.log(formatTable(results, cfg));
+  for (const n of notes) console.log(`note: ${n}`);
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const file = join(RESULTS_DIR, `browser-${started.toISOString().replace(/[:.]/g, '-')}.json`);
+  const json = resultJson({ startedAt: started.toISOString(), userAgent, node: process.version, cfg, notes, results });
+  writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`);
+  console.log(`wrote ${file}`);
+}
+
+const hardLimit = setTimeout(() => {
+  log(`still running after ${HARD_LIMIT_MS / 60_000} min: giving up`);
+  process.exit(1);
+}, HARD_LIMIT_MS);
+hardLimit.unref();
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
+    process.exit(1);
+  },
+);
