@@ -1,6 +1,7 @@
 import { round, summaryJson } from '../stats';
 import type { Json } from '../scenario';
-import type { BrowserBenchConfig, W1Result, W2Result, W4Result, W5Result } from './workloads';
+import type { BrowserBenchConfig } from './cli';
+import type { W1Result, W2Result, W4Result, W5Result } from './workloads';
 import type { Summary } from '../stats';
 
 export interface BrowserBenchResults {
@@ -23,8 +24,8 @@ interface Row {
 const ms = (v: number): string => `${round(v)} ms`;
 const perSec = (v: number): string => `${Math.round(v).toLocaleString('en-US')} docs/s`;
 
-/** The table `npm run bench:browser` prints: one row per figure, with its ratio to the floor where one applies. */
-export function formatTable(r: BrowserBenchResults, cfg: BrowserBenchConfig): string {
+/** One row per figure, with its ratio to the floor where one applies. */
+function tableRows(r: BrowserBenchResults, cfg: BrowserBenchConfig): Row[] {
   const floor = r.floor?.docsPerSec;
   const ratio = (v: number): string => (floor === undefined ? '' : `${(v / floor).toFixed(3)}×`);
   const batched = `${cfg.batches}×${cfg.batchSize}`;
@@ -72,12 +73,25 @@ export function formatTable(r: BrowserBenchResults, cfg: BrowserBenchConfig): st
     rows.push({ row: 'W5', what: `${r.W5.docs} puts offline`, figure: ms(r.W5.offlineMs), ratio: '' });
     rows.push({ row: 'W5', what: 'online until all on B', figure: ms(r.W5.reconcileMs), ratio: '' });
   }
+  return rows;
+}
+
+/** The table `npm run bench:browser` prints. */
+export function formatTable(r: BrowserBenchResults, cfg: BrowserBenchConfig): string {
   const header: Row = { row: 'row', what: 'workload', figure: 'figure', ratio: '÷ floor' };
-  const all = [header, ...rows];
+  const all = [header, ...tableRows(r, cfg)];
   const width = (k: keyof Row): number => Math.max(...all.map((x) => x[k].length));
   const line = (x: Row): string =>
     [x.row.padEnd(width('row')), x.what.padEnd(width('what')), x.figure.padEnd(width('figure')), x.ratio].join('  ');
   return all.map(line).join('\n');
+}
+
+/** The figures of one workload, for the progress log. */
+export function headline(r: BrowserBenchResults, cfg: BrowserBenchConfig, row: string): string {
+  return tableRows(r, cfg)
+    .filter((x) => x.row === row)
+    .map((x) => `${x.row} ${x.what}: ${x.figure}${x.ratio && x.row !== 'floor' ? ` (${x.ratio} the floor)` : ''}`)
+    .join('; ');
 }
 
 /** The results file: the run's setting and every figure, rounded. */
@@ -91,7 +105,7 @@ export function resultJson(run: {
 }): Json {
   const { results: r } = run;
   const floor = r.floor?.docsPerSec;
-  const ratio = (v: number): Json => (floor === undefined ? null : round(v / floor));
+  const ratio = (v: number): Json => (floor === undefined ? null : Math.round((v / floor) * 1000) / 1000);
   const out: { [key: string]: Json } = {};
   if (r.floor) out['floor'] = { docsPerSec: round(r.floor.docsPerSec) };
   if (r.W1) {

@@ -16,61 +16,19 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { BenchPage } from './browser';
-import { formatTable, resultJson } from './report';
+import { parseCli } from './cli';
+import { formatTable, headline, resultJson } from './report';
 import type { BrowserBenchResults } from './report';
 import { RATE_LIMITS_OFF, startPageServer } from './server';
 import { PAGE_DIR } from './paths';
-import { DEFAULT_CONFIG, floor, openReplica, seed, w1, w2, w3, w4, w5 } from './workloads';
-import type { BrowserBenchConfig } from './workloads';
+import { floor, openReplica, seed, w1, w2, w3, w4, w5 } from './workloads';
 
-const WORKLOADS = ['floor', 'W1', 'W2', 'W3', 'W4', 'W5'] as const;
-type Workload = (typeof WORKLOADS)[number];
 /** The whole run is abandoned past this. */
 const HARD_LIMIT_MS = 20 * 60_000;
 const RESULTS_DIR = fileURLToPath(new URL('../results', import.meta.url));
-
-function parseCli(argv: string[]): { only: Set<Workload>; cfg: BrowserBenchConfig } {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      only: { type: 'string' },
-      singles: { type: 'string' },
-      batches: { type: 'string' },
-      'batch-size': { type: 'string' },
-      fanout: { type: 'string' },
-      initial: { type: 'string' },
-      offline: { type: 'string' },
-    },
-  });
-  const count = (name: keyof typeof values, fallback: number): number => {
-    const raw = values[name];
-    if (raw === undefined) return fallback;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got '${raw}'`);
-    return n;
-  };
-  const only = new Set<Workload>();
-  for (const key of values.only?.split(',') ?? WORKLOADS) {
-    const found = WORKLOADS.find((w) => w.toLowerCase() === key.trim().toLowerCase());
-    if (!found) throw new Error(`--only: unknown workload '${key}' (${WORKLOADS.join(', ')})`);
-    only.add(found);
-  }
-  const d = DEFAULT_CONFIG;
-  return {
-    only,
-    cfg: {
-      singles: count('singles', d.singles),
-      batches: count('batches', d.batches),
-      batchSize: count('batch-size', d.batchSize),
-      fanout: count('fanout', d.fanout),
-      initial: count('initial', d.initial),
-      offline: count('offline', d.offline),
-      timeoutMs: d.timeoutMs,
-    },
-  };
-}
+/** The workloads run on pages A and B. */
+const PAGES_AB = ['floor', 'W1', 'W2', 'W3', 'W5'] as const;
 
 const log = (msg: string): void => console.error(`bench:browser: ${msg}`);
 
@@ -82,9 +40,10 @@ async function main(): Promise<void> {
   const results: BrowserBenchResults = {};
   const cleanups: Array<() => Promise<void>> = [];
   const started = new Date();
+  const loadAtStart = os.loadavg()[0]!;
   let userAgent = '';
   try {
-    if (['floor', 'W1', 'W2', 'W3', 'W5'].some((w) => only.has(w as Workload))) {
+    if (PAGES_AB.some((w) => only.has(w))) {
       const server = await startPageServer(PAGE_DIR);
       cleanups.push(() => server.stop());
       log(`server ${server.url}; pages A (writer) and B (reader)`);
@@ -98,22 +57,27 @@ async function main(): Promise<void> {
       if (only.has('floor')) {
         log('floor: raw Dexie bulkPut');
         results.floor = await floor(a, cfg);
+        log(headline(results, cfg, 'floor'));
       }
       if (only.has('W1')) {
         log('W1: local writes');
         results.W1 = await w1(a, b, cfg);
+        log(headline(results, cfg, 'W1'));
       }
       if (only.has('W3')) {
         log('W3: fan-out latency');
         results.W3 = await w3(a, b, cfg);
+        log(headline(results, cfg, 'W3'));
       }
       if (only.has('W2')) {
         log('W2: propagation');
         results.W2 = await w2(a, b, cfg);
+        log(headline(results, cfg, 'W2'));
       }
       if (only.has('W5')) {
         log('W5: offline, then online');
         results.W5 = await w5(a, b, server, cfg);
+        log(headline(results, cfg, 'W5'));
       }
       // A and B (and their server) stop here, so they take no CPU from W4.
       for (const c of cleanups.splice(0).reverse()) await c();
@@ -128,6 +92,7 @@ async function main(): Promise<void> {
       userAgent ||= await c.userAgent();
       log('W4: initial sync of a fresh page');
       results.W4 = await w4(c, server, cfg);
+      log(headline(results, cfg, 'W4'));
     }
   } finally {
     for (const c of cleanups.reverse()) await c().catch((err: unknown) => log(`cleanup: ${String(err)}`));
@@ -135,7 +100,7 @@ async function main(): Promise<void> {
 
   const notes = [
     `server rate limits off (${RATE_LIMITS_OFF.join(' ')})`,
-    `${os.cpus().length} CPUs, load average ${os.loadavg()[0]!.toFixed(2)} at the end (the machine may be shared)`,
+    `${os.cpus().length} CPUs, load average ${loadAtStart.toFixed(2)} at the start and ${os.loadavg()[0]!.toFixed(2)} at the end (other work on the machine moves the figures)`,
   ];
   console.log(formatTable(results, cfg));
   for (const n of notes) console.log(`note: ${n}`);

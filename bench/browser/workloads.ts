@@ -6,34 +6,8 @@ import { summarize } from '../stats';
 import type { Summary } from '../stats';
 import type { BenchPage } from './browser';
 import type { PageServer } from './server';
+import type { BrowserBenchConfig } from './cli';
 import { benchDoc } from './schema';
-
-/** Sizes of one run; the defaults are issue 10's, flags shrink them for quick runs. */
-export interface BrowserBenchConfig {
-  /** W1 single puts timed one by one. */
-  singles: number;
-  /** W1 and W2: `batches` batches of `batchSize` puts. */
-  batches: number;
-  batchSize: number;
-  /** W3 sequential writes. */
-  fanout: number;
-  /** W4 documents on the server. */
-  initial: number;
-  /** W5 puts while offline (issued in batches of `batchSize`). */
-  offline: number;
-  /** Timeout of each wait in a page. */
-  timeoutMs: number;
-}
-
-export const DEFAULT_CONFIG: BrowserBenchConfig = {
-  singles: 200,
-  batches: 100,
-  batchSize: 100,
-  fanout: 200,
-  initial: 50_000,
-  offline: 1_000,
-  timeoutMs: 300_000,
-};
 
 const token = (user: string): string => signToken(TEST_SECRET, { sub: user }, Date.now());
 
