@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BenchPage } from './browser';
 import { parseCli } from './cli';
+import type { Workload } from './cli';
 import { formatTable, headline, resultJson } from './report';
 import type { BrowserBenchResults } from './report';
 import { RATE_LIMITS_OFF, startPageServer } from './server';
@@ -32,7 +33,8 @@ const PAGES_AB = ['floor', 'W1', 'W2', 'W3', 'W5'] as const;
 
 const log = (msg: string): void => console.error(`bench:browser: ${msg}`);
 
-async function main(): Promise<void> {
+/** Runs the selected workloads; resolves false when one failed (the figures of the others are still reported). */
+async function main(): Promise<boolean> {
   const { only, cfg } = parseCli(process.argv.slice(2));
   if (!existsSync(join(PAGE_DIR, 'index.html'))) {
     throw new Error(`${PAGE_DIR}/index.html is missing: run \`npm run bench:browser\` (it builds the page first)`);
@@ -42,6 +44,7 @@ async function main(): Promise<void> {
   const started = new Date();
   const loadAtStart = os.loadavg()[0]!;
   let userAgent = '';
+  let failure: Error | null = null;
   try {
     if (PAGES_AB.some((w) => only.has(w))) {
       const server = await startPageServer(PAGE_DIR);
@@ -54,30 +57,19 @@ async function main(): Promise<void> {
       userAgent = await a.userAgent();
       await openReplica(a, server, 'writer-a');
       await openReplica(b, server, 'reader-b');
-      if (only.has('floor')) {
-        log('floor: raw Dexie bulkPut');
-        results.floor = await floor(a, cfg);
-        log(headline(results, cfg, 'floor'));
-      }
-      if (only.has('W1')) {
-        log('W1: local writes');
-        results.W1 = await w1(a, b, cfg);
-        log(headline(results, cfg, 'W1'));
-      }
-      if (only.has('W3')) {
-        log('W3: fan-out latency');
-        results.W3 = await w3(a, b, cfg);
-        log(headline(results, cfg, 'W3'));
-      }
-      if (only.has('W2')) {
-        log('W2: propagation');
-        results.W2 = await w2(a, b, cfg);
-        log(headline(results, cfg, 'W2'));
-      }
-      if (only.has('W5')) {
-        log('W5: offline, then online');
-        results.W5 = await w5(a, b, server, cfg);
-        log(headline(results, cfg, 'W5'));
+      // In this order: W1 and W3 see an outbox and a log as small as they get, W2 and W5 follow.
+      const steps: Array<[Workload, string, () => Promise<void>]> = [
+        ['floor', 'raw Dexie bulkPut', async () => void (results.floor = await floor(a, cfg))],
+        ['W1', 'local writes', async () => void (results.W1 = await w1(a, b, cfg))],
+        ['W3', 'fan-out latency', async () => void (results.W3 = await w3(a, b, cfg))],
+        ['W2', 'propagation', async () => void (results.W2 = await w2(a, b, cfg))],
+        ['W5', 'offline, then online', async () => void (results.W5 = await w5(a, b, server, cfg))],
+      ];
+      for (const [key, what, step] of steps) {
+        if (!only.has(key)) continue;
+        log(`${key}: ${what}`);
+        await step();
+        log(headline(results, cfg, key));
       }
       // A and B (and their server) stop here, so they take no CPU from W4.
       for (const c of cleanups.splice(0).reverse()) await c();
@@ -94,6 +86,8 @@ async function main(): Promise<void> {
       results.W4 = await w4(c, server, cfg);
       log(headline(results, cfg, 'W4'));
     }
+  } catch (err) {
+    failure = err instanceof Error ? err : new Error(String(err));
   } finally {
     for (const c of cleanups.reverse()) await c().catch((err: unknown) => log(`cleanup: ${String(err)}`));
   }
@@ -102,6 +96,7 @@ async function main(): Promise<void> {
     `server rate limits off (${RATE_LIMITS_OFF.join(' ')})`,
     `${os.cpus().length} CPUs, load average ${loadAtStart.toFixed(2)} at the start and ${os.loadavg()[0]!.toFixed(2)} at the end (other work on the machine moves the figures)`,
   ];
+  if (failure !== null) notes.push(`FAILED: ${failure.message}`);
   console.log(formatTable(results, cfg));
   for (const n of notes) console.log(`note: ${n}`);
   mkdirSync(RESULTS_DIR, { recursive: true });
@@ -109,6 +104,8 @@ async function main(): Promise<void> {
   const json = resultJson({ startedAt: started.toISOString(), userAgent, node: process.version, cfg, notes, results });
   writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`);
   console.log(`wrote ${file}`);
+  if (failure !== null) console.error(failure.stack ?? failure.message);
+  return failure === null;
 }
 
 const hardLimit = setTimeout(() => {
@@ -118,7 +115,7 @@ const hardLimit = setTimeout(() => {
 hardLimit.unref();
 
 main().then(
-  () => process.exit(0),
+  (ok) => process.exit(ok ? 0 : 1),
   (err: unknown) => {
     console.error(err instanceof Error ? (err.stack ?? err.message) : String(err));
     process.exit(1);
