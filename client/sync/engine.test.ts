@@ -12,7 +12,7 @@ import { defineSchema } from '../../shared/schema/define-schema';
 import { MemoryLocalStore } from '../store/memory-local-store';
 import { SyncEngine } from './engine';
 import type { AppliedEvent, EngineEvent } from './engine';
-import type { LocalStore, LocalTx } from './local-store';
+import type { LocalStore, LocalTx, TxScope } from './local-store';
 import type { Transport, TransportEvents } from './transport';
 
 const schema = defineSchema({
@@ -108,10 +108,13 @@ class ScriptedTransport implements Transport {
 /** MemoryLocalStore, counting transactions so a test can tell that messages were applied as one batch. */
 class CountingStore implements LocalStore {
   transactions = 0;
+  /** The scope of every transaction, in order (undefined: everything, read-write). */
+  scopes: Array<TxScope | undefined> = [];
   constructor(readonly inner: MemoryLocalStore) {}
-  transaction<T>(fn: (tx: LocalTx) => Promise<T>): Promise<T> {
+  transaction<T>(fn: (tx: LocalTx) => Promise<T>, scope?: TxScope): Promise<T> {
     this.transactions++;
-    return this.inner.transaction(fn);
+    this.scopes.push(scope);
+    return this.inner.transaction(fn, scope);
   }
   rejections(): ReturnType<LocalStore['rejections']> {
     return this.inner.rejections();
