@@ -134,6 +134,7 @@ const SCOPES = {
   integrate: { mode: 'rw', tables: ['docs', 'shadow', 'outbox', 'meta', 'rejections'] },
   handshake: { mode: 'rw', tables: ['staging', 'outbox', 'meta'] },
   counts: { mode: 'r', tables: ['outbox', 'meta'] },
+  meta: { mode: 'r', tables: ['meta'] },
   push: { mode: 'r', tables: ['outbox'] },
 } as const satisfies Record<string, TxScope>;
 
@@ -400,13 +401,18 @@ export class SyncEngine {
   }
 
   /**
-   * Another tab sharing this replica queued a mutation (`seq`, when the tab
-   * said which): recount and push it. A seq this engine already knows of is
-   * ignored without reading the store. (Only the tab holding the connection
-   * runs `start`; see client/lib.)
+   * Another tab sharing this replica may have queued mutations (up to `seq`,
+   * when that tab said so): recount and push them. Reads one meta row when
+   * the seq is not known, and nothing when this engine knows of it already,
+   * so the tab holding the connection can call this as often as it likes.
+   * (Only that tab runs `start`; see client/lib.)
    */
   async outboxChanged(seq?: number): Promise<void> {
     if (seq !== undefined && seq < this.knownNextSeq) return;
+    if (seq === undefined) {
+      const { nextSeq } = await this.opts.local.transaction((tx) => tx.meta(), SCOPES.meta);
+      if (nextSeq <= this.knownNextSeq) return;
+    }
     await this.refreshCounts();
     this.emitStatus();
     this.kickPush();
@@ -524,11 +530,14 @@ export class SyncEngine {
 
   private async handshake(gen: number, transport: Transport): Promise<void> {
     this.setState('handshaking');
-    const { meta, oldest } = await this.opts.local.transaction(async (tx) => {
+    const { meta, oldest, pending } = await this.opts.local.transaction(async (tx) => {
       // A snapshot staged by an older connection will never be finished: this one starts afresh.
       await tx.clearStaging();
-      return { meta: await tx.meta(), oldest: (await tx.outboxAfter(0, 1))[0] };
+      return { meta: await tx.meta(), oldest: (await tx.outboxAfter(0, 1))[0], pending: await tx.outboxCount() };
     }, SCOPES.handshake);
+    // Counted afresh at each connection: what other tabs queued is pushed below whether or not they said so.
+    this.pending = pending;
+    this.knownNextSeq = Math.max(this.knownNextSeq, meta.nextSeq);
     const raw = await transport.request(
       'hello',
       {
@@ -542,6 +551,9 @@ export class SyncEngine {
       this.opts.requestTimeoutMs ?? 15_000,
     );
     if (gen !== this.generation) return;
+    // Counted afresh at each connection: what other tabs queued is pushed below whether or not they said so.
+    this.pending = pending;
+    this.knownNextSeq = Math.max(this.knownNextSeq, meta.nextSeq);
     const ack = helloAckSchema.parse(raw);
     if (!ack.ok) {
       this.refused(ack.error);
