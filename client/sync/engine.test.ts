@@ -123,13 +123,12 @@ class CountingStore implements LocalStore {
       .transaction((inner) => {
         const tx = {} as Record<keyof LocalTx, unknown>;
         for (const method of Object.keys(inner) as Array<keyof LocalTx>) {
-          const original = inner[method] as (...args: unknown[]) => Promise<unknown>;
           tx[method] = async (...args: unknown[]): Promise<unknown> => {
             this.calls.push(method);
             if (TX_METHODS[method].writes) record.wrote = true;
             const fault = this.fault(method, args);
             if (fault) throw fault;
-            return original(...args);
+            return (inner[method] as (...a: unknown[]) => Promise<unknown>)(...args);
           };
         }
         return fn(tx as unknown as LocalTx);
