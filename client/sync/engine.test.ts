@@ -653,8 +653,8 @@ describe('SyncEngine: batched local writes', () => {
 
   it('drops a mutation whose local run throws, and writes the rest of its batch without it', async () => {
     const failure = new Boom('disk read failed');
-    // It throws after the run, while the mutation writes its effects: only an abort undoes them.
-    store.fault = (method, args) => (method === 'putDoc' && (args[1] as Doc).id === 'bad' ? failure : null);
+    // Reading its document fails (the batch's read-ahead, and again when the mutation runs).
+    store.fault = (method, args) => (method === 'getDoc' && args[1] === 'bad' ? failure : null);
     const settled = await Promise.allSettled([
       engine.mutate('put', put('a')),
       engine.mutate('put', put('bad')),

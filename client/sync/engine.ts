@@ -17,6 +17,7 @@ import { applyLocal } from './apply-local';
 import type { LocalRunDeps } from './apply-local';
 import type { RunOutcome } from '../../shared/mutators/run-mutation';
 import { backoffDelay } from './backoff';
+import { BatchTx, builtinTarget } from './batch-tx';
 import { integrateConfirmed, swapInSnapshot } from './integrate';
 import type { Integrated } from './integrate';
 import { UnknownCollectionError } from './local-store';
@@ -374,7 +375,12 @@ export class SyncEngine {
     }
   }
 
-  private async runBatch(tx: LocalTx, batch: readonly QueuedMutation[]): Promise<BatchResult[]> {
+  private async runBatch(store: LocalTx, batch: readonly QueuedMutation[]): Promise<BatchResult[]> {
+    // Reads are served once per key and writes sent at the end in bulk (see BatchTx).
+    const buffered = new BatchTx(store);
+    const targets = batch.map((m) => builtinTarget(this.opts.schema, m.args));
+    await buffered.prefetch(targets.filter((t): t is NonNullable<typeof t> => t !== null));
+    const tx = buffered.tx;
     const meta = await tx.meta();
     let nextSeq = meta.nextSeq;
     const results: BatchResult[] = [];
@@ -397,6 +403,7 @@ export class SyncEngine {
       nextSeq++;
     }
     if (nextSeq !== meta.nextSeq) await tx.setMeta({ ...meta, nextSeq });
+    await buffered.flush();
     return results;
   }
 
