@@ -157,12 +157,18 @@ export class DexieLocalStore implements LocalStore {
       putShadow: async (entry) => {
         await shadow().put(entry);
       },
+      bulkPutShadow: async (entries) => {
+        if (entries.length > 0) await shadow().bulkPut([...entries]);
+      },
       clearShadow: () => shadow().clear(),
       outbox: () => outbox().orderBy('seq').toArray(),
       outboxCount: () => outbox().count(),
       outboxAfter: (seq, limit) => outbox().where('seq').above(seq).limit(limit).toArray(),
       putOutbox: async (entry) => {
         await outbox().put(entry);
+      },
+      bulkPutOutbox: async (entries) => {
+        if (entries.length > 0) await outbox().bulkPut([...entries]);
       },
       deleteOutbox: (seqs) => outbox().bulkDelete([...seqs]),
       meta: async () => {

@@ -83,6 +83,9 @@ export class MemoryLocalStore implements LocalStore {
         shadow: async () => structuredClone([...s.shadow.values()]),
         hasShadow: async (key) => s.shadow.has(key),
         putShadow: async (e) => void s.shadow.set(e.key, structuredClone(e)),
+        bulkPutShadow: async (entries) => {
+          for (const e of entries) s.shadow.set(e.key, structuredClone(e));
+        },
         clearShadow: async () => s.shadow.clear(),
         outbox: async () => structuredClone([...s.outbox.values()].sort((a, b) => a.seq - b.seq)),
         outboxCount: async () => s.outbox.size,
@@ -94,6 +97,9 @@ export class MemoryLocalStore implements LocalStore {
               .slice(0, limit),
           ),
         putOutbox: async (e) => void s.outbox.set(e.seq, structuredClone(e)),
+        bulkPutOutbox: async (entries) => {
+          for (const e of entries) s.outbox.set(e.seq, structuredClone(e));
+        },
         deleteOutbox: async (seqs) => {
           for (const seq of seqs) s.outbox.delete(seq);
         },

@@ -44,6 +44,8 @@ export class BatchTx {
         this.shadowed.set(entry.key, true);
         this.dirtyShadow.set(entry.key, entry);
       },
+      bulkPutShadow: unavailable('bulkPutShadow'),
+      bulkPutOutbox: unavailable('bulkPutOutbox'),
       putOutbox: async (entry) => {
         this.outbox.push(entry);
       },
@@ -79,17 +81,25 @@ export class BatchTx {
    */
   async prefetch(keys: ReadonlyArray<{ collection: string; id: string }>): Promise<void> {
     const todo = keys.filter((k) => !this.docs.has(docKey(k.collection, k.id)));
+    const shadowKeys = todo.map((k) => docKey(k.collection, k.id));
     await Promise.all([
       this.inner.meta().then((m) => void (this.metaRow ??= m)),
-      ...todo.map(async ({ collection, id }) => {
-        const key = docKey(collection, id);
-        const [doc, shadowed] = await Promise.all([this.inner.getDoc(collection, id), this.inner.hasShadow(key)]).catch(
-          () => [undefined, undefined] as const,
-        );
-        if (shadowed === undefined) return;
-        if (!this.docs.has(key)) this.docs.set(key, doc ?? null);
-        if (!this.shadowed.has(key)) this.shadowed.set(key, shadowed);
-      }),
+      this.inner.shadowEntries(shadowKeys).then(
+        (entries) => {
+          const found = new Set(entries.map((e) => e.key));
+          for (const key of shadowKeys) if (!this.shadowed.has(key)) this.shadowed.set(key, found.has(key));
+        },
+        () => undefined,
+      ),
+      ...todo.map(({ collection, id }) =>
+        this.inner.getDoc(collection, id).then(
+          (doc) => {
+            const key = docKey(collection, id);
+            if (!this.docs.has(key)) this.docs.set(key, doc ?? null);
+          },
+          () => undefined,
+        ),
+      ),
     ]);
   }
 
@@ -97,8 +107,8 @@ export class BatchTx {
   async flush(): Promise<void> {
     const writes: Array<Promise<void>> = [];
     if (this.dirtyDocs.size > 0) writes.push(this.inner.applyDocs([...this.dirtyDocs.values()]));
-    for (const entry of this.dirtyShadow.values()) writes.push(this.inner.putShadow(entry));
-    for (const entry of this.outbox) writes.push(this.inner.putOutbox(entry));
+    if (this.dirtyShadow.size > 0) writes.push(this.inner.bulkPutShadow([...this.dirtyShadow.values()]));
+    if (this.outbox.length > 0) writes.push(this.inner.bulkPutOutbox(this.outbox));
     if (this.metaDirty && this.metaRow) writes.push(this.inner.setMeta(this.metaRow));
     await Promise.all(writes);
   }

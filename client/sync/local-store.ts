@@ -62,6 +62,8 @@ export interface LocalTx {
   shadowEntries(keys: readonly string[]): Promise<ShadowEntry[]>;
   deleteShadow(keys: readonly string[]): Promise<void>;
   putShadow(entry: ShadowEntry): Promise<void>;
+  /** Many `putShadow`s in one request (a batch of local writes). */
+  bulkPutShadow(entries: readonly ShadowEntry[]): Promise<void>;
   clearShadow(): Promise<void>;
 
   /** In seq order. */
@@ -71,6 +73,8 @@ export interface LocalTx {
   /** The first `limit` entries with a seq above `seq`, in seq order (a push's batch, the oldest pending). */
   outboxAfter(seq: number, limit: number): Promise<OutboxEntry[]>;
   putOutbox(entry: OutboxEntry): Promise<void>;
+  /** Many `putOutbox`es in one request (a batch of local writes). */
+  bulkPutOutbox(entries: readonly OutboxEntry[]): Promise<void>;
   deleteOutbox(seqs: readonly number[]): Promise<void>;
 
   meta(): Promise<LocalMeta>;
@@ -99,11 +103,13 @@ export const TX_METHODS: Readonly<Record<keyof LocalTx, { table: LocalTable; wri
   shadowEntries: { table: 'shadow', writes: false },
   deleteShadow: { table: 'shadow', writes: true },
   putShadow: { table: 'shadow', writes: true },
+  bulkPutShadow: { table: 'shadow', writes: true },
   clearShadow: { table: 'shadow', writes: true },
   outbox: { table: 'outbox', writes: false },
   outboxCount: { table: 'outbox', writes: false },
   outboxAfter: { table: 'outbox', writes: false },
   putOutbox: { table: 'outbox', writes: true },
+  bulkPutOutbox: { table: 'outbox', writes: true },
   deleteOutbox: { table: 'outbox', writes: true },
   // meta() of a new store creates the row; stores do that before a read-only transaction needs it.
   meta: { table: 'meta', writes: false },

@@ -52,8 +52,10 @@ const WRITES = new Set<keyof LocalTx>([
   'applyDocs',
   'deleteShadow',
   'putShadow',
+  'bulkPutShadow',
   'clearShadow',
   'putOutbox',
+  'bulkPutOutbox',
   'deleteOutbox',
   'setMeta',
   'addRejection',
@@ -125,7 +127,8 @@ export class ObservedLocalStore {
         if (WRITES.has(method)) wrote = true;
         if (method === 'clearDocs') paths.snapshot = true;
         if (method === 'clearShadow') paths.rebase = true;
-        if (method === 'shadowEntries') paths.fastPath = true;
+        // The fast path alone deletes shadow entries (it reads them first, as a local write batch does too).
+        if (method === 'deleteShadow') paths.fastPath = true;
       });
       const result = await fn(tx);
       if (handle.dead) throw new LocalStoreFault('the process died before the transaction committed');
