@@ -39,6 +39,8 @@ const stoppedStatus: SyncStatus = {
 class FakeEngine implements TabEngine {
   starts = 0;
   outboxChanges = 0;
+  /** The seq of each `outboxChanged` call (undefined: a recheck without one). */
+  readonly outboxChangedWith: Array<number | undefined> = [];
   private current: SyncStatus = stoppedStatus;
   private readonly listeners = new Set<(e: EngineEvent) => void>();
 
@@ -68,8 +70,9 @@ class FakeEngine implements TabEngine {
     this.setStatus({ ...this.current, state: 'stopped', online: false, server: null });
   }
 
-  async outboxChanged(): Promise<void> {
+  async outboxChanged(seq?: number): Promise<void> {
     this.outboxChanges++;
+    this.outboxChangedWith.push(seq);
   }
 
   readonly controls: string[] = [];
@@ -129,7 +132,7 @@ afterEach(async () => {
   await Dexie.delete(dbName);
 });
 
-async function openTab(name: string): Promise<Tab> {
+async function openTab(name: string, recheckMs = 60_000): Promise<Tab> {
   const db = new Dexie(dbName);
   db.version(1).stores({ _outbox: 'seq' });
   await db.open();
@@ -137,9 +140,9 @@ async function openTab(name: string): Promise<Tab> {
   const shared = await shareSyncAcrossTabs({
     locks: locks.forTab(name),
     dbName,
-    db,
     engine,
     openChannel: channels.forTab(name),
+    recheckMs,
   });
   const events: EngineEvent[] = [];
   shared.on((e) => events.push(e));
@@ -328,13 +331,37 @@ describe('shareSyncAcrossTabs', () => {
     expect(late.engine.starts).toBe(0);
   });
 
-  it('pushes from the leader what a follower queued in the shared outbox', async () => {
+  it('has the leader push what a follower queued, told once per batch with the highest seq', async () => {
     const leader = await openTab('t1');
     const follower = await openTab('t2');
     await newLeader();
-    const before = leader.engine.outboxChanges;
-    await follower.db.table('_outbox').add({ seq: 1, name: 'put', args: {}, reads: [], writes: [] });
-    await waitFor('the leader to push the new entry', () => leader.engine.outboxChanges > before, 2_000);
+    const before = leader.engine.outboxChangedWith.length;
+    // The mutations of one batch settle together: one message, with the highest seq.
+    for (const seq of [7, 8, 9]) follower.shared.queued(seq);
+    await waitFor('the leader to hear of seq 9', () => leader.engine.outboxChangedWith.includes(9), 2_000);
+    expect(leader.engine.outboxChangedWith.slice(before)).toEqual([9]);
+    expect(follower.engine.outboxChanges).toBe(0);
+    // The leader's own mutations need no message: its engine pushes them.
+    leader.shared.queued(10);
+    follower.shared.queued(11);
+    await waitFor('the leader to hear of seq 11', () => leader.engine.outboxChangedWith.includes(11), 2_000);
+    expect(leader.engine.outboxChangedWith.slice(before)).toEqual([9, 11]);
+  });
+
+  it("rechecks the replica now and then, so a follower's lost message loses no mutation", async () => {
+    channels.drop = (m) => typeof m === 'object' && m !== null && 'type' in m && m.type === 'queued';
+    const leader = await openTab('t1', 20);
+    const follower = await openTab('t2', 20);
+    await newLeader();
+    follower.shared.queued(3);
+    const before = leader.engine.outboxChangedWith.length;
+    await waitFor(
+      'the leader to recheck',
+      () => leader.engine.outboxChangedWith.slice(before).includes(undefined),
+      2_000,
+    );
+    expect(leader.engine.outboxChangedWith).not.toContain(3);
+    // A follower does not recheck: it does not push.
     expect(follower.engine.outboxChanges).toBe(0);
   });
 

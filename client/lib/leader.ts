@@ -1,6 +1,3 @@
-import { liveQuery } from 'dexie';
-import type Dexie from 'dexie';
-import type { Subscription } from 'dexie';
 import type { EngineEvent, SyncEngine, SyncStatus } from '../sync/engine';
 
 /**
@@ -14,11 +11,15 @@ import type { EngineEvent, SyncEngine, SyncStatus } from '../sync/engine';
  * next tab waiting for it, which starts its own engine. Nothing is lost in
  * the handover: the outbox is in IndexedDB.
  *
- * Every tab mutates locally (the outbox is shared). The leader watches the
- * `_outbox` table with a Dexie live query, which Dexie fires for writes from
- * any tab, and pushes what the others queued. It broadcasts its engine's
- * events on `BroadcastChannel('tideline:<dbName>')`; followers show its
- * status and rejections as their own.
+ * Every tab mutates locally (the outbox is shared). A follower that queued
+ * mutations says so on `BroadcastChannel('tideline:<dbName>')` with the
+ * highest seq it wrote; the leader pushes them, reading the store only for a
+ * seq its engine has not seen. Nothing is lost if that message is: the
+ * leader's engine reads what is unsent at every connection and push, and the
+ * leader compares the replica's next seq with its own every `recheckMs`.
+ * (It used to watch the outbox with a live query, which re-read every key of
+ * the outbox after each write.) The leader broadcasts its engine's events on
+ * the same channel; followers show its status and rejections as their own.
  *
  *                 lock free                    leader tab closes (or close())
  *   open() ───────────────────▶ leader ◀──────────────────────── follower
@@ -114,11 +115,13 @@ const CONTROLS: ReadonlySet<unknown> = new Set(['goOffline', 'goOnline', 'reconn
 
 /**
  * What the leader broadcasts (its engine's events), a new follower's request
- * for the current status, and a follower's connection control for the leader.
+ * for the current status, a follower's connection control for the leader,
+ * and a follower's news that it queued mutations up to `seq`.
  */
-type TabMessage = EngineEvent | { type: 'ask' } | { type: 'control'; control: ConnectionControl };
+type TabMessage =
+  EngineEvent | { type: 'ask' } | { type: 'control'; control: ConnectionControl } | { type: 'queued'; seq: number };
 
-const MESSAGE_TYPES: ReadonlySet<unknown> = new Set(['status', 'rejected', 'applied', 'ask', 'control']);
+const MESSAGE_TYPES: ReadonlySet<unknown> = new Set(['status', 'rejected', 'applied', 'ask', 'control', 'queued']);
 
 /** Same-origin tabs of this app are the only senders; this guards against another version of it. */
 function isTabMessage(data: unknown): data is TabMessage {
@@ -134,6 +137,8 @@ export interface SharedSync {
   on(listener: (e: EngineEvent) => void): () => void;
   /** Runs a connection control on the engine of the tab holding the connection (this one or another). */
   control(control: ConnectionControl): void;
+  /** This tab queued mutations up to `seq`: the tab holding the connection pushes them. */
+  queued(seq: number): void;
   /** Stops the engine if this tab leads, and lets another tab take over. */
   close(): void;
 }
@@ -152,11 +157,17 @@ export interface ShareOptions {
   locks: LockManager;
   /** The IndexedDB database name; the lock and the channel are named after it. */
   dbName: string;
-  db: Dexie;
   engine: TabEngine;
   /** Opens the channel to the other tabs: a `BroadcastChannel` unless given. */
   openChannel?: (name: string) => TabChannel;
+  /**
+   * How often the leader checks the replica for mutations another tab queued
+   * without its message arriving (one read of the meta row). Default 2 s.
+   */
+  recheckMs?: number;
 }
+
+export const DEFAULT_RECHECK_MS = 2_000;
 
 const broadcastChannel = (name: string): TabChannel => new BroadcastChannel(name);
 
@@ -167,9 +178,9 @@ const broadcastChannel = (name: string): TabChannel => new BroadcastChannel(name
 export async function shareSyncAcrossTabs({
   locks,
   dbName,
-  db,
   engine,
   openChannel = broadcastChannel,
+  recheckMs = DEFAULT_RECHECK_MS,
 }: ShareOptions): Promise<SharedSync> {
   const name = `tideline:${dbName}`;
   const listeners = new Set<(e: EngineEvent) => void>();
@@ -178,7 +189,9 @@ export async function shareSyncAcrossTabs({
   };
   let leaderStatus: SyncStatus | null = null;
   let takeoverFailed: SyncStatus | null = null;
-  let outboxWatch: Subscription | null = null;
+  let recheck: ReturnType<typeof setInterval> | null = null;
+  /** The highest seq this follower queued that it has not told the leader yet (0: none). */
+  let unannounced = 0;
   let closed = false;
 
   const leadership = await claimLeadership(locks, name);
@@ -196,9 +209,13 @@ export async function shareSyncAcrossTabs({
     if (leadership.isLeader()) {
       if (data.type === 'ask') channel.postMessage({ type: 'status', status: engine.status() });
       if (data.type === 'control' && CONTROLS.has(data.control)) engine[data.control]();
+      if (data.type === 'queued' && Number.isSafeInteger(data.seq)) {
+        // This fails only when the database is closing; the next check or connection pushes the entry anyway.
+        engine.outboxChanged(data.seq).catch(() => undefined);
+      }
       return;
     }
-    if (data.type === 'ask' || data.type === 'control') return;
+    if (data.type === 'ask' || data.type === 'control' || data.type === 'queued') return;
     if (data.type === 'status') {
       leaderStatus = data.status;
       takeoverFailed = null;
@@ -208,20 +225,10 @@ export async function shareSyncAcrossTabs({
 
   const lead = async (): Promise<void> => {
     if (closed) return;
-    // Another tab queued a mutation: count it and push it. Entries only this
-    // tab removes (settled ones) need no call, so only a new highest seq does.
-    let newest = 0;
-    outboxWatch = liveQuery(() => db.table<unknown, number>('_outbox').toCollection().primaryKeys()).subscribe({
-      next: (seqs) => {
-        const last = seqs.at(-1) ?? 0;
-        if (last <= newest) return;
-        newest = last;
-        // This fails only when the database is closing; otherwise the next
-        // change, or the next connection's handshake, pushes the entry anyway.
-        engine.outboxChanged().catch(() => undefined);
-      },
-      error: () => undefined,
-    });
+    // A follower's message may be lost (sent as this tab took over, say): compare the next seq now and then.
+    recheck = setInterval(() => {
+      engine.outboxChanged().catch(() => undefined);
+    }, recheckMs);
     emit({ type: 'status', status: engine.status() });
     await engine.start();
     // close() may have come while start() read the replica.
@@ -231,8 +238,8 @@ export async function shareSyncAcrossTabs({
   /** Stops syncing here and lets another tab take the lock; followers keep the last status they saw until it speaks. */
   const stepDown = (): void => {
     stopEngineEvents();
-    outboxWatch?.unsubscribe();
-    outboxWatch = null;
+    if (recheck !== null) clearInterval(recheck);
+    recheck = null;
     engine.stop();
     leadership.release();
   };
@@ -272,6 +279,19 @@ export async function shareSyncAcrossTabs({
     control(control) {
       if (leadership.isLeader()) engine[control]();
       else channel.postMessage({ type: 'control', control });
+    },
+    queued(seq) {
+      // The leader's own engine kicked its push already.
+      if (closed || leadership.isLeader()) return;
+      // One message for the mutations of one batch: they settle in the same run of microtasks.
+      if (unannounced === 0) {
+        queueMicrotask(() => {
+          const upTo = unannounced;
+          unannounced = 0;
+          if (!closed) channel.postMessage({ type: 'queued', seq: upTo });
+        });
+      }
+      unannounced = Math.max(unannounced, seq);
     },
     close() {
       if (closed) return;

@@ -57,7 +57,7 @@ export async function open<S extends AppSchema>(schema: S, options: OpenOptions)
   const sync = options.sync ?? true;
   const locks = sync ? browserLocks() : null;
   let shared: SharedSync | null = null;
-  if (locks) shared = await shareSyncAcrossTabs({ locks, dbName, db, engine });
+  if (locks) shared = await shareSyncAcrossTabs({ locks, dbName, engine });
   else if (sync) await engine.start();
 
   function collection<C extends CollectionName<S>>(name: C): Collection<DocOf<S, C>> {
@@ -118,7 +118,14 @@ export async function open<S extends AppSchema>(schema: S, options: OpenOptions)
     {},
     {
       get: (_target, name) =>
-        typeof name === 'string' ? async (args: JsonValue) => handle((await engine.mutate(name, args)).seq) : undefined,
+        typeof name === 'string'
+          ? async (args: JsonValue) => {
+              const { seq } = await engine.mutate(name, args);
+              // In a tab without the connection: the tab holding it pushes what this one queued.
+              shared?.queued(seq);
+              return handle(seq);
+            }
+          : undefined,
     },
   ) as Mutate<S>;
 

@@ -1,6 +1,7 @@
 import 'fake-indexeddb/auto';
 import Dexie from 'dexie';
 import { randomUUID } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
 import { DexieLocalStore, openDexie } from './dexie-local-store';
 import { localStoreTestSchema, runLocalStoreTests } from './local-store-acceptance';
 
@@ -26,4 +27,33 @@ runLocalStoreTests('DexieLocalStore on fake-indexeddb', async () => {
       await Dexie.delete(name);
     },
   };
+});
+
+describe('DexieLocalStore transaction modes', () => {
+  it('runs a read-only scope as a readonly IndexedDB transaction over only its tables, and the default as readwrite over all', async () => {
+    const name = `local-store-modes-${randomUUID()}`;
+    const db = openDexie(localStoreTestSchema, name);
+    await db.open();
+    const store = new DexieLocalStore(db, localStoreTestSchema, () => randomUUID());
+    const seen = (): { mode: string | undefined; tables: string[] } => {
+      const trans = Dexie.currentTransaction;
+      return { mode: trans?.mode, tables: [...(trans?.storeNames ?? [])].sort() };
+    };
+    try {
+      expect(await store.transaction(async () => seen(), { mode: 'r', tables: ['outbox', 'meta'] })).toEqual({
+        mode: 'readonly',
+        tables: ['_meta', '_outbox'],
+      });
+      expect(
+        await store.transaction(async () => seen(), { mode: 'rw', tables: ['docs', 'shadow', 'outbox', 'meta'] }),
+      ).toEqual({ mode: 'readwrite', tables: ['_meta', '_outbox', '_shadow', 'carts', 'notes', 'products'] });
+      expect(await store.transaction(async () => seen())).toEqual({
+        mode: 'readwrite',
+        tables: db.tables.map((t) => t.name).sort(),
+      });
+    } finally {
+      db.close();
+      await Dexie.delete(name);
+    }
+  });
 });

@@ -2,8 +2,17 @@ import Dexie from 'dexie';
 import type { Table, Transaction } from 'dexie';
 import type { Doc } from '../../shared/json';
 import type { AppSchema } from '../../shared/schema/define-schema';
-import { UnknownCollectionError } from '../sync/local-store';
-import type { LocalMeta, LocalStore, LocalTx, OutboxEntry, RejectionRecord, ShadowEntry } from '../sync/local-store';
+import { ALL_TABLES, UnknownCollectionError } from '../sync/local-store';
+import type {
+  LocalMeta,
+  LocalStore,
+  LocalTable,
+  LocalTx,
+  OutboxEntry,
+  RejectionRecord,
+  ShadowEntry,
+  TxScope,
+} from '../sync/local-store';
 
 interface MetaRow extends LocalMeta {
   key: 'meta';
@@ -15,6 +24,14 @@ interface StagedRow {
 }
 
 const INTERNAL = { _outbox: 'seq', _shadow: 'key', _meta: 'key', _staging: '++n', _rejections: 'seq' } as const;
+
+const INTERNAL_TABLE: Readonly<Record<Exclude<LocalTable, 'docs'>, keyof typeof INTERNAL>> = {
+  shadow: '_shadow',
+  outbox: '_outbox',
+  meta: '_meta',
+  rejections: '_rejections',
+  staging: '_staging',
+};
 
 /** Dexie store definitions: one table per collection, keyed by id, with the schema's indexes. */
 export function dexieStores(schema: AppSchema): Record<string, string> {
@@ -34,12 +51,15 @@ export function openDexie(schema: AppSchema, dbName: string): Dexie {
 }
 
 /**
- * The browser replica on IndexedDB. A transaction spans every table, so the
- * outbox and the data always change together (as dexie-cloud's mutation
- * tracking middleware does).
+ * The browser replica on IndexedDB. A local write's transaction spans the
+ * documents, shadow, outbox and meta, so the outbox and the data always
+ * change together (as dexie-cloud's mutation tracking middleware does);
+ * reads take read-only transactions over only what they read.
  */
 export class DexieLocalStore implements LocalStore {
   private readonly collections: ReadonlySet<string>;
+  /** Set once the meta row is known to exist, so read-only transactions can return it. */
+  private metaReady: Promise<void> | null = null;
 
   constructor(
     readonly db: Dexie,
@@ -50,16 +70,47 @@ export class DexieLocalStore implements LocalStore {
   }
 
   /**
-   * Runs `fn` in one read-write transaction over every table. Tables are
-   * taken from the transaction object rather than from Dexie's ambient zone,
-   * so the code inside may await ordinary promises between requests.
+   * Runs `fn` in one transaction over the IndexedDB tables of `scope`
+   * (default: read-write over every table). Tables are taken from the
+   * transaction object rather than from Dexie's ambient zone, so the code
+   * inside may await ordinary promises between requests.
    */
-  transaction<T>(fn: (tx: LocalTx) => Promise<T>): Promise<T> {
-    return this.db.transaction('rw', this.db.tables, (trans) => fn(this.boundTx(trans)));
+  async transaction<T>(fn: (tx: LocalTx) => Promise<T>, scope?: TxScope): Promise<T> {
+    const mode = scope?.mode ?? 'rw';
+    const tables = this.tableNames(scope?.tables ?? ALL_TABLES);
+    if (mode === 'r' && tables.includes('_meta')) await this.ensureMeta();
+    return this.db.transaction(mode, tables, (trans) => fn(this.boundTx(trans)));
+  }
+
+  private tableNames(tables: readonly LocalTable[]): string[] {
+    const names: string[] = [];
+    for (const t of tables) {
+      if (t === 'docs') names.push(...this.collections);
+      else names.push(INTERNAL_TABLE[t]);
+    }
+    return names;
+  }
+
+  /** A new replica's meta row is created in a read-write transaction, once, before any read-only one reads it. */
+  private ensureMeta(): Promise<void> {
+    this.metaReady ??= this.db
+      .transaction('rw', '_meta', (trans) => this.boundTx(trans).meta())
+      .then(
+        () => undefined,
+        (err: unknown) => {
+          this.metaReady = null;
+          throw err;
+        },
+      );
+    return this.metaReady;
   }
 
   private boundTx(trans: Transaction): LocalTx {
-    const table = <R>(name: string): Table<R, unknown> => trans.table<R, unknown>(name);
+    // Looked up at use: a table outside the transaction's scope fails only if it is used.
+    const table =
+      <R>(name: string) =>
+      (): Table<R, unknown> =>
+        trans.table<R, unknown>(name);
     const docs = (collection: string): Table<Doc, string> => {
       if (!this.collections.has(collection)) throw new UnknownCollectionError(collection);
       return trans.table<Doc, string>(collection);
@@ -98,21 +149,30 @@ export class DexieLocalStore implements LocalStore {
           if (deletes.length > 0) await docs(c).bulkDelete(deletes);
         }
       },
-      shadow: () => shadow.toArray(),
-      hasShadow: async (key) => (await shadow.where('key').equals(key).count()) > 0,
-      shadowEntries: async (keys) => (await shadow.bulkGet([...keys])).filter((e): e is ShadowEntry => e !== undefined),
-      deleteShadow: (keys) => shadow.bulkDelete([...keys]),
+      shadow: () => shadow().toArray(),
+      hasShadow: async (key) => (await shadow().where('key').equals(key).count()) > 0,
+      shadowEntries: async (keys) =>
+        (await shadow().bulkGet([...keys])).filter((e): e is ShadowEntry => e !== undefined),
+      deleteShadow: (keys) => shadow().bulkDelete([...keys]),
       putShadow: async (entry) => {
-        await shadow.put(entry);
+        await shadow().put(entry);
       },
-      clearShadow: () => shadow.clear(),
-      outbox: () => outbox.orderBy('seq').toArray(),
+      bulkPutShadow: async (entries) => {
+        if (entries.length > 0) await shadow().bulkPut([...entries]);
+      },
+      clearShadow: () => shadow().clear(),
+      outbox: () => outbox().orderBy('seq').toArray(),
+      outboxCount: () => outbox().count(),
+      outboxAfter: (seq, limit) => outbox().where('seq').above(seq).limit(limit).toArray(),
       putOutbox: async (entry) => {
-        await outbox.put(entry);
+        await outbox().put(entry);
       },
-      deleteOutbox: (seqs) => outbox.bulkDelete([...seqs]),
+      bulkPutOutbox: async (entries) => {
+        if (entries.length > 0) await outbox().bulkPut([...entries]);
+      },
+      deleteOutbox: (seqs) => outbox().bulkDelete([...seqs]),
       meta: async () => {
-        const row = await meta.get('meta');
+        const row = await meta().get('meta');
         if (row) {
           const { key: _key, ...rest } = row;
           return rest;
@@ -125,21 +185,21 @@ export class DexieLocalStore implements LocalStore {
           nextSeq: 1,
           lastSyncedAt: null,
         };
-        await meta.put(fresh);
+        await meta().put(fresh);
         const { key: _key, ...rest } = fresh;
         return rest;
       },
       setMeta: async (m) => {
-        await meta.put({ ...m, key: 'meta' });
+        await meta().put({ ...m, key: 'meta' });
       },
       addRejection: async (r) => {
-        await rejections.put(r);
+        await rejections().put(r);
       },
       stage: async (docs) => {
-        await staging.bulkAdd(docs.map((d) => ({ collection: d.collection, doc: d.doc })));
+        await staging().bulkAdd(docs.map((d) => ({ collection: d.collection, doc: d.doc })));
       },
-      staged: async () => (await staging.orderBy('n').toArray()).map(({ collection, doc }) => ({ collection, doc })),
-      clearStaging: () => staging.clear(),
+      staged: async () => (await staging().orderBy('n').toArray()).map(({ collection, doc }) => ({ collection, doc })),
+      clearStaging: () => staging().clear(),
     };
   }
 

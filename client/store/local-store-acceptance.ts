@@ -678,6 +678,93 @@ export function runLocalStoreTests(name: string, make: () => Promise<LocalStoreH
       });
     });
 
+    describe('outbox reads without a full scan', () => {
+      it('counts the entries, and lists the first ones above a seq, in seq order', async () => {
+        expect(await store.transaction((tx) => tx.outboxCount())).toBe(0);
+        await store.transaction(async (tx) => {
+          for (const seq of [7, 2, 5, 3, 9]) await tx.putOutbox(entry(seq));
+        });
+        const read = await store.transaction(async (tx) => ({
+          count: await tx.outboxCount(),
+          all: (await tx.outboxAfter(0, 100)).map((e) => e.seq),
+          afterThree: (await tx.outboxAfter(3, 2)).map((e) => e.seq),
+          afterFour: await tx.outboxAfter(4, 1),
+          afterLast: await tx.outboxAfter(9, 10),
+        }));
+        expect(read).toEqual({
+          count: 5,
+          all: [2, 3, 5, 7, 9],
+          afterThree: [5, 7],
+          afterFour: [entry(5)],
+          afterLast: [],
+        });
+      });
+    });
+
+    describe('transaction scopes', () => {
+      const everything = ['docs', 'shadow', 'outbox', 'meta', 'rejections', 'staging'] as const;
+
+      it('reads everything in a read-only transaction, the meta row of a new store included, and keeps its id', async () => {
+        const read = await store.transaction(contents, { mode: 'r', tables: everything });
+        expect(read.meta).toMatchObject({ checkpoint: 0, nextSeq: 1 });
+        expect(await store.transaction((tx) => tx.meta(), { mode: 'r', tables: ['meta'] })).toEqual(read.meta);
+        expect(await store.transaction((tx) => tx.meta())).toEqual(read.meta);
+      });
+
+      it('refuses writes in a read-only transaction, and keeps nothing of it', async () => {
+        await store.transaction((tx) => tx.putDoc('notes', note('n1', 'before')));
+        const before = await store.transaction(contents);
+        const writes: Array<(tx: LocalTx) => Promise<unknown>> = [
+          (tx) => tx.putDoc('notes', note('n1', 'after')),
+          (tx) => tx.putOutbox(entry(1)),
+          (tx) => tx.putShadow(shadowOf('notes', 'n1', null)),
+          async (tx) => tx.setMeta({ ...(await tx.meta()), nextSeq: 5 }),
+          (tx) => tx.stage([{ collection: 'notes', doc: note('s1') }]),
+          (tx) => tx.addRejection(rejection(1)),
+        ];
+        for (const write of writes) {
+          await expect(store.transaction(write, { mode: 'r', tables: everything })).rejects.toBeInstanceOf(Error);
+        }
+        expect(await store.transaction(contents)).toEqual(before);
+        expect(await store.rejections()).toEqual([]);
+      });
+
+      it('refuses a table outside the scope, and keeps nothing of the transaction', async () => {
+        const before = await store.transaction(contents);
+        await expect(
+          store.transaction(
+            async (tx) => {
+              await tx.putDoc('notes', note('n1'));
+              await tx.putOutbox(entry(1));
+              await tx.stage([{ collection: 'notes', doc: note('s1') }]);
+            },
+            { mode: 'rw', tables: ['docs', 'shadow', 'outbox', 'meta'] },
+          ),
+        ).rejects.toBeInstanceOf(Error);
+        expect(await store.transaction(contents)).toEqual(before);
+      });
+
+      it('commits what a scoped read-write transaction wrote, and it is visible to a read-only one', async () => {
+        await store.transaction(
+          async (tx) => {
+            await tx.putDoc('notes', note('n1'));
+            await tx.putOutbox(entry(1));
+            await tx.setMeta({ ...(await tx.meta()), nextSeq: 2 });
+          },
+          { mode: 'rw', tables: ['docs', 'shadow', 'outbox', 'meta'] },
+        );
+        const read = await store.transaction(
+          async (tx) => ({
+            doc: await tx.getDoc('notes', 'n1'),
+            count: await tx.outboxCount(),
+            nextSeq: (await tx.meta()).nextSeq,
+          }),
+          { mode: 'r', tables: ['docs', 'outbox', 'meta'] },
+        );
+        expect(read).toEqual({ doc: note('n1'), count: 1, nextSeq: 2 });
+      });
+    });
+
     describe('rejections', () => {
       it('lists the rejections of committed transactions only', async () => {
         expect(await store.rejections()).toEqual([]);

@@ -1,7 +1,15 @@
 import type { Doc } from '../../shared/json';
 import type { AppSchema } from '../../shared/schema/define-schema';
-import { UnknownCollectionError } from '../sync/local-store';
-import type { LocalMeta, LocalStore, LocalTx, OutboxEntry, RejectionRecord, ShadowEntry } from '../sync/local-store';
+import { TX_METHODS, TxScopeError, UnknownCollectionError } from '../sync/local-store';
+import type {
+  LocalMeta,
+  LocalStore,
+  LocalTx,
+  OutboxEntry,
+  RejectionRecord,
+  ShadowEntry,
+  TxScope,
+} from '../sync/local-store';
 
 interface State {
   docs: Map<string, Map<string, Doc>>;
@@ -46,7 +54,7 @@ export class MemoryLocalStore implements LocalStore {
     return out;
   }
 
-  transaction<T>(fn: (tx: LocalTx) => Promise<T>): Promise<T> {
+  transaction<T>(fn: (tx: LocalTx) => Promise<T>, scope?: TxScope): Promise<T> {
     const run = async (): Promise<T> => {
       const s = cloneState(this.state);
       const docs = (c: string): Map<string, Doc> => {
@@ -75,9 +83,23 @@ export class MemoryLocalStore implements LocalStore {
         shadow: async () => structuredClone([...s.shadow.values()]),
         hasShadow: async (key) => s.shadow.has(key),
         putShadow: async (e) => void s.shadow.set(e.key, structuredClone(e)),
+        bulkPutShadow: async (entries) => {
+          for (const e of entries) s.shadow.set(e.key, structuredClone(e));
+        },
         clearShadow: async () => s.shadow.clear(),
         outbox: async () => structuredClone([...s.outbox.values()].sort((a, b) => a.seq - b.seq)),
+        outboxCount: async () => s.outbox.size,
+        outboxAfter: async (seq, limit) =>
+          structuredClone(
+            [...s.outbox.values()]
+              .filter((e) => e.seq > seq)
+              .sort((a, b) => a.seq - b.seq)
+              .slice(0, limit),
+          ),
         putOutbox: async (e) => void s.outbox.set(e.seq, structuredClone(e)),
+        bulkPutOutbox: async (entries) => {
+          for (const e of entries) s.outbox.set(e.seq, structuredClone(e));
+        },
         deleteOutbox: async (seqs) => {
           for (const seq of seqs) s.outbox.delete(seq);
         },
@@ -100,7 +122,7 @@ export class MemoryLocalStore implements LocalStore {
           s.staging = [];
         },
       };
-      const result = await fn(tx);
+      const result = await fn(scope ? scopedTx(tx, scope) : tx);
       this.state = s;
       return result;
     };
@@ -114,4 +136,19 @@ export class MemoryLocalStore implements LocalStore {
   }
 
   close(): void {}
+}
+
+/**
+ * `tx` limited to `scope`, as IndexedDB limits a transaction to its tables
+ * and mode: the engine's tests run on this store, so a scope that misses a
+ * table fails there and not only in a browser.
+ */
+export function scopedTx(tx: LocalTx, scope: TxScope): LocalTx {
+  const out = { ...tx } as Record<keyof LocalTx, unknown>;
+  for (const method of Object.keys(tx) as Array<keyof LocalTx>) {
+    const use = TX_METHODS[method];
+    if (scope.tables.includes(use.table) && (scope.mode === 'rw' || !use.writes)) continue;
+    out[method] = () => Promise.reject(new TxScopeError(method, scope));
+  }
+  return out as unknown as LocalTx;
 }

@@ -10,9 +10,10 @@ import type { PushAck } from '../../shared/protocol/push';
 import type { WireError } from '../../shared/protocol/wire-error';
 import { defineSchema } from '../../shared/schema/define-schema';
 import { MemoryLocalStore } from '../store/memory-local-store';
-import { SyncEngine } from './engine';
+import { MAX_LOCAL_BATCH, SyncEngine } from './engine';
 import type { AppliedEvent, EngineEvent } from './engine';
-import type { LocalStore, LocalTx } from './local-store';
+import { TX_METHODS } from './local-store';
+import type { LocalStore, LocalTx, TxScope } from './local-store';
 import type { Transport, TransportEvents } from './transport';
 
 const schema = defineSchema({
@@ -108,10 +109,31 @@ class ScriptedTransport implements Transport {
 /** MemoryLocalStore, counting transactions so a test can tell that messages were applied as one batch. */
 class CountingStore implements LocalStore {
   transactions = 0;
+  /** Every transaction that ran to its end (committed or not): its scope and whether it wrote. */
+  readonly log: Array<{ scope: TxScope | undefined; wrote: boolean }> = [];
+  /** Every `LocalTx` method called, in order. */
+  readonly calls: Array<keyof LocalTx> = [];
+  /** An error to throw from a method instead of running it (a failing disk), or null. */
+  fault: (method: keyof LocalTx, args: unknown[]) => Error | null = () => null;
   constructor(readonly inner: MemoryLocalStore) {}
-  transaction<T>(fn: (tx: LocalTx) => Promise<T>): Promise<T> {
+  transaction<T>(fn: (tx: LocalTx) => Promise<T>, scope?: TxScope): Promise<T> {
     this.transactions++;
-    return this.inner.transaction(fn);
+    const record = { scope, wrote: false };
+    return this.inner
+      .transaction((inner) => {
+        const tx = {} as Record<keyof LocalTx, unknown>;
+        for (const method of Object.keys(inner) as Array<keyof LocalTx>) {
+          tx[method] = async (...args: unknown[]): Promise<unknown> => {
+            this.calls.push(method);
+            if (TX_METHODS[method].writes) record.wrote = true;
+            const fault = this.fault(method, args);
+            if (fault) throw fault;
+            return (inner[method] as (...a: unknown[]) => Promise<unknown>)(...args);
+          };
+        }
+        return fn(tx as unknown as LocalTx);
+      }, scope)
+      .finally(() => this.log.push(record));
   }
   rejections(): ReturnType<LocalStore['rejections']> {
     return this.inner.rejections();
@@ -570,5 +592,164 @@ describe('SyncEngine: data of a collection the app does not know', () => {
     // No reconnect is scheduled.
     expect(clock.next()).toBe(false);
     expect(transports).toHaveLength(1);
+  });
+});
+
+describe('SyncEngine: batched local writes', () => {
+  const put = (id: string): { collection: string; doc: Doc } => ({ collection: 'notes', doc: { id, text: id } });
+  const outboxSeqs = async (): Promise<number[]> => (await memory.transaction((tx) => tx.outbox())).map((e) => e.seq);
+  const nextSeq = async (): Promise<number> => (await memory.transaction((tx) => tx.meta())).nextSeq;
+  class Boom extends Error {}
+
+  it('writes the mutations of one task in one local transaction, with consecutive seqs, in call order', async () => {
+    const before = store.transactions;
+    const first = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((id) => engine.mutate('put', put(id))));
+    expect(first.map((r) => r.seq)).toEqual([1, 2, 3, 4, 5]);
+    expect(store.transactions - before).toBe(1);
+    expect(store.log.at(-1)).toEqual({
+      scope: { mode: 'rw', tables: ['docs', 'shadow', 'outbox', 'meta'] },
+      wrote: true,
+    });
+    // The next task's mutations go in the next transaction.
+    const second = await Promise.all([
+      engine.mutate('put', put('f')),
+      engine.mutate('delete', { collection: 'notes', id: 'a' }),
+    ]);
+    expect(second.map((r) => r.seq)).toEqual([6, 7]);
+    expect(store.transactions - before).toBe(2);
+    expect(await outboxSeqs()).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(await nextSeq()).toBe(8);
+    expect(Object.keys(memory.dump()['notes'] ?? {}).sort()).toEqual(['b', 'c', 'd', 'e', 'f']);
+    expect(engine.status().pending).toBe(7);
+  });
+
+  it('splits a larger batch into transactions of MAX_LOCAL_BATCH mutations, keeping the seqs consecutive', async () => {
+    const before = store.transactions;
+    const n = MAX_LOCAL_BATCH + 5;
+    const results = await Promise.all(Array.from({ length: n }, (_, i) => engine.mutate('put', put(`m${i}`))));
+    expect(results.map((r) => r.seq)).toEqual(Array.from({ length: n }, (_, i) => i + 1));
+    expect(store.transactions - before).toBe(2);
+  });
+
+  it('rejects an invalid mutation of a batch alone, storing nothing of it, and keeps the others', async () => {
+    const settled = await Promise.allSettled([
+      engine.mutate('put', put('a')),
+      engine.mutate('put', { collection: 'notes', doc: { text: 'no id' } }),
+      engine.mutate('nope', {}),
+      engine.mutate('put', put('b')),
+    ]);
+    expect(settled.map((r) => (r.status === 'fulfilled' ? r.value.seq : (r.reason as { code: string }).code))).toEqual([
+      1,
+      'INVALID_ARGS',
+      'UNKNOWN_MUTATOR',
+      2,
+    ]);
+    expect(store.transactions).toBe(1);
+    expect(await outboxSeqs()).toEqual([1, 2]);
+    expect(await nextSeq()).toBe(3);
+    expect(Object.keys(memory.dump()['notes'] ?? {}).sort()).toEqual(['a', 'b']);
+    expect((await memory.transaction((tx) => tx.shadow())).map((e) => e.key).sort()).toEqual(['notes/a', 'notes/b']);
+  });
+
+  it('drops a mutation whose local run throws, and writes the rest of its batch without it', async () => {
+    const failure = new Boom('disk read failed');
+    // Reading its document fails (the batch's read-ahead, and again when the mutation runs).
+    store.fault = (method, args) => (method === 'getDoc' && args[1] === 'bad' ? failure : null);
+    const settled = await Promise.allSettled([
+      engine.mutate('put', put('a')),
+      engine.mutate('put', put('bad')),
+      engine.mutate('put', put('b')),
+    ]);
+    expect(settled[0]).toEqual({ status: 'fulfilled', value: { seq: 1 } });
+    expect(settled[1]).toEqual({ status: 'rejected', reason: failure });
+    expect(settled[2]).toEqual({ status: 'fulfilled', value: { seq: 2 } });
+    expect(await outboxSeqs()).toEqual([1, 2]);
+    expect(Object.keys(memory.dump()['notes'] ?? {}).sort()).toEqual(['a', 'b']);
+    expect((await memory.transaction((tx) => tx.shadow())).map((e) => e.key).sort()).toEqual(['notes/a', 'notes/b']);
+    expect(engine.status().pending).toBe(2);
+  });
+
+  it('stores nothing of a batch whose transaction fails, rejects every mutation of it, and carries on after', async () => {
+    const failure = new Boom('the transaction aborted');
+    store.fault = (method) => (method === 'setMeta' ? failure : null);
+    const settled = await Promise.allSettled([engine.mutate('put', put('a')), engine.mutate('put', put('b'))]);
+    expect(settled).toEqual([
+      { status: 'rejected', reason: failure },
+      { status: 'rejected', reason: failure },
+    ]);
+    expect(await outboxSeqs()).toEqual([]);
+    expect(await nextSeq()).toBe(1);
+    expect(memory.dump()['notes']).toEqual({});
+    expect(engine.status().pending).toBe(0);
+    store.fault = () => null;
+    expect(await engine.mutate('put', put('c'))).toEqual({ seq: 1 });
+  });
+
+  it('reads in read-only transactions: every transaction that writes nothing is read-only', async () => {
+    const pushed: number[] = [];
+    pushAnswer = (msg) => {
+      const seqs = (msg as { mutations: Array<{ seq: number }> }).mutations.map((m) => m.seq);
+      pushed.push(...seqs);
+      return { ok: true, results: seqs.map((seq) => ({ seq, status: 'applied', lsn: 10 })) };
+    };
+    await engine.start();
+    const t = await connectLatest();
+    await Promise.all([engine.mutate('put', put('a')), engine.mutate('put', put('b'))]);
+    await waitUntil(() => pushed.length === 2);
+    expect(await engine.mutationState(1)).toEqual({ status: 'pending' });
+    await engine.outboxChanged();
+    t.changes(changesMsg(0, 9));
+    await engine.settled();
+    const readers = store.log.filter((l) => !l.wrote);
+    expect(readers.length).toBeGreaterThanOrEqual(4);
+    for (const l of readers) expect(l.scope?.mode).toBe('r');
+  });
+
+  it('pushes what another tab queued when told its seq, and at a recheck when not told, reading no whole outbox', async () => {
+    const pushed: number[][] = [];
+    pushAnswer = (msg) => {
+      const seqs = (msg as { mutations: Array<{ seq: number }> }).mutations.map((m) => m.seq);
+      pushed.push(seqs);
+      return { ok: true, results: seqs.map((seq) => ({ seq, status: 'applied', lsn: 10 })) };
+    };
+    await engine.start();
+    await connectLatest();
+    // Another tab of the same browser: the same replica, its own engine, which never connects.
+    const otherTab = new SyncEngine({
+      schema,
+      local: memory,
+      servers: ['http://primary.test'],
+      connect: () => {
+        throw new Error('a tab without the connection never connects');
+      },
+      token: 'token',
+      user: { userId: 'u1', roles: [] },
+      clock,
+      random: () => 0.5,
+    });
+    const queued = await Promise.all(['a', 'b', 'c'].map((id) => otherTab.mutate('put', put(id))));
+    expect(queued.map((r) => r.seq)).toEqual([1, 2, 3]);
+
+    const calls = store.calls.length;
+    await engine.outboxChanged(3);
+    await waitUntil(() => pushed.length === 1);
+    expect(pushed).toEqual([[1, 2, 3]]);
+    expect(engine.status().pending).toBe(3);
+    // A seq the engine knows of already costs no transaction.
+    const txs = store.transactions;
+    await engine.outboxChanged(2);
+    expect(store.transactions).toBe(txs);
+
+    // The other tab's message is lost: the recheck finds the mutation all the same.
+    await otherTab.mutate('put', put('d'));
+    await engine.outboxChanged();
+    await waitUntil(() => pushed.length === 2);
+    expect(pushed[1]).toEqual([4]);
+    expect(engine.status().pending).toBe(4);
+    // A recheck that finds nothing new reads the meta row only.
+    const before = store.calls.length;
+    await engine.outboxChanged();
+    expect(store.calls.slice(before)).toEqual(['meta']);
+    expect(store.calls.slice(calls)).not.toContain('outbox');
   });
 });

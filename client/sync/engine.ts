@@ -15,11 +15,13 @@ import type { WireError } from '../../shared/protocol/wire-error';
 import type { AppSchema } from '../../shared/schema/define-schema';
 import { applyLocal } from './apply-local';
 import type { LocalRunDeps } from './apply-local';
+import type { RunOutcome } from '../../shared/mutators/run-mutation';
 import { backoffDelay } from './backoff';
+import { BatchTx, builtinTarget } from './batch-tx';
 import { integrateConfirmed, swapInSnapshot } from './integrate';
 import type { Integrated } from './integrate';
 import { UnknownCollectionError } from './local-store';
-import type { LocalStore, OutboxEntry, RejectionRecord } from './local-store';
+import type { LocalStore, LocalTx, OutboxEntry, RejectionRecord, TxScope } from './local-store';
 import type { Transport, TransportFactory } from './transport';
 
 /**
@@ -125,6 +127,52 @@ interface InboxItem {
 
 const STATE_DEPENDENT = new Set(['REJECTED', 'NOT_FOUND']);
 
+/** What each kind of local transaction locks (see TxScope): reads never lock for writing. */
+const SCOPES = {
+  /** A batch of local mutations. */
+  write: { mode: 'rw', tables: ['docs', 'shadow', 'outbox', 'meta'] },
+  /** Confirmed changes from the primary (a rebase may re-run pending mutations, rejections are recorded). */
+  integrate: { mode: 'rw', tables: ['docs', 'shadow', 'outbox', 'meta', 'rejections'] },
+  handshake: { mode: 'rw', tables: ['staging', 'outbox', 'meta'] },
+  counts: { mode: 'r', tables: ['outbox', 'meta'] },
+  meta: { mode: 'r', tables: ['meta'] },
+  push: { mode: 'r', tables: ['outbox'] },
+} as const satisfies Record<string, TxScope>;
+
+/**
+ * Mutations written in one local transaction at most; more waiting go in the
+ * next. It bounds the work a store failure throws away, not what callers may
+ * issue (nothing is refused for it).
+ */
+export const MAX_LOCAL_BATCH = 1_000;
+
+/**
+ * A mutation whose local run throws (a store failure while it ran) is dropped
+ * from its batch and the rest retried without it; after this many in one
+ * batch the store is taken to be failing and the rest of the batch fails too.
+ */
+const MAX_BATCH_RETRIES = 3;
+
+interface QueuedMutation {
+  name: string;
+  args: JsonValue;
+  resolve: (r: { seq: number }) => void;
+  reject: (err: unknown) => void;
+}
+
+/** What became of one mutation of a batch: stored with its seq, or refused. */
+type BatchResult = { item: QueuedMutation; seq: number } | { item: QueuedMutation; error: TidelineError };
+
+/** Thrown inside a batch's transaction to abort it and name the mutation whose run failed. */
+class MutationRunFailed extends Error {
+  constructor(
+    readonly item: QueuedMutation,
+    readonly failure: unknown,
+  ) {
+    super('a mutation of the batch failed');
+  }
+}
+
 export class SyncEngine {
   private state: ConnectionState = 'stopped';
   private generation = 0;
@@ -141,6 +189,11 @@ export class SyncEngine {
   /** Term of the primary this connection is synced with; stamped on the checkpoint. */
   private sessionTerm = 0;
   private pending = 0;
+  /** Mutations waiting for the next local batch, and whether a flush is scheduled or running. */
+  private queued: QueuedMutation[] = [];
+  private flushing = false;
+  /** The seq the next mutation gets, as far as this engine knows (another tab may have taken it). */
+  private knownNextSeq = 0;
   private inbox: InboxItem[] = [];
   /** The snapshot the current connection is sending: its asOf and the page expected next (-1: complete). */
   private snapshotIn: { gen: number; asOf: number; next: number } | null = null;
@@ -221,10 +274,13 @@ export class SyncEngine {
 
   /** Where mutation `seq` stands (see MutationState). */
   async mutationState(seq: number): Promise<MutationState> {
-    const { queued, nextSeq } = await this.opts.local.transaction(async (tx) => ({
-      queued: (await tx.outbox()).some((e) => e.seq === seq),
-      nextSeq: (await tx.meta()).nextSeq,
-    }));
+    const { queued, nextSeq } = await this.opts.local.transaction(
+      async (tx) => ({
+        queued: (await tx.outboxAfter(seq - 1, 1))[0]?.seq === seq,
+        nextSeq: (await tx.meta()).nextSeq,
+      }),
+      SCOPES.counts,
+    );
     if (queued) return { status: 'pending' };
     if (!Number.isSafeInteger(seq) || seq < 1 || seq >= nextSeq) return { status: 'unknown' };
     const rejection = (await this.opts.local.rejections()).find((r) => r.seq === seq);
@@ -250,44 +306,132 @@ export class SyncEngine {
   }
 
   /**
-   * Applies a mutation locally at once and queues it for the primary, in one
-   * local transaction. Throws, storing nothing, when the mutation is invalid
-   * whatever the data (bad arguments, unknown mutator, forbidden, too large).
+   * Applies a mutation locally at once and queues it for the primary. Throws,
+   * storing nothing, when the mutation is invalid whatever the data (bad
+   * arguments, unknown mutator, forbidden, too large).
+   *
+   * Mutations called in the same task (without awaiting in between), and
+   * those called while a batch is being written, are written together in one
+   * local transaction, in call order, with consecutive seqs. Each still
+   * stands alone: one that is invalid rejects and leaves no trace while the
+   * others are stored; a store failure that aborts the transaction rejects
+   * every mutation of the batch, and none is stored.
    */
-  async mutate(name: string, args: JsonValue): Promise<{ seq: number }> {
-    const seq = await this.opts.local.transaction(async (tx) => {
-      const meta = await tx.meta();
-      const entry: OutboxEntry = { seq: meta.nextSeq, name, args, reads: [], writes: [] };
-      const outcome = await applyLocal(tx, this.deps, entry);
+  mutate(name: string, args: JsonValue): Promise<{ seq: number }> {
+    return new Promise((resolve, reject) => {
+      this.queued.push({ name, args, resolve, reject });
+      if (this.flushing) return;
+      this.flushing = true;
+      // A microtask: every call made in this task is queued by then.
+      queueMicrotask(() => void this.flush());
+    });
+  }
+
+  private async flush(): Promise<void> {
+    try {
+      while (this.queued.length > 0) {
+        const batch = this.queued.splice(0, MAX_LOCAL_BATCH);
+        await this.writeBatch(batch);
+      }
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  /** Writes `batch` in one local transaction, settling each caller's promise. */
+  private async writeBatch(batch: QueuedMutation[]): Promise<void> {
+    let live = batch;
+    for (let retries = 0; live.length > 0; retries++) {
+      let results: BatchResult[];
+      try {
+        results = await this.opts.local.transaction((tx) => this.runBatch(tx, live), SCOPES.write);
+      } catch (err) {
+        if (err instanceof MutationRunFailed && retries < MAX_BATCH_RETRIES && live.length > 1) {
+          err.item.reject(err.failure);
+          live = live.filter((item) => item !== err.item);
+          continue;
+        }
+        const cause = err instanceof MutationRunFailed ? err.failure : err;
+        for (const item of live) item.reject(cause);
+        return;
+      }
+      let stored = 0;
+      for (const r of results) {
+        if ('seq' in r) {
+          stored++;
+          this.knownNextSeq = Math.max(this.knownNextSeq, r.seq + 1);
+        }
+      }
+      if (stored > 0) {
+        this.pending += stored;
+        this.emitStatus();
+        this.kickPush();
+      }
+      for (const r of results) {
+        if ('seq' in r) r.item.resolve({ seq: r.seq });
+        else r.item.reject(r.error);
+      }
+      return;
+    }
+  }
+
+  private async runBatch(store: LocalTx, batch: readonly QueuedMutation[]): Promise<BatchResult[]> {
+    // Reads are served once per key and writes sent at the end in bulk (see BatchTx).
+    const buffered = new BatchTx(store);
+    const targets = batch.map((m) => builtinTarget(this.opts.schema, m.args));
+    await buffered.prefetch(targets.filter((t): t is NonNullable<typeof t> => t !== null));
+    const tx = buffered.tx;
+    const meta = await tx.meta();
+    let nextSeq = meta.nextSeq;
+    const results: BatchResult[] = [];
+    for (const item of batch) {
+      const entry: OutboxEntry = { seq: nextSeq, name: item.name, args: item.args, reads: [], writes: [] };
+      let outcome: RunOutcome;
+      try {
+        outcome = await applyLocal(tx, this.deps, entry);
+      } catch (err) {
+        // It may have written part of its effects: only aborting the transaction undoes them.
+        throw new MutationRunFailed(item, err);
+      }
       if (!outcome.ok && !STATE_DEPENDENT.has(outcome.error.code)) {
-        throw new TidelineError(outcome.error.code, outcome.error.message);
+        // A failed run writes nothing (applyLocal writes only a successful run's effects).
+        results.push({ item, error: new TidelineError(outcome.error.code, outcome.error.message) });
+        continue;
       }
       await tx.putOutbox(entry);
-      await tx.setMeta({ ...meta, nextSeq: meta.nextSeq + 1 });
-      return entry.seq;
-    });
-    this.pending++;
-    this.emitStatus();
-    this.kickPush();
-    return { seq };
+      results.push({ item, seq: entry.seq });
+      nextSeq++;
+    }
+    if (nextSeq !== meta.nextSeq) await tx.setMeta({ ...meta, nextSeq });
+    await buffered.flush();
+    return results;
   }
 
   /**
-   * Another tab sharing this replica queued a mutation: recount and push it.
-   * (Only the tab holding the connection runs `start`; see client/lib.)
+   * Another tab sharing this replica may have queued mutations (up to `seq`,
+   * when that tab said so): recount and push them. Reads one meta row when
+   * the seq is not known, and nothing when this engine knows of it already,
+   * so the tab holding the connection can call this as often as it likes.
+   * (Only that tab runs `start`; see client/lib.)
    */
-  async outboxChanged(): Promise<void> {
+  async outboxChanged(seq?: number): Promise<void> {
+    if (seq !== undefined && seq < this.knownNextSeq) return;
+    if (seq === undefined) {
+      const { nextSeq } = await this.opts.local.transaction((tx) => tx.meta(), SCOPES.meta);
+      if (nextSeq <= this.knownNextSeq) return;
+    }
     await this.refreshCounts();
     this.emitStatus();
     this.kickPush();
   }
 
   private async refreshCounts(): Promise<void> {
-    const { pending, meta } = await this.opts.local.transaction(async (tx) => ({
-      pending: (await tx.outbox()).length,
-      meta: await tx.meta(),
-    }));
+    const { pending, meta } = await this.opts.local.transaction(
+      async (tx) => ({ pending: await tx.outboxCount(), meta: await tx.meta() }),
+      SCOPES.counts,
+    );
     this.pending = pending;
+    this.knownNextSeq = Math.max(this.knownNextSeq, meta.nextSeq);
     this.clientId = meta.clientId;
     this.checkpoint = meta.checkpoint;
     this.lastSyncedAt = meta.lastSyncedAt;
@@ -393,11 +537,14 @@ export class SyncEngine {
 
   private async handshake(gen: number, transport: Transport): Promise<void> {
     this.setState('handshaking');
-    const { meta, outbox } = await this.opts.local.transaction(async (tx) => {
+    const { meta, oldest, pending } = await this.opts.local.transaction(async (tx) => {
       // A snapshot staged by an older connection will never be finished: this one starts afresh.
       await tx.clearStaging();
-      return { meta: await tx.meta(), outbox: await tx.outbox() };
-    });
+      return { meta: await tx.meta(), oldest: (await tx.outboxAfter(0, 1))[0], pending: await tx.outboxCount() };
+    }, SCOPES.handshake);
+    // Counted afresh at each connection: what other tabs queued is pushed below whether or not they said so.
+    this.pending = pending;
+    this.knownNextSeq = Math.max(this.knownNextSeq, meta.nextSeq);
     const raw = await transport.request(
       'hello',
       {
@@ -406,11 +553,14 @@ export class SyncEngine {
         token: this.token,
         checkpoint: meta.checkpoint,
         checkpointTerm: meta.checkpointTerm,
-        pendingFrom: outbox[0]?.seq ?? meta.nextSeq,
+        pendingFrom: oldest?.seq ?? meta.nextSeq,
       },
       this.opts.requestTimeoutMs ?? 15_000,
     );
     if (gen !== this.generation) return;
+    // Counted afresh at each connection: what other tabs queued is pushed below whether or not they said so.
+    this.pending = pending;
+    this.knownNextSeq = Math.max(this.knownNextSeq, meta.nextSeq);
     const ack = helloAckSchema.parse(raw);
     if (!ack.ok) {
       this.refused(ack.error);
@@ -496,7 +646,7 @@ export class SyncEngine {
         lastSyncedAt: now,
       });
       return { integrated, checkpoint, applied };
-    });
+    }, SCOPES.integrate);
     // What committed locally counts even if the connection has moved on meanwhile.
     this.afterApply(result.integrated, result.checkpoint, now, false);
     if (gen !== this.generation) return;
@@ -572,8 +722,13 @@ export class SyncEngine {
       for (;;) {
         this.pushAgain = false;
         if (gen !== this.generation || !this.transport) return;
-        const outbox = await this.opts.local.transaction((tx) => tx.outbox());
-        const batch = this.nextBatch(outbox);
+        // Only what this connection has not sent yet: the outbox may be long while offline writes drain.
+        const sentUpTo = this.sentUpTo;
+        const unsent = await this.opts.local.transaction(
+          (tx) => tx.outboxAfter(sentUpTo, this.limits.maxMutationsPerPush),
+          SCOPES.push,
+        );
+        const batch = this.nextBatch(unsent);
         if (batch.length === 0) {
           if (this.pushAgain) continue;
           return;

@@ -62,11 +62,19 @@ export interface LocalTx {
   shadowEntries(keys: readonly string[]): Promise<ShadowEntry[]>;
   deleteShadow(keys: readonly string[]): Promise<void>;
   putShadow(entry: ShadowEntry): Promise<void>;
+  /** Many `putShadow`s in one request (a batch of local writes). */
+  bulkPutShadow(entries: readonly ShadowEntry[]): Promise<void>;
   clearShadow(): Promise<void>;
 
   /** In seq order. */
   outbox(): Promise<OutboxEntry[]>;
+  /** How many mutations are queued, without reading them. */
+  outboxCount(): Promise<number>;
+  /** The first `limit` entries with a seq above `seq`, in seq order (a push's batch, the oldest pending). */
+  outboxAfter(seq: number, limit: number): Promise<OutboxEntry[]>;
   putOutbox(entry: OutboxEntry): Promise<void>;
+  /** Many `putOutbox`es in one request (a batch of local writes). */
+  bulkPutOutbox(entries: readonly OutboxEntry[]): Promise<void>;
   deleteOutbox(seqs: readonly number[]): Promise<void>;
 
   meta(): Promise<LocalMeta>;
@@ -80,19 +88,79 @@ export interface LocalTx {
   clearStaging(): Promise<void>;
 }
 
+/** The parts of the replica a transaction may touch ('docs': every collection's documents). */
+export type LocalTable = 'docs' | 'shadow' | 'outbox' | 'meta' | 'rejections' | 'staging';
+
+/** Which table each `LocalTx` method uses, and whether it writes: what a scoped transaction allows. */
+export const TX_METHODS: Readonly<Record<keyof LocalTx, { table: LocalTable; writes: boolean }>> = {
+  getDoc: { table: 'docs', writes: false },
+  putDoc: { table: 'docs', writes: true },
+  deleteDoc: { table: 'docs', writes: true },
+  clearDocs: { table: 'docs', writes: true },
+  applyDocs: { table: 'docs', writes: true },
+  shadow: { table: 'shadow', writes: false },
+  hasShadow: { table: 'shadow', writes: false },
+  shadowEntries: { table: 'shadow', writes: false },
+  deleteShadow: { table: 'shadow', writes: true },
+  putShadow: { table: 'shadow', writes: true },
+  bulkPutShadow: { table: 'shadow', writes: true },
+  clearShadow: { table: 'shadow', writes: true },
+  outbox: { table: 'outbox', writes: false },
+  outboxCount: { table: 'outbox', writes: false },
+  outboxAfter: { table: 'outbox', writes: false },
+  putOutbox: { table: 'outbox', writes: true },
+  bulkPutOutbox: { table: 'outbox', writes: true },
+  deleteOutbox: { table: 'outbox', writes: true },
+  // meta() of a new store creates the row; stores do that before a read-only transaction needs it.
+  meta: { table: 'meta', writes: false },
+  setMeta: { table: 'meta', writes: true },
+  addRejection: { table: 'rejections', writes: true },
+  stage: { table: 'staging', writes: true },
+  staged: { table: 'staging', writes: false },
+  clearStaging: { table: 'staging', writes: true },
+};
+
+/**
+ * What a transaction locks. IndexedDB runs read-only transactions on the
+ * same tables side by side and read-write ones on disjoint tables side by
+ * side, so naming only what is needed lets a local write run beside a read
+ * of the outbox, and queries of the app beside both.
+ */
+export interface TxScope {
+  mode: 'r' | 'rw';
+  tables: readonly LocalTable[];
+}
+
+export const ALL_TABLES: readonly LocalTable[] = ['docs', 'shadow', 'outbox', 'meta', 'rejections', 'staging'];
+
+/** Using a table outside the transaction's scope, or writing in a read-only one: a bug in the caller. */
+export class TxScopeError extends Error {
+  constructor(method: string, scope: TxScope) {
+    super(`${method}() is outside this transaction's scope (${scope.mode}: ${scope.tables.join(', ')})`);
+    this.name = 'TxScopeError';
+  }
+}
+
 /**
  * The client's durable replica.
  *
  * Contract (checked by `runLocalStoreTests` for every implementation):
  * - `transaction` is atomic and isolated: either everything `fn` wrote is
  *   kept or, when `fn` throws, nothing is, and the error propagates.
- *   Transactions do not interleave. `fn` must await only the tx's methods.
+ *   Transactions do not interleave where their scopes overlap and one of
+ *   them writes. `fn` must await only the tx's methods.
+ * - `meta()` works in a read-only transaction too, on a new store as well.
  * - `meta()` of a new store returns `{ clientId: <new random id>,
  *   checkpoint: 0, checkpointTerm: 0, nextSeq: 1, lastSyncedAt: null }` and keeps that id.
  * - Data written in a committed transaction survives closing and reopening.
  */
 export interface LocalStore {
-  transaction<T>(fn: (tx: LocalTx) => Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` in one transaction over `scope` (default: read-write over
+   * everything). A method outside the scope, or a write in a read-only one,
+   * throws (`TxScopeError` in the memory store; Dexie's own error in IndexedDB).
+   */
+  transaction<T>(fn: (tx: LocalTx) => Promise<T>, scope?: TxScope): Promise<T>;
   rejections(): Promise<RejectionRecord[]>;
   close(): void;
 }

@@ -1,4 +1,4 @@
-import { MemoryLocalStore } from '../../client/store/memory-local-store';
+import { MemoryLocalStore, scopedTx } from '../../client/store/memory-local-store';
 import type {
   LocalMeta,
   LocalStore,
@@ -6,6 +6,7 @@ import type {
   OutboxEntry,
   RejectionRecord,
   ShadowEntry,
+  TxScope,
 } from '../../client/sync/local-store';
 import type { AppSchema } from '../../shared/schema/define-schema';
 import type { Rng } from './random';
@@ -51,8 +52,10 @@ const WRITES = new Set<keyof LocalTx>([
   'applyDocs',
   'deleteShadow',
   'putShadow',
+  'bulkPutShadow',
   'clearShadow',
   'putOutbox',
+  'bulkPutOutbox',
   'deleteOutbox',
   'setMeta',
   'addRejection',
@@ -114,17 +117,18 @@ export class ObservedLocalStore {
   }
 
   /** @internal One transaction of `handle`, with faults and observation. */
-  run<T>(handle: StoreHandle, fn: (tx: LocalTx) => Promise<T>): Promise<T> {
+  run<T>(handle: StoreHandle, fn: (tx: LocalTx) => Promise<T>, scope?: TxScope): Promise<T> {
     this.transactions++;
     let wrote = false;
     const paths: TxPaths = { snapshot: false, rebase: false, fastPath: false };
     let after: Omit<Committed, 'visible' | 'paths'> | null = null;
     const committed = this.inner.transaction(async (inner) => {
-      const tx = this.faulty(handle, inner, (method) => {
+      const tx = this.faulty(handle, scope ? scopedTx(inner, scope) : inner, (method) => {
         if (WRITES.has(method)) wrote = true;
         if (method === 'clearDocs') paths.snapshot = true;
         if (method === 'clearShadow') paths.rebase = true;
-        if (method === 'shadowEntries') paths.fastPath = true;
+        // The fast path alone deletes shadow entries (it reads them first, as a local write batch does too).
+        if (method === 'deleteShadow') paths.fastPath = true;
       });
       const result = await fn(tx);
       if (handle.dead) throw new LocalStoreFault('the process died before the transaction committed');
@@ -187,9 +191,9 @@ class StoreHandle implements LocalStore {
 
   constructor(private readonly owner: ObservedLocalStore) {}
 
-  transaction<T>(fn: (tx: LocalTx) => Promise<T>): Promise<T> {
+  transaction<T>(fn: (tx: LocalTx) => Promise<T>, scope?: TxScope): Promise<T> {
     if (this.dead) return new Promise<T>(() => undefined);
-    return this.owner.run(this, fn);
+    return this.owner.run(this, fn, scope);
   }
 
   rejections(): Promise<RejectionRecord[]> {

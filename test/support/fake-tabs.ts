@@ -175,6 +175,8 @@ export class FakeLocks {
  */
 export class FakeChannels {
   private readonly open = new Set<FakeChannel>();
+  /** Messages for which this returns true are lost on the way (a test of what must not depend on them). */
+  drop: (message: unknown) => boolean = () => false;
 
   /** `new BroadcastChannel(name)` in one tab. */
   forTab(tab: string): (name: string) => TabChannel {
@@ -197,6 +199,7 @@ export class FakeChannels {
 
   /** @internal */
   deliver(from: FakeChannel, message: unknown): void {
+    if (this.drop(message)) return;
     const data = structuredClone(message);
     for (const to of this.open) {
       if (to === from || to.name !== from.name) continue;
