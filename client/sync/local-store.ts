@@ -46,6 +46,11 @@ export interface RejectionRecord {
  */
 export interface LocalTx {
   getDoc(collection: string, id: string): Promise<Doc | undefined>;
+  /**
+   * Many documents at once, in the order asked (undefined: absent). The bulk
+   * read a mutation's prefetch uses: one call per round, not one per document.
+   */
+  getDocs(refs: ReadonlyArray<{ collection: string; id: string }>): Promise<Array<Doc | undefined>>;
   putDoc(collection: string, doc: Doc): Promise<void>;
   deleteDoc(collection: string, id: string): Promise<void>;
   /** Removes every document of every collection (a snapshot replaces them). */
@@ -62,6 +67,10 @@ export interface LocalTx {
   shadowEntries(keys: readonly string[]): Promise<ShadowEntry[]>;
   deleteShadow(keys: readonly string[]): Promise<void>;
   putShadow(entry: ShadowEntry): Promise<void>;
+  /** Which of these keys have a shadow entry (in no promised order). */
+  shadowedKeys(keys: readonly string[]): Promise<string[]>;
+  /** Puts many shadow entries; the last entry of a key wins. */
+  putShadows(entries: readonly ShadowEntry[]): Promise<void>;
   clearShadow(): Promise<void>;
 
   /** In seq order. */

@@ -51,6 +51,7 @@ const WRITES = new Set<keyof LocalTx>([
   'applyDocs',
   'deleteShadow',
   'putShadow',
+  'putShadows',
   'clearShadow',
   'putOutbox',
   'deleteOutbox',
