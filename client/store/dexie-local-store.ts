@@ -122,6 +122,21 @@ export class DexieLocalStore implements LocalStore {
     const rejections = table<RejectionRecord>('_rejections');
     return {
       getDoc: (c, id) => docs(c).get(id),
+      getDocs: async (refs) => {
+        // One bulkGet per collection, answers put back in the order asked.
+        const out = new Array<Doc | undefined>(refs.length);
+        const byCollection = new Map<string, number[]>();
+        refs.forEach((r, i) => {
+          let at = byCollection.get(r.collection);
+          if (!at) byCollection.set(r.collection, (at = []));
+          at.push(i);
+        });
+        for (const [c, at] of byCollection) {
+          const got = await docs(c).bulkGet(at.map((i) => refs[i]?.id ?? ''));
+          at.forEach((i, j) => (out[i] = got[j]));
+        }
+        return out;
+      },
       putDoc: async (c, doc) => {
         await docs(c).put(doc);
       },
@@ -160,6 +175,15 @@ export class DexieLocalStore implements LocalStore {
       bulkPutShadow: async (entries) => {
         if (entries.length > 0) await shadow().bulkPut([...entries]);
       },
+      shadowedKeys: async (keys) =>
+        keys.length === 0
+          ? []
+          : (
+              await shadow()
+                .where('key')
+                .anyOf([...keys])
+                .primaryKeys()
+            ).map(String),
       clearShadow: () => shadow().clear(),
       outbox: () => outbox().orderBy('seq').toArray(),
       outboxCount: () => outbox().count(),

@@ -403,6 +403,35 @@ export function runLocalStoreTests(name: string, make: () => Promise<LocalStoreH
         expect(await store.transaction((tx) => tx.getDoc('products', 'n1'))).toEqual(read.product);
       });
 
+      it('getDocs reads many documents of several collections, in the order asked', async () => {
+        await store.transaction(async (tx) => {
+          await tx.putDoc('notes', note('n1'));
+          await tx.putDoc('notes', note('n2'));
+          await tx.putDoc('products', { id: 'p1', price: 3 });
+        });
+        const got = await store.transaction(async (tx) => ({
+          some: await tx.getDocs([
+            { collection: 'notes', id: 'n2' },
+            { collection: 'products', id: 'p1' },
+            { collection: 'notes', id: 'missing' },
+            { collection: 'notes', id: 'n1' },
+            { collection: 'products', id: 'n1' },
+            { collection: 'notes', id: 'n2' },
+          ]),
+          none: await tx.getDocs([]),
+        }));
+        expect(got.some).toEqual([note('n2'), { id: 'p1', price: 3 }, undefined, note('n1'), undefined, note('n2')]);
+        expect(got.none).toEqual([]);
+        // Sees the transaction's own writes, and hands out copies.
+        await store.transaction(async (tx) => {
+          await tx.putDoc('notes', note('n3'));
+          const [n3] = await tx.getDocs([{ collection: 'notes', id: 'n3' }]);
+          expect(n3).toEqual(note('n3'));
+          if (n3) n3['text'] = 'changed';
+        });
+        expect(await store.transaction((tx) => tx.getDoc('notes', 'n3'))).toEqual(note('n3'));
+      });
+
       it('put replaces the whole document', async () => {
         await store.transaction((tx) => tx.putDoc('notes', { id: 'n1', text: 'a', color: 'red' }));
         await store.transaction((tx) => tx.putDoc('notes', { id: 'n1', text: 'b' }));
@@ -598,6 +627,38 @@ export function runLocalStoreTests(name: string, make: () => Promise<LocalStoreH
         expect(got.absent).toEqual([]);
         // A null shadow (the document was absent when confirmed) is an entry, not a missing one.
         expect(byKey(got.all)).toEqual([a, b, c]);
+      });
+
+      it('bulkPutShadow puts many entries (the last of a key wins); shadowedKeys answers which keys have one', async () => {
+        const a = shadowOf('notes', 'n1', note('n1'));
+        const b = shadowOf('notes', 'n2', null);
+        const c = shadowOf('products', 'p1', { id: 'p1', price: 1 });
+        const a2 = shadowOf('notes', 'n1', note('n1', 'second'));
+        await store.transaction(async (tx) => {
+          await tx.bulkPutShadow([a, b, c, a2]);
+          await tx.bulkPutShadow([]);
+          expect((await tx.shadowedKeys(['notes/n1', 'notes/n9'])).sort()).toEqual(['notes/n1']);
+        });
+        const got = await store.transaction(async (tx) => ({
+          all: byKey(await tx.shadow()),
+          keys: (await tx.shadowedKeys(['products/p1', 'notes/missing', 'notes/n2', 'notes/n1'])).sort(),
+          none: await tx.shadowedKeys([]),
+          absent: await tx.shadowedKeys(['carts/c1']),
+        }));
+        // A null shadow (the document was absent when confirmed) counts as an entry.
+        expect(got).toEqual({
+          all: [a2, b, c],
+          keys: ['notes/n1', 'notes/n2', 'products/p1'],
+          none: [],
+          absent: [],
+        });
+        await expect(
+          store.transaction(async (tx) => {
+            await tx.bulkPutShadow([shadowOf('notes', 'n5', null)]);
+            throw new Boom('after bulkPutShadow');
+          }),
+        ).rejects.toThrow(Boom);
+        expect(await store.transaction((tx) => tx.shadowedKeys(['notes/n5']))).toEqual([]);
       });
 
       it('deleteShadow removes the keys given, ignores absent ones, and keeps the rest', async () => {

@@ -64,6 +64,7 @@ export class MemoryLocalStore implements LocalStore {
       };
       const tx: LocalTx = {
         getDoc: async (c, id) => structuredClone(docs(c).get(id)),
+        getDocs: async (refs) => refs.map((r) => structuredClone(docs(r.collection).get(r.id))),
         putDoc: async (c, doc) => void docs(c).set(doc.id, structuredClone(doc)),
         deleteDoc: async (c, id) => void docs(c).delete(id),
         clearDocs: async () => {
@@ -83,6 +84,7 @@ export class MemoryLocalStore implements LocalStore {
         shadow: async () => structuredClone([...s.shadow.values()]),
         hasShadow: async (key) => s.shadow.has(key),
         putShadow: async (e) => void s.shadow.set(e.key, structuredClone(e)),
+        shadowedKeys: async (keys) => keys.filter((k) => s.shadow.has(k)),
         bulkPutShadow: async (entries) => {
           for (const e of entries) s.shadow.set(e.key, structuredClone(e));
         },

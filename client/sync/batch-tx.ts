@@ -37,6 +37,7 @@ export class BatchTx {
       Promise.reject(new Error(`${method}() is not available to a batch of local writes`));
     this.tx = {
       getDoc: (c, id) => this.getDoc(c, id),
+      getDocs: (refs) => this.getDocs(refs),
       putDoc: async (c, doc) => this.writeDoc(c, doc.id, doc),
       deleteDoc: async (c, id) => this.writeDoc(c, id, null),
       hasShadow: (key) => this.hasShadow(key),
@@ -44,7 +45,13 @@ export class BatchTx {
         this.shadowed.set(entry.key, true);
         this.dirtyShadow.set(entry.key, entry);
       },
-      bulkPutShadow: unavailable('bulkPutShadow'),
+      bulkPutShadow: async (entries) => {
+        for (const entry of entries) {
+          this.shadowed.set(entry.key, true);
+          this.dirtyShadow.set(entry.key, entry);
+        }
+      },
+      shadowedKeys: (keys) => this.shadowedKeys(keys),
       bulkPutOutbox: unavailable('bulkPutOutbox'),
       putOutbox: async (entry) => {
         this.outbox.push(entry);
@@ -58,7 +65,9 @@ export class BatchTx {
         this.metaDirty = true;
       },
       clearDocs: unavailable('clearDocs'),
-      applyDocs: unavailable('applyDocs'),
+      applyDocs: async (writes) => {
+        for (const w of writes) this.writeDoc(w.collection, w.id, w.doc);
+      },
       shadow: unavailable('shadow'),
       shadowEntries: unavailable('shadowEntries'),
       deleteShadow: unavailable('deleteShadow'),
@@ -91,15 +100,16 @@ export class BatchTx {
         },
         () => undefined,
       ),
-      ...todo.map(({ collection, id }) =>
-        this.inner.getDoc(collection, id).then(
-          (doc) => {
-            const key = docKey(collection, id);
-            if (!this.docs.has(key)) this.docs.set(key, doc ?? null);
-          },
-          () => undefined,
-        ),
-      ),
+      todo.length === 0
+        ? undefined
+        : this.inner.getDocs(todo).then(
+            (docs) =>
+              todo.forEach(({ collection, id }, i) => {
+                const key = docKey(collection, id);
+                if (!this.docs.has(key)) this.docs.set(key, docs[i] ?? null);
+              }),
+            () => undefined,
+          ),
     ]);
   }
 
@@ -119,6 +129,31 @@ export class BatchTx {
     const doc = this.docs.get(key);
     // A copy, as the store would give: the caller may keep or change it.
     return doc ? structuredClone(doc) : undefined;
+  }
+
+  /** Reads what this batch does not know yet in one bulk request; copies, as the store would give. */
+  private async getDocs(refs: ReadonlyArray<{ collection: string; id: string }>): Promise<Array<Doc | undefined>> {
+    const unknown = refs.filter((r) => !this.docs.has(docKey(r.collection, r.id)));
+    if (unknown.length > 0) {
+      const loaded = await this.inner.getDocs(unknown);
+      unknown.forEach((r, i) => {
+        const key = docKey(r.collection, r.id);
+        if (!this.docs.has(key)) this.docs.set(key, loaded[i] ?? null);
+      });
+    }
+    return refs.map((r) => {
+      const doc = this.docs.get(docKey(r.collection, r.id));
+      return doc ? structuredClone(doc) : undefined;
+    });
+  }
+
+  private async shadowedKeys(keys: readonly string[]): Promise<string[]> {
+    const unknown = keys.filter((k) => !this.shadowed.has(k));
+    if (unknown.length > 0) {
+      const found = new Set(await this.inner.shadowedKeys(unknown));
+      for (const key of unknown) if (!this.shadowed.has(key)) this.shadowed.set(key, found.has(key));
+    }
+    return keys.filter((k) => this.shadowed.get(k) === true);
   }
 
   private writeDoc(collection: string, id: string, doc: Doc | null): void {

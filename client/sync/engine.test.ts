@@ -654,7 +654,10 @@ describe('SyncEngine: batched local writes', () => {
   it('drops a mutation whose local run throws, and writes the rest of its batch without it', async () => {
     const failure = new Boom('disk read failed');
     // Reading its document fails (the batch's read-ahead, and again when the mutation runs).
-    store.fault = (method, args) => (method === 'getDoc' && args[1] === 'bad' ? failure : null);
+    const readsBad = (method: string, args: unknown[]): boolean =>
+      (method === 'getDoc' && args[1] === 'bad') ||
+      (method === 'getDocs' && Array.isArray(args[0]) && args[0].some((r: { id: string }) => r.id === 'bad'));
+    store.fault = (method, args) => (readsBad(method, args) ? failure : null);
     const settled = await Promise.allSettled([
       engine.mutate('put', put('a')),
       engine.mutate('put', put('bad')),

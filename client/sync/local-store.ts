@@ -46,6 +46,11 @@ export interface RejectionRecord {
  */
 export interface LocalTx {
   getDoc(collection: string, id: string): Promise<Doc | undefined>;
+  /**
+   * Many documents at once, in the order asked (undefined: absent). The bulk
+   * read a mutation's prefetch uses: one call per round, not one per document.
+   */
+  getDocs(refs: ReadonlyArray<{ collection: string; id: string }>): Promise<Array<Doc | undefined>>;
   putDoc(collection: string, doc: Doc): Promise<void>;
   deleteDoc(collection: string, id: string): Promise<void>;
   /** Removes every document of every collection (a snapshot replaces them). */
@@ -64,6 +69,8 @@ export interface LocalTx {
   putShadow(entry: ShadowEntry): Promise<void>;
   /** Many `putShadow`s in one request (a batch of local writes). */
   bulkPutShadow(entries: readonly ShadowEntry[]): Promise<void>;
+  /** Which of these keys have a shadow entry (in no promised order). */
+  shadowedKeys(keys: readonly string[]): Promise<string[]>;
   clearShadow(): Promise<void>;
 
   /** In seq order. */
@@ -94,6 +101,7 @@ export type LocalTable = 'docs' | 'shadow' | 'outbox' | 'meta' | 'rejections' | 
 /** Which table each `LocalTx` method uses, and whether it writes: what a scoped transaction allows. */
 export const TX_METHODS: Readonly<Record<keyof LocalTx, { table: LocalTable; writes: boolean }>> = {
   getDoc: { table: 'docs', writes: false },
+  getDocs: { table: 'docs', writes: false },
   putDoc: { table: 'docs', writes: true },
   deleteDoc: { table: 'docs', writes: true },
   clearDocs: { table: 'docs', writes: true },
@@ -104,6 +112,7 @@ export const TX_METHODS: Readonly<Record<keyof LocalTx, { table: LocalTable; wri
   deleteShadow: { table: 'shadow', writes: true },
   putShadow: { table: 'shadow', writes: true },
   bulkPutShadow: { table: 'shadow', writes: true },
+  shadowedKeys: { table: 'shadow', writes: false },
   clearShadow: { table: 'shadow', writes: true },
   outbox: { table: 'outbox', writes: false },
   outboxCount: { table: 'outbox', writes: false },

@@ -534,6 +534,25 @@ describe('runMutation: buffering and failures', () => {
     expectFailure(runFailing('putInvalid', {}), 'INVALID_DOCUMENT');
   });
 
+  it('a probe run skips the checks of what it puts, reads back its puts and every key it wrote, and writes nothing', () => {
+    const seen: string[] = [];
+    const read: ReadFn = (c, id) => {
+      seen.push(`${c}/${id}`);
+      return undefined;
+    };
+    // Invalid (no id), yet the probe goes on to read what the mutator reads after it.
+    expect(runMutation(failing, 'putInvalid', {}, alice, read, DEFAULT_LIMITS, { probe: true })).toEqual({
+      ok: true,
+      writes: [],
+    });
+    expect(seen).toEqual(['notes/undefined']);
+    seen.length = 0;
+    const probe = runMutation(failing, 'readOwnWrites', {}, alice, read, DEFAULT_LIMITS, { probe: true });
+    expect(probe).toEqual({ ok: true, writes: [] });
+    // Its own puts read back as written (no store read); then each written key once, as a real run's checks do.
+    expect(seen).toEqual(['notes/a', 'notes/b', 'notes/c']);
+  });
+
   it('rethrows MissingRead from the reader, for the caller to load the document and run again', () => {
     const missing = new MissingRead('notes', 'n1');
     const read: ReadFn = () => {

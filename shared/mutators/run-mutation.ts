@@ -20,9 +20,10 @@ export class AbortRun extends Error {}
 export class ReadFailure extends AbortRun {}
 
 /**
- * Thrown by a `ReadFn` that does not hold the document yet. The client loads
- * it from IndexedDB and runs the mutation again; mutators are deterministic,
- * so the rerun is safe.
+ * Thrown by a `ReadFn` that does not hold the document yet, for a caller
+ * that loads it and runs the mutation again (mutators are deterministic, so
+ * the rerun is safe). The client's `applyLocal` does not stop at the first
+ * miss: it records every miss of a run and loads them together.
  */
 export class MissingRead extends AbortRun {
   constructor(
@@ -38,6 +39,16 @@ export class MissingRead extends AbortRun {
 export type ReadFn = (collection: string, id: string) => Doc | undefined;
 
 export type RunOutcome = { ok: true; writes: Write[] } | { ok: false; error: WireErrorShape };
+
+/**
+ * `probe`: a run whose only use is the documents it reads (the client's
+ * prefetch, on guessed documents). Its puts are not checked, since a guess
+ * can make an invalid document that the real data would not, and after the
+ * mutator it reads what it wrote and stops: its outcome means nothing.
+ */
+export interface RunOptions {
+  probe?: boolean;
+}
 
 /**
  * The context `runMutation` runs with. `system` marks a server-side write by
@@ -78,9 +89,10 @@ export function runMutation(
   ctx: RunContext,
   read: ReadFn,
   limits: Pick<Limits, 'maxDocBytes'>,
+  options: RunOptions = {},
 ): RunOutcome {
   try {
-    return { ok: true, writes: runChecked(schema, name, args, ctx, read, limits) };
+    return { ok: true, writes: runChecked(schema, name, args, ctx, read, limits, options.probe === true) };
   } catch (err) {
     if (err instanceof AbortRun) throw err;
     if (err instanceof TidelineError) return { ok: false, error: boundedError(err.toWire()) };
@@ -116,6 +128,7 @@ function runChecked(
   ctx: RunContext,
   read: ReadFn,
   limits: Pick<Limits, 'maxDocBytes'>,
+  probe: boolean,
 ): Write[] {
   const mutator = findMutator(schema, name);
   if (!mutator) throw new TidelineError('UNKNOWN_MUTATOR', `no mutator named '${name}'`);
@@ -150,6 +163,14 @@ function runChecked(
     },
     put(collection, doc) {
       const def = collectionOf(schema, collection);
+      if (probe) {
+        // Unchecked, but kept: the mutator may read back what it put.
+        const copy: unknown = structuredClone(doc);
+        const isObject = typeof copy === 'object' && copy !== null && !Array.isArray(copy);
+        const id = isObject ? String((copy as { id?: unknown }).id) : '';
+        buffer.set(keyOf(collection, id), { collection, id, doc: isObject ? (copy as Doc) : null });
+        return;
+      }
       const checked = docSchema.safeParse(doc);
       if (!checked.success)
         throw new TidelineError('INVALID_DOCUMENT', `${collection}: ${checked.error.issues[0]?.message}`);
@@ -165,6 +186,10 @@ function runChecked(
 
   mutator.run(tx, parsed.data, ctx);
 
+  if (probe) {
+    for (const { collection, id } of buffer.values()) read(collection, id);
+    return [];
+  }
   const writes: Write[] = [];
   for (const { collection, id, doc } of buffer.values()) {
     const def = collectionOf(schema, collection);
