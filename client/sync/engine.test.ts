@@ -623,6 +623,32 @@ describe('SyncEngine: batched local writes', () => {
     expect(engine.status().pending).toBe(7);
   });
 
+  it('counts as pending the mutations written while the hello is in flight (the count read before them is stale)', async () => {
+    pushAnswer = (msg) => {
+      const seqs = (msg as { mutations: Array<{ seq: number }> }).mutations.map((m) => m.seq);
+      return { ok: true, results: seqs.map((seq) => ({ seq, status: 'applied', lsn: 10 })) };
+    };
+    await engine.start();
+    await engine.mutate('put', put('a'));
+    const t = transports.at(-1)!;
+    let release = (): void => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const request = t.request.bind(t);
+    t.request = async (event, msg) => {
+      if (event === 'hello') await gate;
+      return request(event, msg);
+    };
+    t.connect();
+    await waitUntil(() => t.hellos.length === 0 && engine.status().state === 'handshaking');
+    // The handshake has counted the outbox (1); these two commit while its hello waits for an answer.
+    await Promise.all([engine.mutate('put', put('b')), engine.mutate('put', put('c'))]);
+    expect(engine.status().pending).toBe(3);
+    release();
+    await waitUntil(() => t.hellos.length === 1);
+    await engine.settled();
+    expect(engine.status().pending).toBe(3);
+  });
+
   it('splits a larger batch into transactions of MAX_LOCAL_BATCH mutations, keeping the seqs consecutive', async () => {
     const before = store.transactions;
     const n = MAX_LOCAL_BATCH + 5;

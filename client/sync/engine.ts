@@ -22,6 +22,7 @@ import { integrateConfirmed, swapInSnapshot } from './integrate';
 import type { Integrated } from './integrate';
 import { UnknownCollectionError } from './local-store';
 import type { LocalStore, LocalTx, OutboxEntry, RejectionRecord, TxScope } from './local-store';
+import { PendingCount } from './pending-count';
 import type { Transport, TransportFactory } from './transport';
 
 /**
@@ -188,7 +189,7 @@ export class SyncEngine {
   private helloHead = 0;
   /** Term of the primary this connection is synced with; stamped on the checkpoint. */
   private sessionTerm = 0;
-  private pending = 0;
+  private readonly pending = new PendingCount();
   /** Mutations waiting for the next local batch, and whether a flush is scheduled or running. */
   private queued: QueuedMutation[] = [];
   private flushing = false;
@@ -230,7 +231,7 @@ export class SyncEngine {
     return {
       state: this.state,
       online: this.state === 'syncing' || this.state === 'live',
-      pending: this.pending,
+      pending: this.pending.current,
       lastSyncedLsn: this.checkpoint,
       lastSyncedAt: this.lastSyncedAt,
       lastError: this.lastError,
@@ -343,8 +344,12 @@ export class SyncEngine {
     let live = batch;
     for (let retries = 0; live.length > 0; retries++) {
       let results: BatchResult[];
+      let stamp: number;
       try {
-        results = await this.opts.local.transaction((tx) => this.runBatch(tx, live), SCOPES.write);
+        ({ results, stamp } = await this.opts.local.transaction(async (tx) => {
+          const stamp = this.pending.stamp();
+          return { results: await this.runBatch(tx, live), stamp };
+        }, SCOPES.write));
       } catch (err) {
         if (err instanceof MutationRunFailed && retries < MAX_BATCH_RETRIES && live.length > 1) {
           err.item.reject(err.failure);
@@ -363,7 +368,7 @@ export class SyncEngine {
         }
       }
       if (stored > 0) {
-        this.pending += stored;
+        this.pending.add(stamp, stored);
         this.emitStatus();
         this.kickPush();
       }
@@ -426,11 +431,17 @@ export class SyncEngine {
   }
 
   private async refreshCounts(): Promise<void> {
-    const { pending, meta } = await this.opts.local.transaction(
-      async (tx) => ({ pending: await tx.outboxCount(), meta: await tx.meta() }),
-      SCOPES.counts,
-    );
-    this.pending = pending;
+    let stamp = 0;
+    const { pending, meta } = await this.opts.local
+      .transaction(async (tx) => {
+        stamp = this.pending.countStamp();
+        return { pending: await tx.outboxCount(), meta: await tx.meta() };
+      }, SCOPES.counts)
+      .catch((err: unknown) => {
+        this.pending.abandon(stamp);
+        throw err;
+      });
+    this.pending.counted(stamp, pending);
     this.knownNextSeq = Math.max(this.knownNextSeq, meta.nextSeq);
     this.clientId = meta.clientId;
     this.checkpoint = meta.checkpoint;
@@ -537,13 +548,20 @@ export class SyncEngine {
 
   private async handshake(gen: number, transport: Transport): Promise<void> {
     this.setState('handshaking');
-    const { meta, oldest, pending } = await this.opts.local.transaction(async (tx) => {
-      // A snapshot staged by an older connection will never be finished: this one starts afresh.
-      await tx.clearStaging();
-      return { meta: await tx.meta(), oldest: (await tx.outboxAfter(0, 1))[0], pending: await tx.outboxCount() };
-    }, SCOPES.handshake);
+    let stamp = 0;
+    const { meta, oldest, pending } = await this.opts.local
+      .transaction(async (tx) => {
+        stamp = this.pending.countStamp();
+        // A snapshot staged by an older connection will never be finished: this one starts afresh.
+        await tx.clearStaging();
+        return { meta: await tx.meta(), oldest: (await tx.outboxAfter(0, 1))[0], pending: await tx.outboxCount() };
+      }, SCOPES.handshake)
+      .catch((err: unknown) => {
+        this.pending.abandon(stamp);
+        throw err;
+      });
     // Counted afresh at each connection: what other tabs queued is pushed below whether or not they said so.
-    this.pending = pending;
+    this.pending.counted(stamp, pending);
     this.knownNextSeq = Math.max(this.knownNextSeq, meta.nextSeq);
     const raw = await transport.request(
       'hello',
@@ -558,9 +576,6 @@ export class SyncEngine {
       this.opts.requestTimeoutMs ?? 15_000,
     );
     if (gen !== this.generation) return;
-    // Counted afresh at each connection: what other tabs queued is pushed below whether or not they said so.
-    this.pending = pending;
-    this.knownNextSeq = Math.max(this.knownNextSeq, meta.nextSeq);
     const ack = helloAckSchema.parse(raw);
     if (!ack.ok) {
       this.refused(ack.error);
@@ -624,6 +639,7 @@ export class SyncEngine {
     const msgs = items.map((i) => changesSchema.parse(i.raw));
     const now = this.opts.clock.now();
     const result = await this.opts.local.transaction(async (tx) => {
+      const stamp = this.pending.stamp();
       const meta = await tx.meta();
       let checkpoint = meta.checkpoint;
       let lastSeq: number | undefined;
@@ -645,10 +661,10 @@ export class SyncEngine {
         checkpointTerm: this.sessionTerm || meta.checkpointTerm,
         lastSyncedAt: now,
       });
-      return { integrated, checkpoint, applied };
+      return { integrated, checkpoint, applied, stamp };
     }, SCOPES.integrate);
     // What committed locally counts even if the connection has moved on meanwhile.
-    this.afterApply(result.integrated, result.checkpoint, now, false);
+    this.afterApply(result.integrated, result.checkpoint, now, false, result.stamp);
     if (gen !== this.generation) return;
     for (const item of items.slice(0, result.applied)) item.ack?.({ ok: true });
     if (result.applied < msgs.length) {
@@ -680,6 +696,7 @@ export class SyncEngine {
     this.snapshotIn = { gen, asOf: msg.asOf, next: msg.done ? -1 : msg.page + 1 };
     const now = this.opts.clock.now();
     const result = await this.opts.local.transaction(async (tx) => {
+      const stamp = this.pending.stamp();
       if (msg.page === 0) await tx.clearStaging();
       await tx.stage(msg.docs);
       if (!msg.done) return null;
@@ -687,18 +704,25 @@ export class SyncEngine {
       const integrated = await swapInSnapshot(tx, this.deps, await tx.staged(), msg.lastSeq, msg.rejected, now);
       await tx.clearStaging();
       await tx.setMeta({ ...meta, checkpoint: msg.asOf, checkpointTerm: this.sessionTerm, lastSyncedAt: now });
-      return { integrated, checkpoint: msg.asOf };
+      return { integrated, checkpoint: msg.asOf, stamp };
     });
     // What committed locally counts even if the connection has moved on meanwhile.
-    if (result) this.afterApply(result.integrated, result.checkpoint, now, true);
+    if (result) this.afterApply(result.integrated, result.checkpoint, now, true, result.stamp);
     if (gen !== this.generation) return;
     ack?.({ ok: true });
   }
 
-  private afterApply(integrated: Integrated, checkpoint: number, now: number, snapshot: boolean): void {
+  private afterApply(
+    integrated: Integrated,
+    checkpoint: number,
+    now: number,
+    snapshot: boolean,
+    /** The applying transaction's place among those that change the outbox (see PendingCount). */
+    stamp: number,
+  ): void {
     this.checkpoint = checkpoint;
     this.lastSyncedAt = now;
-    this.pending -= integrated.settled.length;
+    this.pending.add(stamp, -integrated.settled.length);
     for (const rejection of integrated.rejections) this.emit({ type: 'rejected', rejection });
     this.emit({ type: 'applied', checkpoint, changed: byCollection(integrated.changed), snapshot });
     this.emitStatus();
