@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from '@playwright/test';
@@ -55,6 +55,25 @@ export class BenchPage {
       Method,
       unknown[],
     ]) as Promise<Result<K>>;
+  }
+
+  /**
+   * Runs `fn` under the V8 CPU profiler of this page's renderer and writes the
+   * profile to `file` (`--cpu-prof`; summarise with `npx tsx bench/profile-top.ts`).
+   * IndexedDB itself runs in the browser process, so its time shows as idle here.
+   */
+  async profiled<T>(file: string, fn: () => Promise<T>): Promise<T> {
+    const cdp = await this.context.newCDPSession(this.page);
+    await cdp.send('Profiler.enable');
+    await cdp.send('Profiler.setSamplingInterval', { interval: 250 });
+    await cdp.send('Profiler.start');
+    try {
+      return await fn();
+    } finally {
+      const { profile } = await cdp.send('Profiler.stop');
+      writeFileSync(file, JSON.stringify(profile));
+      await cdp.detach();
+    }
   }
 
   userAgent(): Promise<string> {

@@ -31,7 +31,7 @@ export const WORKLOADS = ['floor', 'W1', 'W2', 'W3', 'W4', 'W5'] as const;
 export type Workload = (typeof WORKLOADS)[number];
 
 /** `npm run bench:browser -- [--only W1,W3] [--batches N] ...`: which workloads, at which sizes. */
-export function parseCli(argv: string[]): { only: Set<Workload>; cfg: BrowserBenchConfig } {
+export function parseCli(argv: string[]): { only: Set<Workload>; cfg: BrowserBenchConfig; cpuProf: boolean } {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -42,6 +42,7 @@ export function parseCli(argv: string[]): { only: Set<Workload>; cfg: BrowserBen
       fanout: { type: 'string' },
       initial: { type: 'string' },
       offline: { type: 'string' },
+      'cpu-prof': { type: 'boolean' },
     },
   });
   const count = (name: keyof typeof values, fallback: number): number => {
@@ -60,6 +61,7 @@ export function parseCli(argv: string[]): { only: Set<Workload>; cfg: BrowserBen
   const d = DEFAULT_CONFIG;
   return {
     only,
+    cpuProf: values['cpu-prof'] === true,
     cfg: {
       singles: count('singles', d.singles),
       batches: count('batches', d.batches),

@@ -7,6 +7,8 @@
  *   npm run bench:browser                         every workload, issue 10's sizes
  *   npm run bench:browser -- --only W1,W3         some of them (floor, W1..W5)
  *   npm run bench:browser -- --batches 10 --initial 5000 --fanout 50 --singles 50 --offline 200
+ *   npm run bench:browser -- --only W1 --cpu-prof  also write V8 CPU profiles of the pages' renderers, one per
+ *                                                 page and workload, to bench/results/tmp/prof/
  *
  * Pages A (writer) and B (reader) share one server; W4 gets a server of its
  * own holding exactly `--initial` documents and a fresh page C. Prints a table
@@ -35,7 +37,16 @@ const log = (msg: string): void => console.error(`bench:browser: ${msg}`);
 
 /** Runs the selected workloads; resolves false when one failed (the figures of the others are still reported). */
 async function main(): Promise<boolean> {
-  const { only, cfg } = parseCli(process.argv.slice(2));
+  const { only, cfg, cpuProf } = parseCli(process.argv.slice(2));
+  const profDir = join(RESULTS_DIR, 'tmp', 'prof');
+  if (cpuProf) mkdirSync(profDir, { recursive: true });
+  /** Runs a workload step, under the pages' CPU profilers with `--cpu-prof`. */
+  const profiled = (key: string, pages: BenchPage[], step: () => Promise<void>): Promise<void> =>
+    pages.reduce<() => Promise<void>>(
+      (inner, page) => () =>
+        cpuProf ? page.profiled(join(profDir, `browser-${key}-${page.name}.cpuprofile`), inner) : inner(),
+      step,
+    )();
   if (!existsSync(join(PAGE_DIR, 'index.html'))) {
     throw new Error(`${PAGE_DIR}/index.html is missing: run \`npm run bench:browser\` (it builds the page first)`);
   }
@@ -68,7 +79,7 @@ async function main(): Promise<boolean> {
       for (const [key, what, step] of steps) {
         if (!only.has(key)) continue;
         log(`${key}: ${what}`);
-        await step();
+        await profiled(key, [a, b], step);
         log(headline(results, cfg, key));
       }
       // A and B (and their server) stop here, so they take no CPU from W4.
@@ -83,7 +94,7 @@ async function main(): Promise<boolean> {
       cleanups.push(() => c.close());
       userAgent ||= await c.userAgent();
       log('W4: initial sync of a fresh page');
-      results.W4 = await w4(c, server, cfg);
+      await profiled('W4', [c], async () => void (results.W4 = await w4(c, server, cfg)));
       log(headline(results, cfg, 'W4'));
     }
   } catch (err) {
@@ -104,6 +115,7 @@ async function main(): Promise<boolean> {
   const json = resultJson({ startedAt: started.toISOString(), userAgent, node: process.version, cfg, notes, results });
   writeFileSync(file, `${JSON.stringify(json, null, 2)}\n`);
   console.log(`wrote ${file}`);
+  if (cpuProf) console.log(`CPU profiles in ${profDir} (npx tsx bench/profile-top.ts <file>)`);
   if (failure !== null) console.error(failure.stack ?? failure.message);
   return failure === null;
 }

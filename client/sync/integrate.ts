@@ -1,3 +1,4 @@
+import { deepEqual } from '../../shared/json';
 import type { Doc } from '../../shared/json';
 import type { Change } from '../../shared/protocol/change';
 import type { Rejected } from '../../shared/protocol/changes';
@@ -56,7 +57,7 @@ export async function integrateConfirmed(
   const changed = new Set(changes.map((c) => docKey(c.collection, c.id)));
   if (!needsRebase) {
     const restored = settledKeys.length === 0 ? [] : await tx.shadowEntries(settledKeys);
-    await tx.applyDocs([...restored, ...confirmed]);
+    await tx.applyDocs(await withoutUnchanged(tx, new Set(settledKeys), [...restored, ...confirmed]));
     if (settledKeys.length > 0) await tx.deleteShadow(settledKeys);
     for (const r of restored) changed.add(r.key);
   } else {
@@ -70,6 +71,37 @@ export async function integrateConfirmed(
   if (settled.length > 0) await tx.deleteOutbox(settled.map((e) => e.seq));
   for (const r of rejections) await tx.addRejection(r);
   return { settled, rejections, changed: [...changed] };
+}
+
+type DocWrite = { collection: string; id: string; doc: Doc | null };
+
+/**
+ * The writes of `writes` (in order; the last of a key wins) that would change
+ * the stored document, for the keys in `own`: this client's settled writes
+ * coming back confirmed, which are usually what it already shows. Rewriting
+ * an unchanged document costs IndexedDB a read of the old record, the index
+ * updates and the write; one bulk read to compare costs far less. Writes of
+ * other keys (other clients' changes) pass through unread.
+ */
+async function withoutUnchanged(
+  tx: LocalTx,
+  own: ReadonlySet<string>,
+  writes: readonly DocWrite[],
+): Promise<DocWrite[]> {
+  if (own.size === 0) return [...writes];
+  const last = new Map<string, DocWrite>();
+  for (const w of writes) {
+    const key = docKey(w.collection, w.id);
+    last.delete(key);
+    last.set(key, w);
+  }
+  const mine = [...last.entries()].filter(([key]) => own.has(key)).map(([, w]) => w);
+  const current = mine.length === 0 ? [] : await tx.getDocs(mine);
+  const unchanged = new Set<DocWrite>();
+  mine.forEach((w, i) => {
+    if (deepEqual(current[i] ?? null, w.doc)) unchanged.add(w);
+  });
+  return [...last.values()].filter((w) => !unchanged.has(w));
 }
 
 /** Replaces all local documents with a complete snapshot, then re-runs what is still pending. */
