@@ -162,7 +162,15 @@ interface QueuedMutation {
 }
 
 /** What became of one mutation of a batch: stored with its seq, or refused. */
-type BatchResult = { item: QueuedMutation; seq: number } | { item: QueuedMutation; error: TidelineError };
+type BatchResult =
+  { item: QueuedMutation; seq: number; entry: OutboxEntry } | { item: QueuedMutation; error: TidelineError };
+
+/**
+ * Most stored entries kept in memory for the next pushes (see
+ * `SyncEngine.written`); past it they are dropped and pushes read the
+ * outbox, as they do for what other tabs queued.
+ */
+const MAX_WRITTEN_IN_MEMORY = 2_000;
 
 /** Thrown inside a batch's transaction to abort it and name the mutation whose run failed. */
 class MutationRunFailed extends Error {
@@ -186,6 +194,15 @@ export class SyncEngine {
   private pushAgain = false;
   /** Highest seq sent on this connection; the next push starts after it. */
   private sentUpTo = 0;
+  /**
+   * What this engine's own batches stored, in seq order, that may not be sent
+   * yet: the next push takes them from here when they follow `sentUpTo`
+   * without a gap, instead of reading the outbox back in a transaction of
+   * its own (a write then reaches the server one IndexedDB round trip
+   * sooner). Anything else (another tab's entries, a reconnect that resends
+   * more) is read from the outbox.
+   */
+  private written: OutboxEntry[] = [];
   private helloHead = 0;
   /** Term of the primary this connection is synced with; stamped on the checkpoint. */
   private sessionTerm = 0;
@@ -320,7 +337,8 @@ export class SyncEngine {
    */
   mutate(name: string, args: JsonValue): Promise<{ seq: number }> {
     return new Promise((resolve, reject) => {
-      this.queued.push({ name, args, resolve, reject });
+      // Taken as it is now: the batch runs in a microtask, and the app may reuse its object meanwhile.
+      this.queued.push({ name, args: structuredClone(args), resolve, reject });
       if (this.flushing) return;
       this.flushing = true;
       // A microtask: every call made in this task is queued by then.
@@ -361,12 +379,15 @@ export class SyncEngine {
         return;
       }
       let stored = 0;
+      const entries: OutboxEntry[] = [];
       for (const r of results) {
         if ('seq' in r) {
           stored++;
+          entries.push(r.entry);
           this.knownNextSeq = Math.max(this.knownNextSeq, r.seq + 1);
         }
       }
+      this.remember(entries);
       if (stored > 0) {
         this.pending.add(stamp, stored);
         this.emitStatus();
@@ -404,7 +425,7 @@ export class SyncEngine {
         continue;
       }
       await tx.putOutbox(entry);
-      results.push({ item, seq: entry.seq });
+      results.push({ item, seq: entry.seq, entry });
       nextSeq++;
     }
     if (nextSeq !== meta.nextSeq) await tx.setMeta({ ...meta, nextSeq });
@@ -748,10 +769,12 @@ export class SyncEngine {
         if (gen !== this.generation || !this.transport) return;
         // Only what this connection has not sent yet: the outbox may be long while offline writes drain.
         const sentUpTo = this.sentUpTo;
-        const unsent = await this.opts.local.transaction(
-          (tx) => tx.outboxAfter(sentUpTo, this.limits.maxMutationsPerPush),
-          SCOPES.push,
-        );
+        const unsent =
+          this.unsentInMemory() ??
+          (await this.opts.local.transaction(
+            (tx) => tx.outboxAfter(sentUpTo, this.limits.maxMutationsPerPush),
+            SCOPES.push,
+          ));
         const batch = this.nextBatch(unsent);
         if (batch.length === 0) {
           if (this.pushAgain) continue;
@@ -792,6 +815,36 @@ export class SyncEngine {
       this.pushing = false;
       if (this.pushAgain) this.kickPush();
     }
+  }
+
+  /** Keeps the entries a batch stored for the next push (see `written`). */
+  private remember(entries: readonly OutboxEntry[]): void {
+    if (entries.length === 0) return;
+    if (this.written.length + entries.length > MAX_WRITTEN_IN_MEMORY) {
+      // Nobody is pushing them (offline, or a slow server): the outbox has them.
+      this.written = [];
+      return;
+    }
+    // The args are the engine's own copy (taken by mutate), never changed after.
+    for (const e of entries) this.written.push({ seq: e.seq, name: e.name, args: e.args, reads: [], writes: [] });
+  }
+
+  /** The unsent entries that follow `sentUpTo` without a gap, from memory; null when they must be read. */
+  private unsentInMemory(): OutboxEntry[] | null {
+    let drop = 0;
+    while (drop < this.written.length && this.written[drop]!.seq <= this.sentUpTo) drop++;
+    if (drop > 0) this.written = this.written.slice(drop);
+    // Every seq this engine knows of is sent (another tab's queued ones raise knownNextSeq when they are seen).
+    if (this.written.length === 0 && this.sentUpTo + 1 >= this.knownNextSeq) return [];
+    if (this.written[0]?.seq !== this.sentUpTo + 1) return null;
+    let n = 1;
+    while (
+      n < this.written.length &&
+      n < this.limits.maxMutationsPerPush &&
+      this.written[n]!.seq === this.written[n - 1]!.seq + 1
+    )
+      n++;
+    return this.written.slice(0, n);
   }
 
   private nextBatch(outbox: readonly OutboxEntry[]): Array<{ seq: number; name: string; args: JsonValue }> {
