@@ -2,7 +2,7 @@ import 'fake-indexeddb/auto';
 import Dexie from 'dexie';
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { DexieLocalStore, openDexie } from './dexie-local-store';
+import { consecutiveRun, DexieLocalStore, openDexie } from './dexie-local-store';
 import { localStoreTestSchema, runLocalStoreTests } from './local-store-acceptance';
 
 let databases = 0;
@@ -55,5 +55,17 @@ describe('DexieLocalStore transaction modes', () => {
       db.close();
       await Dexie.delete(name);
     }
+  });
+});
+
+describe('consecutiveRun', () => {
+  it('names the range only when the seqs are exactly its integers', () => {
+    expect(consecutiveRun([3, 1, 2])).toEqual({ from: 1, to: 3 });
+    expect(consecutiveRun([1, 3])).toBeNull();
+    expect(consecutiveRun([1, 1, 2])).toBeNull();
+    expect(consecutiveRun([1, 2, 2])).toBeNull();
+    expect(consecutiveRun([1.5, 2.5])).toBeNull();
+    expect(consecutiveRun([7])).toBeNull();
+    expect(consecutiveRun([])).toBeNull();
   });
 });

@@ -194,7 +194,12 @@ export class DexieLocalStore implements LocalStore {
       bulkPutOutbox: async (entries) => {
         if (entries.length > 0) await outbox().bulkPut([...entries]);
       },
-      deleteOutbox: (seqs) => outbox().bulkDelete([...seqs]),
+      deleteOutbox: async (seqs) => {
+        // Settled mutations are a run of consecutive seqs: one range delete instead of a request per seq.
+        const run = consecutiveRun(seqs);
+        if (run) await outbox().where('seq').between(run.from, run.to, true, true).delete();
+        else await outbox().bulkDelete([...seqs]);
+      },
       meta: async () => {
         const row = await meta().get('meta');
         if (row) {
@@ -234,4 +239,18 @@ export class DexieLocalStore implements LocalStore {
   close(): void {
     this.db.close();
   }
+}
+
+/** `{from, to}` when `seqs` are exactly the integers from..to (in any order, no repeats); else null. */
+export function consecutiveRun(seqs: readonly number[]): { from: number; to: number } | null {
+  if (seqs.length < 2) return null;
+  let from = Infinity;
+  let to = -Infinity;
+  for (const s of seqs) {
+    if (!Number.isSafeInteger(s)) return null;
+    from = Math.min(from, s);
+    to = Math.max(to, s);
+  }
+  if (to - from + 1 !== seqs.length || new Set(seqs).size !== seqs.length) return null;
+  return { from, to };
 }

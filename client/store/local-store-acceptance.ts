@@ -737,6 +737,18 @@ export function runLocalStoreTests(name: string, make: () => Promise<LocalStoreH
         await store.transaction((tx) => tx.deleteOutbox([]));
         expect(await store.transaction((tx) => tx.outbox())).toEqual([entry(2), entry(4)]);
       });
+
+      it('deletes a run of consecutive seqs (the settled ones) and nothing around it', async () => {
+        await store.transaction(async (tx) => {
+          for (const seq of [1, 2, 3, 4, 5, 7]) await tx.putOutbox(entry(seq));
+        });
+        await store.transaction((tx) => tx.deleteOutbox([4, 2, 3]));
+        expect((await store.transaction((tx) => tx.outbox())).map((e) => e.seq)).toEqual([1, 5, 7]);
+        await store.transaction((tx) => tx.deleteOutbox([5, 6]));
+        expect((await store.transaction((tx) => tx.outbox())).map((e) => e.seq)).toEqual([1, 7]);
+        await store.transaction((tx) => tx.deleteOutbox([1, 1]));
+        expect((await store.transaction((tx) => tx.outbox())).map((e) => e.seq)).toEqual([7]);
+      });
     });
 
     describe('outbox reads without a full scan', () => {

@@ -56,7 +56,10 @@ export async function integrateConfirmed(
 
   const changed = new Set(changes.map((c) => docKey(c.collection, c.id)));
   if (!needsRebase) {
-    const restored = settledKeys.length === 0 ? [] : await tx.shadowEntries(settledKeys);
+    // A settled key that this message changes ends at its confirmed version whatever the shadow holds:
+    // only the others (a rejected write, one confirmed earlier or out of scope) are restored.
+    const toRestore = settledKeys.filter((k) => !changed.has(k));
+    const restored = toRestore.length === 0 ? [] : await tx.shadowEntries(toRestore);
     await tx.applyDocs(await withoutUnchanged(tx, new Set(settledKeys), [...restored, ...confirmed]));
     if (settledKeys.length > 0) await tx.deleteShadow(settledKeys);
     for (const r of restored) changed.add(r.key);
