@@ -172,6 +172,17 @@ export class DexieLocalStore implements LocalStore {
       putShadow: async (entry) => {
         await shadow().put(entry);
       },
+      addShadows: async (entries) => {
+        if (entries.length === 0) return;
+        // add() fails for a key that has an entry, which is what keeps it; Dexie keeps the transaction
+        // going and reports the failures together, and only those failures are expected here.
+        await shadow()
+          .bulkAdd([...entries])
+          .catch((err: unknown) => {
+            const failures = err instanceof Dexie.BulkError ? Object.values(err.failuresByPos) : [err];
+            if (failures.some((f) => !(f instanceof Error) || f.name !== 'ConstraintError')) throw err;
+          });
+      },
       bulkPutShadow: async (entries) => {
         if (entries.length > 0) await shadow().bulkPut([...entries]);
       },

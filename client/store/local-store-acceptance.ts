@@ -629,6 +629,19 @@ export function runLocalStoreTests(name: string, make: () => Promise<LocalStoreH
         expect(byKey(got.all)).toEqual([a, b, c]);
       });
 
+      it('addShadows adds entries for keys without one, keeps existing ones, and the transaction goes on', async () => {
+        const old = shadowOf('notes', 'a', { id: 'a', v: 1 });
+        await store.transaction((tx) => tx.putShadow(old));
+        await store.transaction(async (tx) => {
+          await tx.addShadows([shadowOf('notes', 'a', { id: 'a', v: 2 }), shadowOf('notes', 'b', null)]);
+          await tx.addShadows([]);
+          await tx.putOutbox({ seq: 1, name: 'put', args: {}, reads: [], writes: [] });
+        });
+        const shadow = await store.transaction((tx) => tx.shadow());
+        expect(shadow.sort((x, y) => x.key.localeCompare(y.key))).toEqual([old, shadowOf('notes', 'b', null)]);
+        expect((await store.transaction((tx) => tx.outbox())).map((e) => e.seq)).toEqual([1]);
+      });
+
       it('bulkPutShadow puts many entries (the last of a key wins); shadowedKeys answers which keys have one', async () => {
         const a = shadowOf('notes', 'n1', note('n1'));
         const b = shadowOf('notes', 'n2', null);

@@ -85,6 +85,9 @@ export class MemoryLocalStore implements LocalStore {
         hasShadow: async (key) => s.shadow.has(key),
         putShadow: async (e) => void s.shadow.set(e.key, structuredClone(e)),
         shadowedKeys: async (keys) => keys.filter((k) => s.shadow.has(k)),
+        addShadows: async (entries) => {
+          for (const e of entries) if (!s.shadow.has(e.key)) s.shadow.set(e.key, structuredClone(e));
+        },
         bulkPutShadow: async (entries) => {
           for (const e of entries) s.shadow.set(e.key, structuredClone(e));
         },

@@ -81,7 +81,7 @@ describe('BatchTx', () => {
         expect(await inner.getDoc('notes', 'old')).toEqual(note('old', 1));
         await batch.flush();
         expect(calls.slice(beforeFlush.length).sort()).toEqual(
-          ['applyDocs', 'bulkPutOutbox', 'bulkPutShadow', 'setMeta'].sort(),
+          ['applyDocs', 'bulkPutOutbox', 'addShadows', 'setMeta'].sort(),
         );
       });
       const after = await store.transaction(async (tx) => ({
@@ -98,6 +98,36 @@ describe('BatchTx', () => {
         outbox: [1],
         nextSeq: 2,
       });
+    }
+  });
+
+  it('adds shadows without reading them: one the store holds is kept, and the first of a batch wins', async () => {
+    for (const [name, store] of await stores()) {
+      const older = { key: 'notes/k', collection: 'notes', id: 'k', doc: note('k', 1) };
+      await store.transaction(async (tx) => {
+        await tx.putDoc('notes', note('k', 2));
+        await tx.putShadow(older);
+      });
+      const calls: string[] = [];
+      await store.transaction(async (inner) => {
+        const batch = new BatchTx(counted(inner, calls));
+        const tx = batch.tx;
+        expect(await tx.shadowedKeys(['notes/k', 'notes/j'])).toEqual([]);
+        await tx.bulkPutShadow([{ ...older, doc: note('k', 2) }]);
+        await tx.bulkPutShadow([{ key: 'notes/j', collection: 'notes', id: 'j', doc: null }]);
+        await tx.bulkPutShadow([{ key: 'notes/j', collection: 'notes', id: 'j', doc: note('j', 5) }]);
+        expect((await tx.shadowedKeys(['notes/k', 'notes/j'])).sort()).toEqual(['notes/j', 'notes/k']);
+        await batch.flush();
+      });
+      expect(
+        calls.filter((c) => /shadow/i.test(c)),
+        name,
+      ).toEqual(['addShadows']);
+      const shadow = await store.transaction((tx) => tx.shadow());
+      expect(
+        shadow.sort((a, b) => a.key.localeCompare(b.key)),
+        name,
+      ).toEqual([{ key: 'notes/j', collection: 'notes', id: 'j', doc: null }, older]);
     }
   });
 

@@ -42,15 +42,20 @@ export class BatchTx {
       deleteDoc: async (c, id) => this.writeDoc(c, id, null),
       hasShadow: (key) => this.hasShadow(key),
       putShadow: async (entry) => {
+        if (this.dirtyShadow.has(entry.key)) return;
         this.shadowed.set(entry.key, true);
         this.dirtyShadow.set(entry.key, entry);
       },
+      // Called by applyLocal for what it overwrites that it does not know to be shadowed: the first
+      // entry of a key in this batch is kept, and the store keeps one it already had (addShadows).
       bulkPutShadow: async (entries) => {
         for (const entry of entries) {
+          if (this.dirtyShadow.has(entry.key)) continue;
           this.shadowed.set(entry.key, true);
           this.dirtyShadow.set(entry.key, entry);
         }
       },
+      addShadows: unavailable('addShadows'),
       shadowedKeys: (keys) => this.shadowedKeys(keys),
       bulkPutOutbox: unavailable('bulkPutOutbox'),
       putOutbox: async (entry) => {
@@ -90,16 +95,8 @@ export class BatchTx {
    */
   async prefetch(keys: ReadonlyArray<{ collection: string; id: string }>): Promise<void> {
     const todo = keys.filter((k) => !this.docs.has(docKey(k.collection, k.id)));
-    const shadowKeys = todo.map((k) => docKey(k.collection, k.id));
     await Promise.all([
       this.inner.meta().then((m) => void (this.metaRow ??= m)),
-      this.inner.shadowEntries(shadowKeys).then(
-        (entries) => {
-          const found = new Set(entries.map((e) => e.key));
-          for (const key of shadowKeys) if (!this.shadowed.has(key)) this.shadowed.set(key, found.has(key));
-        },
-        () => undefined,
-      ),
       todo.length === 0
         ? undefined
         : this.inner.getDocs(todo).then(
@@ -117,7 +114,7 @@ export class BatchTx {
   async flush(): Promise<void> {
     const writes: Array<Promise<void>> = [];
     if (this.dirtyDocs.size > 0) writes.push(this.inner.applyDocs([...this.dirtyDocs.values()]));
-    if (this.dirtyShadow.size > 0) writes.push(this.inner.bulkPutShadow([...this.dirtyShadow.values()]));
+    if (this.dirtyShadow.size > 0) writes.push(this.inner.addShadows([...this.dirtyShadow.values()]));
     if (this.outbox.length > 0) writes.push(this.inner.bulkPutOutbox(this.outbox));
     if (this.metaDirty && this.metaRow) writes.push(this.inner.setMeta(this.metaRow));
     await Promise.all(writes);
@@ -147,12 +144,12 @@ export class BatchTx {
     });
   }
 
+  /**
+   * The keys this batch has shadowed. It does not ask the store: whatever
+   * applyLocal then shadows is added only where the store has no entry
+   * (`flush` uses addShadows), which saves a read per written document.
+   */
   private async shadowedKeys(keys: readonly string[]): Promise<string[]> {
-    const unknown = keys.filter((k) => !this.shadowed.has(k));
-    if (unknown.length > 0) {
-      const found = new Set(await this.inner.shadowedKeys(unknown));
-      for (const key of unknown) if (!this.shadowed.has(key)) this.shadowed.set(key, found.has(key));
-    }
     return keys.filter((k) => this.shadowed.get(k) === true);
   }
 

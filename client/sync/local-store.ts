@@ -69,6 +69,12 @@ export interface LocalTx {
   putShadow(entry: ShadowEntry): Promise<void>;
   /** Many `putShadow`s in one request (a batch of local writes). */
   bulkPutShadow(entries: readonly ShadowEntry[]): Promise<void>;
+  /**
+   * Puts each entry whose key has no shadow entry yet and keeps the ones
+   * that exist (they hold an older confirmed version): a local write batch
+   * adds the shadows of what it overwrote without reading which exist.
+   */
+  addShadows(entries: readonly ShadowEntry[]): Promise<void>;
   /** Which of these keys have a shadow entry (in no promised order). */
   shadowedKeys(keys: readonly string[]): Promise<string[]>;
   clearShadow(): Promise<void>;
@@ -113,6 +119,7 @@ export const TX_METHODS: Readonly<Record<keyof LocalTx, { table: LocalTable; wri
   putShadow: { table: 'shadow', writes: true },
   bulkPutShadow: { table: 'shadow', writes: true },
   shadowedKeys: { table: 'shadow', writes: false },
+  addShadows: { table: 'shadow', writes: true },
   clearShadow: { table: 'shadow', writes: true },
   outbox: { table: 'outbox', writes: false },
   outboxCount: { table: 'outbox', writes: false },

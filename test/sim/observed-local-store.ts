@@ -53,6 +53,7 @@ const WRITES = new Set<keyof LocalTx>([
   'deleteShadow',
   'putShadow',
   'bulkPutShadow',
+  'addShadows',
   'clearShadow',
   'putOutbox',
   'bulkPutOutbox',
