@@ -41,7 +41,7 @@ interface ScenarioEntry {
 const SCENARIOS: ScenarioEntry[] = [
   { key: 'ingest-raw', name: 'ingest (protocol clients)', timeoutMs: 120_000, run: (o, r) => ingestRaw(o, r) },
   { key: 'ingest-real', name: 'ingest (open() clients)', timeoutMs: 180_000, run: (o, r) => ingestReal(o, r) },
-  { key: 'fanout', name: 'fan-out', timeoutMs: 150_000, run: (o, r) => fanout(o, r) },
+  { key: 'fanout', name: 'fan-out', timeoutMs: 300_000, run: (o, r) => fanout(o, r) },
   { key: 'catchup', name: 'catch-up', timeoutMs: 180_000, run: (o, r) => catchup(o, r) },
   {
     key: 'replication-lag',
