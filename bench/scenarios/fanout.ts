@@ -338,10 +338,12 @@ function startReceivers(url: string, first: number, count: number): ReceiverChil
     ['--import', 'tsx', join(import.meta.dirname, 'fanout-receivers.ts'), url, String(first), String(count)],
     { stdio: ['pipe', 'pipe', 'inherit'] },
   );
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const waiting = new Map<string, (msg: Record<string, unknown>) => void>();
   let measured = 0;
-  createInterface({ input: child.stdout }).on('line', (line) => {
+  const lines = createInterface({ input: child.stdout });
+  // Its output ends after the process may have exited (the last line is megabytes): wait for the end of the output.
+  const exited = new Promise<void>((resolve) => lines.once('close', () => resolve()));
+  lines.on('line', (line) => {
     let msg: unknown;
     try {
       msg = JSON.parse(line);
