@@ -1,12 +1,13 @@
 import { createInterface } from 'node:readline';
-import { RawClient } from '../raw-client';
 import type { SeenChanges } from '../raw-client';
+import { LightReceiver } from './light-receiver';
 
 /**
  * Fan-out receivers in a process of their own, so that reading thousands of
  * live messages does not stall the bench process, where the writer runs and
  * push times are taken. Usage: fanout-receivers.ts URL FIRST COUNT. Connects
- * protocol clients (users reader-FIRST … reader-(FIRST+COUNT-1)), 50 at a
+ * light receivers (LightReceiver: /sync over a bare WebSocket; users
+ * reader-FIRST … reader-(FIRST+COUNT-1)), 50 at a
  * time, and prints JSON lines: `ready` once all are live, `progress` (measured
  * receipts so far) every 200 ms, and after a `finish` line on stdin (carrying
  * each note's push time) one `done` line with the latencies. Receipt times are
@@ -43,11 +44,11 @@ const onChangesFor =
     }
   };
 
-const clients: RawClient[] = [];
+const clients: LightReceiver[] = [];
 for (let i = 0; i < count; i += 50) {
   const batch = await Promise.all(
     Array.from({ length: Math.min(50, count - i) }, (_, k) =>
-      RawClient.connect(url, { userId: `reader-${first + i + k}`, onChanges: onChangesFor(i + k) }),
+      LightReceiver.connect(url, `reader-${first + i + k}`, onChangesFor(i + k)),
     ),
   );
   clients.push(...batch);
@@ -80,14 +81,15 @@ createInterface({ input: process.stdin }).on('line', (line) => {
     }
   }
   for (const c of clients) c.close();
-  say({
+  const done = {
     type: 'done',
     pushToReceipt,
     mutateToReceipt,
     commitToReceipt,
     commitTs: Object.fromEntries(commitTs),
-    minSeen: Math.min(...seen),
+    minSeen: seen.reduce((a, b) => Math.min(a, b), Infinity),
     unmatched,
-  });
-  setTimeout(() => process.exit(0), 100);
+  };
+  // Megabytes into a pipe: written asynchronously once the pipe is full, so exit only once it is all out.
+  process.stdout.write(`${JSON.stringify(done)}\n`, () => process.exit(0));
 });

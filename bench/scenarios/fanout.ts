@@ -217,9 +217,10 @@ export async function fanout(
         const pushedAt = Object.fromEntries(rec.pushedAt);
         const done = await Promise.all(children.map((c) => c.finish(pushedAt)));
         done.forEach((d, i) => {
-          rec.pushToReceipt.push(...d.pushToReceipt);
-          rec.mutateToReceipt.push(...d.mutateToReceipt);
-          rec.commitToReceipt.push(...d.commitToReceipt);
+          // (Not push(...list): hundreds of thousands of arguments overflow the stack.)
+          for (const v of d.pushToReceipt) rec.pushToReceipt.push(v);
+          for (const v of d.mutateToReceipt) rec.mutateToReceipt.push(v);
+          for (const v of d.commitToReceipt) rec.commitToReceipt.push(v);
           rec.unmatched += d.unmatched;
           rec.seen[i] = d.minSeen;
           if (i === 0) {
