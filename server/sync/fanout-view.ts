@@ -15,7 +15,11 @@ export class FanoutView {
   private readonly stripped: readonly Change[];
   private readonly owners = new Set<string>();
   private readonly origins = new Set<string>();
-  private readonly cache = new Map<string, { key: string; changes: readonly Change[] }>();
+  private readonly cache = new Map<string, VisibleList>();
+  /** One entry per distinct list (by its LSNs), so two scopes that see the same changes share it. */
+  private readonly bySignature = new Map<string, VisibleList>();
+  /** What a user who owns none of the changes and reads no collection in full sees (the common case). */
+  private publicList: VisibleList | null = null;
 
   constructor(private readonly changes: readonly Change[]) {
     this.stripped = changes.map((c) => (c.clientId === null ? c : { ...c, clientId: null, seq: null }));
@@ -32,18 +36,27 @@ export class FanoutView {
 
   /**
    * The changes `userId` may see, origins stripped, and a key that is equal
-   * for two users exactly when their lists are (the same array is returned).
+   * for two users exactly when their lists are (then the same object is
+   * returned).
    */
-  visibleTo(userId: string, allOf: readonly string[]): { key: string; changes: readonly Change[] } {
+  visibleTo(userId: string, allOf: readonly string[]): VisibleList {
     // A user named in no change's owner sees what any user with the same full-read collections sees.
     const ownsSome = this.owners.has(userId);
-    const key = `${ownsSome ? `u:${userId}` : ''}\u0000${allOf.join('\u0000')}`;
-    let hit = this.cache.get(key);
+    if (!ownsSome && allOf.length === 0 && this.publicList !== null) return this.publicList;
+    const scopeKey = `${ownsSome ? `u:${userId}` : ''}\u0000${allOf.join('\u0000')}`;
+    let hit = this.cache.get(scopeKey);
     if (hit === undefined) {
       const changes = this.stripped.filter((c) => inScope(c, userId, allOf));
-      hit = { key, changes };
-      this.cache.set(key, hit);
+      // Scopes that differ but see the same changes here (a staff role and no order in this commit) share one.
+      const signature = changes.map((c) => c.lsn).join(',');
+      hit = this.bySignature.get(signature);
+      if (hit === undefined) {
+        hit = { key: signature, changes };
+        this.bySignature.set(signature, hit);
+      }
+      this.cache.set(scopeKey, hit);
     }
+    if (!ownsSome && allOf.length === 0) this.publicList = hit;
     return hit;
   }
 
@@ -55,6 +68,12 @@ export class FanoutView {
     });
     return out;
   }
+}
+
+/** The changes some scopes see, and a key equal for two lists exactly when they hold the same changes. */
+export interface VisibleList {
+  key: string;
+  changes: readonly Change[];
 }
 
 /** A user sees public documents, their own, and every document of the collections their roles read in full. */

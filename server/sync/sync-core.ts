@@ -23,6 +23,7 @@ import type { ServerPrincipal, ServerWrite, ServerWriteOptions, ServerWriteResul
 import { KeyedBudgets, limited, PushBudget } from './rate-limit';
 import type { PushRates } from './rate-limit';
 import { FanoutView, inScope } from './fanout-view';
+import type { VisibleList } from './fanout-view';
 import { newSession } from './session';
 import { SnapshotGate } from './snapshot-gate';
 import type { ChangesChannel, Session, SessionSink } from './session';
@@ -738,7 +739,8 @@ export class SyncCore {
    */
   private fanOut(head: number, changes: readonly Change[], outcomes: Map<string, ClientOutcome>): void {
     const view = new FanoutView(changes);
-    const groups = new Map<string, { msg: Changes; sinks: SessionSink[] }>();
+    // By list, then by `from` (`to` is the head for every session sent to here).
+    const groups = new Map<VisibleList, Map<number, FanoutGroup>>();
     for (const session of this.sessions) {
       if (!session.live || session.closed || !session.auth) continue;
       // Its pump already read past this batch while the batch waited for replicas.
@@ -762,15 +764,16 @@ export class SyncCore {
         session.sink.sendChanges(msg);
         continue;
       }
-      const key = `${from}:${to}:${visible.key}`;
-      let group = groups.get(key);
+      let byFrom = groups.get(visible);
+      if (byFrom === undefined) groups.set(visible, (byFrom = new Map<number, FanoutGroup>()));
+      let group = byFrom.get(from);
       if (group === undefined) {
         group = { msg: { from, to, changes: [...visible.changes] }, sinks: [] };
-        groups.set(key, group);
+        byFrom.set(from, group);
       }
       group.sinks.push(session.sink);
     }
-    for (const { msg, sinks } of groups.values()) sendToAll(sinks, msg);
+    for (const byFrom of groups.values()) for (const { msg, sinks } of byFrom.values()) sendToAll(sinks, msg);
   }
 
   /** Brings one session from its checkpoint to the head, then marks it live. */
@@ -957,8 +960,19 @@ function badRequest(what: string, detail: string | undefined): WireErrorShape {
   return new TidelineError('BAD_REQUEST', `malformed ${what}: ${detail ?? 'invalid'}`).toWire();
 }
 
+/** Sessions that get one message, byte for byte. */
+interface FanoutGroup {
+  msg: Changes;
+  sinks: SessionSink[];
+}
+
 /** Hands `msg` to each channel once for its sinks; a sink without a channel gets its own `sendChanges`. */
 function sendToAll(sinks: readonly SessionSink[], msg: Changes): void {
+  const channel = sinks[0]?.channel;
+  if (sinks.length > 1 && channel !== undefined && sinks.every((s) => s.channel === channel)) {
+    channel.sendToMany(sinks, msg);
+    return;
+  }
   const byChannel = new Map<ChangesChannel, SessionSink[]>();
   for (const sink of sinks) {
     if (sink.channel === undefined) {
