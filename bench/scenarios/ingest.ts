@@ -42,8 +42,9 @@ export const REAL_INGEST: RealIngestConfig[] = [
 export const RAW_INGEST: RawIngestConfig[] = [
   { clients: 1, perClient: 5_000, batch: 50 },
   { clients: 10, perClient: 1_000, batch: 50 },
-  { clients: 100, perClient: 300, batch: 50 },
-  { clients: 100, perClient: 100, batch: 1 },
+  // Long enough (100,000 and 30,000 mutations) that one stall of a shared core does not make the figure.
+  { clients: 100, perClient: 1_000, batch: 50 },
+  { clients: 100, perClient: 300, batch: 1 },
 ];
 
 function targetFor(clients: number, rate: number): Pick<Metric, 'target' | 'pass'> {

@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TidelineError } from '../../shared/errors';
 import { openSqliteStore, SQLITE_SCHEMA_VERSION } from './sqlite-store';
 import type { SqliteStore } from './sqlite-store';
+import { REJECTION_WINDOW } from './store';
 import { runStoreTests } from './store-acceptance';
 
 /** SQLite reports `synchronous` as a number: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA. */
@@ -339,5 +340,94 @@ describe('SqliteStore', () => {
     expect(store.getDoc('orders', 'o1')?.doc).toEqual({ id: 'o1', total: 12 });
     expect(store.transact((tx) => tx.lastSeq('k1'))).toBe(1);
     store.close();
+  });
+
+  describe("a client's last seq, kept in memory between its reads and its one write per transaction", () => {
+    const rowOf = (clientId: string): number | undefined => {
+      const db = new Database(path, { readonly: true });
+      try {
+        const row = db.prepare('SELECT last_seq FROM clients WHERE client_id = ?').get(clientId) as
+          { last_seq: number } | undefined;
+        return row?.last_seq;
+      } finally {
+        db.close();
+      }
+    };
+    const rejectionRows = (clientId: string): number[] => {
+      const db = new Database(path, { readonly: true });
+      try {
+        const rows = db.prepare('SELECT seq FROM rejections WHERE client_id = ? ORDER BY seq').all(clientId) as Array<{
+          seq: number;
+        }>;
+        return rows.map((r) => r.seq);
+      } finally {
+        db.close();
+      }
+    };
+    const error = { code: 'REJECTED' as const, message: 'no', retryable: false };
+
+    it('is written to its row by the commit, and a rolled-back transaction gives it back', () => {
+      const store = openSqliteStore(path);
+      store.transact((tx) => {
+        for (let seq = 1; seq <= 3; seq++) tx.recordOutcome('k', seq, null);
+        expect(tx.lastSeq('k')).toBe(3);
+      });
+      expect(rowOf('k')).toBe(3);
+      expect(() =>
+        store.transact((tx) => {
+          tx.recordOutcome('k', 4, null);
+          expect(tx.lastSeq('k')).toBe(4);
+          throw new Error('abort');
+        }),
+      ).toThrow('abort');
+      expect(store.transact((tx) => tx.lastSeq('k'))).toBe(3);
+      expect(rowOf('k')).toBe(3);
+      store.close();
+      const reopened = openSqliteStore(path);
+      expect(reopened.transact((tx) => tx.lastSeq('k'))).toBe(3);
+      reopened.close();
+    });
+
+    it('a savepoint that rolls back takes back only its own seqs', () => {
+      const store = openSqliteStore(path);
+      store.transact((tx) => {
+        tx.recordOutcome('outer', 1, null);
+        expect(() =>
+          store.transact((inner) => {
+            inner.recordOutcome('inner', 1, null);
+            throw new Error('abort inner');
+          }),
+        ).toThrow('abort inner');
+        expect(tx.lastSeq('outer')).toBe(1);
+        expect(tx.lastSeq('inner')).toBe(0);
+      });
+      expect(rowOf('outer')).toBe(1);
+      expect(rowOf('inner')).toBeUndefined();
+      store.close();
+    });
+
+    it('keeps rejections for the newest REJECTION_WINDOW seqs only, in the transaction and after it', () => {
+      const store = openSqliteStore(path);
+      store.transact((tx) => tx.recordOutcome('k', 1, error));
+      expect(store.transact((tx) => tx.rejection('k', 1))).toEqual(error);
+      store.transact((tx) => {
+        for (let seq = 2; seq <= REJECTION_WINDOW; seq++) tx.recordOutcome('k', seq, null);
+        expect(tx.rejection('k', 1)).toEqual(error);
+        tx.recordOutcome('k', REJECTION_WINDOW + 1, error);
+        // Seq 1 is out of the window now.
+        expect(tx.rejection('k', 1)).toBeUndefined();
+      });
+      expect(rejectionRows('k')).toEqual([REJECTION_WINDOW + 1]);
+      expect(store.transact((tx) => tx.rejection('k', REJECTION_WINDOW + 1))).toEqual(error);
+      store.close();
+    });
+
+    it('a retried seq settled again drops the rejection it had, as before', () => {
+      const store = openSqliteStore(path);
+      store.transact((tx) => tx.recordOutcome('k', 1, error));
+      store.transact((tx) => tx.recordOutcome('k', 1, null));
+      expect(rejectionRows('k')).toEqual([]);
+      store.close();
+    });
   });
 });

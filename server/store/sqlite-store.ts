@@ -229,6 +229,24 @@ export class SqliteStore implements Store {
   private readonly selectUsage;
   private readonly addUsage;
   private readonly dropEmptyUsage;
+  /**
+   * Each client's last seq as this process knows it: committed, or raised by
+   * the open transaction. The group commit reads a client's last seq for
+   * every mutation; this node is the only writer of its file, so after the
+   * first read the row need not be read again. Bounded (oldest dropped
+   * first); cleared when a transaction rolls back.
+   */
+  private readonly knownLastSeq = new Map<string, number>();
+  /** The user each client id is bound to (null: not bound), as `knownLastSeq`: read once, kept current by this process's writes. */
+  private readonly knownUser = new Map<string, string | null>();
+  /**
+   * Clients whose last seq the open transaction raised, and to what: their
+   * `clients` row is written once per transaction, just before it commits,
+   * not once per mutation.
+   */
+  private readonly raisedLastSeq = new Map<string, number>();
+  /** Nesting of `atomically` (1 inside the outermost transaction). */
+  private depth = 0;
   /** The query statements, prepared once per shape (see sqlite-query.ts). */
   private readonly statements: StatementCache;
   /** The fields of each collection's app indexes, read from sqlite_schema when first needed. */
@@ -421,11 +439,11 @@ export class SqliteStore implements Store {
       },
       clientUser: (clientId) => {
         check();
-        return this.selectClientUser.get(clientId)?.user_id ?? null;
+        return this.clientUser(clientId);
       },
       bindClient: (clientId, userId) => {
         check();
-        this.bindClientStmt.run(clientId, userId);
+        this.bindClient(clientId, userId);
       },
       usage: (collection, userId) => {
         check();
@@ -613,6 +631,7 @@ export class SqliteStore implements Store {
         this.deleteServerOrigin.run(origin);
         this.deleteClient.run(origin);
         this.deleteRejections.run(origin);
+        this.forgetClient(origin);
       }
       return old.length;
     });
@@ -748,7 +767,7 @@ export class SqliteStore implements Store {
     this.assertOpen();
     if (changes.length === 0 && outcomes.length === 0 && Object.keys(bindings).length === 0) return;
     this.atomically(() => {
-      for (const [clientId, userId] of Object.entries(bindings)) this.bindClientStmt.run(clientId, userId);
+      for (const [clientId, userId] of Object.entries(bindings)) this.bindClient(clientId, userId);
       for (const entry of mergeByLsn(changes, outcomes)) {
         if (entry.lsn !== this.head + 1) {
           throw new TidelineError('INTERNAL', `replicated entry ${entry.lsn} does not follow head ${this.head}`, {
@@ -762,7 +781,7 @@ export class SqliteStore implements Store {
           this.insertChange.run(c.lsn, c.term, c.collection, c.id, c.owner, deleted, body, c.clientId, c.seq, c.ts);
           this.putDoc(c.collection, c.id, c.owner, c.lsn, body, c.clientId);
           if (c.clientId !== null && c.seq !== null && c.seq > this.lastSeq(c.clientId)) {
-            this.upsertClient.run(c.clientId, c.seq);
+            this.raiseLastSeq(c.clientId, c.seq);
           }
           if (c.clientId !== null) this.noteServerOrigin(c.clientId, c.lsn, c.ts);
         } else {
@@ -850,6 +869,7 @@ export class SqliteStore implements Store {
         // keys keep answering duplicate here, and are never pruned on this node (safe, if not small).
         'DELETE FROM docs; DELETE FROM changes; DELETE FROM outcomes; DELETE FROM clients; DELETE FROM rejections; DELETE FROM idempotency; DELETE FROM usage;',
       );
+      this.forgetClients();
       for (const d of snapshot.docs) {
         this.upsertDoc.run(d.collection, d.id, d.owner, d.lsn, 0, JSON.stringify(d.doc), d.author ?? d.owner);
       }
@@ -923,9 +943,14 @@ export class SqliteStore implements Store {
    */
   private atomically<T>(fn: () => T): T {
     const { head, term, horizon } = this;
+    const outer = this.depth === 0;
+    // A savepoint that rolls back must take back only its own raises.
+    const raisedBefore = outer ? null : new Map(this.raisedLastSeq);
+    this.depth++;
     try {
       return this.runImmediate(() => {
         const result = fn();
+        if (outer) this.writeRaisedLastSeqs();
         // Once per transaction rather than per append keeps group commits cheap.
         if (this.head !== head) this.updateMeta.run(this.head, 'head_lsn');
         return result;
@@ -934,15 +959,74 @@ export class SqliteStore implements Store {
       this.head = head;
       this.term = term;
       this.horizon = horizon;
+      this.raisedLastSeq.clear();
+      if (raisedBefore) for (const [c, seq] of raisedBefore) this.raisedLastSeq.set(c, seq);
+      // What the rolled-back writes taught the caches is void: they are read again.
+      this.knownLastSeq.clear();
+      this.knownUser.clear();
       throw err;
+    } finally {
+      this.depth--;
+      if (outer) this.raisedLastSeq.clear();
+    }
+  }
+
+  /**
+   * The `clients` rows of the clients this transaction settled seqs for, one
+   * write each, and the rejections that fell out of their window.
+   */
+  private writeRaisedLastSeqs(): void {
+    for (const [clientId, seq] of this.raisedLastSeq) {
+      this.upsertClient.run(clientId, seq);
+      // Only the newest REJECTION_WINDOW seqs keep theirs: a flood of rejected writes holds a bounded number of rows.
+      if (seq > REJECTION_WINDOW) this.deleteRejectionsBelow.run(clientId, seq - REJECTION_WINDOW + 1);
     }
   }
 
   private lastSeq(clientId: string): number {
-    return this.selectLastSeq.get(clientId)?.last_seq ?? 0;
+    const known = this.raisedLastSeq.get(clientId) ?? this.knownLastSeq.get(clientId);
+    if (known !== undefined) return known;
+    const stored = this.selectLastSeq.get(clientId)?.last_seq ?? 0;
+    remember(this.knownLastSeq, clientId, stored);
+    return stored;
+  }
+
+  /** Sets a client's last seq; its row is written when the transaction commits (`writeRaisedLastSeqs`). */
+  private raiseLastSeq(clientId: string, seq: number): void {
+    this.raisedLastSeq.set(clientId, seq);
+    remember(this.knownLastSeq, clientId, seq);
+  }
+
+  private clientUser(clientId: string): string | null {
+    const known = this.knownUser.get(clientId);
+    if (known !== undefined) return known;
+    const user = this.selectClientUser.get(clientId)?.user_id ?? null;
+    remember(this.knownUser, clientId, user);
+    return user;
+  }
+
+  private bindClient(clientId: string, userId: string): void {
+    this.bindClientStmt.run(clientId, userId);
+    remember(this.knownUser, clientId, userId);
+  }
+
+  /** A client's row went (a pruned server origin). */
+  private forgetClient(clientId: string): void {
+    this.knownLastSeq.delete(clientId);
+    this.knownUser.delete(clientId);
+    this.raisedLastSeq.delete(clientId);
+  }
+
+  /** Every client row went (a snapshot replaces them). */
+  private forgetClients(): void {
+    this.knownLastSeq.clear();
+    this.knownUser.clear();
+    this.raisedLastSeq.clear();
   }
 
   private rejection(clientId: string, seq: number): WireErrorShape | undefined {
+    // Out of the window: its row goes when the transaction commits (writeRaisedLastSeqs), and is gone already for this one.
+    if (seq <= this.lastSeq(clientId) - REJECTION_WINDOW) return undefined;
     const row = this.selectRejection.get(clientId, seq);
     if (row === undefined) return undefined;
     return { code: row.code as ErrorCode, message: row.message, retryable: row.retryable === 1 };
@@ -988,7 +1072,7 @@ export class SqliteStore implements Store {
     const prev = this.selectPrev.get(collection, id);
     let author: string | null = null;
     if (body !== null) {
-      const originUser = clientId === null ? null : (this.selectClientUser.get(clientId)?.user_id ?? null);
+      const originUser = clientId === null ? null : this.clientUser(clientId);
       author = prev !== undefined ? prev.author : authorOf(owner, originUser);
     }
     if (prev?.author != null && prev.body !== null) {
@@ -1000,11 +1084,12 @@ export class SqliteStore implements Store {
   }
 
   private recordOutcome(clientId: string, seq: number, rejection: WireErrorShape | null): void {
-    this.upsertClient.run(clientId, seq);
-    if (rejection === null) this.deleteRejection.run(clientId, seq);
-    else this.keepRejection(clientId, seq, rejection);
-    // Only the newest REJECTION_WINDOW seqs keep theirs: a flood of rejected writes holds a bounded number of rows.
-    if (seq > REJECTION_WINDOW) this.deleteRejectionsBelow.run(clientId, seq - REJECTION_WINDOW + 1);
+    const previous = this.lastSeq(clientId);
+    this.raiseLastSeq(clientId, seq);
+    if (rejection !== null) this.keepRejection(clientId, seq, rejection);
+    // A rejection row is only ever written for a seq at or below its client's last seq (with the seq's
+    // outcome, or a replicated one below it), so a seq past the last one has no row to drop.
+    else if (seq <= previous) this.deleteRejection.run(clientId, seq);
   }
 
   /** A keyed server write's record: the LSN its outcome ends at, and its commit time. */
@@ -1235,4 +1320,13 @@ function parseDoc(body: string): Doc {
 
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+/** Most client ids `knownLastSeq` and `knownUser` keep each (a few MB); the oldest entry goes first. */
+const KNOWN_CLIENTS = 100_000;
+
+function remember<V>(map: Map<string, V>, key: string, value: V): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > KNOWN_CLIENTS) map.delete(map.keys().next().value!);
 }

@@ -9,11 +9,28 @@ import type { Changes, Snapshot } from '../../shared/protocol/changes';
 export interface SessionSink {
   /** Live changes: fire and forget. */
   sendChanges(msg: Changes): void;
+  /**
+   * Where sinks that can share one encoding of a message meet (the socket
+   * layer: one per namespace). The fan-out hands a message that several
+   * sessions get byte for byte to their common channel once, instead of to
+   * each sink. Absent: each sink gets its own `sendChanges`.
+   */
+  readonly channel?: ChangesChannel;
   /** A catch-up page: resolves when the client has applied it (flow control); rejects if the connection goes. */
   sendPage(msg: Changes): Promise<void>;
   sendSnapshot(msg: Snapshot): Promise<void>;
   /** Tells the client why, then closes the connection. */
   close(error: WireError): void;
+}
+
+/**
+ * Sends one live `changes` message to several sinks of this channel, encoded
+ * once. Each sink's own rules still hold (a sink over its unsent-bytes cap is
+ * closed instead of sent to), and a sink gets it in order with everything
+ * else sent to it, as `sendChanges` would.
+ */
+export interface ChangesChannel {
+  sendToMany(sinks: readonly SessionSink[], msg: Changes): void;
 }
 
 /** The state of one connected client, owned by the sync core. */

@@ -6,7 +6,7 @@ import type { HelloAck } from '../../shared/protocol/hello';
 import type { WireError } from '../../shared/protocol/wire-error';
 import { atExpiry, TOKEN_EXPIRED } from '../auth/session-expiry';
 import type { VerifiedPrincipal } from '../auth/verifier';
-import type { SessionSink } from './session';
+import type { ChangesChannel, SessionSink } from './session';
 import type { SyncCore } from './sync-core';
 
 /** Default of how long a client may take to ack one catch-up or snapshot page (`--page-ack-timeout-ms`). */
@@ -52,6 +52,7 @@ export function attachSync(
   options: SyncOptions = { maxSessionBufferBytes: DEFAULT_MAX_SESSION_BUFFER_BYTES },
 ): void {
   const perAddress = new Map<string, number>();
+  const channel = socketChannel(nsp);
   nsp.on('connection', (socket: Socket) => {
     // Counted before hello, so connections that never say it are bounded too.
     const address = socket.handshake.address;
@@ -67,7 +68,7 @@ export function attachSync(
       return;
     }
     perAddress.set(address, open + 1);
-    const sink = socketSink(socket, options);
+    const sink = socketSink(socket, options, channel);
     const session = core.connect(sink);
     let cancelExpiry = (): void => undefined;
     const helloTimeoutMs = options.helloTimeoutMs ?? 0;
@@ -142,7 +143,39 @@ function rejectNoAck(socket: Socket, event: string): void {
   socket.emit('fatal', new TidelineError('BAD_REQUEST', `'${event}' needs an acknowledgement callback`).toWire());
 }
 
-function socketSink(socket: Socket, options: SyncOptions): SessionSink {
+/** A sink of this layer, with what its channel needs to send to it. */
+interface SocketSink extends SessionSink {
+  readonly socket: Socket;
+  /** Whether a live message may go to it now; a sink over its unsent-bytes cap is closed instead (see sendChanges). */
+  admit(): boolean;
+}
+
+const isSocketSink = (sink: SessionSink): sink is SocketSink => 'admit' in sink && 'socket' in sink;
+
+/**
+ * One `changes` message to many sockets of the namespace, encoded once:
+ * Socket.IO's broadcast (`nsp.to(ids).emit`) encodes the packet once and
+ * hands engine.io a pre-built WebSocket frame that every socket writes as is.
+ * Each sink is admitted first, so the per-session unsent-bytes cap holds as
+ * for a message of its own.
+ */
+function socketChannel(nsp: Namespace): ChangesChannel {
+  return {
+    sendToMany(sinks, msg) {
+      const ids: string[] = [];
+      for (const sink of sinks) {
+        if (!isSocketSink(sink)) {
+          sink.sendChanges(msg);
+          continue;
+        }
+        if (sink.admit()) ids.push(sink.socket.id);
+      }
+      if (ids.length > 0) nsp.to(ids).emit('changes', msg);
+    },
+  };
+}
+
+function socketSink(socket: Socket, options: SyncOptions, channel: ChangesChannel): SocketSink {
   // The server side of Socket.IO does not fail pending acks when a socket goes: race them against it.
   const gone = new Promise<never>((_resolve, reject) => {
     socket.once('disconnect', () => reject(new TidelineError('BAD_REQUEST', 'client disconnected')));
@@ -177,27 +210,31 @@ function socketSink(socket: Socket, options: SyncOptions): SessionSink {
     socket.emit('fatal', error);
     socket.disconnect(true);
   };
+  // Live changes are not paced by acks: a client that stops reading would make the server hold
+  // every commit for it. Once its backlog is over the cap, the session goes instead of growing it;
+  // its client resumes from its checkpoint through the catch-up pump, which waits for each page's
+  // ack. (Checked before sending, so one large batch to a client that keeps up is not cut.)
+  const admit = (): boolean => {
+    if (closed) return false;
+    const queued = unsent();
+    if (queued <= options.maxSessionBufferBytes) return true;
+    const cap = options.maxSessionBufferBytes;
+    (options.log ?? console.warn)(`closing a slow client: ${queued} bytes unsent, over the cap of ${cap}`);
+    close({
+      code: 'RATE_LIMITED',
+      message: `client too slow: resume from checkpoint (${queued} bytes unsent, over the cap of ${cap})`,
+      retryable: true,
+    });
+    // Socket.IO's close waits for the buffer to drain, which a stalled client never lets happen.
+    setTimeout(() => cut(socket), SLOW_CLOSE_GRACE_MS).unref();
+    return false;
+  };
   return {
-    // Live changes are not paced by acks: a client that stops reading would make the server hold
-    // every commit for it. Once its backlog is over the cap, the session goes instead of growing it;
-    // its client resumes from its checkpoint through the catch-up pump, which waits for each page's
-    // ack. (Checked before sending, so one large batch to a client that keeps up is not cut.)
+    socket,
+    channel,
+    admit,
     sendChanges(msg) {
-      if (closed) return;
-      const queued = unsent();
-      if (queued <= options.maxSessionBufferBytes) {
-        socket.emit('changes', msg);
-        return;
-      }
-      const cap = options.maxSessionBufferBytes;
-      (options.log ?? console.warn)(`closing a slow client: ${queued} bytes unsent, over the cap of ${cap}`);
-      close({
-        code: 'RATE_LIMITED',
-        message: `client too slow: resume from checkpoint (${queued} bytes unsent, over the cap of ${cap})`,
-        retryable: true,
-      });
-      // Socket.IO's close waits for the buffer to drain, which a stalled client never lets happen.
-      setTimeout(() => cut(socket), SLOW_CLOSE_GRACE_MS).unref();
+      if (admit()) socket.emit('changes', msg);
     },
     sendPage: (msg) => awaitAck('changes', msg),
     sendSnapshot: (msg) => awaitAck('snapshot', msg),
