@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { Clock } from '../../shared/clock';
-import type { Doc } from '../../shared/json';
+import type { Doc, JsonValue } from '../../shared/json';
 import type { Change } from '../../shared/protocol/change';
 import type { Changes, PageAck } from '../../shared/protocol/changes';
 import { helloSchema } from '../../shared/protocol/hello';
@@ -688,6 +688,13 @@ describe('SyncEngine: batched local writes', () => {
       1, 2, 3, 4,
     ]);
     expect(outboxReads() - before).toBeGreaterThan(0);
+  });
+
+  it('refuses args that are not plain data with INVALID_ARGS, storing nothing', async () => {
+    const args = { collection: 'notes', doc: { id: 'f', text: 'x', run: () => 1 } } as unknown as JsonValue;
+    await expect(engine.mutate('put', args)).rejects.toMatchObject({ code: 'INVALID_ARGS' });
+    expect(await outboxSeqs()).toEqual([]);
+    expect((await engine.mutate('put', put('ok'))).seq).toBe(1);
   });
 
   it('splits a larger batch into transactions of MAX_LOCAL_BATCH mutations, keeping the seqs consecutive', async () => {

@@ -338,7 +338,15 @@ export class SyncEngine {
   mutate(name: string, args: JsonValue): Promise<{ seq: number }> {
     return new Promise((resolve, reject) => {
       // Taken as it is now: the batch runs in a microtask, and the app may reuse its object meanwhile.
-      this.queued.push({ name, args: structuredClone(args), resolve, reject });
+      let copy: JsonValue;
+      try {
+        copy = structuredClone(args);
+      } catch (err) {
+        const why = err instanceof Error ? err.message : String(err);
+        reject(new TidelineError('INVALID_ARGS', `mutation args must be plain JSON values: ${why}`));
+        return;
+      }
+      this.queued.push({ name, args: copy, resolve, reject });
       if (this.flushing) return;
       this.flushing = true;
       // A microtask: every call made in this task is queued by then.
