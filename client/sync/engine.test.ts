@@ -783,6 +783,44 @@ describe('SyncEngine: batched local writes', () => {
     for (const l of readers) expect(l.scope?.mode).toBe('r');
   });
 
+  it("counts another tab's mutation that this engine's own next batch stepped over (the tab's message comes late)", async () => {
+    const pushed: number[][] = [];
+    pushAnswer = (msg) => {
+      const seqs = (msg as { mutations: Array<{ seq: number }> }).mutations.map((m) => m.seq);
+      pushed.push(seqs);
+      return { ok: true, results: seqs.map((seq) => ({ seq, status: 'applied', lsn: 10 })) };
+    };
+    await engine.start();
+    const t = await connectLatest();
+    const otherTab = new SyncEngine({
+      schema,
+      local: memory,
+      servers: ['http://primary.test'],
+      connect: () => {
+        throw new Error('a tab without the connection never connects');
+      },
+      token: 'token',
+      user: { userId: 'u1', roles: [] },
+      clock,
+      random: () => 0.5,
+    });
+    // The other tab stores seq 1; before its 'queued' message arrives, this engine stores seq 2.
+    expect(await otherTab.mutate('put', put('a'))).toEqual({ seq: 1 });
+    expect(await engine.mutate('put', put('b'))).toEqual({ seq: 2 });
+    await waitUntil(() => pushed.flat().length === 2);
+    expect(pushed.flat()).toEqual([1, 2]);
+    // The other tab's message, then the periodic recheck.
+    await engine.outboxChanged(1);
+    await engine.outboxChanged();
+    expect(engine.status().pending).toBe(2);
+    // Both confirmed: nothing is pending, and the count never goes below zero.
+    headLsn = 10;
+    t.changes({ ...changesMsg(0, 10, []), lastSeq: 2 });
+    await engine.settled();
+    expect(await outboxSeqs()).toEqual([]);
+    expect(engine.status().pending).toBe(0);
+  });
+
   it('pushes what another tab queued when told its seq, and at a recheck when not told, reading no whole outbox', async () => {
     const pushed: number[][] = [];
     pushAnswer = (msg) => {
