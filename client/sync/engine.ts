@@ -402,6 +402,9 @@ export class SyncEngine {
         }
       }
       this.remember(entries);
+      // Count them now (one read): their confirmation may come before that tab's message or the recheck.
+      // A tab without the connection (a stopped engine) shows the leader's count and needs none.
+      if (!counted && this.state !== 'stopped') this.outboxChanged().catch(() => undefined);
       if (stored > 0) {
         this.pending.add(stamp, stored);
         this.emitStatus();
