@@ -828,6 +828,48 @@ describe('SyncEngine: batched local writes', () => {
     expect(Math.min(...counts)).toBeGreaterThanOrEqual(0);
   });
 
+  it('a push whose outbox read outlives its connection sends nothing on the next connection', async () => {
+    const sent: Array<{ transport: number; event: string }> = [];
+    pushAnswer = (msg) => {
+      const seqs = (msg as { mutations: Array<{ seq: number }> }).mutations.map((m) => m.seq);
+      return { ok: true, results: seqs.map((seq) => ({ seq, status: 'applied', lsn: 10 })) };
+    };
+    // Queued by another tab: the push reads it from the outbox.
+    await memory.transaction(async (tx) => {
+      await tx.putOutbox({ seq: 1, name: 'put', args: put('a'), reads: [], writes: [] });
+      await tx.setMeta({ ...(await tx.meta()), nextSeq: 2 });
+    });
+    let release = (): void => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const transaction = store.transaction.bind(store);
+    store.transaction = async (fn, scope) => {
+      const result = await transaction(fn, scope);
+      if (scope?.tables.join() === 'outbox') await gate;
+      return result;
+    };
+    await engine.start();
+    const first = transports.at(-1)!;
+    const firstRequest = first.request.bind(first);
+    first.request = async (event, msg) => (sent.push({ transport: 0, event }), firstRequest(event, msg));
+    first.connect();
+    await waitUntil(() => store.log.length > 0 && engine.status().state === 'syncing');
+    // The push is reading the outbox when the connection drops; the next one is made meanwhile.
+    first.fatal({ code: 'INTERNAL', message: 'gone', retryable: true });
+    expect(clock.next()).toBe(true);
+    const second = transports.at(-1)!;
+    expect(second).not.toBe(first);
+    const request = second.request.bind(second);
+    second.request = async (event, msg) => (sent.push({ transport: 1, event }), request(event, msg));
+    release();
+    await gate;
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    expect(sent.filter((s) => s.transport === 1)).toEqual([]);
+    // Its own handshake then pushes the entry.
+    second.connect();
+    await waitUntil(() => sent.filter((s) => s.transport === 1).length === 2);
+    expect(sent.filter((s) => s.transport === 1).map((s) => s.event)).toEqual(['hello', 'push']);
+  });
+
   it('pushes what another tab queued when told its seq, and at a recheck when not told, reading no whole outbox', async () => {
     const pushed: number[][] = [];
     pushAnswer = (msg) => {

@@ -796,6 +796,8 @@ export class SyncEngine {
             (tx) => tx.outboxAfter(sentUpTo, this.limits.maxMutationsPerPush),
             SCOPES.push,
           ));
+        // The read may outlive this connection: a push of it must not go out on the next one (before its hello).
+        if (gen !== this.generation || !this.transport) return;
         const batch = this.nextBatch(unsent);
         if (batch.length === 0) {
           if (this.pushAgain) continue;
