@@ -69,3 +69,34 @@ describe('consecutiveRun', () => {
     expect(consecutiveRun([])).toBeNull();
   });
 });
+
+describe('DexieLocalStore addShadows failures', () => {
+  const entry = (id: string, doc: unknown): never => ({ key: `notes/${id}`, collection: 'notes', id, doc }) as never;
+  for (const [what, bad] of [
+    ['an invalid key', { key: Number.NaN, collection: 'notes', id: 'x', doc: null }],
+    ['a value IndexedDB cannot store', entry('x', { id: 'x', f: () => 1 })],
+  ] as const) {
+    it(`aborts the whole transaction for ${what}, also beside a key that already has an entry`, async () => {
+      const name = `local-store-addshadows-${randomUUID()}`;
+      const db = openDexie(localStoreTestSchema, name);
+      await db.open();
+      const store = new DexieLocalStore(db, localStoreTestSchema, () => randomUUID());
+      try {
+        await store.transaction((tx) => tx.putShadow(entry('a', { id: 'a', v: 1 })));
+        const attempt = store.transaction(async (tx) => {
+          await tx.putDoc('notes', { id: 'n', text: 'must roll back' });
+          await tx.addShadows([entry('a', { id: 'a', v: 2 }), bad as never, entry('b', null)]);
+        });
+        await expect(attempt).rejects.toBeDefined();
+        const after = await store.transaction(async (tx) => ({
+          doc: await tx.getDoc('notes', 'n'),
+          shadow: (await tx.shadow()).map((e) => [e.key, e.doc]),
+        }));
+        expect(after).toEqual({ doc: undefined, shadow: [['notes/a', { id: 'a', v: 1 }]] });
+      } finally {
+        db.close();
+        await Dexie.delete(name);
+      }
+    });
+  }
+});

@@ -783,6 +783,93 @@ describe('SyncEngine: batched local writes', () => {
     for (const l of readers) expect(l.scope?.mode).toBe('r');
   });
 
+  it("counts another tab's mutation that this engine's own next batch stepped over (the tab's message comes late)", async () => {
+    const pushed: number[][] = [];
+    pushAnswer = (msg) => {
+      const seqs = (msg as { mutations: Array<{ seq: number }> }).mutations.map((m) => m.seq);
+      pushed.push(seqs);
+      return { ok: true, results: seqs.map((seq) => ({ seq, status: 'applied', lsn: 10 })) };
+    };
+    await engine.start();
+    const t = await connectLatest();
+    const otherTab = new SyncEngine({
+      schema,
+      local: memory,
+      servers: ['http://primary.test'],
+      connect: () => {
+        throw new Error('a tab without the connection never connects');
+      },
+      token: 'token',
+      user: { userId: 'u1', roles: [] },
+      clock,
+      random: () => 0.5,
+    });
+    const counts: number[] = [];
+    engine.on((e) => {
+      if (e.type === 'status') counts.push(e.status.pending);
+    });
+    // The other tab stores seq 1; before its 'queued' message arrives, this engine stores seq 2.
+    expect(await otherTab.mutate('put', put('a'))).toEqual({ seq: 1 });
+    expect(await engine.mutate('put', put('b'))).toEqual({ seq: 2 });
+    await waitUntil(() => pushed.flat().length === 2);
+    expect(pushed.flat()).toEqual([1, 2]);
+    // The batch saw a seq it had not counted: it recounts at once, without waiting for the message.
+    await waitUntil(() => engine.status().pending === 2);
+    // Both confirmed before the other tab's message or the recheck come.
+    headLsn = 10;
+    t.changes({ ...changesMsg(0, 10, []), lastSeq: 2 });
+    await engine.settled();
+    expect(await outboxSeqs()).toEqual([]);
+    expect(engine.status().pending).toBe(0);
+    // The late message and the recheck change nothing; the count was never below zero.
+    await engine.outboxChanged(1);
+    await engine.outboxChanged();
+    expect(engine.status().pending).toBe(0);
+    expect(Math.min(...counts)).toBeGreaterThanOrEqual(0);
+  });
+
+  it('a push whose outbox read outlives its connection sends nothing on the next connection', async () => {
+    const sent: Array<{ transport: number; event: string }> = [];
+    pushAnswer = (msg) => {
+      const seqs = (msg as { mutations: Array<{ seq: number }> }).mutations.map((m) => m.seq);
+      return { ok: true, results: seqs.map((seq) => ({ seq, status: 'applied', lsn: 10 })) };
+    };
+    // Queued by another tab: the push reads it from the outbox.
+    await memory.transaction(async (tx) => {
+      await tx.putOutbox({ seq: 1, name: 'put', args: put('a'), reads: [], writes: [] });
+      await tx.setMeta({ ...(await tx.meta()), nextSeq: 2 });
+    });
+    let release = (): void => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const transaction = store.transaction.bind(store);
+    store.transaction = async (fn, scope) => {
+      const result = await transaction(fn, scope);
+      if (scope?.tables.join() === 'outbox') await gate;
+      return result;
+    };
+    await engine.start();
+    const first = transports.at(-1)!;
+    const firstRequest = first.request.bind(first);
+    first.request = async (event, msg) => (sent.push({ transport: 0, event }), firstRequest(event, msg));
+    first.connect();
+    await waitUntil(() => store.log.length > 0 && engine.status().state === 'syncing');
+    // The push is reading the outbox when the connection drops; the next one is made meanwhile.
+    first.fatal({ code: 'INTERNAL', message: 'gone', retryable: true });
+    expect(clock.next()).toBe(true);
+    const second = transports.at(-1)!;
+    expect(second).not.toBe(first);
+    const request = second.request.bind(second);
+    second.request = async (event, msg) => (sent.push({ transport: 1, event }), request(event, msg));
+    release();
+    await gate;
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    expect(sent.filter((s) => s.transport === 1)).toEqual([]);
+    // Its own handshake then pushes the entry.
+    second.connect();
+    await waitUntil(() => sent.filter((s) => s.transport === 1).length === 2);
+    expect(sent.filter((s) => s.transport === 1).map((s) => s.event)).toEqual(['hello', 'push']);
+  });
+
   it('pushes what another tab queued when told its seq, and at a recheck when not told, reading no whole outbox', async () => {
     const pushed: number[][] = [];
     pushAnswer = (msg) => {

@@ -371,10 +371,11 @@ export class SyncEngine {
     for (let retries = 0; live.length > 0; retries++) {
       let results: BatchResult[];
       let stamp: number;
+      let firstSeq: number;
       try {
-        ({ results, stamp } = await this.opts.local.transaction(async (tx) => {
+        ({ results, stamp, firstSeq } = await this.opts.local.transaction(async (tx) => {
           const stamp = this.pending.stamp();
-          return { results: await this.runBatch(tx, live), stamp };
+          return { ...(await this.runBatch(tx, live)), stamp };
         }, SCOPES.write));
       } catch (err) {
         if (err instanceof MutationRunFailed && retries < MAX_BATCH_RETRIES && live.length > 1) {
@@ -388,14 +389,22 @@ export class SyncEngine {
       }
       let stored = 0;
       const entries: OutboxEntry[] = [];
+      // knownNextSeq means "counted up to": seqs before it are in the pending count. A batch that starts
+      // past it stepped over what another tab stored meanwhile, which this count lacks; raising it then
+      // would make that tab's 'queued' message and the recheck look stale, and the count would go below
+      // zero once those entries settle. It is raised by the next recount instead.
+      const counted = firstSeq <= this.knownNextSeq;
       for (const r of results) {
         if ('seq' in r) {
           stored++;
           entries.push(r.entry);
-          this.knownNextSeq = Math.max(this.knownNextSeq, r.seq + 1);
+          if (counted) this.knownNextSeq = Math.max(this.knownNextSeq, r.seq + 1);
         }
       }
       this.remember(entries);
+      // Count them now (one read): their confirmation may come before that tab's message or the recheck.
+      // A tab without the connection (a stopped engine) shows the leader's count and needs none.
+      if (!counted && this.state !== 'stopped') this.outboxChanged().catch(() => undefined);
       if (stored > 0) {
         this.pending.add(stamp, stored);
         this.emitStatus();
@@ -409,7 +418,11 @@ export class SyncEngine {
     }
   }
 
-  private async runBatch(store: LocalTx, batch: readonly QueuedMutation[]): Promise<BatchResult[]> {
+  /** Runs the batch; `firstSeq` is the replica's next seq when it started. */
+  private async runBatch(
+    store: LocalTx,
+    batch: readonly QueuedMutation[],
+  ): Promise<{ results: BatchResult[]; firstSeq: number }> {
     // Reads are served once per key and writes sent at the end in bulk (see BatchTx).
     const buffered = new BatchTx(store);
     const targets = batch.map((m) => builtinTarget(this.opts.schema, m.args));
@@ -438,7 +451,7 @@ export class SyncEngine {
     }
     if (nextSeq !== meta.nextSeq) await tx.setMeta({ ...meta, nextSeq });
     await buffered.flush();
-    return results;
+    return { results, firstSeq: meta.nextSeq };
   }
 
   /**
@@ -783,6 +796,8 @@ export class SyncEngine {
             (tx) => tx.outboxAfter(sentUpTo, this.limits.maxMutationsPerPush),
             SCOPES.push,
           ));
+        // The read may outlive this connection: a push of it must not go out on the next one (before its hello).
+        if (gen !== this.generation || !this.transport) return;
         const batch = this.nextBatch(unsent);
         if (batch.length === 0) {
           if (this.pushAgain) continue;
