@@ -48,6 +48,10 @@ async function checkConverged({ store, fail }: EndState, client: SimClient): Pro
   }
   if (state.shadow.length > 0)
     fail(`client ${name} diverged: shadow still holds ${state.shadow.map((e) => e.key).join(',')}`);
+  // The status count is kept from deltas and recounts (PendingCount), not read: it must end where the outbox does.
+  const shown = client.engine.status().pending;
+  if (shown !== state.outbox.length)
+    fail(`client ${name} shows ${shown} pending, its outbox holds ${state.outbox.length}`);
   if (state.staged.length > 0) fail(`client ${name}: ${state.staged.length} snapshot documents left staged`);
   const expected = viewOf(store.scanScope({ userId: client.userId, allOf: client.allOf }), Object.keys(state.visible));
   const diff = diffViews(state.visible, expected);
