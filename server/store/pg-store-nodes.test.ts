@@ -1,0 +1,187 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openPgStore } from './pg-store';
+import type { PgStore } from './pg-store';
+import { createTestDatabase } from './pg-test-db';
+import type { TestDatabase } from './pg-test-db';
+
+/*
+ * Two PgStore "nodes" on one schema, committing at once: the guarantees that
+ * only a shared store can break (issue 11): LSNs in commit order with no
+ * hole a tailing reader could step over, and exactly once per (client, seq)
+ * whichever node a retry reaches.
+ */
+
+const TS = 1_700_000_000_000;
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterAll(async () => {
+  await db.drop();
+});
+
+/** Lets other transactions' statements in between ours, so commits of both nodes interleave. */
+const yieldTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** Resolves when `check` holds, checked at each call of the returned `poke`; rejects after `ms`. */
+function condition(check: () => boolean, ms: number): { done: Promise<void>; poke: () => void } {
+  let resolve!: () => void;
+  let reject!: (err: Error) => void;
+  const done = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  const timer = setTimeout(() => reject(new Error(`condition not met within ${ms} ms`)), ms);
+  const poke = (): void => {
+    if (check()) {
+      clearTimeout(timer);
+      resolve();
+    }
+  };
+  return { done, poke };
+}
+
+describe('PgStore: two nodes on one schema', () => {
+  it('gives every LSN once, in commit order, and a reader woken by NOTIFY never skips one that commits later', async () => {
+    const schema = 'nodes_lsn';
+    const nodes: PgStore[] = [
+      await openPgStore({ url: db.url, schema, poolSize: 6 }),
+      await openPgStore({ url: db.url, schema, poolSize: 6 }),
+    ];
+    const reader = await openPgStore({ url: db.url, schema, poolSize: 2 });
+    try {
+      // The reader tails the log as a node serving its sessions would: on each wake-up, pages from its checkpoint.
+      const seen: number[] = [];
+      let checkpoint = 0;
+      let notified = 0;
+      let reading: Promise<void> = Promise.resolve();
+      const gaps: string[] = [];
+      const tail = async (): Promise<void> => {
+        for (;;) {
+          const page = await reader.readLog(checkpoint, 50);
+          if (page.to === checkpoint) return;
+          const lsns = [...page.changes.map((c) => c.lsn), ...page.outcomes.map((o) => o.lsn)].sort((a, b) => a - b);
+          lsns.forEach((lsn, i) => {
+            if (lsn !== checkpoint + 1 + i) gaps.push(`after ${checkpoint} read ${lsns.join(',')}`);
+          });
+          seen.push(...lsns);
+          checkpoint = page.to;
+          caughtUp.poke();
+        }
+      };
+      const TXS = 240;
+      let finalHead = -1;
+      const caughtUp = condition(() => finalHead > 0 && checkpoint >= finalHead, 60_000);
+      const failures: unknown[] = [];
+      const wake = (): void => {
+        reading = reading.then(tail).catch((err: unknown) => void failures.push(err));
+      };
+      const unsubscribe = await reader.onCommit((head) => {
+        notified = Math.max(notified, head);
+        wake();
+      });
+
+      // Many concurrent transactions on both nodes, 1-3 writes each (one of them a no-op outcome).
+      const results = await Promise.all(
+        Array.from({ length: TXS }, (_, i) =>
+          nodes[i % 2]!.transact(async (tx) => {
+            const clientId = `k${i % 7}`;
+            const seq = (await tx.lastSeq(clientId)) + 1;
+            await yieldTurn();
+            const writes = i % 3;
+            const lsns: number[] = [];
+            for (let w = 0; w < writes; w++) {
+              const change = await tx.append(
+                { collection: 'notes', id: `n${i}-${w}`, doc: { id: `n${i}-${w}`, i }, owner: null },
+                { clientId, seq },
+                TS + i,
+              );
+              lsns.push(change.lsn);
+              await yieldTurn();
+            }
+            if (writes === 0) lsns.push((await tx.appendOutcome(clientId, seq, null, TS + i)).lsn);
+            else await tx.recordOutcome(clientId, seq, null);
+            return lsns;
+          }),
+        ),
+      );
+      const all = results.flat().sort((a, b) => a - b);
+      const total = all.length;
+      expect(all).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+      // A transaction's LSNs are consecutive: nothing of another commit lands inside one.
+      for (const lsns of results) expect(lsns).toEqual(lsns.map((_, i) => lsns[0]! + i));
+      expect((await nodes[1]!.meta()).headLsn).toBe(total);
+
+      finalHead = total;
+      caughtUp.poke();
+      wake();
+      await caughtUp.done;
+      await reading;
+      unsubscribe();
+      expect(failures).toEqual([]);
+      expect(gaps).toEqual([]);
+      expect(seen).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+      expect(notified).toBe(total);
+      // Each client's seqs were taken under the lock: consecutive, none twice.
+      const lastSeqs = await nodes[0]!.transact(async (tx) =>
+        Promise.all(Array.from({ length: 7 }, (_, k) => tx.lastSeq(`k${k}`))),
+      );
+      expect(lastSeqs.reduce((a, b) => a + b, 0)).toBe(TXS);
+    } finally {
+      await reader.close();
+      await nodes[0]!.dropSchema();
+      await nodes[1]!.close();
+    }
+  }, 120_000);
+
+  it('commits a mutation once when its retry reaches the other node at the same time', async () => {
+    const schema = 'nodes_once';
+    const a = await openPgStore({ url: db.url, schema, poolSize: 4 });
+    const b = await openPgStore({ url: db.url, schema, poolSize: 4 });
+    try {
+      // The server's commit step: a seq at or below the client's last is a duplicate, else it commits.
+      const submit = (node: PgStore, seq: number): Promise<'applied' | 'duplicate'> =>
+        node.transact(async (tx) => {
+          if (seq <= (await tx.lastSeq('shopper'))) return 'duplicate';
+          await yieldTurn();
+          await tx.append(
+            { collection: 'orders', id: `o${seq}`, doc: { id: `o${seq}`, seq }, owner: 'u1' },
+            { clientId: 'shopper', seq },
+            TS,
+          );
+          await tx.recordOutcome('shopper', seq, null);
+          return 'applied';
+        });
+      const SEQS = 40;
+      for (let seq = 1; seq <= SEQS; seq++) {
+        const answers = await Promise.all([submit(a, seq), submit(b, seq), submit(a, seq)]);
+        expect(answers.filter((x) => x === 'applied')).toHaveLength(1);
+      }
+      const changes = await a.readChanges(0, 1000);
+      expect(changes.map((c) => c.seq)).toEqual(Array.from({ length: SEQS }, (_, i) => i + 1));
+    } finally {
+      await a.dropSchema();
+      await b.close();
+    }
+  }, 60_000);
+
+  it('lets one node compact at a time; the other leaves it to that one', async () => {
+    const schema = 'nodes_compact';
+    const a = await openPgStore({ url: db.url, schema });
+    const b = await openPgStore({ url: db.url, schema });
+    try {
+      await a.transact(async (tx) => {
+        for (let i = 0; i < 50; i++) {
+          await tx.append({ collection: 'notes', id: `n${i}`, doc: { id: `n${i}` }, owner: null }, null, TS);
+        }
+      });
+      const [x, y] = await Promise.all([a.compact(40), b.compact(40)]);
+      expect(x.removedChanges + y.removedChanges).toBe(40);
+      expect((await b.meta()).horizon).toBe(40);
+      expect((await a.logStats()).count).toBe(10);
+    } finally {
+      await a.dropSchema();
+      await b.close();
+    }
+  });
+});
