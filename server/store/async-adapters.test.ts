@@ -1,3 +1,4 @@
+import { describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -58,3 +59,44 @@ runAsyncStoreTests(
   },
   { durable: true, indexable: false },
 );
+
+describe('asyncStoreOf', () => {
+  const stores = {
+    sqlite: () => {
+      const dir = mkdtempSync(join(tmpdir(), 'tideline-async-store-'));
+      const store = openSqliteStore(join(dir, 'tideline.db'));
+      return { store, cleanup: () => (store.close(), rmSync(dir, { recursive: true, force: true })) };
+    },
+    memory: () => {
+      const store = new MemoryStore();
+      return { store, cleanup: () => store.close() };
+    },
+  };
+  for (const [name, make] of Object.entries(stores)) {
+    it(`${name}: a read made while a transaction is open waits for its end and never sees its writes`, async () => {
+      const { store, cleanup } = make();
+      try {
+        const s = asyncStoreOf(store);
+        let release!: () => void;
+        const gate = new Promise<void>((resolve) => (release = resolve));
+        let appended!: () => void;
+        const wrote = new Promise<void>((resolve) => (appended = resolve));
+        const aborted = s.transact(async (tx) => {
+          await tx.append({ collection: 'notes', id: 'n1', doc: { id: 'n1' }, owner: null }, null, 1);
+          appended();
+          await gate;
+          throw new Error('abort');
+        });
+        await wrote;
+        const meta = s.meta();
+        const doc = s.getDoc('notes', 'n1');
+        release();
+        await expect(aborted).rejects.toThrow('abort');
+        expect((await meta).headLsn).toBe(0);
+        expect(await doc).toBeUndefined();
+      } finally {
+        cleanup();
+      }
+    });
+  }
+});
