@@ -21,6 +21,12 @@ export async function openPgSnapshot(
   clientId: string,
 ): Promise<AsyncSnapshotCursor> {
   const c = await pool.connect();
+  // See PgStore.inTransaction: a checked-out client needs its own error listener.
+  let broken: Error | undefined;
+  const onError = (err: Error): void => {
+    broken = err;
+  };
+  c.on('error', onError);
   try {
     await c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
     // The first statement fixes the snapshot: everything below reads as of it.
@@ -97,15 +103,17 @@ export async function openPgSnapshot(
         closed = true;
         try {
           await c.query('COMMIT');
-          c.release();
         } catch (err) {
-          c.release(err instanceof Error ? err : new Error(String(err)));
+          broken ??= err instanceof Error ? err : new Error(String(err));
         }
+        c.removeListener('error', onError);
+        c.release(broken);
       },
     };
   } catch (err) {
     await c.query('ROLLBACK').catch(() => undefined);
-    c.release();
+    c.removeListener('error', onError);
+    c.release(broken);
     throw new TidelineError('INTERNAL', `cannot read a snapshot of the PostgreSQL store (schema ${schema})`, {
       cause: err,
     });

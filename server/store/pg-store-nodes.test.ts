@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openPgStore } from './pg-store';
 import type { PgStore } from './pg-store';
@@ -182,6 +183,72 @@ describe('PgStore: two nodes on one schema', () => {
     } finally {
       await a.dropSchema();
       await b.close();
+    }
+  });
+
+  it('ends a transaction that stalls holding the head lock, so the other node commits', async () => {
+    const schema = 'nodes_stall';
+    const a = await openPgStore({ url: db.url, schema, idleInTransactionTimeoutMs: 300 });
+    const b = await openPgStore({ url: db.url, schema, idleInTransactionTimeoutMs: 300 });
+    try {
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      let locked!: () => void;
+      const holding = new Promise<void>((resolve) => (locked = resolve));
+      const note = (id: string) => ({ collection: 'notes', id, doc: { id }, owner: null });
+      const stalled = a.transact(async (tx) => {
+        await tx.append(note('n1'), null, TS);
+        locked();
+        await gate; // a node whose event loop is stuck, with the lock held
+        await tx.append(note('n2'), null, TS);
+      });
+      await holding;
+      // Waits for the lock until PostgreSQL ends a's idle session, then commits.
+      const change = await b.transact((tx) => tx.append(note('n3'), null, TS));
+      expect(change.lsn).toBe(1);
+      release();
+      await expect(stalled).rejects.toThrow();
+      expect(await b.getDoc('notes', 'n1')).toBeUndefined();
+      // The node goes on committing on fresh connections.
+      expect((await a.transact((tx) => tx.append(note('n4'), null, TS))).lsn).toBe(2);
+    } finally {
+      await a.dropSchema();
+      await b.close();
+    }
+  });
+
+  it('listens again when its LISTEN session is ended, and wakes its listeners with the head', async () => {
+    const schema = 'nodes_listen';
+    const reader = await openPgStore({ url: db.url, schema });
+    const writer = await openPgStore({ url: db.url, schema });
+    const admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+    try {
+      let head = 0;
+      const waits: Array<{ lsn: number; resolve: () => void }> = [];
+      await reader.onCommit((lsn) => {
+        head = Math.max(head, lsn);
+        for (const w of waits) if (head >= w.lsn) w.resolve();
+      });
+      const headReaches = (lsn: number): Promise<void> =>
+        head >= lsn ? Promise.resolve() : new Promise((resolve) => waits.push({ lsn, resolve }));
+      const note = (id: string) => ({ collection: 'notes', id, doc: { id }, owner: null });
+      await writer.transact((tx) => tx.append(note('n1'), null, TS));
+      await headReaches(1);
+      const ended = await admin.query<{ ok: boolean }>(
+        `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
+         WHERE datname = current_database() AND query = 'LISTEN tideline_${schema}'`,
+      );
+      expect(ended.rows.map((r) => r.ok)).toEqual([true]);
+      // Committed while nobody may be listening: the wake-up after listening again carries it.
+      await writer.transact((tx) => tx.append(note('n2'), null, TS));
+      await headReaches(2);
+      await writer.transact((tx) => tx.append(note('n3'), null, TS));
+      await headReaches(3);
+    } finally {
+      await admin.end();
+      await reader.close();
+      await writer.dropSchema();
     }
   });
 });

@@ -32,6 +32,15 @@ export interface PgStoreOptions {
   poolSize?: number;
   /** Connections for open snapshot cursors, apart so that slow snapshot readers never hold up commits; default 4. */
   snapshotPoolSize?: number;
+  /**
+   * How long PostgreSQL lets a connection sit idle inside a transaction before
+   * it ends the session (`idle_in_transaction_session_timeout`); default
+   * 30000 ms. A write transaction holds the `head` lock that every node's
+   * commits wait for: a node that stalls holding it (a blocked event loop, a
+   * half-open connection) holds up the cluster for at most this long, then
+   * its transaction is rolled back.
+   */
+  idleInTransactionTimeoutMs?: number;
 }
 
 /** bigint (int8) columns as JS numbers: LSNs, seqs, ts and counts stay far below 2^53. */
@@ -44,7 +53,14 @@ const types: pg.CustomTypesConfig = {
 /** Opens (creating its tables when missing) the PostgreSQL store of `options.schema`. */
 export async function openPgStore(options: PgStoreOptions): Promise<PgStore> {
   const schema = checkSchemaName(options.schema ?? 'tideline');
-  const pool = new pg.Pool({ connectionString: options.url, max: options.poolSize ?? 8, types });
+  const idle_in_transaction_session_timeout = options.idleInTransactionTimeoutMs ?? 30_000;
+  const pool = new pg.Pool({
+    connectionString: options.url,
+    max: options.poolSize ?? 8,
+    types,
+    idle_in_transaction_session_timeout,
+  });
+  // Snapshot cursors sit idle between pages for as long as their session reads: they are bounded by their callers.
   const snapshotPool = new pg.Pool({ connectionString: options.url, max: options.snapshotPoolSize ?? 4, types });
   // An idle pooled connection that the server drops must not crash the process.
   pool.on('error', () => undefined);
@@ -485,21 +501,58 @@ export class PgStore implements AsyncStore {
     await Promise.all([this.pool.end(), this.snapshotPool.end(), listener?.end().catch(() => undefined)]);
   }
 
+  /**
+   * The LISTEN connection, made on first use. When it drops (PostgreSQL
+   * restarted, the session was ended), it is made again, and every listener
+   * is then woken with the head as it is: commits made while nobody listened
+   * sent no notification, and a listener that reads from its checkpoint on
+   * each wake-up catches up with them.
+   */
   private listen(): Promise<pg.Client> {
     this.listening ??= (async () => {
       const client = new pg.Client({ connectionString: this.url, types });
       client.on('error', () => undefined);
       client.on('notification', (n) => {
         if (n.channel !== this.channel) return;
-        const head = Number(n.payload);
-        for (const l of this.commitListeners) l(head);
+        this.wake(Number(n.payload));
       });
-      await client.connect();
-      await client.query(`LISTEN ${this.channel}`);
+      client.on('end', () => {
+        if (this.listener !== client) return;
+        this.listener = null;
+        this.listening = null;
+        this.relisten(0);
+      });
+      try {
+        await client.connect();
+        await client.query(`LISTEN ${this.channel}`);
+      } catch (err) {
+        this.listening = null;
+        await client.end().catch(() => undefined);
+        throw err;
+      }
       this.listener = client;
       return client;
     })();
     return this.listening;
+  }
+
+  private relisten(attempt: number): void {
+    if (this.closed || this.commitListeners.size === 0) return;
+    // 0.1 s, doubling, at most 5 s between attempts while PostgreSQL is away.
+    const delay = Math.min(5000, 100 * 2 ** attempt);
+    setTimeout(() => {
+      if (this.closed) return;
+      this.listen()
+        .then(() => this.meta())
+        .then(
+          (meta) => this.wake(meta.headLsn),
+          () => this.relisten(attempt + 1),
+        );
+    }, delay).unref();
+  }
+
+  private wake(head: number): void {
+    for (const l of this.commitListeners) l(head);
   }
 
   /**
@@ -532,6 +585,12 @@ export class PgStore implements AsyncStore {
     this.assertOpen();
     const c = await this.pool.connect();
     let broken: Error | undefined;
+    // A checked-out client has no pool listener: an error between statements (the server ended the
+    // session) would crash the process. It is kept, and the next statement fails with it.
+    const onError = (err: Error): void => {
+      broken = err;
+    };
+    c.on('error', onError);
     try {
       await c.query(begin);
       try {
@@ -545,6 +604,7 @@ export class PgStore implements AsyncStore {
         throw err;
       }
     } finally {
+      c.removeListener('error', onError);
       c.release(broken);
     }
   }
