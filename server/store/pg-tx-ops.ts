@@ -4,7 +4,7 @@ import type { ErrorCode, WireErrorShape } from '../../shared/errors';
 import type { Doc } from '../../shared/json';
 import type { Write } from '../../shared/mutators/types';
 import type { Change } from '../../shared/protocol/change';
-import { authorOf, isServerOrigin, REJECTION_WINDOW, storedRejection } from './store';
+import { isServerOrigin, REJECTION_WINDOW, storedRejection } from './store';
 import type { OutcomeEntry, ServerOriginRecord, StoredDoc, Usage } from './store';
 
 /** The locked `head` row as a write transaction moves it; written back once, at commit. */
@@ -68,8 +68,7 @@ export class PgTxOps {
     const body = write.doc === null ? null : JSON.stringify(write.doc);
     const clientId = origin?.clientId ?? null;
     const seq = origin?.seq ?? null;
-    await this.insertChange(lsn, this.head.term, write.collection, write.id, write.owner, body, clientId, seq, ts);
-    await this.putDoc(write.collection, write.id, write.owner, lsn, body, clientId);
+    await this.writeVersion(lsn, this.head.term, write.collection, write.id, write.owner, body, clientId, seq, ts);
     if (clientId !== null) await this.noteServerOrigin(clientId, lsn, ts);
     this.head.lsn = lsn;
     return {
@@ -85,7 +84,17 @@ export class PgTxOps {
     };
   }
 
-  async insertChange(
+  /**
+   * Appends a change and makes it the document's current version (`body`
+   * null: a tombstone), moving its bytes between authors' usage as
+   * SqliteStore.putDoc does: a new document counts against `authorOf` its
+   * owner and origin, a new version against the author it had, a delete
+   * against nobody. One statement (a second only when an author's count
+   * falls, to drop an emptied usage row): a write transaction holds the
+   * head lock that every node waits for, so its round trips are the
+   * cluster's commit rate.
+   */
+  async writeVersion(
     lsn: number,
     term: number,
     collection: string,
@@ -96,63 +105,42 @@ export class PgTxOps {
     seq: number | null,
     ts: number,
   ): Promise<void> {
-    await this.c.query(
-      `INSERT INTO ${this.s}.changes (lsn, term, collection, id, owner, deleted, body, client_id, seq, ts)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-      [lsn, term, collection, id, owner, body === null, body, clientId, seq, ts],
+    const s = this.s;
+    const { rows } = await this.c.query<{ user_id: string }>(
+      `WITH prev AS (
+         SELECT author, octet_length(body) AS bytes FROM ${s}.docs WHERE collection = $1 AND id = $2 AND NOT deleted
+       ), next AS (
+         SELECT CASE WHEN $5::text IS NULL THEN NULL
+                     WHEN EXISTS (SELECT 1 FROM prev) THEN (SELECT author FROM prev)
+                     ELSE COALESCE($3::text, (SELECT user_id FROM ${s}.clients WHERE client_id = $6::text)) END AS author
+       ), ch AS (
+         INSERT INTO ${s}.changes (lsn, term, collection, id, owner, deleted, body, client_id, seq, ts)
+         VALUES ($4, $7, $1, $2, $3, $5::text IS NULL, $5, $6, $8, $9)
+       ), d AS (
+         INSERT INTO ${s}.docs (collection, id, owner, lsn, deleted, body, author)
+         SELECT $1, $2, $3, $4, $5::text IS NULL, $5, author FROM next
+         ON CONFLICT (collection, id) DO UPDATE SET owner = excluded.owner, lsn = excluded.lsn,
+           deleted = excluded.deleted, body = excluded.body, author = excluded.author
+       ), moves AS (
+         SELECT user_id, SUM(docs)::bigint AS docs, SUM(bytes)::bigint AS bytes FROM (
+           SELECT author AS user_id, -1 AS docs, -bytes::bigint AS bytes FROM prev WHERE author IS NOT NULL
+           UNION ALL
+           SELECT author, 1, $10::bigint FROM next WHERE author IS NOT NULL
+         ) m GROUP BY user_id HAVING SUM(docs) <> 0 OR SUM(bytes) <> 0
+       ), u AS (
+         INSERT INTO ${s}.usage (collection, user_id, docs, bytes) SELECT $1, user_id, docs, bytes FROM moves
+         ON CONFLICT (collection, user_id) DO UPDATE
+           SET docs = usage.docs + excluded.docs, bytes = usage.bytes + excluded.bytes
+       )
+       SELECT user_id FROM moves WHERE docs < 0`,
+      [collection, id, owner, lsn, body, clientId, term, seq, ts, body === null ? 0 : Buffer.byteLength(body, 'utf8')],
     );
-  }
-
-  /**
-   * Makes a change the document's current version (`body` null: a tombstone)
-   * and moves its bytes between authors' usage, as SqliteStore.putDoc does.
-   */
-  async putDoc(
-    collection: string,
-    id: string,
-    owner: string | null,
-    lsn: number,
-    body: string | null,
-    clientId: string | null,
-  ): Promise<void> {
-    const [prev] = await this.rows<{ author: string | null; bytes: number | null; origin_user: string | null }>(
-      `SELECT d.author, octet_length(d.body) AS bytes,
-         (SELECT user_id FROM ${this.s}.clients WHERE client_id = $3) AS origin_user
-       FROM (SELECT 1) AS one
-       LEFT JOIN ${this.s}.docs d ON d.collection = $1 AND d.id = $2 AND NOT d.deleted`,
-      [collection, id, clientId],
-    );
-    const live = prev !== undefined && prev.bytes !== null;
-    let author: string | null = null;
-    if (body !== null) author = live ? (prev.author ?? null) : authorOf(owner, prev?.origin_user ?? null);
-    const bytes = body === null ? 0 : Buffer.byteLength(body, 'utf8');
-    // Net moves per author: one upsert each (a statement may not touch one row twice).
-    const moves = new Map<string, { docs: number; bytes: number }>();
-    const move = (user: string, docs: number, b: number): void => {
-      const m = moves.get(user) ?? { docs: 0, bytes: 0 };
-      moves.set(user, { docs: m.docs + docs, bytes: m.bytes + b });
-    };
-    if (live && prev.author !== null) move(prev.author, -1, -(prev.bytes ?? 0));
-    if (author !== null && body !== null) move(author, 1, bytes);
-    await this.c.query(
-      `INSERT INTO ${this.s}.docs (collection, id, owner, lsn, deleted, body, author) VALUES ($1, $2, $3, $4, $5, $6, $7)
-       ON CONFLICT (collection, id) DO UPDATE SET owner = excluded.owner, lsn = excluded.lsn,
-         deleted = excluded.deleted, body = excluded.body, author = excluded.author`,
-      [collection, id, owner, lsn, body === null, body, author],
-    );
-    for (const [user, m] of moves) {
-      if (m.docs === 0 && m.bytes === 0) continue;
-      await this.c.query(
-        `INSERT INTO ${this.s}.usage (collection, user_id, docs, bytes) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (collection, user_id) DO UPDATE SET docs = usage.docs + excluded.docs, bytes = usage.bytes + excluded.bytes`,
-        [collection, user, m.docs, m.bytes],
-      );
-      if (m.docs < 0) {
-        await this.c.query(`DELETE FROM ${this.s}.usage WHERE collection = $1 AND user_id = $2 AND docs <= 0`, [
-          collection,
-          user,
-        ]);
-      }
+    // An author whose count fell (a delete, or another author now): drop the row if it holds nothing.
+    if (rows.length > 0) {
+      await this.c.query(`DELETE FROM ${s}.usage WHERE collection = $1 AND user_id = ANY($2::text[]) AND docs <= 0`, [
+        collection,
+        rows.map((r) => r.user_id),
+      ]);
     }
   }
 
@@ -267,8 +255,7 @@ export class PgTxOps {
     if ('collection' in entry) {
       const c = entry;
       const body = c.doc === null ? null : JSON.stringify(c.doc);
-      await this.insertChange(c.lsn, c.term, c.collection, c.id, c.owner, body, c.clientId, c.seq, c.ts);
-      await this.putDoc(c.collection, c.id, c.owner, c.lsn, body, c.clientId);
+      await this.writeVersion(c.lsn, c.term, c.collection, c.id, c.owner, body, c.clientId, c.seq, c.ts);
       if (c.clientId !== null && c.seq !== null && c.seq > (await this.lastSeq(c.clientId))) {
         await this.c.query(
           `INSERT INTO ${this.s}.clients (client_id, last_seq) VALUES ($1, $2)
