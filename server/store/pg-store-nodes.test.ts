@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LogTail } from './log-tail';
 import { openPgStore } from './pg-store';
 import type { PgStore } from './pg-store';
 import { createTestDatabase } from './pg-test-db';
@@ -24,24 +25,6 @@ afterAll(async () => {
 /** Lets other transactions' statements in between ours, so commits of both nodes interleave. */
 const yieldTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-/** Resolves when `check` holds, checked at each call of the returned `poke`; rejects after `ms`. */
-function condition(check: () => boolean, ms: number): { done: Promise<void>; poke: () => void } {
-  let resolve!: () => void;
-  let reject!: (err: Error) => void;
-  const done = new Promise<void>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  const timer = setTimeout(() => reject(new Error(`condition not met within ${ms} ms`)), ms);
-  const poke = (): void => {
-    if (check()) {
-      clearTimeout(timer);
-      resolve();
-    }
-  };
-  return { done, poke };
-}
-
 describe('PgStore: two nodes on one schema', () => {
   it('gives every LSN once, in commit order, and a reader woken by NOTIFY never skips one that commits later', async () => {
     const schema = 'nodes_lsn';
@@ -51,35 +34,39 @@ describe('PgStore: two nodes on one schema', () => {
     ];
     const reader = await openPgStore({ url: db.url, schema, poolSize: 2 });
     try {
-      // The reader tails the log as a node serving its sessions would: on each wake-up, pages from its checkpoint.
+      // The reader tails the log as a node serving its sessions would: each NOTIFY wakes a LogTail.
       const seen: number[] = [];
-      let checkpoint = 0;
       let notified = 0;
-      let reading: Promise<void> = Promise.resolve();
       const gaps: string[] = [];
-      const tail = async (): Promise<void> => {
-        for (;;) {
-          const page = await reader.readLog(checkpoint, 50);
-          if (page.to === checkpoint) return;
+      const failures: unknown[] = [];
+      const tail = new LogTail({
+        source: reader,
+        from: 0,
+        pageSize: 50,
+        onPage: (page) => {
+          const from = tail.checkpoint;
           const lsns = [...page.changes.map((c) => c.lsn), ...page.outcomes.map((o) => o.lsn)].sort((a, b) => a - b);
           lsns.forEach((lsn, i) => {
-            if (lsn !== checkpoint + 1 + i) gaps.push(`after ${checkpoint} read ${lsns.join(',')}`);
+            if (lsn !== from + 1 + i) gaps.push(`after ${from} read ${lsns.join(',')}`);
           });
           seen.push(...lsns);
-          checkpoint = page.to;
-          caughtUp.poke();
-        }
-      };
+          delivered = page.to;
+          if (delivered >= target) tailDone();
+        },
+        onError: (err) => void failures.push(err),
+      });
+      // Done when the tail, moved by NOTIFYs alone, has delivered the last LSN and its NOTIFY came.
+      let target = Infinity;
+      let delivered = 0;
+      let tailDone!: () => void;
+      const tailDoneP = new Promise<void>((resolve) => (tailDone = resolve));
+      let notifiedAll!: () => void;
+      const notifiedAllP = new Promise<void>((resolve) => (notifiedAll = resolve));
       const TXS = 240;
-      let finalHead = -1;
-      const caughtUp = condition(() => finalHead > 0 && checkpoint >= finalHead, 60_000);
-      const failures: unknown[] = [];
-      const wake = (): void => {
-        reading = reading.then(tail).catch((err: unknown) => void failures.push(err));
-      };
       const unsubscribe = await reader.onCommit((head) => {
         notified = Math.max(notified, head);
-        wake();
+        if (notified >= target) notifiedAll();
+        tail.wake();
       });
 
       // Many concurrent transactions on both nodes, 1-3 writes each (one of them a no-op outcome).
@@ -113,11 +100,11 @@ describe('PgStore: two nodes on one schema', () => {
       for (const lsns of results) expect(lsns).toEqual(lsns.map((_, i) => lsns[0]! + i));
       expect((await nodes[1]!.meta()).headLsn).toBe(total);
 
-      finalHead = total;
-      caughtUp.poke();
-      wake();
-      await caughtUp.done;
-      await reading;
+      target = total;
+      if (delivered >= total) tailDone();
+      if (notified >= total) notifiedAll();
+      await Promise.all([tailDoneP, notifiedAllP]);
+      tail.stop();
       unsubscribe();
       expect(failures).toEqual([]);
       expect(gaps).toEqual([]);
