@@ -893,8 +893,9 @@ export class SqliteStore implements Store {
    * Opens a transaction that stays open until the returned `end` is called,
    * for the `AsyncStore` adapter (sync-store-adapter.ts): every call until
    * then runs inside it (`transact` nests as a savepoint); `end(true)`
-   * commits, `end(false)` rolls back and restores the cached meta. The caller
-   * keeps every other user off the store meanwhile.
+   * commits, `end(false)` rolls back and restores the cached meta (and must
+   * reset every other cache of what the transaction wrote, as `atomically`
+   * does). The caller keeps every other user off the store meanwhile.
    */
   holdTransaction(): (commit: boolean) => void {
     this.assertOpen();
