@@ -582,6 +582,26 @@ export class MemoryStore implements Store {
     this.closed = true;
   }
 
+  /**
+   * Opens a transaction that stays open until the returned `end` is called,
+   * for the `AsyncStore` adapter (sync-store-adapter.ts): every write until
+   * then joins it (`transact` nests in it); `end(false)` undoes them all. The
+   * caller keeps every other user off the store meanwhile.
+   */
+  holdTransaction(): (commit: boolean) => void {
+    this.assertOpen();
+    const mark = this.undo.length;
+    this.depth++;
+    let open = true;
+    return (commit) => {
+      if (!open) return;
+      open = false;
+      if (!commit) while (this.undo.length > mark) this.undo.pop()?.();
+      this.depth--;
+      if (this.depth === 0) this.undo.length = 0;
+    };
+  }
+
   private atomically<T>(fn: () => T): T {
     const mark = this.undo.length;
     this.depth++;

@@ -910,6 +910,36 @@ export class SqliteStore implements Store {
   }
 
   /**
+   * Opens a transaction that stays open until the returned `end` is called,
+   * for the `AsyncStore` adapter (sync-store-adapter.ts): every call until
+   * then runs inside it (`transact` nests as a savepoint); `end(true)`
+   * commits, `end(false)` rolls back and restores the cached meta (and must
+   * reset every other cache of what the transaction wrote, as `atomically`
+   * does). The caller keeps every other user off the store meanwhile.
+   */
+  holdTransaction(): (commit: boolean) => void {
+    this.assertOpen();
+    const { head, term, horizon } = this;
+    this.db.exec('BEGIN IMMEDIATE');
+    return (commit) => {
+      if (!this.db.inTransaction) return;
+      try {
+        this.db.exec(commit ? 'COMMIT' : 'ROLLBACK');
+      } catch (err) {
+        if (this.db.inTransaction) this.db.exec('ROLLBACK');
+        this.head = head;
+        this.term = term;
+        this.horizon = horizon;
+        throw err;
+      }
+      if (commit) return;
+      this.head = head;
+      this.term = term;
+      this.horizon = horizon;
+    };
+  }
+
+  /**
    * Writes a consistent copy of the store to `path` while it stays online.
    * The copy goes to a temporary file first, so `path` never holds half a
    * backup, and is then linked (not renamed) into place: an existing file at
