@@ -927,16 +927,21 @@ export class SqliteStore implements Store {
         this.db.exec(commit ? 'COMMIT' : 'ROLLBACK');
       } catch (err) {
         if (this.db.inTransaction) this.db.exec('ROLLBACK');
-        this.head = head;
-        this.term = term;
-        this.horizon = horizon;
+        this.forgetRolledBack(head, term, horizon);
         throw err;
       }
-      if (commit) return;
-      this.head = head;
-      this.term = term;
-      this.horizon = horizon;
+      if (!commit) this.forgetRolledBack(head, term, horizon);
     };
+  }
+
+  /** After a held transaction rolled back: the cached meta goes back, and what its writes taught the caches is void. */
+  private forgetRolledBack(head: number, term: number, horizon: number): void {
+    this.head = head;
+    this.term = term;
+    this.horizon = horizon;
+    this.raisedLastSeq.clear();
+    this.knownLastSeq.clear();
+    this.knownUser.clear();
   }
 
   /**
