@@ -5,12 +5,14 @@ import type { Doc } from '../../shared/json';
 import type { Change } from '../../shared/protocol/change';
 import type { AsyncSnapshotCursor, AsyncStore, AsyncStoreTx } from './async-store';
 import { mergeByLsn } from './log';
+import { changeOf, changeRowBytes, continuing, cutPage, finishMutation, openMutation, parseDoc } from './log-page';
+import type { ChangeRow } from './log-page';
 import { openPgSnapshot } from './pg-snapshot';
 import { checkSchemaName, initPgSchema, rebuildUsageSql } from './pg-schema';
 import { pgCountStatement, pgIndexSql, pgQueryStatement } from './pg-query';
 import { PgTxOps } from './pg-tx-ops';
 import type { HeadState } from './pg-tx-ops';
-import { logEntryBytes, REJECTION_WINDOW } from './store';
+import { REJECTION_WINDOW } from './store';
 import type {
   DocQuery,
   LogPage,
@@ -82,18 +84,6 @@ export async function openPgStore(options: PgStoreOptions): Promise<PgStore> {
       hint: 'check the --store URL, that PostgreSQL is running, and that its user may create a schema and tables',
     });
   }
-}
-
-interface ChangeRow {
-  lsn: number;
-  term: number;
-  collection: string;
-  id: string;
-  owner: string | null;
-  body: string | null;
-  client_id: string | null;
-  seq: number | null;
-  ts: number;
 }
 
 interface OutcomeRow {
@@ -695,26 +685,12 @@ async function readLogOn(
       [after, n],
     )
   ).rows.map(outcomeOf);
-  const entries = [
-    ...changeRows.map((r) => ({ lsn: r.lsn, bytes: changeRowBytes(r) })),
-    ...outcomes.filter((o) => o.lsn < cutAt).map((o) => ({ lsn: o.lsn, bytes: logEntryBytes(o) })),
-  ].sort((a, b) => a.lsn - b.lsn);
-  let to = after;
-  let bytes = 0;
-  for (let i = 0; i < entries.length && i < n; i++) {
-    const e = entries[i]!;
-    if (i > 0 && bytes + e.bytes > maxBytes) break;
-    bytes += e.bytes;
-    to = e.lsn;
-  }
-  const page: LogPage = {
-    changes: changeRows.filter((r) => r.lsn <= to).map(changeOf),
-    outcomes: outcomes.filter((o) => o.lsn <= to),
-    to,
-  };
-  // Finish the mutation the page ends in: its changes have consecutive LSNs and one origin.
-  const last = page.changes[page.changes.length - 1];
-  if (last !== undefined && last.lsn === to && last.clientId !== null) {
+  const { page, bytes } = cutPage(changeRows, outcomes, cutAt, after, n, maxBytes);
+  // Finish the mutation the page ends in. Only the origins are read to find where it ends (usually
+  // at once), then its rows.
+  const last = openMutation(page);
+  if (last !== undefined) {
+    const to = page.to;
     let end = to;
     for (;;) {
       const next = (
@@ -723,76 +699,19 @@ async function readLogOn(
           [end, BOUNDARY_STEP],
         )
       ).rows;
-      let i = 0;
-      while (
-        i < next.length &&
-        next[i]!.lsn === end + 1 &&
-        next[i]!.client_id === last.clientId &&
-        next[i]!.seq === last.seq
-      ) {
-        end++;
-        i++;
-      }
+      const i = continuing(next, end, last);
+      end += i;
       if (i < BOUNDARY_STEP) break;
     }
-    if (end > to) {
-      const rest = await selectChanges(to, end - to);
-      const restBytes = rest.reduce((sum, r) => sum + changeRowBytes(r), 0);
-      if (bytes + restBytes <= maxBytes) {
-        page.changes.push(...rest.map(changeOf));
-        page.to = end;
-      } else {
-        // Over the budget: the mutation goes to the next page, whole, unless it began this one.
-        let begin = page.changes.length - 1;
-        while (
-          begin > 0 &&
-          sameOrigin(page.changes[begin - 1]!, last) &&
-          page.changes[begin - 1]!.lsn === page.changes[begin]!.lsn - 1
-        )
-          begin--;
-        const firstLsn = page.changes[begin]!.lsn;
-        if (firstLsn === after + 1) {
-          page.changes.push(...rest.map(changeOf));
-          page.to = end;
-        } else {
-          page.changes.length = begin;
-          page.to = firstLsn - 1;
-          page.outcomes = page.outcomes.filter((o) => o.lsn < firstLsn);
-        }
-      }
-    }
+    if (end > to) finishMutation(page, last, await selectChanges(to, end - to), end, after, bytes, maxBytes);
   }
   return page;
-}
-
-function changeRowBytes(r: ChangeRow): number {
-  return logEntryBytes({ collection: r.collection, id: r.id, body: r.body, clientId: r.client_id });
-}
-
-const sameOrigin = (a: Change, b: Change): boolean => a.clientId === b.clientId && a.seq === b.seq;
-
-function changeOf(r: ChangeRow): Change {
-  return {
-    lsn: r.lsn,
-    term: r.term,
-    collection: r.collection,
-    id: r.id,
-    doc: r.body === null ? null : parseDoc(r.body),
-    owner: r.owner,
-    clientId: r.client_id,
-    seq: r.seq,
-    ts: r.ts,
-  };
 }
 
 function outcomeOf(r: OutcomeRow): OutcomeEntry {
   const error: WireErrorShape | null =
     r.code === null ? null : { code: r.code as ErrorCode, message: r.message ?? '', retryable: r.retryable === true };
   return { lsn: r.lsn, term: r.term, clientId: r.client_id, seq: r.seq, error, ts: r.ts };
-}
-
-function parseDoc(body: string): Doc {
-  return JSON.parse(body) as Doc;
 }
 
 function messageOf(err: unknown): string {

@@ -9,6 +9,8 @@ import type { Write } from '../../shared/mutators/types';
 import type { Change } from '../../shared/protocol/change';
 import { sealBackup } from './backup';
 import { mergeByLsn } from './log';
+import { changeOf, changeRowBytes, continuing, cutPage, finishMutation, openMutation, parseDoc } from './log-page';
+import type { ChangeRow } from './log-page';
 import { createPrivateFile, makePrivate, PRIVATE_DIR_MODE } from './private-files';
 import {
   appIndexName,
@@ -22,7 +24,7 @@ import {
 import type { SqlParam, SqlStatement } from './sqlite-query';
 import { heldSnapshotCursor } from './snapshot-cursor';
 import { openSqliteSnapshot } from './sqlite-snapshot';
-import { authorOf, isServerOrigin, logEntryBytes, REJECTION_WINDOW, storedRejection } from './store';
+import { authorOf, isServerOrigin, REJECTION_WINDOW, storedRejection } from './store';
 import type {
   DocQuery,
   LogPage,
@@ -143,18 +145,6 @@ interface DocRow {
 interface PrevRow {
   author: string | null;
   body: string | null;
-}
-
-interface ChangeRow {
-  lsn: number;
-  term: number;
-  collection: string;
-  id: string;
-  owner: string | null;
-  body: string | null;
-  client_id: string | null;
-  seq: number | null;
-  ts: number;
 }
 
 interface OutcomeRow {
@@ -475,68 +465,20 @@ export class SqliteStore implements Store {
     // budget (so a page of large documents is never read whole), then keep the n lowest LSNs in budget.
     const { rows: changeRows, cutAt } = this.changesWithin(after, n, maxBytes);
     const outcomes = this.selectOutcomes.all(after, n).map(outcomeOf);
-    const entries = [
-      ...changeRows.map((r) => ({ lsn: r.lsn, bytes: changeRowBytes(r) })),
-      ...outcomes.filter((o) => o.lsn < cutAt).map((o) => ({ lsn: o.lsn, bytes: logEntryBytes(o) })),
-    ].sort((a, b) => a.lsn - b.lsn);
-    let to = after;
-    let bytes = 0;
-    for (let i = 0; i < entries.length && i < n; i++) {
-      const e = entries[i]!;
-      if (i > 0 && bytes + e.bytes > maxBytes) break;
-      bytes += e.bytes;
-      to = e.lsn;
-    }
-    const page: LogPage = {
-      changes: changeRows.filter((r) => r.lsn <= to).map(changeOf),
-      outcomes: outcomes.filter((o) => o.lsn <= to),
-      to,
-    };
-    // Finish the mutation the page ends in: its changes have consecutive LSNs and one origin. Only
-    // the origins are read to find where it ends (usually at once), then its rows.
-    const last = page.changes[page.changes.length - 1];
-    if (last !== undefined && last.lsn === to && last.clientId !== null) {
+    const { page, bytes } = cutPage(changeRows, outcomes, cutAt, after, n, maxBytes);
+    // Finish the mutation the page ends in. Only the origins are read to find where it ends (usually
+    // at once), then its rows.
+    const last = openMutation(page);
+    if (last !== undefined) {
+      const to = page.to;
       let end = to;
       for (;;) {
         const next = this.selectOrigins.all(end, BOUNDARY_STEP);
-        let i = 0;
-        while (
-          i < next.length &&
-          next[i]!.lsn === end + 1 &&
-          next[i]!.client_id === last.clientId &&
-          next[i]!.seq === last.seq
-        ) {
-          end++;
-          i++;
-        }
+        const i = continuing(next, end, last);
+        end += i;
         if (i < BOUNDARY_STEP) break;
       }
-      if (end > to) {
-        const rest = this.selectChanges.all(to, end - to);
-        const restBytes = rest.reduce((sum, r) => sum + changeRowBytes(r), 0);
-        if (bytes + restBytes <= maxBytes) {
-          page.changes.push(...rest.map(changeOf));
-          page.to = end;
-        } else {
-          // Over the budget: the mutation goes to the next page, whole, unless it began this one.
-          let begin = page.changes.length - 1;
-          while (
-            begin > 0 &&
-            sameOrigin(page.changes[begin - 1]!, last) &&
-            page.changes[begin - 1]!.lsn === page.changes[begin]!.lsn - 1
-          )
-            begin--;
-          const firstLsn = page.changes[begin]!.lsn;
-          if (firstLsn === after + 1) {
-            page.changes.push(...rest.map(changeOf));
-            page.to = end;
-          } else {
-            page.changes.length = begin;
-            page.to = firstLsn - 1;
-            page.outcomes = page.outcomes.filter((o) => o.lsn < firstLsn);
-          }
-        }
-      }
+      if (end > to) finishMutation(page, last, this.selectChanges.all(to, end - to), end, after, bytes, maxBytes);
     }
     return page;
   }
@@ -1317,27 +1259,6 @@ function loadMeta(db: Database.Database, path: string): StoreMeta {
   return { serverId, term, headLsn, horizon };
 }
 
-/** A change row's `logEntryBytes`, measured on its stored text as the memory store measures it. */
-function changeRowBytes(r: ChangeRow): number {
-  return logEntryBytes({ collection: r.collection, id: r.id, body: r.body, clientId: r.client_id });
-}
-
-const sameOrigin = (a: Change, b: Change): boolean => a.clientId === b.clientId && a.seq === b.seq;
-
-function changeOf(r: ChangeRow): Change {
-  return {
-    lsn: r.lsn,
-    term: r.term,
-    collection: r.collection,
-    id: r.id,
-    doc: r.body === null ? null : parseDoc(r.body),
-    owner: r.owner,
-    clientId: r.client_id,
-    seq: r.seq,
-    ts: r.ts,
-  };
-}
-
 function outcomeOf(r: OutcomeRow): OutcomeEntry {
   const error: WireErrorShape | null =
     r.code === null ? null : { code: r.code as ErrorCode, message: r.message ?? '', retryable: r.retryable === 1 };
@@ -1347,10 +1268,6 @@ function outcomeOf(r: OutcomeRow): OutcomeEntry {
 /** A body's size as UTF-8, as `jsonByteLength` counts the document (its body is `JSON.stringify` of it). */
 function byteLength(body: string): number {
   return Buffer.byteLength(body, 'utf8');
-}
-
-function parseDoc(body: string): Doc {
-  return JSON.parse(body) as Doc;
 }
 
 function messageOf(err: unknown): string {
