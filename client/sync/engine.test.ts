@@ -211,6 +211,14 @@ beforeEach(() => {
   });
 });
 
+/** The seqs of a push message. */
+const seqsOf = (msg: unknown): number[] => (msg as { mutations: Array<{ seq: number }> }).mutations.map((m) => m.seq);
+/** A push answer that applies every mutation of the push. */
+const ackAll = (msg: unknown): PushAck => ({
+  ok: true,
+  results: seqsOf(msg).map((seq) => ({ seq, status: 'applied', lsn: 10 })),
+});
+
 /** Connects the newest transport and waits for the handshake to finish. */
 async function connectLatest(): Promise<ScriptedTransport> {
   const t = transports.at(-1)!;
@@ -324,8 +332,7 @@ describe('SyncEngine: a push refused as a whole', () => {
     let refusals = 1;
     pushAnswer = (msg) => {
       if (refusals-- > 0) return refusal(true);
-      const seqs = (msg as { mutations: Array<{ seq: number }> }).mutations.map((m) => m.seq);
-      return { ok: true, results: seqs.map((seq) => ({ seq, status: 'applied', lsn: 10 })) };
+      return ackAll(msg);
     };
     await engine.start();
     await connectLatest();
@@ -342,7 +349,7 @@ describe('SyncEngine: a push refused as a whole', () => {
     const pushes: Array<{ at: number; seqs: number[] }> = [];
     let refusals = 2;
     pushAnswer = (msg) => {
-      const seqs = (msg as { mutations: Array<{ seq: number }> }).mutations.map((m) => m.seq);
+      const seqs = seqsOf(msg);
       pushes.push({ at: clock.now(), seqs });
       if (refusals-- > 0) {
         return {
@@ -492,10 +499,7 @@ describe('SyncEngine: a fresh token from refreshToken', () => {
 
 describe('SyncEngine: public connection controls', () => {
   it('goOffline drops the connection and stays off until goOnline', async () => {
-    pushAnswer = (msg) => {
-      const seqs = (msg as { mutations: Array<{ seq: number }> }).mutations.map((m) => m.seq);
-      return { ok: true, results: seqs.map((seq) => ({ seq, status: 'applied', lsn: 10 })) };
-    };
+    pushAnswer = ackAll;
     await engine.start();
     const first = await connectLatest();
     engine.goOffline();
@@ -531,10 +535,7 @@ describe('SyncEngine: public connection controls', () => {
 
 describe('SyncEngine: what changed, and where each mutation stands', () => {
   it("names the collections and ids each applied message changed, and the mutations' states", async () => {
-    pushAnswer = (msg) => {
-      const seqs = (msg as { mutations: Array<{ seq: number }> }).mutations.map((m) => m.seq);
-      return { ok: true, results: seqs.map((seq) => ({ seq, status: 'applied', lsn: 10 })) };
-    };
+    pushAnswer = ackAll;
     const applied: EngineEvent[] = [];
     engine.on((e) => {
       if (e.type === 'applied') applied.push(e);
@@ -628,10 +629,7 @@ describe('SyncEngine: batched local writes', () => {
   });
 
   it('counts as pending the mutations written while the hello is in flight (the count read before them is stale)', async () => {
-    pushAnswer = (msg) => {
-      const seqs = (msg as { mutations: Array<{ seq: number }> }).mutations.map((m) => m.seq);
-      return { ok: true, results: seqs.map((seq) => ({ seq, status: 'applied', lsn: 10 })) };
-    };
+    pushAnswer = ackAll;
     await engine.start();
     await engine.mutate('put', put('a'));
     const t = transports.at(-1)!;
@@ -657,8 +655,7 @@ describe('SyncEngine: batched local writes', () => {
     const pushed: unknown[] = [];
     pushAnswer = (msg) => {
       pushed.push(structuredClone(msg));
-      const seqs = (msg as { mutations: Array<{ seq: number }> }).mutations.map((m) => m.seq);
-      return { ok: true, results: seqs.map((seq) => ({ seq, status: 'applied', lsn: 10 })) };
+      return ackAll(msg);
     };
     await engine.start();
     await connectLatest();
@@ -765,9 +762,9 @@ describe('SyncEngine: batched local writes', () => {
   it('reads in read-only transactions: every transaction that writes nothing is read-only', async () => {
     const pushed: number[] = [];
     pushAnswer = (msg) => {
-      const seqs = (msg as { mutations: Array<{ seq: number }> }).mutations.map((m) => m.seq);
+      const seqs = seqsOf(msg);
       pushed.push(...seqs);
-      return { ok: true, results: seqs.map((seq) => ({ seq, status: 'applied', lsn: 10 })) };
+      return ackAll(msg);
     };
     await engine.start();
     const t = await connectLatest();
@@ -786,9 +783,9 @@ describe('SyncEngine: batched local writes', () => {
   it("counts another tab's mutation that this engine's own next batch stepped over (the tab's message comes late)", async () => {
     const pushed: number[][] = [];
     pushAnswer = (msg) => {
-      const seqs = (msg as { mutations: Array<{ seq: number }> }).mutations.map((m) => m.seq);
+      const seqs = seqsOf(msg);
       pushed.push(seqs);
-      return { ok: true, results: seqs.map((seq) => ({ seq, status: 'applied', lsn: 10 })) };
+      return ackAll(msg);
     };
     await engine.start();
     const t = await connectLatest();
@@ -830,10 +827,7 @@ describe('SyncEngine: batched local writes', () => {
 
   it('a push whose outbox read outlives its connection sends nothing on the next connection', async () => {
     const sent: Array<{ transport: number; event: string }> = [];
-    pushAnswer = (msg) => {
-      const seqs = (msg as { mutations: Array<{ seq: number }> }).mutations.map((m) => m.seq);
-      return { ok: true, results: seqs.map((seq) => ({ seq, status: 'applied', lsn: 10 })) };
-    };
+    pushAnswer = ackAll;
     // Queued by another tab: the push reads it from the outbox.
     await memory.transaction(async (tx) => {
       await tx.putOutbox({ seq: 1, name: 'put', args: put('a'), reads: [], writes: [] });
@@ -873,9 +867,9 @@ describe('SyncEngine: batched local writes', () => {
   it('pushes what another tab queued when told its seq, and at a recheck when not told, reading no whole outbox', async () => {
     const pushed: number[][] = [];
     pushAnswer = (msg) => {
-      const seqs = (msg as { mutations: Array<{ seq: number }> }).mutations.map((m) => m.seq);
+      const seqs = seqsOf(msg);
       pushed.push(seqs);
-      return { ok: true, results: seqs.map((seq) => ({ seq, status: 'applied', lsn: 10 })) };
+      return ackAll(msg);
     };
     await engine.start();
     await connectLatest();

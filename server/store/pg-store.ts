@@ -638,7 +638,7 @@ export class PgStore implements AsyncStore {
   }
 }
 
-/** `Store.readLog` on one snapshot: SqliteStore.readLog's algorithm, statement for statement. */
+/** `Store.readLog` on one snapshot: the reads SqliteStore.readLog makes, cut the same way (log-page.ts). */
 async function readLogOn(
   c: pg.PoolClient,
   s: string,
