@@ -25,6 +25,7 @@ import type { Seed } from './seed';
 import { BACKUPS_DIR, backupLsn, backupTarget, restoreBackup, STORE_FILE } from './store/backup';
 import { ensurePrivateDir } from './store/private-files';
 import { openSqliteStore } from './store/sqlite-store';
+import { asyncStoreOf } from './store/sync-store-adapter';
 import type { Store } from './store/store';
 import { startCompaction } from './sync/compaction';
 import { DEFAULT_FLOOD_LIMITS, pushRatesOf } from './sync/flood-limits';
@@ -153,8 +154,10 @@ export async function startServer(
   });
   const replicationHub = hub;
   const flood = config.floodLimits ?? DEFAULT_FLOOD_LIMITS;
+  // The sync core, compaction and the HTTP reads share one adapter, so one queue orders them on the connection.
+  const asyncStore = asyncStoreOf(store);
   core = new SyncCore({
-    store,
+    store: asyncStore,
     schema,
     clock,
     limits: config.limits,
@@ -178,7 +181,7 @@ export async function startServer(
       : {}),
   });
   const syncCore = core;
-  const stopCompaction = startCompaction(core, store, clock, {
+  const stopCompaction = startCompaction(core, asyncStore, clock, {
     maxLogChanges: config.maxLogChanges,
     maxLogAgeMs: config.maxLogAgeMs,
     intervalMs: config.compactionIntervalMs,

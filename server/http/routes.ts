@@ -121,7 +121,11 @@ export function adminRoutes(deps: AdminDeps): Router {
       sendError(res, 400, new TidelineError('BAD_REQUEST', body.error.issues[0]?.message ?? 'bad request'));
       return;
     }
-    res.json(deps.core.compact(body.data.upTo));
+    deps.core.compact(body.data.upTo).then(
+      (result) => res.json(result),
+      (err: unknown) =>
+        sendError(res, 500, err instanceof TidelineError ? err : new TidelineError('INTERNAL', 'compaction failed')),
+    );
   });
   router.post('/backup', (req: Request, res: Response) => {
     const body = z.strictObject({ path: z.string().min(1).max(1024).optional() }).safeParse(req.body ?? {});
