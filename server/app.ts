@@ -17,6 +17,7 @@ import type { ServerConfig } from './config';
 import { edgeGuard } from './http/edge-guard';
 import { AppliedLsnWaiters, DEFAULT_MAX_READ_WAITERS, DEFAULT_READ_WAIT_MS } from './cluster/applied-lsn';
 import { queryRoutes } from './http/query-route';
+import type { QueryStore } from './http/query-route';
 import { adminRoutes, authRoutes, clusterRoutes, readsRefused, refusedReplicaGuard } from './http/routes';
 import { loadOrCreateSecret } from './secrets';
 import { checkStoredData } from './schema-check';
@@ -25,7 +26,7 @@ import type { Seed } from './seed';
 import { BACKUPS_DIR, backupLsn, backupTarget, restoreBackup, STORE_FILE } from './store/backup';
 import { ensurePrivateDir } from './store/private-files';
 import { openSqliteStore } from './store/sqlite-store';
-import type { Store } from './store/store';
+import { asyncStoreOf } from './store/sync-store-adapter';
 import { startCompaction } from './sync/compaction';
 import { DEFAULT_FLOOD_LIMITS, pushRatesOf } from './sync/flood-limits';
 import { attachSync, DEFAULT_MAX_SESSION_BUFFER_BYTES } from './sync/socket-sync';
@@ -39,7 +40,7 @@ export interface RunningServer {
   close(): Promise<void>;
   /** For `createServer`'s in-process writes and reads. */
   core: SyncCore;
-  store: Store;
+  store: QueryStore;
   /** NOT_READY while this node is a replica whose primary refused its data; reads wait for the operator. */
   readsRefused(): TidelineError | null;
 }
@@ -102,6 +103,8 @@ export async function startServer(
   );
   if (config.restoreFrom) restoreBackup(config.restoreFrom, config.dataDir);
   const store = openSqliteStore(join(config.dataDir, STORE_FILE));
+  // The one async face of the store (its queue is what orders its calls): the HTTP reads go through it.
+  const asyncStore = asyncStoreOf(store);
   let core: SyncCore | null = null;
   let hub: ReplicationHub | null = null;
   const readWaiters = new AppliedLsnWaiters({
@@ -195,7 +198,7 @@ export async function startServer(
   app.use(edge.middleware);
   app.use(express.json({ limit: '1mb' }));
   const startedAt = clock.now();
-  const deps = { store, core, adminToken, now: () => clock.now(), startedAt };
+  const deps = { store: asyncStore, core, adminToken, now: () => clock.now(), startedAt };
   const backupsDir = join(config.dataDir, BACKUPS_DIR);
   app.get('/healthz', (_req, res) => {
     res.json({ ok: true, role: node.role });
@@ -225,7 +228,7 @@ export async function startServer(
     '/query',
     refusedReplicaGuard(node),
     queryRoutes({
-      store,
+      store: asyncStore,
       schema,
       adminToken,
       authenticate: bearer.middleware,
@@ -287,7 +290,7 @@ export async function startServer(
     url,
     port,
     core: syncCore,
-    store,
+    store: asyncStore,
     role: () => node.role,
     readsRefused: () => readsRefused(node),
     async close() {

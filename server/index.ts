@@ -185,7 +185,7 @@ export interface TidelineServer {
    * primary refused its data (another cluster's backup, a diverged history:
    * see `GET /admin/status`).
    */
-  query(collection: string, params?: QueryParams, options?: QueryOptions): QueryPage;
+  query(collection: string, params?: QueryParams, options?: QueryOptions): Promise<QueryPage>;
   /** Stops accepting connections, closes sessions and the store; the port is free when it resolves. */
   close(): Promise<void>;
 }
@@ -255,7 +255,7 @@ export async function createServer(options: CreateServerOptions): Promise<Tideli
         args,
         mutateOptions.idempotencyKey === undefined ? {} : { idempotencyKey: mutateOptions.idempotencyKey },
       ),
-    query: (collection, params = {}, queryOptions = {}) => {
+    query: async (collection, params = {}, queryOptions = {}) => {
       const refused = running.readsRefused();
       if (refused) throw refused;
       return queryPage(store, parseDocQuery(options.schema, collection, params, queryOptions.as ?? SYSTEM));
