@@ -22,6 +22,7 @@ import { adminRoutes, authRoutes, clusterRoutes, readsRefused, refusedReplicaGua
 import { loadOrCreateSecret } from './secrets';
 import { checkStoredData } from './schema-check';
 import { seedEmptyStore } from './seed';
+import { defaultNodeId } from './store-spec';
 import type { Seed } from './seed';
 import { BACKUPS_DIR, backupLsn, backupTarget, restoreBackup, STORE_FILE } from './store/backup';
 import { ensurePrivateDir } from './store/private-files';
@@ -70,6 +71,9 @@ export async function startServer(
   schema: AppSchema,
   options: StartOptions = {},
 ): Promise<RunningServer> {
+  if (config.store?.kind === 'postgres') {
+    throw new TidelineError('BAD_REQUEST', 'this build cannot run a node on PostgreSQL yet (--store postgres://…)');
+  }
   const clock = systemClock;
   const log = options.log ?? ((line: string) => console.log(line));
   // The store, its WAL, the secrets and the backups hold every document and client id: only our user may read them.
@@ -198,6 +202,8 @@ export async function startServer(
   app.use(edge.middleware);
   app.use(express.json({ limit: '1mb' }));
   const startedAt = clock.now();
+  // Known once listening (port 0 picks one); the status reads it later.
+  let listeningPort = config.port;
   const deps = { store: asyncStore, core, adminToken, now: () => clock.now(), startedAt };
   const backupsDir = join(config.dataDir, BACKUPS_DIR);
   app.get('/healthz', (_req, res) => {
@@ -208,6 +214,7 @@ export async function startServer(
     '/admin',
     adminRoutes({
       ...deps,
+      nodeId: () => config.nodeId ?? defaultNodeId(listeningPort),
       node,
       hub,
       minSyncReplicas: config.minSyncReplicas,
@@ -281,6 +288,7 @@ export async function startServer(
     throw err;
   }
   const port = (http.address() as AddressInfo).port;
+  listeningPort = port;
   const url = `http://${config.host}:${port}`;
   node.selfUrl = config.publicUrl ?? url;
   node.knowOwnUrl(url);

@@ -20,8 +20,10 @@ Options of serve:
   --schema FILE               the schema module (required)
 ${OPTIONS_HELP}
 
-Example:
-  tideline serve --schema ./schema.ts --data ./data --port 3000`;
+Examples:
+  tideline serve --schema ./schema.ts --data ./data --port 3000
+  TIDELINE_SECRET=… TIDELINE_ADMIN_TOKEN=… tideline serve --schema ./schema.ts \
+    --store postgres://127.0.0.1:5432/shop --port 3001     (one node of several on PostgreSQL)`;
 
 /** An exit code (0 done, 1 the server failed to start, 2 a usage error), or 'running' until a signal. */
 async function main(argv: string[]): Promise<number | 'running'> {

@@ -70,6 +70,8 @@ function bearerOk(header: string | undefined, expected: string): boolean {
 
 /** What the admin API needs beyond the basics: the cluster role, replication, backups (a SQLite node). */
 export interface AdminDeps extends RouteDeps {
+  /** This node's name (`--node-id`, else host-port once it listens). */
+  nodeId: () => string;
   node: ClusterNode;
   hub: ReplicationHub;
   minSyncReplicas: number;
@@ -104,6 +106,7 @@ async function sqliteNodeStatus(deps: AdminDeps): Promise<object> {
   const follower = deps.node.follower;
   return {
     store: 'sqlite',
+    nodeId: deps.nodeId(),
     role: deps.node.role,
     serverId: meta.serverId,
     clusterId,
