@@ -502,6 +502,30 @@ export class PgStore implements AsyncStore {
     this.announced.delete(nodeId);
   }
 
+  /** Live and deleted documents per collection (the start-up check's unknown collections), by collection. */
+  async countByCollection(): Promise<Array<{ collection: string; live: number; deleted: number }>> {
+    return this.rows<{ collection: string; live: number; deleted: number }>(
+      `SELECT collection, COUNT(*) FILTER (WHERE NOT deleted)::bigint AS live,
+         COUNT(*) FILTER (WHERE deleted)::bigint AS deleted
+       FROM ${this.schema}.docs GROUP BY collection ORDER BY collection`,
+      [],
+    );
+  }
+
+  /** The app schema's name and version the cluster was last started with (as SqliteStore.appSchema). */
+  async appSchema(): Promise<{ name: string; version: number } | null> {
+    const value = await this.getMeta(this.pool, 'app_schema');
+    if (value === undefined) return null;
+    const parsed = JSON.parse(value) as { name?: unknown; version?: unknown };
+    return typeof parsed.name === 'string' && typeof parsed.version === 'number'
+      ? { name: parsed.name, version: parsed.version }
+      : null;
+  }
+
+  async recordAppSchema(schema: { name: string; version: number }): Promise<void> {
+    await this.setMeta(this.pool, 'app_schema', JSON.stringify({ name: schema.name, version: schema.version }));
+  }
+
   /** The app's expression indexes (see pg-query.ts), as SqliteStore.ensureIndexes. Idempotent. */
   async ensureIndexes(collections: Readonly<Record<string, readonly string[]>>): Promise<void> {
     for (const [collection, keys] of Object.entries(collections)) {
