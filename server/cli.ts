@@ -2,6 +2,7 @@
 import { describeStartFailure, startServer } from './app';
 import { OPTIONS_HELP, parseConfig } from './config';
 import { loadSchemaModule } from './load-schema';
+import { describeStore } from './store-spec';
 
 /**
  * The `tideline` command (the package's bin). `tideline serve --schema
@@ -55,7 +56,7 @@ async function main(argv: string[]): Promise<number | 'running'> {
     const server = await startServer(config, schema);
     // Scripts and tests read this line to learn the port.
     console.log(
-      `tideline ${server.role()} listening on ${server.url} (schema '${schema.name}' version ${schema.version}, data in ${config.dataDir})`,
+      `tideline ${server.role()} listening on ${server.url} (schema '${schema.name}' version ${schema.version}, ${describeStore(config.store, config.dataDir)})`,
     );
     const shutdown = (): void => {
       void server.close().then(() => process.exit(0));

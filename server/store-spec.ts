@@ -97,3 +97,8 @@ export function pgNodeProblem(inputs: PgNodeInputs, names: { secret: string; adm
   }
   return null;
 }
+
+/** Where a node keeps its data, for its start-up line: the data directory, or the PostgreSQL store (password hidden). */
+export function describeStore(store: StoreSpec | undefined, dataDir: string): string {
+  return store?.kind === 'postgres' ? `store ${redactUrl(store.url)} schema ${store.pgSchema}` : `data in ${dataDir}`;
+}
