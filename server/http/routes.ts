@@ -177,16 +177,13 @@ export function adminApi(deps: AdminApiDeps): Router {
       sendError(res, 400, new TidelineError('BAD_REQUEST', body.error.issues[0]?.message ?? 'bad request'));
       return;
     }
-    // Promise.resolve: the answer of a synchronous or an asynchronous sync core alike.
-    Promise.resolve()
-      .then(() => deps.core.compact(body.data.upTo))
-      .then(
-        (result) => res.json(result),
-        (err: unknown) => {
-          const e = internal(err, 'compaction failed');
-          sendError(res, failureStatus(e), e);
-        },
-      );
+    deps.core.compact(body.data.upTo).then(
+      (result) => res.json(result),
+      (err: unknown) => {
+        const e = internal(err, 'compaction failed');
+        sendError(res, failureStatus(e), e);
+      },
+    );
   });
   router.post('/backup', (req: Request, res: Response) => {
     const backup = deps.backup;

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { MemoryStore } from './memory-store';
 import { openSqliteStore } from './sqlite-store';
 import type { SqliteStore } from './sqlite-store';
+import type { StoreTx } from './store';
 import { runAsyncStoreTests } from './store-acceptance-async';
 import { asyncStoreOf } from './sync-store-adapter';
 
@@ -99,4 +100,46 @@ describe('asyncStoreOf', () => {
       }
     });
   }
+});
+
+describe('asyncStoreOf on a store with heldTx (SQLite)', () => {
+  it('a tx call that throws fails the whole transaction, even when fn catches it; nothing is kept', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tideline-async-store-'));
+    const store = openSqliteStore(join(dir, 'tideline.db'));
+    try {
+      // The same store, but its held transaction's `usage` fails as a disk error would.
+      const failing = new Proxy(store, {
+        get(target, key) {
+          if (key === 'heldTx') {
+            return (): StoreTx => ({
+              ...target.heldTx(),
+              usage: () => {
+                throw new Error('disk I/O error');
+              },
+            });
+          }
+          const value: unknown = Reflect.get(target, key);
+          return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+        },
+      });
+      const s = asyncStoreOf(failing);
+      const put = (id: string) => ({ collection: 'notes', id, doc: { id }, owner: null });
+      await expect(
+        s.transact(async (tx) => {
+          await tx.append(put('n1'), null, 1);
+          await tx.usage('notes', 'alice').catch(() => undefined);
+          await tx.append(put('n2'), null, 1);
+          return 'committed?';
+        }),
+      ).rejects.toThrow('disk I/O error');
+      expect((await s.meta()).headLsn).toBe(0);
+      expect(await s.getDoc('notes', 'n1')).toBeUndefined();
+      // The store goes on: the next transaction commits.
+      await s.transact(async (tx) => void (await tx.append(put('n3'), null, 1)));
+      expect((await s.meta()).headLsn).toBe(1);
+    } finally {
+      store.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

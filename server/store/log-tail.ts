@@ -45,6 +45,16 @@ export class LogTail {
     this.at = opts.from;
   }
 
+  /**
+   * Moves the checkpoint before the first read: a node that learns the head
+   * only after making its tail starts there (what came before, its clients
+   * catch up on from the log themselves).
+   */
+  startAt(lsn: number): void {
+    if (this.running !== null) throw new Error('LogTail.startAt after the tail started reading');
+    this.at = lsn;
+  }
+
   /** The last LSN delivered. */
   get checkpoint(): number {
     return this.at;

@@ -5,6 +5,13 @@ import type { Store, StoreTx } from './store';
 /** A synchronous store that can hold one transaction open across awaits (SqliteStore, MemoryStore). */
 export interface HoldingStore extends Store {
   holdTransaction(): (commit: boolean) => void;
+  /**
+   * The held transaction's operations, run on it directly (no savepoint per
+   * call); when absent, each call is a nested `transact`. A call that throws
+   * may leave part of its writes: the adapter's `transact` then rolls the
+   * whole transaction back (its function rejects).
+   */
+  heldTx?(): StoreTx;
 }
 
 /**
@@ -17,9 +24,14 @@ export interface HoldingStore extends Store {
  * transaction runs alone, and a read waits until it commits, so nothing
  * outside a transaction sees its writes before they are durable.
  *
- * The cost is one savepoint per `tx` call and no reads alongside a commit;
- * the synchronous `Store` stays the fast path until the call sites move over
- * (docs/ARCHITECTURE.md, "Stores: SQLite and PostgreSQL").
+ * A store with `heldTx` (SQLite) runs each `tx` call straight on the held
+ * transaction; one without (memory) nests a `transact` per call. Either way
+ * a call that throws fails the whole transaction, as a failed statement
+ * aborts a PostgreSQL transaction. Every `tx` call of the SQLite store
+ * resolves at once, so a transaction with only `tx` awaits in it begins and
+ * ends within one turn of the event loop: no socket or timer callback runs
+ * while it is open, and the replication hub's synchronous reads of the same
+ * connection never see uncommitted writes.
  */
 export function asyncStoreOf(store: HoldingStore): AsyncStore {
   let queue: Promise<unknown> = Promise.resolve();
@@ -36,13 +48,22 @@ export function asyncStoreOf(store: HoldingStore): AsyncStore {
   const transact = <T>(fn: (tx: AsyncStoreTx) => Promise<T>): Promise<T> =>
     serial(async () => {
       const end = store.holdTransaction();
+      const held = store.heldTx?.();
       let active = true;
+      // A call that throws fails the transaction: nothing it did may commit, even if `fn` catches it.
+      const failure: { error: Error | null } = { error: null };
       const op =
         <A extends unknown[], R>(call: (tx: StoreTx, ...args: A) => R) =>
         // Async only in its result: the synchronous call runs at once, so calls keep their order.
         async (...args: A): Promise<R> => {
           if (!active) throw new TidelineError('INTERNAL', 'a store transaction was used after it ended');
-          return store.transact((tx) => call(tx, ...args));
+          if (held === undefined) return store.transact((tx) => call(tx, ...args));
+          try {
+            return call(held, ...args);
+          } catch (err) {
+            failure.error ??= err instanceof Error ? err : new TidelineError('INTERNAL', String(err));
+            throw err;
+          }
         };
       const tx: AsyncStoreTx = {
         getDoc: op((t, collection: string, id: string) => t.getDoc(collection, id)),
@@ -61,6 +82,7 @@ export function asyncStoreOf(store: HoldingStore): AsyncStore {
       let result: T;
       try {
         result = await fn(tx);
+        if (failure.error !== null) throw failure.error;
       } catch (err) {
         active = false;
         end(false);

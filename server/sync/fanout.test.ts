@@ -52,7 +52,7 @@ function setup() {
     },
   };
   const receivers: Receiver[] = [];
-  const join = (userId: string, id: string, roles: string[] = []): Receiver => {
+  const join = async (userId: string, id: string, roles: string[] = []): Promise<Receiver> => {
     const got: Changes[] = [];
     const sink: SessionSink = {
       channel,
@@ -73,7 +73,7 @@ function setup() {
       pendingFrom: 1,
     });
     if (!checked.ok) throw new Error(checked.error.message);
-    const ack = core.admit(session, checked.hello, { userId, roles });
+    const ack = await core.admit(session, checked.hello, { userId, roles });
     if (!ack.ok) throw new Error(ack.error.message);
     const r: Receiver = { session, userId, clientId, allOf: session.auth!.allOf, got };
     receivers.push(r);
@@ -98,11 +98,11 @@ function expected(r: Receiver, changes: readonly Change[]): Change[] {
 describe('grouped fan-out', () => {
   it('sends each session exactly its scope, sharing one message among sessions that get the same bytes', async () => {
     const { core, store, runAll, join, receivers, groupCalls } = setup();
-    const alice = join('alice', 'alice-1');
-    const alice2 = join('alice', 'alice-2');
-    const bobs = [join('bob', 'bob-1'), join('bob', 'bob-2'), join('carol', 'carol-1')];
-    const staff = [join('sam', 'sam-1', ['staff']), join('sue', 'sue-1', ['staff'])];
-    const writer = join('writer', 'writer-1');
+    const alice = await join('alice', 'alice-1');
+    const alice2 = await join('alice', 'alice-2');
+    const bobs = [await join('bob', 'bob-1'), await join('bob', 'bob-2'), await join('carol', 'carol-1')];
+    const staff = [await join('sam', 'sam-1', ['staff']), await join('sue', 'sue-1', ['staff'])];
+    const writer = await join('writer', 'writer-1');
     await runAll();
     for (const r of receivers) r.got.length = 0;
     groupCalls.length = 0;
@@ -158,9 +158,9 @@ describe('grouped fan-out', () => {
 
   it('a session whose cursor differs (it skipped a commit out of its scope) gets its own from', async () => {
     const { core, runAll, join, receivers } = setup();
-    const alice = join('alice', 'alice-1');
-    const bob = join('bob', 'bob-1');
-    const writer = join('writer', 'writer-1');
+    const alice = await join('alice', 'alice-1');
+    const bob = await join('bob', 'bob-1');
+    const writer = await join('writer', 'writer-1');
     await runAll();
     for (const r of receivers) r.got.length = 0;
     // Only alice's: bob is sent nothing and keeps his cursor.

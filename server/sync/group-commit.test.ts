@@ -19,7 +19,7 @@ function setup(options: Partial<SyncCoreOptions> = {}): {
   store: MemoryStore;
   clock: Clock & { advance(ms: number): void };
   runScheduled: () => number;
-  join: (userId: string, clientId: string) => Session;
+  join: (userId: string, clientId: string) => Promise<Session>;
 } {
   const store = new MemoryStore();
   let time = 1_700_000_000_000;
@@ -51,7 +51,7 @@ function setup(options: Partial<SyncCoreOptions> = {}): {
     sendSnapshot: async () => undefined,
     close: () => undefined,
   };
-  const join = (userId: string, id: string): Session => {
+  const join = async (userId: string, id: string): Promise<Session> => {
     const clientId = `client-${id}`;
     const session = core.connect(sink);
     const checked = core.checkHello(session, {
@@ -63,7 +63,7 @@ function setup(options: Partial<SyncCoreOptions> = {}): {
       pendingFrom: 1,
     });
     if (!checked.ok) throw new Error(checked.error.message);
-    const ack = core.admit(session, checked.hello, { userId, roles: [] });
+    const ack = await core.admit(session, checked.hello, { userId, roles: [] });
     if (!ack.ok) throw new Error(ack.error.message);
     return session;
   };
@@ -78,30 +78,34 @@ const puts = (owner: string, from: number, n: number) => ({
   })),
 });
 
+/** One turn of the event loop: a commit on the memory store, which resolves in microtasks, is done after it. */
+const settle = (): Promise<void> => new Promise((r) => setImmediate(r));
+
 describe('group commit: bounded and fair', () => {
   it("commits at most the budget per flush, round-robin over users: one user's queue does not hold another's push", async () => {
     const { core, store, runScheduled, join } = setup({ maxCommitMutations: 1000 });
     const acks: Array<{ who: string; ack: PushAck }> = [];
-    const flooders = Array.from({ length: 10 }, (_, i) => join('flooder', `flood-${i}`));
+    const flooders = await Promise.all(Array.from({ length: 10 }, (_, i) => join('flooder', `flood-${i}`)));
     for (const s of flooders)
       void core.push(s, puts('flooder', 1, 500)).then((ack) => acks.push({ who: 'flooder', ack }));
-    const normal = join('normal', 'normal-1');
+    const normal = await join('normal', 'normal-1');
     void core.push(normal, puts('normal', 1, 1)).then((ack) => acks.push({ who: 'normal', ack }));
 
     // Pumps (catch-up) were scheduled by the hellos; then the first flush.
     runScheduled();
-    await Promise.resolve();
+    await settle();
     const firstHead = store.meta().headLsn;
     // One flooder push and the normal user's (round-robin), then the next flooder push fits no more.
     expect(firstHead).toBe(501);
-    await new Promise((r) => setImmediate(r));
     expect(acks.map((a) => a.who)).toEqual(['flooder', 'normal']);
     expect(acks.every((a) => a.ack.ok)).toBe(true);
 
     // The rest follows, one bounded commit per flush, each scheduled by the one before.
     let flushes = 1;
-    while (runScheduled() > 0) flushes++;
-    await new Promise((r) => setImmediate(r));
+    while (runScheduled() > 0) {
+      flushes++;
+      await settle();
+    }
     expect(store.meta().headLsn).toBe(5001);
     expect(acks).toHaveLength(11);
     expect(flushes).toBeGreaterThanOrEqual(5);
@@ -109,19 +113,22 @@ describe('group commit: bounded and fair', () => {
 
   it('always commits one push, however large, and 0 lifts the bound', async () => {
     const small = setup({ maxCommitMutations: 10, maxCommitBytes: 100 });
-    const a = small.join('u', 'c-a');
-    const b = small.join('v', 'c-b');
+    const a = await small.join('u', 'c-a');
+    const b = await small.join('v', 'c-b');
     void small.core.push(a, puts('u', 1, 50));
     void small.core.push(b, puts('v', 1, 50));
     small.runScheduled();
+    await settle();
     expect(small.store.meta().headLsn).toBe(50);
     small.runScheduled();
+    await settle();
     expect(small.store.meta().headLsn).toBe(100);
 
     const unbounded = setup({ maxCommitMutations: 0, maxCommitBytes: 0 });
-    const sessions = Array.from({ length: 10 }, (_, i) => unbounded.join(`u${i}`, `c-${i}`));
+    const sessions = await Promise.all(Array.from({ length: 10 }, (_, i) => unbounded.join(`u${i}`, `c-${i}`)));
     for (const s of sessions) void unbounded.core.push(s, puts(s.auth!.userId, 1, 500));
     unbounded.runScheduled();
+    await settle();
     expect(unbounded.store.meta().headLsn).toBe(5000);
   });
 });
@@ -136,9 +143,9 @@ describe('push rate limits', () => {
     const { core, store, clock, runScheduled, join } = setup({
       pushRates: { user: rates(100, 1000), connection: rates(0, 0) },
     });
-    const one = join('flooder', 'flood-1');
-    const two = join('flooder', 'flood-2');
-    const other = join('normal', 'normal-1');
+    const one = await join('flooder', 'flood-1');
+    const two = await join('flooder', 'flood-2');
+    const other = await join('normal', 'normal-1');
     runScheduled();
     const first = core.push(one, puts('flooder', 1, 500));
     const second = core.push(two, puts('flooder', 1, 500));
@@ -166,8 +173,8 @@ describe('push rate limits', () => {
     const { core, runScheduled, join } = setup({
       pushRates: { user: rates(0, 0), connection: rates(10, 10) },
     });
-    const a = join('u', 'c-a');
-    const b = join('u', 'c-b');
+    const a = await join('u', 'c-a');
+    const b = await join('u', 'c-b');
     runScheduled();
     const firstA = core.push(a, puts('u', 1, 10));
     runScheduled();
@@ -185,19 +192,19 @@ describe('push rate limits', () => {
 });
 
 describe('connections per user', () => {
-  it('refuses a hello past the limit (RATE_LIMITED), counts a replaced client id once, and frees a slot on disconnect', () => {
+  it('refuses a hello past the limit (RATE_LIMITED), counts a replaced client id once, and frees a slot on disconnect', async () => {
     const { core, join } = setup({ maxConnectionsPerUser: 2 });
-    const a = join('u', 'c-a');
-    join('u', 'c-b');
-    expect(() => join('u', 'c-c')).toThrow(/user u has 2 connections; the limit is 2/);
+    const a = await join('u', 'c-a');
+    await join('u', 'c-b');
+    await expect(join('u', 'c-c')).rejects.toThrow(/user u has 2 connections; the limit is 2/);
     // A reconnect of the same client id replaces its old connection: still 2.
-    join('u', 'c-b');
+    await join('u', 'c-b');
     expect(core.connectionsOf('u')).toBe(2);
-    join('v', 'c-v'); // another user has its own count
+    await join('v', 'c-v'); // another user has its own count
     core.disconnect(a);
     core.disconnect(a); // twice: counted once
     expect(core.connectionsOf('u')).toBe(1);
-    join('u', 'c-c');
+    await join('u', 'c-c');
     expect(core.connectionsOf('u')).toBe(2);
   });
 });

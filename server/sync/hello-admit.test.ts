@@ -55,14 +55,14 @@ function checked(core: SyncCore, session: Session, clientId: string) {
 }
 
 describe('hello in two steps (check, verify elsewhere, admit)', () => {
-  it('an older connection whose token took longer to verify does not displace the newer one', () => {
+  it('an older connection whose token took longer to verify does not displace the newer one', async () => {
     const { core, connect } = setup();
     const older = connect();
     const newer = connect();
     const olderHello = checked(core, older.session, 'client-0001');
     const newerHello = checked(core, newer.session, 'client-0001');
-    expect(core.admit(newer.session, newerHello, alice)).toMatchObject({ ok: true });
-    expect(core.admit(older.session, olderHello, alice)).toEqual({
+    expect(await core.admit(newer.session, newerHello, alice)).toMatchObject({ ok: true });
+    expect(await core.admit(older.session, olderHello, alice)).toEqual({
       ok: false,
       error: { code: 'BAD_REQUEST', message: 'superseded by a newer connection', retryable: false },
     });
@@ -71,14 +71,14 @@ describe('hello in two steps (check, verify elsewhere, admit)', () => {
     expect(core.connectedClients).toBe(1);
   });
 
-  it('a newer connection admitted after an older one closes the older', () => {
+  it('a newer connection admitted after an older one closes the older', async () => {
     const { core, connect } = setup();
     const older = connect();
     const newer = connect();
     const olderHello = checked(core, older.session, 'client-0002');
     const newerHello = checked(core, newer.session, 'client-0002');
-    expect(core.admit(older.session, olderHello, alice)).toMatchObject({ ok: true });
-    expect(core.admit(newer.session, newerHello, alice)).toMatchObject({ ok: true });
+    expect(await core.admit(older.session, olderHello, alice)).toMatchObject({ ok: true });
+    expect(await core.admit(newer.session, newerHello, alice)).toMatchObject({ ok: true });
     expect(older.closedWith).toEqual([
       { code: 'BAD_REQUEST', message: 'superseded by a newer connection', retryable: false },
     ]);
@@ -86,45 +86,45 @@ describe('hello in two steps (check, verify elsewhere, admit)', () => {
     expect(core.connectedClients).toBe(1);
   });
 
-  it('a connection that went while its token was verified is not admitted', () => {
+  it('a connection that went while its token was verified is not admitted', async () => {
     const { core, connect } = setup();
     const gone = connect();
     const msg = checked(core, gone.session, 'client-0003');
     core.disconnect(gone.session);
-    expect(core.admit(gone.session, msg, alice)).toMatchObject({ ok: false, error: { code: 'BAD_REQUEST' } });
+    expect(await core.admit(gone.session, msg, alice)).toMatchObject({ ok: false, error: { code: 'BAD_REQUEST' } });
     expect(gone.session.auth).toBeNull();
     expect(core.connectedClients).toBe(0);
   });
 
-  it('of two hellos in flight on one connection, the second is refused', () => {
+  it('of two hellos in flight on one connection, the second is refused', async () => {
     const { core, connect } = setup();
     const one = connect();
     const first = checked(core, one.session, 'client-0004');
     const second = checked(core, one.session, 'client-0004');
-    expect(core.admit(one.session, first, alice)).toMatchObject({ ok: true });
-    expect(core.admit(one.session, second, { userId: 'mallory', roles: ['staff'] })).toMatchObject({
+    expect(await core.admit(one.session, first, alice)).toMatchObject({ ok: true });
+    expect(await core.admit(one.session, second, { userId: 'mallory', roles: ['staff'] })).toMatchObject({
       ok: false,
       error: { code: 'BAD_REQUEST', message: expect.stringContaining('hello was already done') as unknown },
     });
     expect(one.session.auth).toMatchObject({ userId: 'alice', roles: [] });
   });
 
-  it('the one-step hello needs a synchronous token check', () => {
+  it('the one-step hello needs a synchronous token check', async () => {
     const { core, connect } = setup();
-    expect(core.hello(connect().session, hello('client-0005'))).toMatchObject({
+    expect(await core.hello(connect().session, hello('client-0005'))).toMatchObject({
       ok: false,
       error: { code: 'INTERNAL' },
     });
   });
 
-  it("a newer connection of another user with the id is refused, even when checked later, and the owner's stays", () => {
+  it("a newer connection of another user with the id is refused, even when checked later, and the owner's stays", async () => {
     const { core, connect } = setup();
     const owner = connect();
     const stranger = connect();
     const ownerHello = checked(core, owner.session, 'client-0006');
-    expect(core.admit(owner.session, ownerHello, alice)).toMatchObject({ ok: true });
+    expect(await core.admit(owner.session, ownerHello, alice)).toMatchObject({ ok: true });
     const strangerHello = checked(core, stranger.session, 'client-0006');
-    expect(core.admit(stranger.session, strangerHello, { userId: 'bob', roles: [] })).toMatchObject({
+    expect(await core.admit(stranger.session, strangerHello, { userId: 'bob', roles: [] })).toMatchObject({
       ok: false,
       error: { code: 'FORBIDDEN' },
     });
@@ -133,7 +133,9 @@ describe('hello in two steps (check, verify elsewhere, admit)', () => {
     expect(core.connectedClients).toBe(1);
     // The owner reconnecting (a newer connection) is admitted and replaces the old one.
     const again = connect();
-    expect(core.admit(again.session, checked(core, again.session, 'client-0006'), alice)).toMatchObject({ ok: true });
+    expect(await core.admit(again.session, checked(core, again.session, 'client-0006'), alice)).toMatchObject({
+      ok: true,
+    });
     expect(owner.closedWith.map((e) => e.code)).toEqual(['BAD_REQUEST']);
   });
 });

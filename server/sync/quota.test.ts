@@ -39,9 +39,9 @@ function setup() {
     close: () => undefined,
   };
   /** A connected client of `user`; `push` sends mutations with the next seqs and returns their results. */
-  const client = (user: string, clientId: string) => {
+  const client = async (user: string, clientId: string) => {
     const session = core.connect(sink);
-    const ack = core.hello(session, {
+    const ack = await core.hello(session, {
       protocol: PROTOCOL_VERSION,
       clientId,
       token: user,
@@ -70,7 +70,7 @@ const statusOf = (results: MutationResult[]) =>
 describe('quotas on the primary', () => {
   it('refuses the document past the count with QUOTA_EXCEEDED, storing nothing; a delete frees room', async () => {
     const { store, client, usage } = setup();
-    const alice = client('alice', 'alice-client-1');
+    const alice = await client('alice', 'alice-client-1');
     const results = await alice(note('a1'), note('a2'), note('a3'));
     expect(statusOf(results)).toEqual(['applied', 'applied', 'rejected QUOTA_EXCEEDED']);
     expect(results[2]).toMatchObject({
@@ -92,7 +92,7 @@ describe('quotas on the primary', () => {
 
   it('counts bytes: a write that grows the total past the quota is refused, one that shrinks it passes', async () => {
     const { store, client, usage } = setup();
-    const alice = client('alice', 'alice-client-1');
+    const alice = await client('alice', 'alice-client-1');
     const big = 'x'.repeat(60);
     expect(statusOf(await alice(note('a1', big)))).toEqual(['applied']);
     const [grown] = await alice(note('a1', big + big));
@@ -107,8 +107,8 @@ describe('quotas on the primary', () => {
 
   it("leaves other users alone, and charges an edit to the document's author, not the editor", async () => {
     const { client, usage } = setup();
-    const alice = client('alice', 'alice-client-1');
-    const bob = client('bob', 'bob-client-1');
+    const alice = await client('alice', 'alice-client-1');
+    const bob = await client('bob', 'bob-client-1');
     await alice(note('a1'), note('a2'));
     expect(statusOf(await alice(note('a3')))).toEqual(['rejected QUOTA_EXCEEDED']);
     expect(statusOf(await bob(note('b1'), note('a1', 'x'.repeat(100))))).toEqual(['applied', 'applied']);
@@ -123,14 +123,14 @@ describe('quotas on the primary', () => {
 
   it("counts an owner-only collection's documents against their owner", async () => {
     const { client } = setup();
-    const alice = client('alice', 'alice-client-1');
+    const alice = await client('alice', 'alice-client-1');
     const draft = (id: string) => ['put', { collection: 'drafts', doc: { id } }] as [string, JsonValue];
     expect(statusOf(await alice(draft('alice/1'), draft('alice/2')))).toEqual(['applied', 'rejected QUOTA_EXCEEDED']);
   });
 
   it("checks a user's server writes as their client's, and never the system's", async () => {
     const { core, client, usage } = setup();
-    const alice = client('alice', 'alice-client-1');
+    const alice = await client('alice', 'alice-client-1');
     await alice(note('a1'));
     const asAlice = { userId: 'alice', roles: [] };
     expect(await core.submit(asAlice, 'put', { collection: 'notes', doc: { id: 'a2', text: '' } })).toMatchObject({

@@ -2,7 +2,8 @@ import type { WireErrorShape } from '../../shared/errors';
 import { jsonByteLength } from '../../shared/json';
 import type { Write } from '../../shared/mutators/types';
 import type { AppSchema } from '../../shared/schema/define-schema';
-import type { StoreTx, Usage } from '../store/store';
+import type { AsyncStoreTx } from '../store/async-store';
+import type { Usage } from '../store/store';
 
 /**
  * The QUOTA_EXCEEDED error for a mutation's `writes` by `writer`, or null
@@ -17,18 +18,18 @@ import type { StoreTx, Usage } from '../store/store';
  * is refused for the author's quota), and a user over a quota that was
  * lowered may still shrink and delete.
  */
-export function quotaError(
+export async function quotaError(
   schema: AppSchema,
   writes: readonly Write[],
   writer: string,
-  tx: Pick<StoreTx, 'getDoc' | 'usage' | 'docAuthor'>,
-): WireErrorShape | null {
+  tx: Pick<AsyncStoreTx, 'getDoc' | 'usage' | 'docAuthor'>,
+): Promise<WireErrorShape | null> {
   const growth = new Map<string, Usage>();
   for (const w of writes) {
     const quota = quotaOf(schema, w.collection);
     if (quota === undefined) continue;
-    const prev = tx.getDoc(w.collection, w.id)?.doc ?? null;
-    const charged = prev !== null ? tx.docAuthor(w.collection, w.id) : writer;
+    const prev = (await tx.getDoc(w.collection, w.id))?.doc ?? null;
+    const charged = prev !== null ? await tx.docAuthor(w.collection, w.id) : writer;
     if (charged !== writer) continue;
     const g = growth.get(w.collection) ?? { docs: 0, bytes: 0 };
     g.docs += (w.doc !== null ? 1 : 0) - (prev !== null ? 1 : 0);
@@ -37,7 +38,7 @@ export function quotaError(
   }
   for (const [collection, g] of growth) {
     const quota = quotaOf(schema, collection)!;
-    const have = tx.usage(collection, writer);
+    const have = await tx.usage(collection, writer);
     if (quota.docs !== undefined && g.docs > 0 && have.docs + g.docs > quota.docs) {
       return exceeded(`${collection}: ${quota.docs} documents per user (you have ${have.docs})`);
     }

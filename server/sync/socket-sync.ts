@@ -104,7 +104,7 @@ export function attachSync(
       } finally {
         verifying = false;
       }
-      const answer = core.admit(session, checked.hello, principal);
+      const answer = await core.admit(session, checked.hello, principal);
       if (answer.ok) {
         clearTimeout(helloTimer);
         cancelExpiry = atExpiry(principal.expiresAt, () => sink.close(TOKEN_EXPIRED));

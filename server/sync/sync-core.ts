@@ -2,8 +2,6 @@ import type { Clock } from '../../shared/clock';
 import { TidelineError, toWireError } from '../../shared/errors';
 import type { WireErrorShape } from '../../shared/errors';
 import { jsonByteLength } from '../../shared/json';
-import type { Doc } from '../../shared/json';
-import { ReadFailure, runMutation } from '../../shared/mutators/run-mutation';
 import type { RunOutcome } from '../../shared/mutators/run-mutation';
 import type { Change } from '../../shared/protocol/change';
 import type { Changes, Snapshot } from '../../shared/protocol/changes';
@@ -16,8 +14,13 @@ import { PROTOCOL_VERSION } from '../../shared/protocol/version';
 import { fullyReadable } from '../../shared/schema/define-schema';
 import type { AppSchema } from '../../shared/schema/define-schema';
 import { sharedPrefixEnd } from '../cluster/terms';
-import type { LogPage, OutcomeEntry, SnapshotCursor, Store, StoreTx } from '../store/store';
+import type { AsyncSnapshotCursor, AsyncStore, AsyncStoreTx } from '../store/async-store';
+import { LogTail } from '../store/log-tail';
+import type { LogPage, OutcomeEntry } from '../store/store';
+import { asyncStoreOf } from '../store/sync-store-adapter';
+import type { HoldingStore } from '../store/sync-store-adapter';
 import { quotaError } from './quota';
+import { runMutationAsync } from './run-async';
 import { checkServerWrite, contextOf, isSystem } from './server-write';
 import type { ServerPrincipal, ServerWrite, ServerWriteOptions, ServerWriteResult } from './server-write';
 import { KeyedBudgets, limited, PushBudget } from './rate-limit';
@@ -34,7 +37,20 @@ export interface Principal {
 }
 
 export interface SyncCoreOptions {
-  store: Store;
+  /**
+   * The store. A synchronous one (SQLite, memory) is served through
+   * `asyncStoreOf`; pass that adapter yourself to share it (and its queue)
+   * with other readers of the same store.
+   */
+  store: AsyncStore | HoldingStore;
+  /**
+   * Several nodes write this store (PostgreSQL): every commit, this node's
+   * and the others', reaches the live sessions by reading the log in LSN
+   * order (a `LogTail`), never from memory, and `wake()` says another node
+   * committed. Absent: this node is the store's only writer, and a commit
+   * is fanned out from what it wrote.
+   */
+  sharedLog?: boolean;
   schema: AppSchema;
   clock: Clock;
   limits: Limits;
@@ -132,6 +148,9 @@ interface ClientOutcome {
 const ownOrigin = (c: Change, clientId: string): Change =>
   c.clientId === clientId || c.clientId === null ? c : { ...c, clientId: null, seq: null };
 
+/** How long a shared-log tail waits to read again after a failed read. */
+const TAIL_RETRY_MS = 1000;
+
 /** Default bytes per catch-up page (`--catch-up-page-bytes`). */
 export const DEFAULT_PAGE_BYTES = 4 * 1024 * 1024;
 /** Default bytes per snapshot page (`--snapshot-page-bytes`). */
@@ -139,10 +158,10 @@ export const DEFAULT_SNAPSHOT_PAGE_BYTES = 4 * 1024 * 1024;
 /** Default snapshots streamed at once per node (`--max-concurrent-snapshots`). */
 export const DEFAULT_MAX_CONCURRENT_SNAPSHOTS = 4;
 
-/** Reads a client's settled seqs: a write transaction, or a snapshot cursor as of its point. */
+/** Reads a client's settled seqs: the store now, or a snapshot cursor as of its point. */
 interface OutcomeReader {
   lastSeq: number;
-  rejection(seq: number): WireErrorShape | undefined;
+  rejection(seq: number): Promise<WireErrorShape | undefined>;
 }
 
 /** A client with more unanswered mutations than this learns only the newest rejections. */
@@ -205,14 +224,69 @@ export class SyncCore {
   private readonly pageBytes: number;
   private readonly snapshotPageBytes: number;
   private readonly snapshotGate: SnapshotGate;
+  /** The store, as promises. */
+  readonly store: AsyncStore;
+  /**
+   * The last LSN fanned out to live sessions: a catching-up session goes live
+   * only once it has read this far (`pump`), so no fan-out falls between its
+   * last page and its switch.
+   */
+  private fannedOut = 0;
+  /** Reads the head once; flushes and pumps wait for it. */
+  private readonly ready: Promise<void>;
+  /** With `sharedLog`: the tail that fans out every node's commits in LSN order. */
+  private readonly tail: LogTail | null = null;
+  /** Group commits run one at a time, in this chain. */
+  private committing: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: SyncCoreOptions) {
+    this.store = isHolding(opts.store) ? asyncStoreOf(opts.store) : opts.store;
     this.pageSize = opts.pageSize ?? 1000;
     this.snapshotPageSize = opts.snapshotPageSize ?? 500;
     this.pageBytes = opts.pageBytes ?? DEFAULT_PAGE_BYTES;
     this.snapshotPageBytes = opts.snapshotPageBytes ?? DEFAULT_SNAPSHOT_PAGE_BYTES;
     this.snapshotGate = new SnapshotGate(Math.max(1, opts.maxConcurrentSnapshots ?? DEFAULT_MAX_CONCURRENT_SNAPSHOTS));
     this.userBudgets = opts.pushRates && limited(opts.pushRates.user) ? new KeyedBudgets(opts.pushRates.user) : null;
+    const head = this.store.meta().then((meta) => {
+      this.fannedOut = meta.headLsn;
+      return meta.headLsn;
+    });
+    if (opts.sharedLog) {
+      const tail = new LogTail({
+        source: this.store,
+        from: 0,
+        pageSize: this.pageSize,
+        pageBytes: this.pageBytes,
+        onPage: (page) => this.fanOutPage(page),
+        // A failed read (the database away) is retried a second later, or at the next commit or NOTIFY;
+        // live sessions keep their cursors, and the acks that wait for the fan-out wait with it.
+        onError: () => void opts.clock.setTimeout(() => this.tail?.wake(), TAIL_RETRY_MS),
+      });
+      this.tail = tail;
+      this.ready = head.then((at) => tail.startAt(at));
+    } else {
+      this.ready = head.then(() => undefined);
+    }
+  }
+
+  /** Resolves once the core has read the store's head (it works before, waiting for it where needed). */
+  start(): Promise<void> {
+    return this.ready;
+  }
+
+  /** Another node committed (`sharedLog`): read the log and fan out what is new. */
+  wake(): void {
+    if (this.tail) void this.ready.then(() => this.tail?.wake());
+  }
+
+  /** Stops following the shared log. */
+  close(): void {
+    this.tail?.stop();
+  }
+
+  /** The last LSN this node has fanned out to its live sessions. */
+  get fannedOutLsn(): number {
+    return this.fannedOut;
   }
 
   connect(sink: SessionSink): Session {
@@ -245,15 +319,15 @@ export class SyncCore {
   }
 
   /** A hello whose token the `verifyToken` option checks synchronously (the simulation; tests). */
-  hello(session: Session, raw: unknown): HelloAck {
+  hello(session: Session, raw: unknown): Promise<HelloAck> {
     const checked = this.checkHello(session, raw);
-    if (!checked.ok) return checked;
+    if (!checked.ok) return Promise.resolve(checked);
     let principal: Principal;
     try {
       if (!this.opts.verifyToken) throw new TidelineError('INTERNAL', 'no synchronous token check is configured');
       principal = this.opts.verifyToken(checked.hello.token);
     } catch (err) {
-      return { ok: false, error: toWireError(err) };
+      return Promise.resolve({ ok: false, error: toWireError(err) });
     }
     return this.admit(session, checked.hello, principal);
   }
@@ -284,17 +358,20 @@ export class SyncCore {
   }
 
   /** Starts the session of a checked hello as the user its verified token names. */
-  admit(session: Session, msg: Hello, principal: Principal): HelloAck {
+  async admit(session: Session, msg: Hello, principal: Principal): Promise<HelloAck> {
     const fail = (error: WireErrorShape): HelloAck => ({ ok: false, error });
-    // Checked again: verifying the token may have taken a while.
+    // Checked before anything else is done or told: a client id belongs to the user of its first hello, so a
+    // hello of another user with it kicks no session, learns no last seq or rejection, and settles nothing.
+    const { store } = this;
+    const bound = await store.transact(async (tx) => ({
+      user: await tx.clientUser(msg.clientId),
+      lastSeq: await tx.lastSeq(msg.clientId),
+    }));
+    // Checked after the read: verifying the token and reading may have taken a while.
     if (session.closed) return fail(badRequest('hello', 'the connection closed during hello'));
     if (session.auth) return fail(badRequest('hello', 'hello was already done on this connection'));
     const notPrimary = this.notPrimary();
     if (notPrimary) return fail(notPrimary);
-    // Checked before anything else is done or told: a client id belongs to the user of its first hello, so a
-    // hello of another user with it kicks no session, learns no last seq or rejection, and settles nothing.
-    const { store } = this.opts;
-    const bound = store.transact((tx) => ({ user: tx.clientUser(msg.clientId), lastSeq: tx.lastSeq(msg.clientId) }));
     if (bound.user !== null && bound.user !== principal.userId) {
       return fail({ code: 'FORBIDDEN', message: 'this client id belongs to another user', retryable: false });
     }
@@ -344,14 +421,29 @@ export class SyncCore {
     // Then the client's next seq would be out of order forever; settling the gap lets it go on.
     // Only the id's owner gets here (checked above), and at most MAX_SETTLE_GAP seqs are settled blind.
     // The client settled everything below pendingFrom, so the rejections kept for those seqs can go.
-    store.transact((tx) => {
-      if (tx.clientUser(msg.clientId) === null) tx.bindClient(msg.clientId, principal.userId);
-      if (tx.lastSeq(msg.clientId) < msg.pendingFrom - 1) tx.recordOutcome(msg.clientId, msg.pendingFrom - 1, null);
-      tx.forgetRejections(msg.clientId, msg.pendingFrom);
-    });
-    const meta = this.opts.store.meta();
+    let lastSeq: number;
+    let meta: Awaited<ReturnType<AsyncStore['meta']>>;
+    let terms: Awaited<ReturnType<AsyncStore['terms']>>;
+    try {
+      lastSeq = await store.transact(async (tx) => {
+        if ((await tx.clientUser(msg.clientId)) === null) await tx.bindClient(msg.clientId, principal.userId);
+        let last = await tx.lastSeq(msg.clientId);
+        if (last < msg.pendingFrom - 1) {
+          await tx.recordOutcome(msg.clientId, msg.pendingFrom - 1, null);
+          last = msg.pendingFrom - 1;
+        }
+        await tx.forgetRejections(msg.clientId, msg.pendingFrom);
+        return last;
+      });
+      meta = await store.meta();
+      terms = await store.terms();
+    } catch (err) {
+      this.disconnect(session);
+      throw err;
+    }
+    if (session.closed) return fail(badRequest('hello', 'the connection closed during hello'));
     // A checkpoint past the point where this primary's history forked from the client's holds lost changes.
-    const shared = sharedPrefixEnd(this.opts.store.terms(), meta.headLsn, msg.checkpointTerm);
+    const shared = sharedPrefixEnd(terms, meta.headLsn, msg.checkpointTerm);
     session.needsSnapshot = msg.checkpoint > shared;
     this.opts.schedule(() => void this.pump(session));
     return {
@@ -360,7 +452,7 @@ export class SyncCore {
       term: meta.term,
       headLsn: meta.headLsn,
       horizon: meta.horizon,
-      lastSeq: this.lastSeq(msg.clientId),
+      lastSeq,
       userId: principal.userId,
     };
   }
@@ -544,6 +636,13 @@ export class SyncCore {
   flush(): void {
     this.flushScheduled = false;
     if (this.lanes.size === 0) return;
+    // One group commit at a time: the next waits for this one, then takes what queued meanwhile.
+    this.committing = this.committing.then(() => this.commitNext());
+  }
+
+  private async commitNext(): Promise<void> {
+    await this.ready.catch(() => undefined);
+    if (this.lanes.size === 0) return;
     const stepDown = this.notPrimary();
     if (stepDown) {
       const all = [...this.lanes.values()].flat();
@@ -553,36 +652,52 @@ export class SyncCore {
     }
     const batch = this.takeBatch();
     if (this.lanes.size > 0) this.scheduleFlush();
-    const { store } = this.opts;
-    const prevHead = store.meta().headLsn;
+    const { store } = this;
     const now = this.opts.clock.now();
-    const log: LogPage = { changes: [], outcomes: [], to: prevHead };
+    const log: LogPage = { changes: [], outcomes: [], to: 0 };
     const outcomes = new Map<string, ClientOutcome>();
     let results: QueuedResult[];
+    let head: number;
     try {
-      results = store.transact((tx) => {
-        this.pruneServerWrites(now);
-        return batch.map((item) =>
-          item.kind === 'push'
-            ? item.mutations.map((m) => this.applyOne(tx, item.session, m, now, log, outcomes))
-            : this.applyServerWrite(tx, item.write, now, log),
-        );
+      await this.pruneServerWrites(now);
+      results = await store.transact(async (tx) => {
+        const out: QueuedResult[] = [];
+        for (const item of batch) {
+          if (item.kind === 'server') {
+            out.push(await this.applyServerWrite(tx, item.write, now, log));
+            continue;
+          }
+          const results: MutationResult[] = [];
+          for (const m of item.mutations) results.push(await this.applyOne(tx, item.session, m, now, log, outcomes));
+          out.push(results);
+        }
+        return out;
       });
+      // A batch that wrote nothing (duplicates) still answers as of the head.
+      head = log.to > 0 ? log.to : (await store.meta()).headLsn;
     } catch (err) {
       const error = toWireError(err);
       for (const item of batch) failQueued(item, error);
       return;
     }
-    const head = log.to;
     const { changes } = log;
-    if (head > prevHead) this.opts.onCommit?.(changes, log.outcomes);
-    const deliver = (): void => {
-      this.fanOut(head, changes, outcomes);
+    const wrote = log.to > 0;
+    if (wrote) this.opts.onCommit?.(changes, log.outcomes);
+    const acks = (): void =>
       batch.forEach((item, i) => {
         const result = results[i]!;
         if (item.kind === 'push') item.resolve({ ok: true, results: result as MutationResult[] });
         else item.resolve(result as ServerWriteResult);
       });
+    if (this.tail) {
+      // Fanned out from the log, with what other nodes committed before it, in LSN order; then acked.
+      this.tail.wake();
+      void this.tail.reached(head).then(acks);
+      return;
+    }
+    const deliver = (): void => {
+      if (wrote) this.fanOut(firstLsn(log) - 1, head, changes, outcomes);
+      acks();
     };
     const { replicated } = this.opts;
     if (!replicated) {
@@ -622,18 +737,18 @@ export class SyncCore {
     }
   }
 
-  private applyOne(
-    tx: StoreTx,
+  private async applyOne(
+    tx: AsyncStoreTx,
     session: Session,
     m: Mutation,
     now: number,
     log: LogPage,
     outcomes: Map<string, ClientOutcome>,
-  ): MutationResult {
+  ): Promise<MutationResult> {
     const auth = session.auth!;
-    const last = tx.lastSeq(auth.clientId);
+    const last = await tx.lastSeq(auth.clientId);
     if (m.seq <= last) {
-      const error = tx.rejection(auth.clientId, m.seq);
+      const error = await tx.rejection(auth.clientId, m.seq);
       return error ? { seq: m.seq, status: 'duplicate', error } : { seq: m.seq, status: 'duplicate' };
     }
     if (m.seq !== last + 1) {
@@ -644,23 +759,23 @@ export class SyncCore {
         error: { code: 'BAD_REQUEST', message: `seq ${m.seq} out of order; expected ${last + 1}`, retryable: true },
       };
     }
-    const ran = runMutation(
+    const ran = await runMutationAsync(
       this.opts.schema,
       m.name,
       m.args,
       { userId: auth.userId, roles: auth.roles, side: 'server' },
-      readerOf(tx),
+      tx,
       this.opts.limits,
     );
     // Quotas are the primary's alone: a client cannot know what its user holds on other devices.
-    const outcome = withQuota(ran, this.opts.schema, auth.userId, tx);
+    const outcome = await withQuota(ran, this.opts.schema, auth.userId, tx);
     const clientOutcome = outcomes.get(auth.clientId) ?? { lastSeq: 0, rejected: [] };
     clientOutcome.lastSeq = m.seq;
     outcomes.set(auth.clientId, clientOutcome);
     if (!outcome.ok) {
       // In the log, so replicas learn it and a promoted one still reports it. The client is told what was
       // stored (the message cut short if it echoed long input), so a later duplicate answer says the same.
-      const entry = tx.appendOutcome(auth.clientId, m.seq, outcome.error, now);
+      const entry = await tx.appendOutcome(auth.clientId, m.seq, outcome.error, now);
       const error = entry.error ?? outcome.error;
       clientOutcome.rejected.push({ seq: m.seq, error });
       log.outcomes.push(entry);
@@ -669,17 +784,17 @@ export class SyncCore {
     }
     if (outcome.writes.length === 0) {
       // A mutation that wrote nothing (say, a patch to the same values) still settles its seq, everywhere.
-      const entry = tx.appendOutcome(auth.clientId, m.seq, null, now);
+      const entry = await tx.appendOutcome(auth.clientId, m.seq, null, now);
       log.outcomes.push(entry);
       log.to = entry.lsn;
       return { seq: m.seq, status: 'applied', lsn: entry.lsn };
     }
     for (const write of outcome.writes) {
-      const change = tx.append(write, { clientId: auth.clientId, seq: m.seq }, now);
+      const change = await tx.append(write, { clientId: auth.clientId, seq: m.seq }, now);
       log.changes.push(change);
       log.to = change.lsn;
     }
-    tx.recordOutcome(auth.clientId, m.seq, null);
+    await tx.recordOutcome(auth.clientId, m.seq, null);
     return { seq: m.seq, status: 'applied', lsn: log.to };
   }
 
@@ -688,44 +803,51 @@ export class SyncCore {
    * (serverOrigin, seq 1), so the dedupe, the rejection kept for the
    * duplicate answer and their replication are those of a client's seq.
    */
-  private applyServerWrite(tx: StoreTx, w: ServerWrite, now: number, log: LogPage): ServerWriteResult {
+  private async applyServerWrite(
+    tx: AsyncStoreTx,
+    w: ServerWrite,
+    now: number,
+    log: LogPage,
+  ): Promise<ServerWriteResult> {
     const { origin } = w;
-    if (tx.lastSeq(origin) >= 1) {
-      const record = tx.serverOrigin(origin);
-      const error = tx.rejection(origin, 1);
+    if ((await tx.lastSeq(origin)) >= 1) {
+      const record = await tx.serverOrigin(origin);
+      const error = await tx.rejection(origin, 1);
       return {
         status: 'duplicate',
         ...(record !== undefined ? { lsn: record.lsn } : {}),
         ...(error !== undefined ? { error } : {}),
       };
     }
-    const ran = runMutation(this.opts.schema, w.name, w.args, contextOf(w.principal), readerOf(tx), this.opts.limits);
+    const ran = await runMutationAsync(this.opts.schema, w.name, w.args, contextOf(w.principal), tx, this.opts.limits);
     const { principal } = w;
     // A user's server write counts against that user, as their client's would: its origin is bound to them.
     // The system principal's writes are not checked (an owner-only document still counts against its owner).
-    if (!isSystem(principal) && tx.clientUser(origin) === null) tx.bindClient(origin, principal.userId);
-    const outcome = isSystem(principal) ? ran : withQuota(ran, this.opts.schema, principal.userId, tx);
+    if (!isSystem(principal) && (await tx.clientUser(origin)) === null) await tx.bindClient(origin, principal.userId);
+    const outcome = isSystem(principal) ? ran : await withQuota(ran, this.opts.schema, principal.userId, tx);
     if (!outcome.ok || outcome.writes.length === 0) {
       // In the log, so a replica promoted later still answers a retry with this outcome.
-      const entry = tx.appendOutcome(origin, 1, outcome.ok ? null : outcome.error, now);
+      const entry = await tx.appendOutcome(origin, 1, outcome.ok ? null : outcome.error, now);
       log.outcomes.push(entry);
       log.to = entry.lsn;
       return outcome.ok ? { status: 'applied', lsn: entry.lsn } : { status: 'rejected', error: outcome.error };
     }
     for (const write of outcome.writes) {
-      const change = tx.append(write, { clientId: origin, seq: 1 }, now);
+      const change = await tx.append(write, { clientId: origin, seq: 1 }, now);
       log.changes.push(change);
       log.to = change.lsn;
     }
-    tx.recordOutcome(origin, 1, null);
+    await tx.recordOutcome(origin, 1, null);
     return { status: 'applied', lsn: log.to };
   }
 
-  /** Forgets expired idempotency keys, a bounded batch at a time, inside a group commit. */
-  private pruneServerWrites(now: number): void {
+  /** Forgets expired idempotency keys, a bounded batch at a time, before a group commit. */
+  private async pruneServerWrites(now: number): Promise<void> {
     if (now < this.nextPrune) return;
     const retention = this.opts.serverWriteRetentionMs ?? 24 * 3600 * 1000;
-    const pruned = this.opts.store.pruneServerOrigins(now - retention, PRUNE_BATCH);
+    // Moved on first, so a slow prune is not started again by the commits that wait for it.
+    this.nextPrune = now + PRUNE_EVERY_MS;
+    const pruned = await this.store.pruneServerOrigins(now - retention, PRUNE_BATCH);
     // A full batch means more are due: the next commit goes on.
     this.nextPrune = pruned === PRUNE_BATCH ? now : now + PRUNE_EVERY_MS;
   }
@@ -737,7 +859,13 @@ export class SyncCore {
    * their sinks' channel, which encodes it once: at thousands of sessions the
    * per-socket encoding was most of the fan-out's time.
    */
-  private fanOut(head: number, changes: readonly Change[], outcomes: Map<string, ClientOutcome>): void {
+  private fanOut(
+    batchFrom: number,
+    head: number,
+    changes: readonly Change[],
+    outcomes: Map<string, ClientOutcome>,
+  ): void {
+    this.fannedOut = Math.max(this.fannedOut, head);
     const view = new FanoutView(changes);
     // By list, then by `from` (`to` is the head for every session sent to here).
     const groups = new Map<VisibleList, Map<number, FanoutGroup>>();
@@ -745,6 +873,11 @@ export class SyncCore {
       if (!session.live || session.closed || !session.auth) continue;
       // Its pump already read past this batch while the batch waited for replicas.
       if (session.cursor >= head) continue;
+      if (session.cursor > batchFrom) {
+        // Its pump read into this batch before it went live: it gets only the rest.
+        this.sendRest(session, head, changes, outcomes);
+        continue;
+      }
       const { userId, clientId, allOf } = session.auth;
       const outcome = outcomes.get(clientId);
       const visible = view.visibleTo(userId, allOf);
@@ -776,14 +909,66 @@ export class SyncCore {
     for (const byFrom of groups.values()) for (const { msg, sinks } of byFrom.values()) sendToAll(sinks, msg);
   }
 
+  /** A live session whose cursor is inside a fanned-out batch: the batch's entries after its cursor. */
+  private sendRest(
+    session: Session,
+    head: number,
+    changes: readonly Change[],
+    outcomes: Map<string, ClientOutcome>,
+  ): void {
+    const { userId, clientId, allOf } = session.auth!;
+    const rest = changes.filter((c) => c.lsn > session.cursor && inScope(c, userId, allOf));
+    const outcome = outcomes.get(clientId);
+    if (rest.length === 0 && outcome === undefined) return;
+    const msg: Changes = { from: session.cursor, to: head, changes: rest.map((c) => ownOrigin(c, clientId)) };
+    // A seq settled at or below the cursor was told with the page that held it; telling it again is harmless.
+    if (outcome !== undefined) {
+      msg.lastSeq = outcome.lastSeq;
+      if (outcome.rejected.length > 0) msg.rejected = outcome.rejected;
+    }
+    session.cursor = head;
+    session.sink.sendChanges(msg);
+  }
+
+  /**
+   * `sharedLog`: one page of the shared log, read by the tail in LSN order,
+   * goes to the live sessions like a local commit: each client's own
+   * outcomes come from the page's entries.
+   */
+  private fanOutPage(page: LogPage): void {
+    const from = this.fannedOut;
+    const outcomes = new Map<string, ClientOutcome>();
+    for (const c of page.changes) {
+      if (c.clientId === null || c.seq === null) continue;
+      const o = outcomes.get(c.clientId) ?? { lastSeq: 0, rejected: [] };
+      o.lastSeq = Math.max(o.lastSeq, c.seq);
+      outcomes.set(c.clientId, o);
+    }
+    for (const e of page.outcomes) {
+      const o = outcomes.get(e.clientId) ?? { lastSeq: 0, rejected: [] };
+      o.lastSeq = Math.max(o.lastSeq, e.seq);
+      if (e.error !== null) o.rejected.push({ seq: e.seq, error: e.error });
+      outcomes.set(e.clientId, o);
+    }
+    for (const o of outcomes.values()) o.rejected.sort((a, b) => a.seq - b.seq);
+    this.fanOut(from, page.to, page.changes, outcomes);
+  }
+
   /** Brings one session from its checkpoint to the head, then marks it live. */
   private async pump(session: Session): Promise<void> {
-    const { store } = this.opts;
+    const { store } = this;
     try {
+      await this.ready;
+      if (session.closed || !session.auth) return;
+      // The outcomes below the checkpoint are told again with the last page, for a client that lost them
+      // with a connection. Every entry of what they settle is at or below the head read after them (the
+      // fence), so the last page must reach it: then the page and what it tells agree.
+      const told = await this.outcomesSince(await this.outcomeReader(session.auth.clientId), session.auth.pendingFrom);
+      const fence = (await store.meta()).headLsn;
       for (;;) {
         if (session.closed || !session.auth) return;
         const { userId, clientId } = session.auth;
-        const meta = store.meta();
+        const meta = await store.meta();
         if (
           session.needsSnapshot ||
           session.cursor < meta.horizon ||
@@ -794,10 +979,13 @@ export class SyncCore {
           await this.sendSnapshot(session);
           continue;
         }
-        const page = store.readLog(session.cursor, this.pageSize, this.pageBytes);
+        const page = await store.readLog(session.cursor, this.pageSize, this.pageBytes);
         const { to } = page;
-        // (Only with replicas to wait for: without, the switch to live below stays synchronous with the read.)
-        if (to >= meta.headLsn && this.opts.replicated && (await this.awaitReplicated(meta.headLsn))) continue;
+        if (session.closed) return;
+        // Nothing a client applies may be lost to a failover (it would read an older state after a
+        // newer one, and settle outcomes the new primary lacks): each page waits for the replicas.
+        if (this.opts.replicated) await this.opts.replicated(to);
+        if (session.closed) return;
         const msg: Changes = {
           from: session.cursor,
           to,
@@ -805,30 +993,20 @@ export class SyncCore {
             .filter((c) => inScope(c, userId, session.auth!.allOf))
             .map((c) => ownOrigin(c, clientId)),
         };
+        // A page that holds the client's own outcomes settles them with their effects, or the
+        // client would re-run mutations already applied in the confirmed data (a double count).
+        const own = ownOutcomes(page, clientId);
         session.cursor = to;
-        if (to >= meta.headLsn) {
-          // Caught up: from now on commits reach this session directly. The outcomes below the
-          // checkpoint are told again here, for a client that lost them with a connection.
-          const { pendingFrom } = session.auth;
-          const outcomes = store.transact((tx) =>
-            this.outcomesSince(
-              { lastSeq: tx.lastSeq(clientId), rejection: (seq) => tx.rejection(clientId, seq) },
-              pendingFrom,
-            ),
-          );
-          msg.lastSeq = outcomes.lastSeq;
-          if (outcomes.rejected.length > 0) msg.rejected = outcomes.rejected;
+        // Caught up with every fan-out so far, in this same turn: the session goes live, and every later
+        // fan-out reaches it (one that overlaps its cursor sends only the rest). Else one more page.
+        if (to >= fence && to >= this.fannedOut) {
+          msg.lastSeq = Math.max(told.lastSeq, own?.lastSeq ?? 0);
+          const rejected = mergeRejections(told.rejected, own?.rejected ?? []);
+          if (rejected.length > 0) msg.rejected = rejected;
           session.live = true;
           session.sink.sendChanges(msg);
           return;
         }
-        // Nothing a client applies may be lost to a failover (it would read an older state after a
-        // newer one, and settle outcomes the new primary lacks): each page waits for the replicas.
-        if (this.opts.replicated) await this.opts.replicated(to);
-        if (session.closed) return;
-        // A page that holds the client's own outcomes settles them with their effects, or the
-        // client would re-run mutations already applied in the confirmed data (a double count).
-        const own = ownOutcomes(page, clientId);
         if (own !== undefined) {
           msg.lastSeq = own.lastSeq;
           if (own.rejected.length > 0) msg.rejected = own.rejected;
@@ -850,31 +1028,31 @@ export class SyncCore {
    * stream at once; the cursor is closed however this ends.
    */
   private async sendSnapshot(session: Session): Promise<void> {
-    const { store } = this.opts;
+    const { store } = this;
     const auth = session.auth!;
     if (session.closed || !(await this.snapshotGate.enter(session))) return;
-    let cursor: SnapshotCursor | undefined;
+    let cursor: AsyncSnapshotCursor | undefined;
     try {
       // What the snapshot tells (data and settled seqs) must already be on the replicas minSyncReplicas asks for.
-      while (await this.awaitReplicated(store.meta().headLsn));
+      while (await this.awaitReplicated((await store.meta()).headLsn));
       if (session.closed) return;
       // Opened at once after the wait: it reads as of the head that was just replicated.
-      const open = store.openSnapshot({ userId: auth.userId, allOf: auth.allOf }, auth.clientId);
+      const open = await store.openSnapshot({ userId: auth.userId, allOf: auth.allOf }, auth.clientId);
       cursor = open;
       const { asOf, lastSeq } = open;
-      const { rejected } = this.outcomesSince(open, auth.pendingFrom);
+      const { rejected } = await this.outcomesSince(open, auth.pendingFrom);
       for (let page = 0; ; page++) {
         if (session.closed) return;
-        const { docs, done } = open.next(this.snapshotPageSize, this.snapshotPageBytes);
+        const { docs, done } = await open.next(this.snapshotPageSize, this.snapshotPageBytes);
         // Nothing more to read: the read transaction is freed before the wait for the last ack.
-        if (done) open.close();
+        if (done) await open.close();
         const msg: Snapshot = { asOf, page, docs, done, lastSeq, rejected: done ? rejected : [] };
         await session.sink.sendSnapshot(msg);
         if (done) break;
       }
       session.cursor = asOf;
     } finally {
-      cursor?.close();
+      await cursor?.close();
       this.snapshotGate.release();
     }
   }
@@ -882,28 +1060,33 @@ export class SyncCore {
   /**
    * With minSyncReplicas, waits until `head` is replicated; returns whether
    * more was committed meanwhile (the caller reads again). Without it, false
-   * at once. The final catch-up page and snapshots tell a client which of its
-   * mutations settled, so they must not run ahead of replication.
+   * at once. Snapshots tell a client which of its mutations settled, so they
+   * must not run ahead of replication.
    */
   private async awaitReplicated(head: number): Promise<boolean> {
     const { replicated } = this.opts;
     if (!replicated) return false;
     await replicated(head);
-    return this.opts.store.meta().headLsn !== head;
+    return (await this.store.meta()).headLsn !== head;
   }
 
-  private lastSeq(clientId: string): number {
-    return this.opts.store.transact((tx) => tx.lastSeq(clientId));
+  /** The client's settled seqs as the store has them now. */
+  private async outcomeReader(clientId: string): Promise<OutcomeReader> {
+    const lastSeq = await this.store.transact((tx) => tx.lastSeq(clientId));
+    return {
+      lastSeq,
+      rejection: (seq) => this.store.transact((tx) => tx.rejection(clientId, seq)),
+    };
   }
 
   /** The client's last seq, and its rejections from `from` on (bounded: a client's outbox is). */
-  private outcomesSince(reader: OutcomeReader, from: number): ClientOutcome {
+  private async outcomesSince(reader: OutcomeReader, from: number): Promise<ClientOutcome> {
     const { lastSeq } = reader;
     const rejected: ClientOutcome['rejected'] = [];
     let bytes = 0;
     // Newest first, so a byte cap keeps the newest; reversed into seq order at the end.
     for (let seq = lastSeq; seq >= Math.max(from, lastSeq - MAX_REPORTED_REJECTIONS + 1, 1); seq--) {
-      const error = reader.rejection(seq);
+      const error = await reader.rejection(seq);
       if (!error) continue;
       bytes += jsonByteLength({ seq, error }) + 1;
       if (bytes > MAX_REPORTED_REJECTION_BYTES) break;
@@ -913,9 +1096,11 @@ export class SyncCore {
   }
 
   /** Drops the log up to `upTo` (default: the head); sessions behind it will get snapshots. */
-  compact(upTo?: number): { removedChanges: number; removedTombstones: number; horizon: number } {
-    const head = this.opts.store.meta().headLsn;
-    return this.opts.store.compact(Math.min(upTo ?? head, head));
+  async compact(upTo?: number): Promise<{ removedChanges: number; removedTombstones: number; horizon: number }> {
+    const head = (await this.store.meta()).headLsn;
+    // On a shared log, never past what this node has fanned out: its live sessions still need the rest.
+    const limit = this.tail ? Math.min(head, this.fannedOut) : head;
+    return this.store.compact(Math.min(upTo ?? limit, limit));
   }
 }
 
@@ -933,21 +1118,32 @@ function ownOutcomes(page: LogPage, clientId: string): ClientOutcome | undefined
 }
 
 /** `outcome`, or its rejection with QUOTA_EXCEEDED when its writes would take `writer` past a quota. */
-function withQuota(outcome: RunOutcome, schema: AppSchema, writer: string, tx: StoreTx): RunOutcome {
+async function withQuota(
+  outcome: RunOutcome,
+  schema: AppSchema,
+  writer: string,
+  tx: AsyncStoreTx,
+): Promise<RunOutcome> {
   if (!outcome.ok) return outcome;
-  const error = quotaError(schema, outcome.writes, writer, tx);
+  const error = await quotaError(schema, outcome.writes, writer, tx);
   return error === null ? outcome : { ok: false, error };
 }
 
-/** Reads the stored version in a mutation; an I/O failure aborts the run instead of rejecting the mutation. */
-function readerOf(tx: StoreTx): (collection: string, id: string) => Doc | undefined {
-  return (collection, id) => {
-    try {
-      return tx.getDoc(collection, id)?.doc ?? undefined;
-    } catch (cause) {
-      throw new ReadFailure(`reading ${collection}/${id} failed`, { cause });
-    }
-  };
+/** The first LSN a commit's log entries took. */
+function firstLsn(log: LogPage): number {
+  return Math.min(log.changes[0]?.lsn ?? Infinity, log.outcomes[0]?.lsn ?? Infinity);
+}
+
+/** Two lists of rejections in seq order, each seq once. */
+function mergeRejections(a: ClientOutcome['rejected'], b: ClientOutcome['rejected']): ClientOutcome['rejected'] {
+  if (b.length === 0) return a;
+  const bySeq = new Map<number, WireErrorShape>();
+  for (const r of [...a, ...b]) bySeq.set(r.seq, r.error);
+  return [...bySeq.entries()].sort(([x], [y]) => x - y).map(([seq, error]) => ({ seq, error }));
+}
+
+function isHolding(store: AsyncStore | HoldingStore): store is HoldingStore {
+  return 'holdTransaction' in store;
 }
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);

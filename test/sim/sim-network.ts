@@ -433,9 +433,10 @@ class SimConnection implements Transport {
     switch (msg.kind) {
       case 'request':
         if (msg.event === 'hello') {
-          const res = core.hello(session, msg.msg);
-          this.net.log(() => `${this.name} → hello ${JSON.stringify(msg.msg)} → ${JSON.stringify(res)}`);
-          this.reply(msg.id, res);
+          void core.hello(session, msg.msg).then((res) => {
+            this.net.log(() => `${this.name} → hello ${JSON.stringify(msg.msg)} → ${JSON.stringify(res)}`);
+            this.reply(msg.id, res);
+          });
         } else {
           this.net.log(() => `${this.name} → push ${describePush(msg.msg)}`);
           const id = msg.id;

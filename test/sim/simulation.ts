@@ -253,9 +253,10 @@ export async function runSimulation(config: SimConfig): Promise<SimResult> {
   const nCompactions = workRng.int(0, 3);
   for (let k = 0; k < nCompactions; k++) {
     at(workRng.int(0, workloadMs + 1_000), () => {
-      const r = primary.core.compact();
-      compactions++;
-      log(() => `COMPACT → horizon ${r.horizon} (${r.removedChanges} changes, ${r.removedTombstones} tombstones)`);
+      void primary.core.compact().then((r) => {
+        compactions++;
+        log(() => `COMPACT → horizon ${r.horizon} (${r.removedChanges} changes, ${r.removedTombstones} tombstones)`);
+      });
     });
   }
   // Now and then the primary is killed (kill -9) and restarted on the same data.
