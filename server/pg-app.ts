@@ -77,11 +77,17 @@ export async function startPgServer(
     const unlisten = await store.onCommit(() => core.wake());
     stopped.push(unlisten);
     stopped.push(
-      startCompaction(core, store, clock, {
-        maxLogChanges: config.maxLogChanges,
-        maxLogAgeMs: config.maxLogAgeMs,
-        intervalMs: config.compactionIntervalMs,
-      }),
+      startCompaction(
+        core,
+        store,
+        clock,
+        {
+          maxLogChanges: config.maxLogChanges,
+          maxLogAgeMs: config.maxLogAgeMs,
+          intervalMs: config.compactionIntervalMs,
+        },
+        (err) => log(`compaction failed (next try in ${config.compactionIntervalMs} ms): ${messageOf(err)}`),
+      ),
     );
   } catch (err) {
     await shutDown();
