@@ -1,35 +1,27 @@
-import { existsSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { join, resolve } from 'node:path';
-import express from 'express';
-import type { NextFunction, Request, Response } from 'express';
-import { Server } from 'socket.io';
+import { join } from 'node:path';
 import { systemClock } from '../shared/clock';
 import { TidelineError } from '../shared/errors';
 import type { AppSchema } from '../shared/schema/define-schema';
 import { bearerUsers } from './auth/bearer';
-import { createAuth } from './auth/verifier';
 import { ClusterNode } from './cluster/cluster-node';
 import type { Role } from './cluster/cluster-node';
 import { ReplicationHub } from './cluster/replication-hub';
 import type { ServerConfig } from './config';
-import { edgeGuard } from './http/edge-guard';
 import { AppliedLsnWaiters, DEFAULT_MAX_READ_WAITERS, DEFAULT_READ_WAIT_MS } from './cluster/applied-lsn';
 import { queryRoutes } from './http/query-route';
-import { adminRoutes, authRoutes, clusterRoutes, readsRefused, refusedReplicaGuard } from './http/routes';
+import type { QueryStore } from './http/query-route';
+import { adminRoutes, clusterRoutes, readsRefused, refusedReplicaGuard } from './http/routes';
+import { coreOptionsOf, nodeAuth, nodeFront } from './node-server';
 import { loadOrCreateSecret } from './secrets';
 import { checkStoredData } from './schema-check';
 import { seedEmptyStore } from './seed';
+import { defaultNodeId } from './store-spec';
 import type { Seed } from './seed';
 import { BACKUPS_DIR, backupLsn, backupTarget, restoreBackup, STORE_FILE } from './store/backup';
 import { ensurePrivateDir } from './store/private-files';
 import { openSqliteStore } from './store/sqlite-store';
 import { asyncStoreOf } from './store/sync-store-adapter';
-import type { Store } from './store/store';
 import { startCompaction } from './sync/compaction';
-import { DEFAULT_FLOOD_LIMITS, pushRatesOf } from './sync/flood-limits';
-import { attachSync, DEFAULT_MAX_SESSION_BUFFER_BYTES } from './sync/socket-sync';
 import { SyncCore } from './sync/sync-core';
 
 export interface RunningServer {
@@ -40,7 +32,7 @@ export interface RunningServer {
   close(): Promise<void>;
   /** For `createServer`'s in-process writes and reads. */
   core: SyncCore;
-  store: Store;
+  store: QueryStore;
   /** NOT_READY while this node is a replica whose primary refused its data; reads wait for the operator. */
   readsRefused(): TidelineError | null;
 }
@@ -70,6 +62,11 @@ export async function startServer(
   schema: AppSchema,
   options: StartOptions = {},
 ): Promise<RunningServer> {
+  if (config.store?.kind === 'postgres') {
+    // Loaded only for PostgreSQL: a SQLite node (npm start) never loads the PostgreSQL client.
+    const { startPgServer } = await import('./pg-app');
+    return startPgServer(config, schema, options);
+  }
   const clock = systemClock;
   const log = options.log ?? ((line: string) => console.log(line));
   // The store, its WAL, the secrets and the backups hold every document and client id: only our user may read them.
@@ -77,17 +74,9 @@ export async function startServer(
   if (wasMode !== null) log(`made the data directory ${config.dataDir} 0700 (it was ${wasMode.toString(8)})`);
   // Tokens from the app's identity provider (JWKS), or HS256 with the secret (given, or kept in the data
   // directory). First, so that auth options that cannot work fail before anything is opened.
-  const auth = createAuth({
-    ...config.auth,
-    ...(config.auth.jwksUrl === undefined
-      ? { secret: loadOrCreateSecret(config.dataDir, 'secret.key', config.secret, 'TIDELINE_SECRET (auth.secret)') }
-      : {}),
-    staff: config.staff,
-  });
-  if (auth.devLogin) {
-    console.warn('WARNING: the development login is on: POST /auth/dev-login signs a token for any user name.');
-    console.warn('         Never use --dev-login in production.');
-  }
+  const auth = nodeAuth(config, () =>
+    loadOrCreateSecret(config.dataDir, 'secret.key', config.secret, 'TIDELINE_SECRET (auth.secret)'),
+  );
   // Every secret is checked before anything is opened or restored.
   const adminToken = loadOrCreateSecret(
     config.dataDir,
@@ -153,27 +142,13 @@ export async function startServer(
     ...(config.catchUp ? { pageBytes: config.catchUp.pageBytes } : {}),
   });
   const replicationHub = hub;
-  const flood = config.floodLimits ?? DEFAULT_FLOOD_LIMITS;
   // The sync core, compaction and the HTTP reads share one adapter, so one queue orders them on the connection.
   const asyncStore = asyncStoreOf(store);
   core = new SyncCore({
     store: asyncStore,
     schema,
     clock,
-    limits: config.limits,
-    // setImmediate: sockets are read between two flushes (a bounded group commit leaves the rest for the next).
-    schedule: (fn) => setImmediate(fn),
-    ...(config.catchUp
-      ? {
-          pageBytes: config.catchUp.pageBytes,
-          snapshotPageBytes: config.catchUp.snapshotPageBytes,
-          maxConcurrentSnapshots: config.catchUp.maxConcurrentSnapshots,
-        }
-      : {}),
-    pushRates: pushRatesOf(flood),
-    maxConnectionsPerUser: flood.maxConnectionsPerUser,
-    maxCommitMutations: flood.maxCommitMutations,
-    maxCommitBytes: flood.maxCommitBytes,
+    ...coreOptionsOf(config),
     role: () => node.view(),
     onCommit: (changes, outcomes) => replicationHub.onCommit(changes, outcomes),
     ...(config.minSyncReplicas > 0
@@ -187,100 +162,70 @@ export async function startServer(
     intervalMs: config.compactionIntervalMs,
   });
 
-  const app = express();
-  app.disable('x-powered-by');
-  // Before anything else: a foreign Host or Origin (DNS rebinding, a cross-site write) gets 403, every answer its headers.
-  const edge = edgeGuard({
-    listenHost: config.host,
-    publicUrl: config.publicUrl,
-    extraHosts: config.allowedHosts ?? [],
-  });
-  app.use(edge.middleware);
-  app.use(express.json({ limit: '1mb' }));
   const startedAt = clock.now();
-  const deps = { store, core, adminToken, now: () => clock.now(), startedAt };
+  // Known once listening (port 0 picks one); the status reads it later.
+  let listeningPort = config.port;
+  const deps = { store: asyncStore, core, adminToken, now: () => clock.now(), startedAt };
   const backupsDir = join(config.dataDir, BACKUPS_DIR);
-  app.get('/healthz', (_req, res) => {
-    res.json({ ok: true, role: node.role });
-  });
-  app.use('/auth', authRoutes(auth.devLogin));
-  app.use(
-    '/admin',
-    adminRoutes({
-      ...deps,
-      node,
-      hub,
-      minSyncReplicas: config.minSyncReplicas,
-      backup: async (path) => {
-        const head = store.meta().headLsn;
-        const dated = `tideline-${head}-${new Date(clock.now()).toISOString().replace(/[:.]/g, '-')}.db`;
-        // Validated before anything is written: confined to <data>/backups, never over a file, never the store.
-        const out = backupTarget(backupsDir, path, dated, [store.path]);
-        ensurePrivateDir(backupsDir);
-        await store.backupTo(out);
-        return { path: out, lsn: backupLsn(out) };
-      },
-    }),
-  );
-  app.use('/cluster', clusterRoutes(node, clusterSecret));
   const bearer = bearerUsers(auth.verify);
-  app.use(
-    '/query',
-    refusedReplicaGuard(node),
-    queryRoutes({
-      store,
-      schema,
-      adminToken,
-      authenticate: bearer.middleware,
-      userOf: bearer.userOf,
-      freshness: {
-        role: () => node.role,
-        primaryUrl: () => node.primaryUrl,
-        waiters: readWaiters,
-        maxWaitMs: config.readWaitMs ?? DEFAULT_READ_WAIT_MS,
-      },
-    }),
-  );
-  const staticDir = config.staticDir === null ? null : resolve(config.staticDir);
-  if (staticDir !== null && existsSync(staticDir)) {
-    app.use(express.static(staticDir));
-    app.get('/{*splat}', (_req, res) => res.sendFile(join(staticDir, 'index.html')));
-  }
-  app.use((err: unknown, _req: Request, res: Response, _next: NextFunction) => {
-    const status = typeof err === 'object' && err !== null && 'status' in err ? Number(err.status) : 500;
-    res.status(status).json({
-      error: { code: status < 500 ? 'BAD_REQUEST' : 'INTERNAL', message: 'request failed', retryable: status >= 500 },
-    });
+  const front = nodeFront({
+    config,
+    core: syncCore,
+    auth,
+    health: () => ({ ok: true, role: node.role }),
+    routes: (app) => {
+      app.use(
+        '/admin',
+        adminRoutes({
+          ...deps,
+          nodeId: () => config.nodeId ?? defaultNodeId(listeningPort),
+          node,
+          hub: replicationHub,
+          minSyncReplicas: config.minSyncReplicas,
+          backup: async (path) => {
+            const head = store.meta().headLsn;
+            const dated = `tideline-${head}-${new Date(clock.now()).toISOString().replace(/[:.]/g, '-')}.db`;
+            // Validated before anything is written: confined to <data>/backups, never over a file, never the store.
+            const out = backupTarget(backupsDir, path, dated, [store.path]);
+            ensurePrivateDir(backupsDir);
+            await store.backupTo(out);
+            return { path: out, lsn: backupLsn(out) };
+          },
+        }),
+      );
+      app.use('/cluster', clusterRoutes(node, clusterSecret));
+      app.use(
+        '/query',
+        refusedReplicaGuard(node),
+        queryRoutes({
+          store: asyncStore,
+          schema,
+          adminToken,
+          authenticate: bearer.middleware,
+          userOf: bearer.userOf,
+          freshness: {
+            role: () => node.role,
+            primaryUrl: () => node.primaryUrl,
+            waiters: readWaiters,
+            maxWaitMs: config.readWaitMs ?? DEFAULT_READ_WAIT_MS,
+          },
+        }),
+      );
+    },
   });
-
-  const http = createServer(app);
-  // Socket.IO drops a connection whose message is over this; the sync core answers TOO_LARGE well below it.
-  const io = new Server(http, {
-    maxHttpBufferSize: config.limits.maxMessageBytes * 2,
-    serveClient: false,
-    allowRequest: (req, callback) => edge.allowRequest(req, callback),
-  });
-  attachSync(io.of('/sync'), syncCore, auth.verify, {
-    maxSessionBufferBytes: config.maxSessionBufferBytes ?? DEFAULT_MAX_SESSION_BUFFER_BYTES,
-    ...(config.catchUp ? { pageAckTimeoutMs: config.catchUp.pageAckTimeoutMs } : {}),
-    maxConnectionsPerAddress: flood.maxConnectionsPerAddress,
-    helloTimeoutMs: flood.helloTimeoutMs,
-  });
+  const io = front.io;
   replicationHub.attach(io.of('/replication'), clusterSecret);
 
+  let port: number;
   try {
-    await new Promise<void>((ok, fail) => {
-      http.once('error', fail);
-      http.listen(config.port, config.host, () => ok());
-    });
+    port = await front.listen();
   } catch (err) {
     stopCompaction();
     node.stop();
-    await io.close();
     store.close();
     throw err;
   }
-  const port = (http.address() as AddressInfo).port;
+  listeningPort = port;
   const url = `http://${config.host}:${port}`;
   node.selfUrl = config.publicUrl ?? url;
   node.knowOwnUrl(url);
@@ -290,7 +235,7 @@ export async function startServer(
     url,
     port,
     core: syncCore,
-    store,
+    store: asyncStore,
     role: () => node.role,
     readsRefused: () => readsRefused(node),
     async close() {

@@ -2,6 +2,7 @@
 import { describeStartFailure, startServer } from './app';
 import { OPTIONS_HELP, parseConfig } from './config';
 import { loadSchemaModule } from './load-schema';
+import { describeStore } from './store-spec';
 
 /**
  * The `tideline` command (the package's bin). `tideline serve --schema
@@ -20,8 +21,10 @@ Options of serve:
   --schema FILE               the schema module (required)
 ${OPTIONS_HELP}
 
-Example:
-  tideline serve --schema ./schema.ts --data ./data --port 3000`;
+Examples:
+  tideline serve --schema ./schema.ts --data ./data --port 3000
+  TIDELINE_SECRET=… TIDELINE_ADMIN_TOKEN=… tideline serve --schema ./schema.ts \
+    --store postgres://127.0.0.1:5432/shop --port 3001     (one node of several on PostgreSQL)`;
 
 /** An exit code (0 done, 1 the server failed to start, 2 a usage error), or 'running' until a signal. */
 async function main(argv: string[]): Promise<number | 'running'> {
@@ -53,7 +56,7 @@ async function main(argv: string[]): Promise<number | 'running'> {
     const server = await startServer(config, schema);
     // Scripts and tests read this line to learn the port.
     console.log(
-      `tideline ${server.role()} listening on ${server.url} (schema '${schema.name}' version ${schema.version}, data in ${config.dataDir})`,
+      `tideline ${server.role()} listening on ${server.url} (schema '${schema.name}' version ${schema.version}, ${describeStore(config.store, config.dataDir)})`,
     );
     const shutdown = (): void => {
       void server.close().then(() => process.exit(0));

@@ -8,6 +8,9 @@ import { DEFAULT_MAX_SESSION_BUFFER_BYTES, DEFAULT_PAGE_ACK_TIMEOUT_MS } from '.
 import { DEFAULT_MAX_CONCURRENT_SNAPSHOTS, DEFAULT_PAGE_BYTES, DEFAULT_SNAPSHOT_PAGE_BYTES } from './sync/sync-core';
 import { DEFAULT_FLOOD_LIMITS } from './sync/flood-limits';
 import type { FloodLimits } from './sync/flood-limits';
+import { TidelineError } from '../shared/errors';
+import { DEFAULT_PG_SCHEMA, parseNodeId, parseStoreSpec, pgNodeProblem } from './store-spec';
+import type { StoreSpec } from './store-spec';
 
 export interface ServerConfig {
   host: string;
@@ -63,6 +66,10 @@ export interface ServerConfig {
   allowedHosts?: string[];
   /** Client tokens: HS256 with `secret` unless `auth.jwksUrl` is set; the dev login is off unless `auth.devLogin`. */
   auth: AuthConfig;
+  /** The store (`--store`); absent: SQLite in `dataDir`. */
+  store?: StoreSpec;
+  /** This node's name in the status and, on PostgreSQL, the node registry (`--node-id`); absent: host-port. */
+  nodeId?: string | null;
 }
 
 /** Bounds on what catching a client up may hold (`--catch-up-page-bytes` and the others below). */
@@ -127,11 +134,21 @@ ${FLOOD_HELP}
   --min-sync-replicas N       client acks wait for N replicas to apply a change (default 0)
   --restore FILE              start from a backup (empty data dir), then catch up as a replica
   --public-url URL            how others reach this node (default http://HOST:PORT)
+  --store URL                 postgres://… or postgresql://…: share one PostgreSQL database with other
+                              nodes, every node a writer (default: the embedded SQLite store in --data).
+                              Needs TIDELINE_SECRET (or --auth-jwks-url) and TIDELINE_ADMIN_TOKEN, the same
+                              on every node; refuses --data, --role replica, --primary, --peers,
+                              --min-sync-replicas and --restore ($TIDELINE_STORE)
+  --pg-schema NAME            the PostgreSQL schema holding the store's tables, shared by the nodes of
+                              one cluster (default ${DEFAULT_PG_SCHEMA}; $TIDELINE_PG_SCHEMA)
+  --node-id NAME              this node's name in /admin/status and the PostgreSQL node registry
+                              (default HOSTNAME-PORT; $TIDELINE_NODE_ID)
   --allowed-hosts NAMES       comma-separated host names answered besides 127.0.0.1, localhost, --host
                               and the public URL's host; others get 403 (DNS rebinding); * answers any
 ${AUTH_HELP}
 Environment: TIDELINE_SECRET (client token secret, the same on every node), TIDELINE_ADMIN_TOKEN
-(admin bearer token), TIDELINE_CLUSTER_SECRET (replication secret, the same on every node).`;
+(admin bearer token), TIDELINE_CLUSTER_SECRET (replication secret, the same on every node), TIDELINE_STORE,
+TIDELINE_PG_SCHEMA and TIDELINE_NODE_ID (--store, --pg-schema and --node-id when not given).`;
 
 /** Usage of `server/main.ts`, the demo: the storefront schema and its data. */
 const HELP = `Usage: node --import tsx server/main.ts [options]   (npm run dev -- [options])
@@ -196,6 +213,9 @@ export function parseConfig(
       restore: { type: 'string' },
       'public-url': { type: 'string' },
       'allowed-hosts': { type: 'string' },
+      store: { type: 'string' },
+      'pg-schema': { type: 'string' },
+      'node-id': { type: 'string' },
       ...AUTH_FLAGS,
     },
     strict: true,
@@ -205,6 +225,40 @@ export function parseConfig(
   if (role !== 'primary' && role !== 'replica') throw new Error(`--role must be primary or replica, got '${role}'`);
   if (role === 'replica' && !values.primary) throw new Error('a replica needs --primary URL');
   if (values.restore && !values.primary) throw new Error('--restore needs --primary URL to catch up from');
+  const store = usage(() =>
+    parseStoreSpec(
+      values.store ?? (env['TIDELINE_STORE'] || undefined),
+      values['pg-schema'] ?? (env['TIDELINE_PG_SCHEMA'] || undefined),
+    ),
+  );
+  const nodeId = usage(() => parseNodeId(values['node-id'] ?? (env['TIDELINE_NODE_ID'] || undefined)));
+  const auth = authConfig(values, env);
+  const secret = env['TIDELINE_SECRET'] ?? null;
+  const adminToken = env['TIDELINE_ADMIN_TOKEN'] ?? null;
+  if (store.kind === 'postgres') {
+    if (values.data !== undefined) {
+      throw new Error(
+        '--data: a node on a PostgreSQL store keeps no files (everything is in the database); leave it out',
+      );
+    }
+    const given = (flag: string, value: unknown): string[] => (value === undefined ? [] : [flag]);
+    const problem = pgNodeProblem(
+      {
+        replication: [
+          ...(values.role === 'replica' ? ['--role replica'] : []),
+          ...given('--primary', values.primary),
+          ...given('--peers', values.peers),
+          ...given('--min-sync-replicas', values['min-sync-replicas']),
+          ...given('--restore', values.restore),
+        ],
+        secret,
+        jwksUrl: auth.jwksUrl,
+        adminToken,
+      },
+      { secret: 'TIDELINE_SECRET (or --auth-jwks-url)', adminToken: 'TIDELINE_ADMIN_TOKEN' },
+    );
+    if (problem !== null) throw new Error(problem);
+  }
   return {
     host: values.host ?? '127.0.0.1',
     port: int(values.port ?? env['PORT'], 3000, 'port'),
@@ -212,8 +266,8 @@ export function parseConfig(
     seed: !values['no-seed'],
     schemaModule: values.schema ?? null,
     dropUnknownCollections: values['drop-unknown-collections'] ?? false,
-    secret: env['TIDELINE_SECRET'] ?? null,
-    adminToken: env['TIDELINE_ADMIN_TOKEN'] ?? null,
+    secret,
+    adminToken,
     staff: (values.staff ?? 'staff').split(',').filter((s) => s.length > 0),
     staticDir: values.static ?? defaults.staticDir,
     limits: {
@@ -253,8 +307,21 @@ export function parseConfig(
     restoreFrom: values.restore ?? null,
     publicUrl: values['public-url'] ?? null,
     allowedHosts: (values['allowed-hosts'] ?? '').split(',').filter((s) => s.length > 0),
-    auth: authConfig(values, env),
+    auth,
+    store,
+    nodeId,
   };
+}
+
+/** A TidelineError from a parser as a usage error: its message and hint in one line. */
+function usage<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (err instanceof TidelineError)
+      throw new Error(err.hint ? `${err.message} (${err.hint})` : err.message, { cause: err });
+    throw err;
+  }
 }
 
 function floodOptions(): Record<keyof typeof FLOOD_FLAGS, { type: 'string' }> {

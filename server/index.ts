@@ -7,6 +7,8 @@ import type { RunningServer } from './app';
 import type { AuthOptions } from './auth';
 import type { Role } from './cluster/cluster-node';
 import type { ServerConfig } from './config';
+import { TidelineError } from '../shared/errors';
+import { parseNodeId, parseStoreSpec, pgNodeProblem } from './store-spec';
 import { DEFAULT_FLOOD_LIMITS } from './sync/flood-limits';
 import type { FloodLimits } from './sync/flood-limits';
 import { DEFAULT_MAX_SESSION_BUFFER_BYTES, DEFAULT_PAGE_ACK_TIMEOUT_MS } from './sync/socket-sync';
@@ -85,8 +87,24 @@ export interface CompactionOptions {
 export interface CreateServerOptions {
   /** The app's schema (`defineSchema`), the same module its clients open. */
   schema: AppSchema;
-  /** Where the store, secrets and backups live; created if missing. */
-  dataDir: string;
+  /**
+   * Where the SQLite store, secrets and backups live; created if missing.
+   * Required unless `store` is a PostgreSQL URL (a PostgreSQL node keeps no
+   * files, and refuses one).
+   */
+  dataDir?: string;
+  /**
+   * The store: left out, the embedded SQLite store in `dataDir`; a
+   * `postgres://` or `postgresql://` URL, a database shared by any number
+   * of nodes, each a writer (the CLI's `--store`). On PostgreSQL, `auth`
+   * needs a `secret` (or a `jwksUrl`) and `adminToken` is required, the same
+   * on every node; `replication` is refused (PostgreSQL replicates itself).
+   */
+  store?: string;
+  /** The PostgreSQL schema holding the store's tables (`--pg-schema`); default `tideline`. */
+  pgSchema?: string;
+  /** This node's name in `GET /admin/status` and the node registry (`--node-id`); default host-port. */
+  nodeId?: string;
   /** Default 3000; 0 picks a free port (read it from the handle). */
   port?: number;
   /** Default 127.0.0.1 (this machine only); '0.0.0.0' listens on every interface. */
@@ -185,7 +203,7 @@ export interface TidelineServer {
    * primary refused its data (another cluster's backup, a diverged history:
    * see `GET /admin/status`).
    */
-  query(collection: string, params?: QueryParams, options?: QueryOptions): QueryPage;
+  query(collection: string, params?: QueryParams, options?: QueryOptions): Promise<QueryPage>;
   /** Stops accepting connections, closes sessions and the store; the port is free when it resolves. */
   close(): Promise<void>;
 }
@@ -196,10 +214,35 @@ export function serverConfigOf(options: CreateServerOptions): ServerConfig {
   const c = options.compaction ?? {};
   const { secret, staff, ...auth } = options.auth ?? {};
   const sessions = { ...DEFAULT_SESSION_LIMITS, ...options.sessions };
+  const store = parseStoreSpec(options.store, options.pgSchema);
+  if (store.kind === 'sqlite' && options.dataDir === undefined) {
+    throw new TidelineError('BAD_REQUEST', 'createServer needs a dataDir for its SQLite store', {
+      hint: "or a PostgreSQL store: store: 'postgres://…'",
+    });
+  }
+  if (store.kind === 'postgres') {
+    if (options.dataDir !== undefined) {
+      throw new TidelineError('BAD_REQUEST', 'dataDir: a node on a PostgreSQL store keeps no files; leave it out');
+    }
+    const problem = pgNodeProblem(
+      {
+        replication: (['primaryUrl', 'peers', 'minSyncReplicas', 'restoreFrom'] as const)
+          .filter((k) => r[k] !== undefined)
+          .map((k) => `replication.${k}`),
+        secret: secret ?? null,
+        jwksUrl: auth.jwksUrl,
+        adminToken: options.adminToken ?? null,
+      },
+      { secret: 'auth.secret (or auth.jwksUrl)', adminToken: 'adminToken' },
+    );
+    if (problem !== null) throw new TidelineError('BAD_REQUEST', problem);
+  }
   return {
     host: options.host ?? '127.0.0.1',
     port: options.port ?? 3000,
-    dataDir: options.dataDir,
+    dataDir: options.dataDir ?? '',
+    store,
+    nodeId: parseNodeId(options.nodeId),
     seed: options.seed !== undefined,
     schemaModule: null,
     dropUnknownCollections: options.dropUnknownCollections ?? false,
@@ -255,7 +298,7 @@ export async function createServer(options: CreateServerOptions): Promise<Tideli
         args,
         mutateOptions.idempotencyKey === undefined ? {} : { idempotencyKey: mutateOptions.idempotencyKey },
       ),
-    query: (collection, params = {}, queryOptions = {}) => {
+    query: async (collection, params = {}, queryOptions = {}) => {
       const refused = running.readsRefused();
       if (refused) throw refused;
       return queryPage(store, parseDocQuery(options.schema, collection, params, queryOptions.as ?? SYSTEM));

@@ -2,6 +2,7 @@ import { storeSchema } from '../shared/apps/store';
 import { describeStartFailure, startServer } from './app';
 import { HELP, parseConfig } from './config';
 import { demoSeed } from './seed';
+import { describeStore } from './store-spec';
 
 /**
  * The demo: `node --import tsx server/main.ts --port 3000 --data ./data`
@@ -32,7 +33,7 @@ async function main(): Promise<void> {
   }
   const server = await startServer(config, storeSchema, { seed: config.seed ? demoSeed : null });
   // Tests and scripts read this line to learn the port.
-  console.log(`tideline ${server.role()} listening on ${server.url} (data in ${config.dataDir})`);
+  console.log(`tideline ${server.role()} listening on ${server.url} (${describeStore(config.store, config.dataDir)})`);
   const shutdown = (): void => {
     void server.close().then(() => process.exit(0));
   };

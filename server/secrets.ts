@@ -30,6 +30,19 @@ export function loadOrCreateSecret(dataDir: string, file: string, given: string 
   return secret;
 }
 
+/**
+ * A secret that must be given (a node with no data directory to keep one
+ * in: PostgreSQL), checked as `loadOrCreateSecret` checks one.
+ */
+export function givenSecret(given: string | null, givenFrom: string): string {
+  if (given === null) {
+    throw new TidelineError('BAD_REQUEST', `${givenFrom} is not set`, {
+      hint: 'every node of a PostgreSQL cluster needs the same one: set it on each (for example from openssl rand -base64 32)',
+    });
+  }
+  return checked(given, givenFrom, 'the same on every node');
+}
+
 function checked(secret: string, source: string, otherwise: string): string {
   const length = secret.trim().length;
   if (length < MIN_SECRET_LENGTH) {

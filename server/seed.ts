@@ -2,6 +2,7 @@ import { TidelineError } from '../shared/errors';
 import type { Doc } from '../shared/json';
 import type { AppSchema } from '../shared/schema/define-schema';
 import { isOwnedBy, ownerPrefix } from '../shared/schema/owned-id';
+import type { AsyncStore } from './store/async-store';
 import type { Store } from './store/store';
 
 const CATEGORIES = ['Books', 'Kitchen', 'Garden', 'Toys', 'Music', 'Outdoor', 'Office', 'Beauty', 'Tools', 'Games'];
@@ -82,6 +83,51 @@ export function demoSeed(now: number): SeedWrite[] {
  */
 export function seedEmptyStore(store: Store, schema: AppSchema, seed: Seed, now: number): number {
   if (store.meta().headLsn > 0) return 0;
+  const writes = checkedSeed(schema, seed, now);
+  if (writes.length === 0) return 0;
+  store.transact((tx) => {
+    for (const w of writes)
+      tx.append({ collection: w.collection, id: w.doc.id, doc: w.doc, owner: w.owner ?? null }, null, now);
+  });
+  return writes.length;
+}
+
+/** Thrown inside the seed's transaction to roll it back: another node wrote first. */
+class NotEmpty extends Error {}
+
+/**
+ * `seedEmptyStore` on an async store that other nodes may write at the same
+ * time (PostgreSQL): the seed commits only if its first change takes LSN 1,
+ * so of several nodes starting together on an empty store one seeds it, and
+ * the others roll back and write nothing.
+ */
+export async function seedEmptyAsyncStore(
+  store: Pick<AsyncStore, 'meta' | 'transact'>,
+  schema: AppSchema,
+  seed: Seed,
+  now: number,
+): Promise<number> {
+  if ((await store.meta()).headLsn > 0) return 0;
+  const writes = checkedSeed(schema, seed, now);
+  if (writes.length === 0) return 0;
+  try {
+    await store.transact(async (tx) => {
+      const changes = await Promise.all(
+        writes.map((w) =>
+          tx.append({ collection: w.collection, id: w.doc.id, doc: w.doc, owner: w.owner ?? null }, null, now),
+        ),
+      );
+      if (changes[0]?.lsn !== 1) throw new NotEmpty();
+    });
+  } catch (err) {
+    if (err instanceof NotEmpty) return 0;
+    throw err;
+  }
+  return writes.length;
+}
+
+/** The seed's documents, each checked against the schema (see seedEmptyStore). */
+function checkedSeed(schema: AppSchema, seed: Seed, now: number): readonly SeedWrite[] {
   const writes = typeof seed === 'function' ? seed(now) : seed;
   for (const w of writes) {
     const def = schema.collections[w.collection];
@@ -108,10 +154,5 @@ export function seedEmptyStore(store: Store, schema: AppSchema, seed: Seed, now:
       );
     }
   }
-  if (writes.length === 0) return 0;
-  store.transact((tx) => {
-    for (const w of writes)
-      tx.append({ collection: w.collection, id: w.doc.id, doc: w.doc, owner: w.owner ?? null }, null, now);
-  });
-  return writes.length;
+  return writes;
 }

@@ -8,8 +8,9 @@ import type { Doc } from '../../shared/json';
 import { readsAll } from '../../shared/schema/define-schema';
 import type { AppSchema } from '../../shared/schema/define-schema';
 import type { AppliedLsnWaiters } from '../cluster/applied-lsn';
+import type { AsyncStore } from '../store/async-store';
 import { orderValueOf } from '../store/store';
-import type { DocQuery, OrderValue, Store } from '../store/store';
+import type { DocQuery, OrderValue } from '../store/store';
 import { isSystem, SYSTEM, SYSTEM_USER_ID } from '../sync/server-write';
 import type { UserPrincipal } from '../sync/server-write';
 
@@ -198,11 +199,21 @@ function bearerIs(header: string | undefined, expected: string): boolean {
   return given.length === want.length && timingSafeEqual(given, want);
 }
 
+/**
+ * What `/query` reads of a store: the SQLite store through `asyncStoreOf`,
+ * or a PostgreSQL node's `PgStore`.
+ */
+export type QueryStore = Pick<AsyncStore, 'meta' | 'query' | 'count' | 'getMany'>;
+
 /** One page of `q` and the cursor of the next (null on the last page): for the route and in-process callers. */
-export function queryPage(store: Store, q: DocQuery): { headLsn: number; docs: Doc[]; nextCursor: string | null } {
-  const headLsn = store.meta().headLsn;
+export async function queryPage(
+  store: QueryStore,
+  q: DocQuery,
+): Promise<{ headLsn: number; docs: Doc[]; nextCursor: string | null }> {
+  // The head first: the documents read after it are at least that new, also on a store other nodes write.
+  const headLsn = (await store.meta()).headLsn;
   // One more than asked tells whether a next page exists.
-  const docs = store.query({ ...q, limit: q.limit + 1 });
+  const docs = await store.query({ ...q, limit: q.limit + 1 });
   const more = docs.length > q.limit;
   const page = more ? docs.slice(0, q.limit) : docs;
   const last = page[page.length - 1];
@@ -225,14 +236,18 @@ export function queryPage(store: Store, q: DocQuery): { headLsn: number; docs: D
  * (backend code); no token reads public collections only.
  */
 export function queryRoutes(deps: {
-  store: Store;
+  store: QueryStore;
   schema: AppSchema;
   userOf: (req: Request) => { userId: string; roles: readonly string[] } | null;
   /** `Authorization: Bearer <admin token>` reads as the system: every document of every collection. */
   adminToken?: string;
   /** Checks a client token before `userOf` (the bearer middleware); skipped for the admin token. */
   authenticate?: RequestHandler;
-  /** Read your writes (`minLsn`); without it `minLsn` is checked against the head only (as on a primary). */
+  /**
+   * Read your writes (`minLsn`); without it `minLsn` is checked against the
+   * head only: on a primary, and on a PostgreSQL node, whose head is the
+   * cluster's (every LSN any node acknowledged is at or below it).
+   */
   freshness?: Freshness;
 }): Router {
   const router = express.Router();
@@ -255,8 +270,8 @@ export function queryRoutes(deps: {
    * Validates the request (`prepare`, which throws on bad input before any
    * wait), waits until this node has applied `minLsn` when asked, then reads.
    */
-  const answer = (req: Request, res: Response, prepare: () => () => object): void => {
-    let read: () => object;
+  const answer = (req: Request, res: Response, prepare: () => () => Promise<object>): void => {
+    let read: () => Promise<object>;
     let fresh: z.infer<z.ZodObject<typeof freshness>>;
     try {
       read = prepare();
@@ -267,15 +282,14 @@ export function queryRoutes(deps: {
       fail(res, err);
       return;
     }
-    const run = (): void => {
-      try {
-        res.json(read());
-      } catch (err) {
-        fail(res, err);
+    const { minLsn, waitMs } = fresh;
+    const run = async (): Promise<void> => {
+      if (minLsn !== undefined && (await deps.store.meta()).headLsn < minLsn) {
+        await awaitLsn(deps.store, deps.freshness, minLsn, waitMs);
       }
+      res.json(await read());
     };
-    if (fresh.minLsn === undefined || deps.store.meta().headLsn >= fresh.minLsn) return run();
-    awaitLsn(deps.store, deps.freshness, fresh.minLsn, fresh.waitMs).then(run, (err: unknown) => fail(res, err));
+    run().catch((err: unknown) => fail(res, err));
   };
   router.get('/:collection/count', (req: Request, res: Response) =>
     answer(req, res, () => {
@@ -288,7 +302,10 @@ export function queryRoutes(deps: {
         { filter: parsed.data.filter },
         readerOf(req),
       );
-      return () => ({ headLsn: deps.store.meta().headLsn, count: deps.store.count(q) });
+      return async () => {
+        const headLsn = (await deps.store.meta()).headLsn;
+        return { headLsn, count: await deps.store.count(q) };
+      };
     }),
   );
   router.get('/:collection', (req: Request, res: Response) =>
@@ -299,7 +316,10 @@ export function queryRoutes(deps: {
       if (ids !== null) {
         // The collection and owner checks of a query with no filters.
         const q = parseDocQuery(deps.schema, collection, {}, user);
-        return () => ({ headLsn: deps.store.meta().headLsn, docs: deps.store.getMany(collection, ids, q.owner) });
+        return async () => {
+          const headLsn = (await deps.store.meta()).headLsn;
+          return { headLsn, docs: await deps.store.getMany(collection, ids, q.owner) };
+        };
       }
       const { minLsn: _minLsn, waitMs: _waitMs, ...input } = req.query;
       const q = parseDocQuery(deps.schema, collection, input, user);
@@ -331,21 +351,23 @@ export interface Freshness {
  * Resolves once this node's head reaches `minLsn`. A primary answers at
  * once: its head is at or past every LSN it acknowledged, so a greater one
  * was never acknowledged here (a write lost in a failover, or not an LSN of
- * this cluster) and waiting cannot help. A replica waits, woken as it
- * applies the log, at most `min(waitMs, maxWaitMs)`, then fails with the
- * retryable NOT_READY (the route adds the primary's URL).
+ * this cluster) and waiting cannot help. So does a PostgreSQL node (no
+ * `freshness`): the head it reads is the one every node commits through.
+ * A replica waits, woken as it applies the log, at most `min(waitMs,
+ * maxWaitMs)`, then fails with the retryable NOT_READY (the route adds the
+ * primary's URL).
  */
 async function awaitLsn(
-  store: Store,
+  store: QueryStore,
   freshness: Freshness | undefined,
   minLsn: number,
   waitMs?: number,
 ): Promise<void> {
-  const head = (): number => store.meta().headLsn;
+  const head = async (): Promise<number> => (await store.meta()).headLsn;
   if (freshness === undefined || freshness.role() === 'primary') {
     throw new TidelineError(
       'BAD_REQUEST',
-      `minLsn ${minLsn} is past this primary's head ${head()}: no write at that LSN was acknowledged here`,
+      `minLsn ${minLsn} is past this ${freshness === undefined ? "cluster's" : "primary's"} head ${await head()}: no write at that LSN was acknowledged here`,
       { hint: 'send the lsn a write on this cluster returned; a write lost in a failover has to be made again' },
     );
   }
@@ -354,7 +376,7 @@ async function awaitLsn(
   // NOT_READY: this node cannot answer yet; the primary can (error.primary), or a retry here once it caught up.
   throw new TidelineError(
     'NOT_READY',
-    `this replica has applied up to LSN ${head()}, not yet ${minLsn} (waited ${timeout} ms): retry, or read from the primary`,
+    `this replica has applied up to LSN ${await head()}, not yet ${minLsn} (waited ${timeout} ms): retry, or read from the primary`,
     { retryable: true, hint: 'retry, or read from the primary (error.primary)' },
   );
 }

@@ -9,13 +9,19 @@ import type { DevLogin } from '../auth/verifier';
 import { CLUSTER_SECRET_HEADER } from '../cluster/cluster-node';
 import type { ClusterNode } from '../cluster/cluster-node';
 import type { ReplicationHub } from '../cluster/replication-hub';
-import type { Store } from '../store/store';
+import type { AsyncStore } from '../store/async-store';
 import { SYSTEM } from '../sync/server-write';
 import type { SyncCore } from '../sync/sync-core';
 
+/** What the status reads of the store: the SQLite store through `asyncStoreOf`, or a PostgreSQL node's `PgStore`. */
+export type StatusStore = Pick<AsyncStore, 'meta' | 'logStats' | 'clusterId' | 'terms'>;
+
+/** What the admin API asks of the sync core. */
+export type AdminCore = Pick<SyncCore, 'compact' | 'submit' | 'connectedClients'>;
+
 export interface RouteDeps {
-  store: Store;
-  core: SyncCore;
+  store: StatusStore;
+  core: AdminCore;
   adminToken: string;
   now: () => number;
   startedAt: number;
@@ -62,58 +68,108 @@ function bearerOk(header: string | undefined, expected: string): boolean {
   return given.length === want.length && timingSafeEqual(given, want);
 }
 
-/** What the admin API needs beyond the basics: the cluster role, replication, backups. */
+/** What the admin API needs beyond the basics: the cluster role, replication, backups (a SQLite node). */
 export interface AdminDeps extends RouteDeps {
+  /** This node's name (`--node-id`, else host-port once it listens). */
+  nodeId: () => string;
   node: ClusterNode;
   hub: ReplicationHub;
   minSyncReplicas: number;
   backup: (path: string | undefined) => Promise<{ path: string; lsn: number }>;
 }
 
-/** The admin API: bearer admin token; 401 without it. */
+/** The admin API of a SQLite node (a primary or a replica): `adminApi` with its status, backups and promotion. */
 export function adminRoutes(deps: AdminDeps): Router {
+  return adminApi({
+    adminToken: deps.adminToken,
+    core: deps.core,
+    status: () => sqliteNodeStatus(deps),
+    notPrimary: () => (deps.node.role === 'primary' ? null : { primary: deps.node.primaryUrl }),
+    backup: deps.backup,
+    promote: {
+      isPrimary: () => deps.node.role === 'primary',
+      promote: () => deps.node.promote(),
+    },
+  });
+}
+
+/** `GET /admin/status` of a SQLite node (README, "Replication and failover", lists the fields). */
+async function sqliteNodeStatus(deps: AdminDeps): Promise<object> {
+  const [meta, log, clusterId, terms] = await Promise.all([
+    deps.store.meta(),
+    deps.store.logStats(),
+    deps.store.clusterId(),
+    deps.store.terms(),
+  ]);
+  const replicas = deps.hub.replicas();
+  const caughtUp = replicas.filter((r) => r.connected && r.live).length;
+  const follower = deps.node.follower;
+  return {
+    store: 'sqlite',
+    nodeId: deps.nodeId(),
+    role: deps.node.role,
+    serverId: meta.serverId,
+    clusterId,
+    url: deps.node.selfUrl,
+    term: meta.term,
+    terms,
+    headLsn: meta.headLsn,
+    horizon: meta.horizon,
+    logChanges: log.count,
+    connectedClients: deps.core.connectedClients,
+    replicas,
+    minSyncReplicas: {
+      required: deps.minSyncReplicas,
+      caughtUp,
+      met: caughtUp >= deps.minSyncReplicas,
+      waitingCommits: deps.hub.waiting,
+    },
+    primary:
+      deps.node.role === 'replica'
+        ? {
+            url: deps.node.primaryUrl,
+            state: follower?.state ?? 'stopped',
+            lastError: follower?.lastError ?? null,
+            // Set when the primary refused this node's data: what the operator should do.
+            action: follower?.advice ?? null,
+          }
+        : null,
+    rollbackFiles: deps.node.rollbackFiles(),
+    uptimeMs: deps.now() - deps.startedAt,
+  };
+}
+
+/** What `adminApi` serves; the store-specific parts are functions of the composition root. */
+export interface AdminApiDeps {
+  adminToken: string;
+  core: AdminCore;
+  /** The body of `GET /admin/status`. */
+  status: () => Promise<object>;
+  /** Null when this node takes writes; else where the primary is (a replica answers NOT_PRIMARY). */
+  notPrimary: () => { primary: string | null } | null;
+  /** `POST /admin/backup`; absent on a node whose backups are its database's (PostgreSQL). */
+  backup?: (path: string | undefined) => Promise<{ path: string; lsn: number }>;
+  /** `POST /admin/promote`; absent where every node takes writes (PostgreSQL). */
+  promote?: { isPrimary: () => boolean; promote: () => object };
+  /** Why `backup` or `promote` is absent, for the 404 that answers them. */
+  missing?: { backup: string; promote: string };
+}
+
+/** The admin API: bearer admin token; 401 without it. */
+export function adminApi(deps: AdminApiDeps): Router {
   const router = express.Router();
   router.use((req: Request, res: Response, next: NextFunction) => {
     if (bearerOk(req.headers.authorization, deps.adminToken)) return next();
     sendError(res, 401, new TidelineError('UNAUTHORIZED', 'admin API needs "Authorization: Bearer <admin token>"'));
   });
   router.get('/status', (_req: Request, res: Response) => {
-    const meta = deps.store.meta();
-    const log = deps.store.logStats();
-    const replicas = deps.hub.replicas();
-    const caughtUp = replicas.filter((r) => r.connected && r.live).length;
-    const follower = deps.node.follower;
-    res.json({
-      role: deps.node.role,
-      serverId: meta.serverId,
-      clusterId: deps.store.clusterId(),
-      url: deps.node.selfUrl,
-      term: meta.term,
-      terms: deps.store.terms(),
-      headLsn: meta.headLsn,
-      horizon: meta.horizon,
-      logChanges: log.count,
-      connectedClients: deps.core.connectedClients,
-      replicas,
-      minSyncReplicas: {
-        required: deps.minSyncReplicas,
-        caughtUp,
-        met: caughtUp >= deps.minSyncReplicas,
-        waitingCommits: deps.hub.waiting,
+    deps.status().then(
+      (status) => res.json(status),
+      (err: unknown) => {
+        const e = internal(err, 'could not read the status');
+        sendError(res, failureStatus(e), e);
       },
-      primary:
-        deps.node.role === 'replica'
-          ? {
-              url: deps.node.primaryUrl,
-              state: follower?.state ?? 'stopped',
-              lastError: follower?.lastError ?? null,
-              // Set when the primary refused this node's data: what the operator should do.
-              action: follower?.advice ?? null,
-            }
-          : null,
-      rollbackFiles: deps.node.rollbackFiles(),
-      uptimeMs: deps.now() - deps.startedAt,
-    });
+    );
   });
   router.post('/compact', (req: Request, res: Response) => {
     const body = z.object({ upTo: z.number().int().nonnegative().optional() }).safeParse(req.body ?? {});
@@ -123,17 +179,24 @@ export function adminRoutes(deps: AdminDeps): Router {
     }
     deps.core.compact(body.data.upTo).then(
       (result) => res.json(result),
-      (err: unknown) =>
-        sendError(res, 500, err instanceof TidelineError ? err : new TidelineError('INTERNAL', 'compaction failed')),
+      (err: unknown) => {
+        const e = internal(err, 'compaction failed');
+        sendError(res, failureStatus(e), e);
+      },
     );
   });
   router.post('/backup', (req: Request, res: Response) => {
+    const backup = deps.backup;
+    if (backup === undefined) {
+      sendError(res, 404, new TidelineError('NOT_FOUND', deps.missing?.backup ?? 'this node takes no backups'));
+      return;
+    }
     const body = z.strictObject({ path: z.string().min(1).max(1024).optional() }).safeParse(req.body ?? {});
     if (!body.success) {
       sendError(res, 400, new TidelineError('BAD_REQUEST', body.error.issues[0]?.message ?? 'bad request'));
       return;
     }
-    deps.backup(body.data.path).then(
+    backup(body.data.path).then(
       (result) => res.json(result),
       (err: unknown) => {
         const e = err instanceof TidelineError ? err : new TidelineError('INTERNAL', 'backup failed');
@@ -146,13 +209,29 @@ export function adminRoutes(deps: AdminDeps): Router {
     void adminMutate(deps, req, res);
   });
   router.post('/promote', (_req: Request, res: Response) => {
-    if (deps.node.role === 'primary') {
+    const promote = deps.promote;
+    if (promote === undefined) {
+      sendError(res, 404, new TidelineError('NOT_FOUND', deps.missing?.promote ?? 'this node cannot be promoted'));
+      return;
+    }
+    if (promote.isPrimary()) {
       sendError(res, 409, new TidelineError('BAD_REQUEST', 'this node is already the primary'));
       return;
     }
-    res.json(deps.node.promote());
+    res.json(promote.promote());
   });
   return router;
+}
+
+function internal(err: unknown, what: string): TidelineError {
+  return err instanceof TidelineError ? err : new TidelineError('INTERNAL', what, { cause: err });
+}
+
+/** The HTTP status of a failed admin call that is not a rejection. */
+function failureStatus(err: TidelineError): number {
+  if (err.code === 'BAD_REQUEST') return 400;
+  if (err.code === 'NOT_PRIMARY' || err.code === 'NOT_READY') return 503;
+  return 500;
 }
 
 const mutateBodySchema = z.strictObject({
@@ -182,9 +261,9 @@ function rejectionStatus(error: WireErrorShape): number {
  * HTTP status of the first outcome, so a retry loop that checks the status
  * alone never takes a rejection for a success.
  */
-async function adminMutate(deps: AdminDeps, req: Request, res: Response): Promise<void> {
+async function adminMutate(deps: AdminApiDeps, req: Request, res: Response): Promise<void> {
   const notPrimary = (): void => {
-    const primary = deps.node.primaryUrl;
+    const primary = deps.notPrimary()?.primary ?? null;
     res.status(503).json({
       error: {
         ...new TidelineError(
@@ -196,7 +275,7 @@ async function adminMutate(deps: AdminDeps, req: Request, res: Response): Promis
       },
     });
   };
-  if (deps.node.role !== 'primary') return notPrimary();
+  if (deps.notPrimary() !== null) return notPrimary();
   const body = mutateBodySchema.safeParse(req.body);
   if (!body.success) {
     const issue = body.error.issues[0];

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { TidelineError } from '../../shared/errors';
+import { nodesTableSql } from './pg-nodes';
 
 /**
  * Version of the tables below, kept in `meta`. Bump it with every change to
@@ -11,8 +12,9 @@ import { TidelineError } from '../../shared/errors';
  * 1 — the tables of SQLite store version 6 (docs with authors, changes,
  *     outcomes, clients with bindings, rejections, idempotency, usage, meta),
  *     plus `head`, the one row every commit locks (see pg-store.ts).
+ * 2 — `nodes`, the node registry (pg-nodes.ts); a version 1 schema gains it.
  */
-export const PG_SCHEMA_VERSION = 1;
+export const PG_SCHEMA_VERSION = 2;
 
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
@@ -134,6 +136,7 @@ export async function initPgSchema(client: pg.ClientBase, schema: string): Promi
       }
     }
     await client.query(tables(schema));
+    await client.query(nodesTableSql(schema));
     const insert = `INSERT INTO ${schema}.meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING`;
     await client.query(insert, ['schema_version', String(PG_SCHEMA_VERSION)]);
     await client.query(insert, ['server_id', randomUUID()]);
@@ -142,6 +145,11 @@ export async function initPgSchema(client: pg.ClientBase, schema: string): Promi
     await client.query(
       `INSERT INTO ${schema}.head (id, lsn, term, horizon) VALUES (1, 0, 1, 0) ON CONFLICT (id) DO NOTHING`,
     );
+    // An older schema now has every table of this version (each CREATE above is IF NOT EXISTS).
+    await client.query(`UPDATE ${schema}.meta SET value = $1 WHERE key = 'schema_version' AND value::int < $2`, [
+      String(PG_SCHEMA_VERSION),
+      PG_SCHEMA_VERSION,
+    ]);
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { TidelineError } from '../../shared/errors';
 import type { ErrorCode, WireErrorShape } from '../../shared/errors';
@@ -7,6 +8,8 @@ import type { AsyncSnapshotCursor, AsyncStore, AsyncStoreTx } from './async-stor
 import { mergeByLsn } from './log';
 import { changeOf, changeRowBytes, continuing, cutPage, finishMutation, openMutation, parseDoc } from './log-page';
 import type { ChangeRow } from './log-page';
+import { heartbeatNode, listNodes, removeNode } from './pg-nodes';
+import type { ClusterNodeRow, HeartbeatResult, NodeHeartbeat } from './pg-nodes';
 import { openPgSnapshot } from './pg-snapshot';
 import { checkSchemaName, initPgSchema, rebuildUsageSql } from './pg-schema';
 import { pgCountStatement, pgIndexSql, pgQueryStatement } from './pg-query';
@@ -128,6 +131,9 @@ export class PgStore implements AsyncStore {
   private listener: pg.Client | null = null;
   private listening: Promise<pg.Client> | null = null;
   private readonly commitListeners = new Set<(head: number) => void>();
+  /** This process's name in the node registry, and the node ids it has beaten for (see pg-nodes.ts). */
+  private readonly instance = randomUUID();
+  private readonly announced = new Set<string>();
 
   constructor(
     private readonly pool: pg.Pool,
@@ -467,6 +473,57 @@ export class PgStore implements AsyncStore {
     this.commitListeners.add(listener);
     await this.listen();
     return () => this.commitListeners.delete(listener);
+  }
+
+  /**
+   * Says in the node registry that `nodeId` is alive now, with its URL and
+   * sessions (call it every few seconds), and forgets nodes unseen for a day.
+   * `duplicate` in the answer: another process beat for the same node id
+   * since this store's previous heartbeat.
+   */
+  async heartbeat(beat: NodeHeartbeat): Promise<HeartbeatResult> {
+    this.assertOpen();
+    const first = !this.announced.has(beat.nodeId);
+    const result = await heartbeatNode(this.pool, this.schema, beat, this.instance, first);
+    this.announced.add(beat.nodeId);
+    return result;
+  }
+
+  /** The nodes whose last heartbeat is at most `staleAfterMs` old (PostgreSQL's clock), by node id. */
+  async clusterNodes(staleAfterMs: number): Promise<ClusterNodeRow[]> {
+    this.assertOpen();
+    return listNodes(this.pool, this.schema, staleAfterMs);
+  }
+
+  /** Takes `nodeId` out of the registry (a clean close), unless another process has beaten for it since. */
+  async leave(nodeId: string): Promise<void> {
+    this.assertOpen();
+    await removeNode(this.pool, this.schema, nodeId, this.instance);
+    this.announced.delete(nodeId);
+  }
+
+  /** Live and deleted documents per collection (the start-up check's unknown collections), by collection. */
+  async countByCollection(): Promise<Array<{ collection: string; live: number; deleted: number }>> {
+    return this.rows<{ collection: string; live: number; deleted: number }>(
+      `SELECT collection, COUNT(*) FILTER (WHERE NOT deleted)::bigint AS live,
+         COUNT(*) FILTER (WHERE deleted)::bigint AS deleted
+       FROM ${this.schema}.docs GROUP BY collection ORDER BY collection`,
+      [],
+    );
+  }
+
+  /** The app schema's name and version the cluster was last started with (as SqliteStore.appSchema). */
+  async appSchema(): Promise<{ name: string; version: number } | null> {
+    const value = await this.getMeta(this.pool, 'app_schema');
+    if (value === undefined) return null;
+    const parsed = JSON.parse(value) as { name?: unknown; version?: unknown };
+    return typeof parsed.name === 'string' && typeof parsed.version === 'number'
+      ? { name: parsed.name, version: parsed.version }
+      : null;
+  }
+
+  async recordAppSchema(schema: { name: string; version: number }): Promise<void> {
+    await this.setMeta(this.pool, 'app_schema', JSON.stringify({ name: schema.name, version: schema.version }));
   }
 
   /** The app's expression indexes (see pg-query.ts), as SqliteStore.ensureIndexes. Idempotent. */

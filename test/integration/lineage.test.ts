@@ -224,16 +224,13 @@ describe('lineage in process: createServer', () => {
     });
     const { path } = (await res.json()) as { path: string };
     const replica = await start({ restoreFrom: path, primaryUrl: b.url });
-    const refused = (): unknown => {
-      try {
-        replica.query('products');
-        return null;
-      } catch (err) {
-        return err;
-      }
-    };
-    await waitFor('reads refused', () => refused() !== null, 15_000);
-    const err = refused();
+    const refused = (): Promise<unknown> =>
+      replica.query('products').then(
+        () => null,
+        (err: unknown) => err,
+      );
+    await waitFor('reads refused', async () => (await refused()) !== null, 15_000);
+    const err = await refused();
     expect(err).toBeInstanceOf(TidelineError);
     expect(err).toMatchObject({ code: 'NOT_READY', retryable: true });
     expect((err as TidelineError).hint).toMatch(/restore a backup of this cluster/);

@@ -432,11 +432,11 @@ describe('tideline serve: your schema on the server', () => {
         error: { code: 'NOT_FOUND', message: 'nothing of eve to archive on the server', retryable: false },
       });
 
-      const first = server.query('todos', { filter: 'done:eq:0', limit: 1 });
+      const first = await server.query('todos', { filter: 'done:eq:0', limit: 1 });
       expect(first.docs.map((d) => d.id)).toEqual(['b1']);
-      const second = server.query('todos', { filter: 'done:eq:0', limit: 1, cursor: first.nextCursor ?? '' });
+      const second = await server.query('todos', { filter: 'done:eq:0', limit: 1, cursor: first.nextCursor ?? '' });
       expect(second).toMatchObject({ docs: [{ id: 'b2' }], nextCursor: null });
-      expect(() => server.query('nope')).toThrow("unknown collection 'nope'");
+      await expect(server.query('nope')).rejects.toThrow("unknown collection 'nope'");
     } finally {
       watcher.close();
       await server.close();

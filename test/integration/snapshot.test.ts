@@ -32,6 +32,13 @@ describe('compaction and the snapshot path', () => {
     expect(((await wrong.json()) as { error: { code: string } }).error.code).toBe('UNAUTHORIZED');
   });
 
+  it('the status names the store and the node (host-port when no --node-id is given)', async () => {
+    const port = new URL(server.url).port;
+    const status = (await (await admin('/status')).json()) as { store: string; nodeId: string; role: string };
+    expect(status).toMatchObject({ store: 'sqlite', role: 'primary' });
+    expect(status.nodeId).toMatch(new RegExp(`-${port}$`));
+  });
+
   it('a client whose checkpoint fell below the horizon converges through a snapshot', async () => {
     const writer = await openClient([server.url], 'snap-writer');
     const sleeper = await openClient([server.url], 'snap-sleeper');
