@@ -528,8 +528,21 @@ export class PgStore implements AsyncStore {
 
   /** The app's expression indexes (see pg-query.ts), as SqliteStore.ensureIndexes. Idempotent. */
   async ensureIndexes(collections: Readonly<Record<string, readonly string[]>>): Promise<void> {
-    for (const [collection, keys] of Object.entries(collections)) {
-      for (const key of keys) await this.pool.query(pgIndexSql(this.schema, collection, key.split('+')));
+    // Nodes starting together take turns: two concurrent `CREATE INDEX IF NOT EXISTS` of one name can
+    // both pass the check, and the second then fails on pg_class's unique index.
+    const c = await this.pool.connect();
+    try {
+      await c.query('BEGIN');
+      await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`tideline-indexes:${this.schema}`]);
+      for (const [collection, keys] of Object.entries(collections)) {
+        for (const key of keys) await c.query(pgIndexSql(this.schema, collection, key.split('+')));
+      }
+      await c.query('COMMIT');
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      c.release();
     }
     await this.pool.query(`ANALYZE ${this.schema}.docs`);
   }
