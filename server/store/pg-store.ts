@@ -627,16 +627,22 @@ export class PgStore implements AsyncStore {
       const before = { ...row! };
       const ops = new PgTxOps(c, this.schema, { ...row! });
       const result = await fn(ops, c);
+      await ops.flush();
       const h = ops.head;
-      if (h.lsn !== before.lsn || h.term !== before.term || h.horizon !== before.horizon) {
+      if (h.lsn !== before.lsn) {
+        // One round trip: the head, and the NOTIFY delivered at commit, in commit order, to every listening node.
+        await c.query(
+          `WITH h AS (UPDATE ${this.schema}.head SET lsn = $1, term = $2, horizon = $3 WHERE id = 1)
+           SELECT pg_notify($4, $5)`,
+          [h.lsn, h.term, h.horizon, this.channel, String(h.lsn)],
+        );
+      } else if (h.term !== before.term || h.horizon !== before.horizon) {
         await c.query(`UPDATE ${this.schema}.head SET lsn = $1, term = $2, horizon = $3 WHERE id = 1`, [
           h.lsn,
           h.term,
           h.horizon,
         ]);
       }
-      // Delivered at commit, in commit order, to every listening node.
-      if (h.lsn !== before.lsn) await c.query('SELECT pg_notify($1, $2)', [this.channel, String(h.lsn)]);
       return result;
     });
   }
