@@ -253,7 +253,7 @@ export class SyncCore {
     });
     if (opts.sharedLog) {
       const tail = new LogTail({
-        source: this.store,
+        source: { readLog: (after, limit, maxBytes) => this.readTail(after, limit, maxBytes) },
         from: 0,
         pageSize: this.pageSize,
         pageBytes: this.pageBytes,
@@ -931,12 +931,40 @@ export class SyncCore {
   }
 
   /**
+   * The tail's read. Another node may have compacted past this node's tail
+   * (it compacts up to what it has fanned out, and this node may lag behind
+   * it: a lost NOTIFY, a stall): `readLog` below the horizon then starts at
+   * the horizon, and an empty page says nothing of what is gone. LSNs are
+   * dense (one per change or outcome), so a page with fewer entries than its
+   * range, or an empty one, is checked against the horizon, and the page is
+   * made to cover the hole up to it: `fanOutPage` sees the hole.
+   */
+  private async readTail(after: number, limit: number, maxBytes?: number): Promise<LogPage> {
+    const page = await this.store.readLog(after, limit, maxBytes);
+    const entries = page.changes.length + page.outcomes.length;
+    if (entries > 0 && entries === page.to - after) return page;
+    const { horizon } = await this.store.meta();
+    return horizon > page.to ? { ...page, to: horizon } : page;
+  }
+
+  /**
    * `sharedLog`: one page of the shared log, read by the tail in LSN order,
    * goes to the live sessions like a local commit: each client's own
    * outcomes come from the page's entries.
    */
   private fanOutPage(page: LogPage): void {
     const from = this.fannedOut;
+    if (page.changes.length + page.outcomes.length < page.to - from) {
+      // A hole: part of (from, to] was compacted away before this node read it. Its live sessions behind
+      // `to` cannot be sent what is gone: they catch up again (a snapshot, their cursor being below the horizon).
+      for (const session of this.sessions) {
+        if (!session.live || session.closed || session.cursor >= page.to) continue;
+        session.live = false;
+        this.opts.schedule(() => void this.pump(session));
+      }
+      this.fannedOut = Math.max(this.fannedOut, page.to);
+      return;
+    }
     const outcomes = new Map<string, ClientOutcome>();
     for (const c of page.changes) {
       if (c.clientId === null || c.seq === null) continue;
@@ -982,6 +1010,11 @@ export class SyncCore {
         const page = await store.readLog(session.cursor, this.pageSize, this.pageBytes);
         const { to } = page;
         if (session.closed) return;
+        // Compacted past the cursor since the horizon was read (LSNs are dense, so a hole shows): a snapshot.
+        if (page.changes.length + page.outcomes.length < to - session.cursor) {
+          session.needsSnapshot = true;
+          continue;
+        }
         // Nothing a client applies may be lost to a failover (it would read an older state after a
         // newer one, and settle outcomes the new primary lacks): each page waits for the replicas.
         if (this.opts.replicated) await this.opts.replicated(to);
