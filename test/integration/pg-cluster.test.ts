@@ -230,6 +230,7 @@ describe('Tideline nodes on one PostgreSQL database (real processes)', () => {
     const schema = 'lsn_order';
     const cluster = await startPgNodes(3, { storeUrl: db.url, pgSchema: schema }, nodes);
     interface Reader {
+      name: string;
       node: number;
       client: RawClient;
       /** The LSN its stream starts after: 0, or a late joiner's snapshot `asOf`. */
@@ -247,27 +248,26 @@ describe('Tideline nodes on one PostgreSQL database (real processes)', () => {
           ?.payload as { asOf: number } | undefined;
         return snap?.asOf ?? 0;
       };
-      return { node, client, start };
+      return { name, node, client, start };
     };
     // Two readers per node from the empty log.
     const readers: Reader[] = [];
     for (let n = 0; n < 3; n++) for (let k = 0; k < 2; k++) readers.push(await reader(n, `reader-${n}-${k}`));
 
     // Ten writers per node, each pushing small batches (two public notes and one owner-only item) back to back.
-    const writers = await Promise.all(
-      Array.from({ length: 30 }, async (_, i) => {
-        const w = await raw(cluster[i % 3]!.url);
-        await hello(w, `writer-${i}`, i);
-        return w;
-      }),
-    );
-    const runMs = 4_000;
-    const deadline = Date.now() + runMs;
+    const writerReaders = await Promise.all(Array.from({ length: 30 }, (_, i) => reader(i % 3, `writer-${i}`)));
+    const writers = writerReaders.map((r) => r.client);
+    // Writers go on for at least 4 s and until 150 LSNs after the late joiners came (at most 40 s).
+    const deadline = Date.now() + 4_000;
+    const hardStop = Date.now() + 40_000;
+    let lateDone = false;
     let pushes = 0;
+    const ackedBeforeFanOut: string[] = [];
+    const toOf = (payload: unknown): number => (payload as { to: number }).to;
     const writing = Promise.all(
       writers.map(async (w, i) => {
         const owner = `writer-${i}`;
-        for (let seq = 1; Date.now() < deadline; seq += 3) {
+        for (let seq = 1; (Date.now() < deadline || !lateDone) && Date.now() < hardStop; seq += 3) {
           const mutations = [0, 1, 2].map((k) => ({
             seq: seq + k,
             name: 'put',
@@ -278,16 +278,24 @@ describe('Tideline nodes on one PostgreSQL database (real processes)', () => {
           }));
           const ack = (await w.request('push', { mutations }, 20_000)) as {
             ok: boolean;
-            results: Array<{ status: string }>;
+            results: Array<{ status: string; lsn?: number }>;
           };
           expect(ack.ok && ack.results.every((r) => r.status === 'applied')).toBe(true);
           pushes++;
+          // The ack follows the fan-out on the same connection: the writer (live on public notes and its
+          // own items) has had its own changes before it hears they are committed.
+          const acked = Math.max(...ack.results.map((r) => r.lsn ?? 0));
+          const had = Math.max(0, ...w.received.filter((m) => m.event === 'changes').map((m) => toOf(m.payload)));
+          if (had < acked) ackedBeforeFanOut.push(`writer ${i}: ack of ${acked} when its stream was at ${had}`);
         }
       }),
     );
     // One late joiner per node, mid-stream: a snapshot, then the live stream from its asOf.
-    await waitFor('the log past 300', async () => (await headOf(schema)) >= 300, 20_000);
+    await waitFor('the log past 150', async () => (await headOf(schema)) >= 150, 20_000);
     for (let n = 0; n < 3; n++) readers.push(await reader(n, `late-${n}`));
+    const joinedAt = await headOf(schema);
+    await waitFor('150 more LSNs', async () => (await headOf(schema)) >= joinedAt + 150, 20_000);
+    lateDone = true;
     await writing;
     const head = await headOf(schema);
     expect(head).toBe(pushes * 3);
@@ -296,15 +304,27 @@ describe('Tideline nodes on one PostgreSQL database (real processes)', () => {
       const changes = r.client.received.filter((m) => m.event === 'changes');
       return (changes[changes.length - 1]?.payload as { to: number } | undefined)?.to ?? -1;
     };
-    await waitFor('every reader at the head', () => readers.every((r) => lastTo(r) === head), 30_000);
+    await waitFor(
+      'every stream at the head',
+      () => [...readers, ...writerReaders].every((r) => lastTo(r) === head),
+      30_000,
+    );
 
-    const notes = (await sql<{ lsn: string }>(`SELECT lsn FROM ${schema}.changes WHERE collection = 'notes'`))
-      .map((r) => Number(r.lsn))
-      .sort((x, y) => x - y);
-    expect(notes.length).toBe((head / 3) * 2);
-    for (const r of readers) {
+    expect(ackedBeforeFanOut).toEqual([]);
+    // Each stream's scope as PostgreSQL holds it: the public notes, and a writer's own items.
+    const log = await sql<{ lsn: string; collection: string; owner: string | null }>(
+      `SELECT lsn, collection, owner FROM ${schema}.changes ORDER BY lsn`,
+    );
+    expect(log.map((r) => Number(r.lsn))).toEqual(Array.from({ length: head }, (_, i) => i + 1));
+    const scopeOf = (name: string, after: number): number[] =>
+      log
+        .filter((r) => r.collection === 'notes' || (r.collection === 'items' && r.owner === name))
+        .map((r) => Number(r.lsn))
+        .filter((l) => l > after);
+    expect(scopeOf('nobody', 0)).toHaveLength((head / 3) * 2);
+    for (const r of [...readers, ...writerReaders]) {
       const start = r.start();
-      const what = `reader on node ${r.node} from ${start}`;
+      const what = `${r.name} on node ${r.node} from ${start}`;
       let at = start;
       const seen: number[] = [];
       for (const m of r.client.received.filter((e) => e.event === 'changes')) {
@@ -313,13 +333,12 @@ describe('Tideline nodes on one PostgreSQL database (real processes)', () => {
         for (const c of msg.changes) {
           expect(c.lsn, what).toBeGreaterThan(msg.from);
           expect(c.lsn, what).toBeLessThanOrEqual(msg.to);
-          expect(c.collection, what).toBe('notes');
           seen.push(c.lsn);
         }
         at = msg.to;
       }
-      // Strictly rising (so none twice) and exactly the notes of the log after its start.
-      expect(seen, what).toEqual(notes.filter((l) => l > start));
+      // Strictly rising (so none twice) and exactly its scope of the log after its start.
+      expect(seen, what).toEqual(scopeOf(r.name, start));
     }
     expect(readers.filter((r) => r.start() > 0)).toHaveLength(3);
   }, 120_000);
