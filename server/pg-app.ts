@@ -19,6 +19,9 @@ import { SyncCore } from './sync/sync-core';
 
 /** How often a node says in the registry that it is alive, with its session count. */
 export const HEARTBEAT_MS = 2_000;
+/** How often a node reads the shared log without being woken (see the poll in startPgServer). */
+const TAIL_POLL_MS = 1000;
+
 /** A node whose last heartbeat is older than this is left out of the status (five beats missed). */
 export const STALE_AFTER_MS = 10_000;
 
@@ -76,6 +79,12 @@ export async function startPgServer(
     // Other nodes' commits: NOTIFY wakes the core, which reads the shared log from where it is.
     const unlisten = await store.onCommit(() => core.wake());
     stopped.push(unlisten);
+    // NOTIFY is only a hint: one lost on the way (a pooler between, a LISTEN connection that dropped before
+    // PgStore noticed) leaves this node's live sessions behind until the next commit anywhere; a read of
+    // the log now and then bounds that to TAIL_POLL_MS. It costs one indexed query when nothing is new.
+    const poll = setInterval(() => core.wake(), TAIL_POLL_MS);
+    poll.unref();
+    stopped.push(() => clearInterval(poll));
     stopped.push(
       startCompaction(
         core,

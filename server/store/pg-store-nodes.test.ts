@@ -238,4 +238,26 @@ describe('PgStore: two nodes on one schema', () => {
       await writer.dropSchema();
     }
   });
+  it('makes the app indexes once when nodes start together', async () => {
+    const schema = 'nodes_indexes';
+    const nodes = await Promise.all([1, 2, 3].map(() => openPgStore({ url: db.url, schema, poolSize: 2 })));
+    try {
+      const indexes = { products: ['category', 'price', 'category+price'], notes: ['title'] };
+      // Without the lock, concurrent CREATE INDEX IF NOT EXISTS of one name fail on pg_class's unique index.
+      await Promise.all(nodes.map((n) => n.ensureIndexes(indexes)));
+      const c = new pg.Client({ connectionString: db.url });
+      await c.connect();
+      try {
+        const { rows } = await c.query<{ n: string }>(
+          "SELECT count(*) AS n FROM pg_indexes WHERE schemaname = $1 AND indexname LIKE 'ix\\_%'",
+          [schema],
+        );
+        expect(Number(rows[0]!.n)).toBe(4);
+      } finally {
+        await c.end();
+      }
+    } finally {
+      for (const n of nodes) await n.close();
+    }
+  });
 });

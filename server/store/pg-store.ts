@@ -528,8 +528,21 @@ export class PgStore implements AsyncStore {
 
   /** The app's expression indexes (see pg-query.ts), as SqliteStore.ensureIndexes. Idempotent. */
   async ensureIndexes(collections: Readonly<Record<string, readonly string[]>>): Promise<void> {
-    for (const [collection, keys] of Object.entries(collections)) {
-      for (const key of keys) await this.pool.query(pgIndexSql(this.schema, collection, key.split('+')));
+    // Nodes starting together take turns: two concurrent `CREATE INDEX IF NOT EXISTS` of one name can
+    // both pass the check, and the second then fails on pg_class's unique index.
+    const c = await this.pool.connect();
+    try {
+      await c.query('BEGIN');
+      await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`tideline-indexes:${this.schema}`]);
+      for (const [collection, keys] of Object.entries(collections)) {
+        for (const key of keys) await c.query(pgIndexSql(this.schema, collection, key.split('+')));
+      }
+      await c.query('COMMIT');
+    } catch (err) {
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      c.release();
     }
     await this.pool.query(`ANALYZE ${this.schema}.docs`);
   }
@@ -614,16 +627,22 @@ export class PgStore implements AsyncStore {
       const before = { ...row! };
       const ops = new PgTxOps(c, this.schema, { ...row! });
       const result = await fn(ops, c);
+      await ops.flush();
       const h = ops.head;
-      if (h.lsn !== before.lsn || h.term !== before.term || h.horizon !== before.horizon) {
+      if (h.lsn !== before.lsn) {
+        // One round trip: the head, and the NOTIFY delivered at commit, in commit order, to every listening node.
+        await c.query(
+          `WITH h AS (UPDATE ${this.schema}.head SET lsn = $1, term = $2, horizon = $3 WHERE id = 1)
+           SELECT pg_notify($4, $5)`,
+          [h.lsn, h.term, h.horizon, this.channel, String(h.lsn)],
+        );
+      } else if (h.term !== before.term || h.horizon !== before.horizon) {
         await c.query(`UPDATE ${this.schema}.head SET lsn = $1, term = $2, horizon = $3 WHERE id = 1`, [
           h.lsn,
           h.term,
           h.horizon,
         ]);
       }
-      // Delivered at commit, in commit order, to every listening node.
-      if (h.lsn !== before.lsn) await c.query('SELECT pg_notify($1, $2)', [this.channel, String(h.lsn)]);
       return result;
     });
   }

@@ -20,6 +20,19 @@ export interface HeadState {
  * of SqliteStore's private helpers. Every method is one or two round trips.
  */
 export class PgTxOps {
+  /**
+   * Each client's last seq as this transaction has it: read once, then kept
+   * by its own writes. Safe because the transaction holds the head lock, so
+   * no other node's transaction moves a last seq until it commits.
+   */
+  private readonly lastSeqs = new Map<string, number>();
+  /**
+   * Seqs settled with no rejection, written at `flush` (before the commit)
+   * in one statement for all clients: most of a group commit's mutations
+   * are these, and each statement is a round trip under the cluster's lock.
+   */
+  private readonly settled = new Map<string, { last: number; seqs: Set<number> }>();
+
   constructor(
     private readonly c: pg.ClientBase,
     private readonly s: string,
@@ -46,13 +59,20 @@ export class PgTxOps {
   }
 
   async lastSeq(clientId: string): Promise<number> {
+    const known = this.lastSeqs.get(clientId);
+    if (known !== undefined) return known;
     const [row] = await this.rows<{ last_seq: number }>(`SELECT last_seq FROM ${this.s}.clients WHERE client_id = $1`, [
       clientId,
     ]);
-    return row?.last_seq ?? 0;
+    const last = row?.last_seq ?? 0;
+    this.lastSeqs.set(clientId, last);
+    return last;
   }
 
   async rejection(clientId: string, seq: number): Promise<WireErrorShape | undefined> {
+    // What `flush` will drop is gone already for this transaction's own reads.
+    const pending = this.settled.get(clientId);
+    if (pending && (pending.seqs.has(seq) || seq < pending.last - REJECTION_WINDOW + 1)) return undefined;
     const [row] = await this.rows<{ code: string; message: string; retryable: boolean }>(
       `SELECT code, message, retryable FROM ${this.s}.rejections WHERE client_id = $1 AND seq = $2`,
       [clientId, seq],
@@ -146,11 +166,17 @@ export class PgTxOps {
 
   /** lastSeq becomes seq; the rejection is kept (or dropped, for null); only the newest window keeps theirs. */
   async recordOutcome(clientId: string, seq: number, rejection: WireErrorShape | null): Promise<void> {
-    const e = rejection === null ? null : storedRejection(rejection);
-    const keep =
-      e === null
-        ? `DELETE FROM ${this.s}.rejections WHERE client_id = $1 AND seq = $2`
-        : `INSERT INTO ${this.s}.rejections (client_id, seq, code, message, retryable) VALUES ($1, $2, $4, $5, $6)
+    this.lastSeqs.set(clientId, seq);
+    if (rejection === null) {
+      const pending = this.settled.get(clientId);
+      if (pending) {
+        pending.seqs.add(seq);
+        pending.last = Math.max(pending.last, seq);
+      } else this.settled.set(clientId, { last: seq, seqs: new Set([seq]) });
+      return;
+    }
+    const e = storedRejection(rejection);
+    const keep = `INSERT INTO ${this.s}.rejections (client_id, seq, code, message, retryable) VALUES ($1, $2, $4, $5, $6)
            ON CONFLICT (client_id, seq) DO UPDATE SET code = excluded.code, message = excluded.message, retryable = excluded.retryable`;
     await this.c.query(
       `WITH c AS (
@@ -159,13 +185,45 @@ export class PgTxOps {
        ), r AS (${keep}), w AS (
          DELETE FROM ${this.s}.rejections WHERE client_id = $1 AND seq < $3::bigint
        ) SELECT 1`,
-      [
-        clientId,
-        seq,
-        seq > REJECTION_WINDOW ? seq - REJECTION_WINDOW + 1 : 0,
-        // Only a kept rejection's statement names these: an unused parameter has no type and is refused.
-        ...(e === null ? [] : [e.code, e.message, e.retryable]),
-      ],
+      [clientId, seq, seq > REJECTION_WINDOW ? seq - REJECTION_WINDOW + 1 : 0, e.code, e.message, e.retryable],
+    );
+  }
+
+  /**
+   * Writes the seqs `recordOutcome` settled without a rejection: each
+   * client's last seq (never lowered: a rejection recorded after them has
+   * already written a higher one), no rejection row for those seqs, and
+   * only the newest REJECTION_WINDOW seqs keeping theirs. Called by the
+   * store before the commit; a no-op when nothing is pending.
+   */
+  async flush(): Promise<void> {
+    if (this.settled.size === 0) return;
+    const clients: string[] = [];
+    const lasts: number[] = [];
+    const seqClients: string[] = [];
+    const seqs: number[] = [];
+    for (const [clientId, { last, seqs: list }] of this.settled) {
+      clients.push(clientId);
+      lasts.push(last);
+      for (const seq of list) {
+        seqClients.push(clientId);
+        seqs.push(seq);
+      }
+    }
+    this.settled.clear();
+    await this.c.query(
+      `WITH s AS (SELECT * FROM unnest($1::text[], $2::bigint[]) AS t(client_id, last_seq)),
+       c AS (
+         INSERT INTO ${this.s}.clients (client_id, last_seq) SELECT client_id, last_seq FROM s
+         ON CONFLICT (client_id) DO UPDATE SET last_seq = GREATEST(clients.last_seq, excluded.last_seq)
+       ), r AS (
+         DELETE FROM ${this.s}.rejections x USING unnest($3::text[], $4::bigint[]) AS d(client_id, seq)
+         WHERE x.client_id = d.client_id AND x.seq = d.seq
+       ), w AS (
+         DELETE FROM ${this.s}.rejections x USING s
+         WHERE x.client_id = s.client_id AND x.seq < s.last_seq - $5::bigint + 1
+       ) SELECT 1`,
+      [clients, lasts, seqClients, seqs, REJECTION_WINDOW],
     );
   }
 
@@ -262,6 +320,7 @@ export class PgTxOps {
            ON CONFLICT (client_id) DO UPDATE SET last_seq = excluded.last_seq`,
           [c.clientId, c.seq],
         );
+        this.lastSeqs.set(c.clientId, c.seq);
       }
       if (c.clientId !== null) await this.noteServerOrigin(c.clientId, c.lsn, c.ts);
     } else {
