@@ -257,6 +257,13 @@ describe('Tideline nodes on one PostgreSQL database (real processes)', () => {
     // Ten writers per node, each pushing small batches (two public notes and one owner-only item) back to back.
     const writerReaders = await Promise.all(Array.from({ length: 30 }, (_, i) => reader(i % 3, `writer-${i}`)));
     const writers = writerReaders.map((r) => r.client);
+    // Live before the first push (a session's switch to live is a `changes` message, empty here), so a writer's
+    // own changes come by the fan-out and its acks may be held to follow them.
+    await waitFor(
+      'every stream live',
+      () => [...readers, ...writerReaders].every((r) => r.client.received.some((m) => m.event === 'changes')),
+      20_000,
+    );
     // Writers go on for at least 4 s and until 150 LSNs after the late joiners came (at most 40 s).
     const deadline = Date.now() + 4_000;
     const hardStop = Date.now() + 40_000;
