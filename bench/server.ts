@@ -120,6 +120,10 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
       TIDELINE_SECRET: TEST_SECRET,
       TIDELINE_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
       TIDELINE_CLUSTER_SECRET: TEST_CLUSTER_SECRET,
+      // The store is the scenario's choice (`pg`), never the shell's.
+      TIDELINE_STORE: undefined,
+      TIDELINE_PG_SCHEMA: undefined,
+      TIDELINE_NODE_ID: undefined,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
