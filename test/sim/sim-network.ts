@@ -3,6 +3,7 @@ import type { Session, SessionSink } from '../../server/sync/session';
 import type { SyncCore } from '../../server/sync/sync-core';
 import { pageAckSchema } from '../../shared/protocol/changes';
 import type { Changes, PageAck, Snapshot } from '../../shared/protocol/changes';
+import type { Hello } from '../../shared/protocol/hello';
 import type { PushAck } from '../../shared/protocol/push';
 import type { WireError } from '../../shared/protocol/wire-error';
 import type { Rng } from './random';
@@ -62,6 +63,12 @@ type ServerToClient =
   | { kind: 'fatal'; error: unknown }
   | { kind: 'fin' };
 
+/** A node a connection can reach: its core and a name for it in answers and traces. */
+export interface SimNode {
+  core: SyncCore;
+  node: string;
+}
+
 /** A message the client was handed, for the checks that watch the wire. */
 export type Delivered = { kind: 'changes'; msg: Changes } | { kind: 'snapshot'; msg: Snapshot };
 
@@ -101,6 +108,18 @@ export interface SimNetworkOptions {
   log?: (line: () => string) => void;
   /** Sees every changes/snapshot message a client receives, before the engine does. */
   inspect?: (client: string, delivered: Delivered) => void;
+  /**
+   * Several nodes over one store (`two-nodes`): the node each new connection
+   * of `client` reaches. Absent: every connection reaches `core`.
+   */
+  route?: (client: string) => SimNode;
+  /**
+   * Several nodes: another live node than `node`, which a retransmitted push
+   * may reach instead (a retry the network delivered elsewhere), or null.
+   */
+  elsewhere?: (node: string) => SimNode | null;
+  /** Records a broken invariant of what a node sent (the stream checks below). */
+  fail?: (message: string) => void;
 }
 
 /** Crosses the wire: what arrives is a copy, with `undefined` fields gone, as with JSON over a socket. */
@@ -113,7 +132,9 @@ interface PendingRequest {
 }
 
 /**
- * An in-memory network between the client engines and one `SyncCore`. Each
+ * An in-memory network between the client engines and one `SyncCore` (or,
+ * with `route`, several nodes over one store, each connection reaching the
+ * node `route` picks when it opens). Each
  * connection is two FIFO channels with seeded latency, like one TCP stream:
  * messages reorder only across connections. Faults are seeded too:
  * failed connects, connections that break (both sides notice, each after its
@@ -138,6 +159,8 @@ export class SimNetwork {
   /** A name for the node `core` runs on, for the answers. */
   node: string;
   private nextConnection = 0;
+  /** Hellos each client's connections sent to a node so far. */
+  private readonly hellos = new Map<string, number>();
   private readonly current = new Map<string, SimConnection>();
   private readonly all = new Set<SimConnection>();
 
@@ -161,6 +184,30 @@ export class SimNetwork {
       this.stats.connections++;
       return conn;
     };
+  }
+
+  /** How many hellos `client`'s connections have sent a node so far. */
+  hellosOf(client: string): number {
+    return this.hellos.get(client) ?? 0;
+  }
+
+  /** A connection of `client` sent a node its hello. */
+  helloSent(client: string): void {
+    this.hellos.set(client, this.hellosOf(client) + 1);
+  }
+
+  /** Whether `client` has a connection the server side of `node` still holds open. */
+  openOn(client: string, node: string): boolean {
+    for (const conn of this.all) if (conn.client === client && conn.isOpenOn(node)) return true;
+    return false;
+  }
+
+  /**
+   * One node's process dies (`two-nodes`): its connections reset as in
+   * `crashServer`; the other nodes, and the store they share, go on.
+   */
+  crashNode(node: string): void {
+    for (const conn of this.all) if (conn.isOpenOn(node)) conn.serverDied();
   }
 
   /** Breaks the client's current connection, if it has one. */
@@ -211,10 +258,17 @@ class SimConnection implements Transport {
   private readonly requests = new Map<number, PendingRequest>();
   private readonly pages = new Map<number, PendingRequest>();
   private readonly name: string;
+  /** The last hello the server side got, for a push retransmitted to another node. */
+  private hello: Hello | null = null;
+  /**
+   * Where the node's stream to this client has got to: the `to` of the last
+   * changes message it sent, or the `asOf` of its last complete snapshot.
+   */
+  private sentTo: number | null = null;
 
   constructor(
     private readonly net: SimNetwork,
-    private readonly client: string,
+    readonly client: string,
     id: number,
   ) {
     this.name = `${client}#${id}`;
@@ -234,12 +288,13 @@ class SimConnection implements Transport {
         events.disconnected('connect error');
         return;
       }
-      this.core = this.net.core;
-      this.node = this.net.node;
+      const target = this.net.opts.route?.(this.client) ?? { core: this.net.core, node: this.net.node };
+      this.core = target.core;
+      this.node = target.node;
       this.session = this.core.connect(this.sink());
       this.serverOpen = true;
       this.clientOpen = true;
-      this.net.log(() => `${this.name} connected`);
+      this.net.log(() => `${this.name} connected to ${this.node}`);
       events.connected();
     }, this.net.latency());
   }
@@ -285,6 +340,11 @@ class SimConnection implements Transport {
       },
       rng.int(0, this.net.faults.noticeMaxMs),
     );
+  }
+
+  /** Whether this connection reached `node` and that node's side still holds it open. */
+  isOpenOn(node: string): boolean {
+    return this.serverOpen && this.node === node;
   }
 
   /** The server process is gone: no goodbye to the core, and its pending pages never settle. */
@@ -388,10 +448,18 @@ class SimConnection implements Transport {
   private sink(): SessionSink {
     return {
       sendChanges: (msg: Changes) => {
-        if (this.serverOpen) this.toClient({ kind: 'changes', msg: wire(msg), ackId: null });
+        if (!this.serverOpen) return;
+        this.checkStream(msg);
+        this.toClient({ kind: 'changes', msg: wire(msg), ackId: null });
       },
-      sendPage: (msg: Changes) => this.sendWithAck('changes', msg),
-      sendSnapshot: (msg: Snapshot) => this.sendWithAck('snapshot', msg),
+      sendPage: (msg: Changes) => {
+        if (this.serverOpen) this.checkStream(msg);
+        return this.sendWithAck('changes', msg);
+      },
+      sendSnapshot: (msg: Snapshot) => {
+        if (this.serverOpen && msg.done) this.checkSnapshot(msg);
+        return this.sendWithAck('snapshot', msg);
+      },
       close: (error: WireError) => {
         if (!this.serverOpen) return;
         this.net.log(() => `${this.name} server closes: ${error.message}`);
@@ -400,6 +468,41 @@ class SimConnection implements Transport {
         this.serverSideClosed();
       },
     };
+  }
+
+  /**
+   * What a node sends one connection is one stream in LSN order: each
+   * changes message starts where the previous one (or the last snapshot)
+   * ended, and holds LSNs ascending within its range. So no LSN of the
+   * client's scope is sent twice or out of order on a connection, whichever
+   * node sends and whether from a catch-up page, its own commit or the
+   * shared log's tail. (The network may still duplicate or lose what was sent.)
+   */
+  private checkStream(msg: Changes): void {
+    const fail = this.net.opts.fail;
+    if (!fail) return;
+    const where = `${this.node} sent ${this.name} changes ${msg.from}→${msg.to}`;
+    if (this.sentTo !== null && msg.from !== this.sentTo) {
+      fail(`${where} after its stream had reached ${this.sentTo} (${msg.from < this.sentTo ? 'overlap' : 'gap'})`);
+    }
+    let prev = msg.from;
+    for (const c of msg.changes) {
+      if (c.lsn <= prev || c.lsn > msg.to) {
+        fail(`${where} holding LSN ${c.lsn} after ${prev} (out of order or out of range)`);
+        break;
+      }
+      prev = c.lsn;
+    }
+    if (msg.to < msg.from) fail(`${where}: its range runs backwards`);
+    this.sentTo = msg.to;
+  }
+
+  private checkSnapshot(msg: Snapshot): void {
+    const fail = this.net.opts.fail;
+    if (fail && this.sentTo !== null && msg.asOf < this.sentTo) {
+      fail(`${this.node} sent ${this.name} a snapshot as of ${msg.asOf} after its stream had reached ${this.sentTo}`);
+    }
+    this.sentTo = msg.asOf;
   }
 
   private sendWithAck(kind: 'changes' | 'snapshot', msg: Changes | Snapshot): Promise<void> {
@@ -433,6 +536,8 @@ class SimConnection implements Transport {
     switch (msg.kind) {
       case 'request':
         if (msg.event === 'hello') {
+          this.hello = msg.msg as Hello;
+          this.net.helloSent(this.client);
           void core.hello(session, msg.msg).then((res) => {
             this.net.log(() => `${this.name} → hello ${JSON.stringify(msg.msg)} → ${JSON.stringify(res)}`);
             this.reply(msg.id, res);
@@ -447,9 +552,17 @@ class SimConnection implements Transport {
             if (id < 0) return; // a retransmission: its answer goes nowhere
             this.reply(id, res);
             if (this.net.opts.rng.chance(this.net.faults.duplicatePush)) {
-              const lag = this.net.opts.rng.int(0, this.net.faults.duplicateLagMs);
-              this.net.log(() => `${this.name} will deliver push #${id} again in ${lag} ms`);
-              clock.setTimeout(() => this.atServer({ ...msg, id: -1 }), lag);
+              const { rng, elsewhere } = this.net.opts;
+              const lag = rng.int(0, this.net.faults.duplicateLagMs);
+              const other = elsewhere && rng.chance(0.5) ? elsewhere(node) : null;
+              const hellos = this.net.hellosOf(this.client);
+              this.net.log(
+                () => `${this.name} will deliver push #${id} again in ${lag} ms${other ? ` to ${other.node}` : ''}`,
+              );
+              clock.setTimeout(
+                () => (other ? this.retransmitTo(other, msg.msg, hellos) : this.atServer({ ...msg, id: -1 })),
+                lag,
+              );
             }
           });
         }
@@ -468,6 +581,49 @@ class SimConnection implements Transport {
         core.disconnect(session);
         return;
     }
+  }
+
+  /**
+   * A push this connection sent reaches another node, as a retry would that
+   * a load balancer routed there: on a connection of its own, which says the
+   * client's hello (with a checkpoint at what that node has fanned out, so
+   * it has nothing to catch up on) and then the push. Its answers go nowhere.
+   * Skipped when the client holds a connection to that node: the ghost's
+   * hello would supersede it, which no real retry does to a live connection.
+   * Its answers count only if the client has said no newer hello since the
+   * push was answered (`hellos`, the count then): a
+   * newer one settles the seqs below its pendingFrom and lets the node forget
+   * their rejections, after which a late copy of an old push is answered
+   * `duplicate` with no error (which nobody hears).
+   */
+  private retransmitTo(target: SimNode, push: unknown, hellos: number): void {
+    const hello = this.hello;
+    const { core, node } = target;
+    if (hello === null || this.net.openOn(this.client, node)) return;
+    const ignore = (): Promise<void> => Promise.resolve();
+    const session = core.connect({
+      sendChanges: () => undefined,
+      sendPage: ignore,
+      sendSnapshot: ignore,
+      close: () => undefined,
+    });
+    const ghost = `${this.name}→${node}`;
+    void core
+      .hello(session, { ...hello, checkpoint: core.fannedOutLsn })
+      .then(async (ack) => {
+        if (!ack.ok) {
+          this.net.log(() => `${ghost} retransmission's hello refused: ${JSON.stringify(ack.error)}`);
+          return;
+        }
+        this.net.log(() => `${ghost} → push ${describePush(push)} (retransmitted)`);
+        const res = await core.push(session, push);
+        const stale = this.net.hellosOf(this.client) !== hellos;
+        this.net.log(
+          () => `${ghost} push → ${JSON.stringify(res)}${stale ? ' (after a newer hello: not counted)' : ''}`,
+        );
+        if (!stale) this.recordAnswers(node, res);
+      })
+      .finally(() => core.disconnect(session));
   }
 
   private recordAnswers(node: string, res: PushAck): void {

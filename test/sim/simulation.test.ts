@@ -9,18 +9,26 @@ import type { SimMode, SimResult } from './simulation';
  * exactly-once, monotonic reads, what the user sees, clear rejection,
  * isolation and stock. Every failure names its seed and mode.
  *
- *   SIM_SEED=123 [SIM_MODE=failover] npx vitest run test/sim      one seed, with its full trace
+ *   SIM_SEED=123 [SIM_MODE=failover|two-nodes] npx vitest run test/sim      one seed, with its full trace
  *   SIM_SEEDS=5000 SIM_FIRST_SEED=1 npx vitest run test/sim      more seeds per mode
+ *   SIM_NODE_POLL_MS=0 (two-nodes: no poll, only NOTIFY), SIM_BOUND_COMPACTION=1 (two-nodes: compact
+ *   no further than every node has fanned out)
  */
 const env = process.env;
 const ONE_SEED = env['SIM_SEED'];
 const ONE_MODE = (env['SIM_MODE'] ?? 'single') as SimMode;
-/** Seeds per mode; failover runs cost more, so it runs half as many unless told. */
+/** Seeds per mode; failover runs cost more, so it runs half as many unless told, and two-nodes fewer still. */
 const SEEDS: Record<SimMode, number> = {
   single: Number(env['SIM_SEEDS'] ?? 1000),
   failover: Number(env['SIM_SEEDS'] ?? 500),
+  'two-nodes': Number(env['SIM_SEEDS'] ?? 300),
 };
 const FIRST_SEED = Number(env['SIM_FIRST_SEED'] ?? 1);
+/** Options of the two-nodes mode (the other modes ignore them). */
+const NODE_OPTIONS = {
+  ...(env['SIM_NODE_POLL_MS'] !== undefined ? { nodePollMs: Number(env['SIM_NODE_POLL_MS']) } : {}),
+  boundCompaction: env['SIM_BOUND_COMPACTION'] === '1',
+};
 const CHUNK = 100;
 
 /** Failures grouped by kind (numbers blanked out), each with its seeds and one full example. */
@@ -29,7 +37,7 @@ function report(failed: readonly SimResult[]): string {
   for (const r of failed) {
     for (const f of r.failures) {
       const kind = f
-        .replace(/^seed \d+ \(\w+\): /, '')
+        .replace(/^seed \d+ \([\w-]+\): /, '')
         .replace(/\d+/g, 'N')
         .slice(0, 80);
       const entry = kinds.get(kind) ?? { seeds: [], example: f };
@@ -51,7 +59,7 @@ function report(failed: readonly SimResult[]): string {
 if (ONE_SEED !== undefined) {
   describe(`simulation, seed ${ONE_SEED} (${ONE_MODE})`, () => {
     it('keeps every guarantee', async () => {
-      const result = await runSimulation({ seed: Number(ONE_SEED), mode: ONE_MODE, trace: true });
+      const result = await runSimulation({ seed: Number(ONE_SEED), mode: ONE_MODE, trace: true, ...NODE_OPTIONS });
       console.log(`${result.trace.join('\n')}\n${JSON.stringify(result.stats)}`);
       expect(result.failures, result.failures.join('\n')).toEqual([]);
     });
@@ -83,7 +91,7 @@ if (ONE_SEED !== undefined) {
             'paths.fastPath': 0,
           };
           for (let seed = start; seed <= end; seed++) {
-            const result = await runSimulation({ seed, mode });
+            const result = await runSimulation({ seed, mode, ...NODE_OPTIONS });
             if (result.failures.length > 0) failed.push(result);
             const { stats } = result;
             const counts: Record<string, number> = {

@@ -1,5 +1,7 @@
 import { MemoryStore } from '../../server/store/memory-store';
+import type { AsyncStore } from '../../server/store/async-store';
 import { SyncCore } from '../../server/sync/sync-core';
+import type { SyncCoreOptions } from '../../server/sync/sync-core';
 import { storeSchema } from '../../shared/apps/store';
 import { TidelineError } from '../../shared/errors';
 import { DEFAULT_LIMITS } from '../../shared/protocol/limits';
@@ -10,6 +12,8 @@ import { HEALTHY, SimNetwork } from './sim-network';
 import type { Delivered, NetworkFaults, NetworkStats } from './sim-network';
 import { ServerHistory } from './server-history';
 import type { LoggedOutcome } from './server-history';
+import { SimNodes } from './sim-nodes';
+import type { WakeFaults } from './sim-nodes';
 import { SimReplica } from './sim-replica';
 import { NO_LOCAL_FAULTS } from './observed-local-store';
 import type { LocalFaults } from './observed-local-store';
@@ -21,9 +25,11 @@ import { drainMicrotasks, VirtualClock } from './virtual-clock';
  * `single`: one primary, sometimes killed and restarted on its data.
  * `failover`: a primary with one synchronous replica (`minSyncReplicas = 1`)
  * that receives its log; the primary is lost and the replica promoted.
+ * `two-nodes`: two nodes (`sharedLog`) over one store, as on PostgreSQL;
+ * clients move between them, and a node may be killed and another started.
  */
-export type SimMode = 'single' | 'failover';
-export const SIM_MODES: readonly SimMode[] = ['single', 'failover'];
+export type SimMode = 'single' | 'failover' | 'two-nodes';
+export const SIM_MODES: readonly SimMode[] = ['single', 'failover', 'two-nodes'];
 
 export interface SimConfig {
   seed: number;
@@ -34,6 +40,14 @@ export interface SimConfig {
   workloadMs?: number;
   /** Keep a trace of every message and state change. */
   trace?: boolean;
+  /** `two-nodes`: how often a node behind the head reads the log (default 1000, `TAIL_POLL_MS`); 0: never. */
+  nodePollMs?: number;
+  /**
+   * `two-nodes`: compactions go no further than every live node has fanned
+   * out. Off (the default), a node compacts up to what it alone has fanned
+   * out, as `startCompaction` on each PostgreSQL node does.
+   */
+  boundCompaction?: boolean;
 }
 
 export interface SimStats {
@@ -125,6 +139,28 @@ export async function runSimulation(config: SimConfig): Promise<SimResult> {
   const replicaLagMs = replica ? 0 : rng.pick([0, 0, 30, 300]);
   const replicaRng = rng.fork();
 
+  /** What every core of the run shares. When its node is killed (`alive` false), whatever it scheduled never runs. */
+  const coreOptions = (alive: () => boolean): Omit<SyncCoreOptions, 'store'> => ({
+    schema: storeSchema,
+    clock,
+    limits: DEFAULT_LIMITS,
+    // Tokens are `user:<id>:<role>,<role>`.
+    verifyToken: (token) => {
+      const [kind, userId, roles] = token.split(':');
+      if (kind !== 'user' || !userId) throw new TidelineError('UNAUTHORIZED', 'bad token');
+      return { userId, roles: roles ? roles.split(',') : [] };
+    },
+    schedule: (fn) => void clock.setTimeout(() => alive() && fn(), 0),
+    // Small pages: a client a few commits behind is more than one catch-up page behind.
+    pageSize: 4,
+    snapshotPageSize: 3,
+    // Byte budgets of a few entries, so pages also end on bytes (moving a whole mutation to the next
+    // page), and a cap of 2 snapshots, so sessions queue for one while links fail.
+    pageBytes: 700,
+    snapshotPageBytes: 250,
+    maxConcurrentSnapshots: 2,
+  });
+
   /** A primary on `store`. When it is killed, whatever it scheduled never runs. */
   const startPrimary = (following: SimReplica | null): { core: SyncCore; kill: () => void } => {
     let alive = true;
@@ -132,26 +168,9 @@ export async function runSimulation(config: SimConfig): Promise<SimResult> {
       new Promise((resolve) => void clock.setTimeout(resolve, replicaRng.int(0, replicaLagMs)));
     const replicated = following ? (lsn: number) => following.waitFor(lsn) : replicaLagMs > 0 ? fake : null;
     const core = new SyncCore({
+      ...coreOptions(() => alive),
       ...(replicated ? { replicated } : {}),
       store,
-      schema: storeSchema,
-      clock,
-      limits: DEFAULT_LIMITS,
-      // Tokens are `user:<id>:<role>,<role>`.
-      verifyToken: (token) => {
-        const [kind, userId, roles] = token.split(':');
-        if (kind !== 'user' || !userId) throw new TidelineError('UNAUTHORIZED', 'bad token');
-        return { userId, roles: roles ? roles.split(',') : [] };
-      },
-      schedule: (fn) => void clock.setTimeout(() => alive && fn(), 0),
-      // Small pages: a client a few commits behind is more than one catch-up page behind.
-      pageSize: 4,
-      snapshotPageSize: 3,
-      // Byte budgets of a few entries, so pages also end on bytes (moving a whole mutation to the next
-      // page), and a cap of 2 snapshots, so sessions queue for one while links fail.
-      pageBytes: 700,
-      snapshotPageBytes: 250,
-      maxConcurrentSnapshots: 2,
       onCommit: (changes, outcomes?: readonly LoggedOutcome[]) => {
         history.record(changes, outcomes);
         following?.onCommit();
@@ -159,8 +178,29 @@ export async function runSimulation(config: SimConfig): Promise<SimResult> {
     });
     return { core, kill: () => void (alive = false) };
   };
-  let primary = startPrimary(replica);
-  let node = 'primary';
+  // Two nodes share the store (and nothing else): no primary of its own, no replica.
+  const nodes =
+    mode === 'two-nodes'
+      ? new SimNodes({
+          memory: store,
+          clock,
+          rng: rng.fork(),
+          wake: randomWakeFaults(rng, config.nodePollMs ?? 1000),
+          makeCore: (shared: AsyncStore, alive, committed) =>
+            new SyncCore({
+              ...coreOptions(alive),
+              store: shared,
+              sharedLog: true,
+              onCommit: (changes, outcomes?: readonly LoggedOutcome[]) => {
+                history.record(changes, outcomes);
+                committed();
+              },
+            }),
+          log,
+        })
+      : null;
+  let primary = nodes ? null : startPrimary(replica);
+  let node = nodes ? 'nodes' : 'primary';
 
   const faults = randomFaults(rng);
   const localFaults = randomLocalFaults(rng);
@@ -187,21 +227,40 @@ export async function runSimulation(config: SimConfig): Promise<SimResult> {
           fail(`client ${name} (${userId}) was sent ${c.collection}/${c.id} of ${c.owner} (LSN ${c.lsn})`);
         }
       }
+      // With one log (no failover fork), a message covering (from, to] holds every change of the scope in it.
+      if (mode !== 'failover') {
+        const { from, to } = d.msg;
+        const sent = new Set(d.msg.changes.map((c) => c.lsn));
+        const missed = history.all.filter(
+          (c) =>
+            c.lsn > from &&
+            c.lsn <= to &&
+            !sent.has(c.lsn) &&
+            (c.owner === null || c.owner === userId || readsAll(c.collection)),
+        );
+        if (missed.length > 0) {
+          fail(
+            `client ${name} was sent changes ${from}→${to} without ${missed.map((c) => `${c.lsn}:${c.collection}/${c.id}`).join(' ')} of its scope`,
+          );
+        }
+      }
     }
   };
   const net = new SimNetwork({
     clock,
     rng: rng.fork(),
-    core: primary.core,
+    core: (nodes?.any() ?? primary!).core,
     node,
     faults,
     pageAckTimeoutMs: 5_000,
     log,
     inspect,
+    fail,
+    ...(nodes ? { route: (client: string) => nodes.route(client), elsewhere: (n: string) => nodes.elsewhere(n) } : {}),
   });
   log(
     () =>
-      `mode ${mode}, faults ${JSON.stringify(faults)}, local ${JSON.stringify(localFaults)}, replica lag up to ${replicaLagMs} ms`,
+      `mode ${mode}, faults ${JSON.stringify(faults)}, local ${JSON.stringify(localFaults)}, ${nodes ? `nodes ${nodes.names.join(', ')}, wake ${JSON.stringify(nodes.wake)}` : `replica lag up to ${replicaLagMs} ms`}`,
   );
 
   let steps = 0;
@@ -253,9 +312,15 @@ export async function runSimulation(config: SimConfig): Promise<SimResult> {
   const nCompactions = workRng.int(0, 3);
   for (let k = 0; k < nCompactions; k++) {
     at(workRng.int(0, workloadMs + 1_000), () => {
-      void primary.core.compact().then((r) => {
+      // With two nodes, through one of them: it compacts no further than it has fanned out.
+      const by = nodes?.any() ?? { core: primary!.core, node };
+      const upTo = nodes && config.boundCompaction ? nodes.minFannedOut() : undefined;
+      void by.core.compact(upTo).then((r) => {
         compactions++;
-        log(() => `COMPACT → horizon ${r.horizon} (${r.removedChanges} changes, ${r.removedTombstones} tombstones)`);
+        log(
+          () =>
+            `COMPACT by ${by.node} → horizon ${r.horizon} (${r.removedChanges} changes, ${r.removedTombstones} tombstones)`,
+        );
       });
     });
   }
@@ -263,7 +328,7 @@ export async function runSimulation(config: SimConfig): Promise<SimResult> {
   let serverRestarts = 0;
   if (mode === 'single' && workRng.chance(0.25)) {
     at(workRng.int(0, workloadMs), () => {
-      primary.kill();
+      primary?.kill();
       store.close();
       store = new MemoryStore({ data: store.data });
       primary = startPrimary(null);
@@ -276,7 +341,7 @@ export async function runSimulation(config: SimConfig): Promise<SimResult> {
   let failovers = 0;
   if (replica) {
     at(workRng.int(workloadMs / 4, workloadMs), () => {
-      primary.kill();
+      primary?.kill();
       replica.stop();
       store = replica.store;
       const startLsn = store.meta().headLsn;
@@ -289,6 +354,24 @@ export async function runSimulation(config: SimConfig): Promise<SimResult> {
       failovers++;
       log(() => `FAILOVER: the replica is primary of term ${term} at LSN ${startLsn}`);
     });
+  }
+  // Two nodes: now and then one is killed (its clients move to the other; the store loses nothing), and
+  // sometimes a new node starts in its place, at the store's head.
+  if (nodes && workRng.chance(0.4)) {
+    const slot = workRng.int(0, 1);
+    const t = workRng.int(0, workloadMs);
+    const back = workRng.chance(0.6) ? t + workRng.int(10, 2_000) : null;
+    at(t, () => {
+      const name = nodes.kill(slot);
+      net.crashNode(name);
+      serverRestarts++;
+      log(() => `${name.toUpperCase()} KILLED`);
+    });
+    if (back !== null)
+      at(back, () => {
+        const name = nodes.restart(slot);
+        log(() => `${name.toUpperCase()} STARTED`);
+      });
   }
   at(workloadMs + 1, () => {
     net.faults = { ...HEALTHY, maxLatencyMs: faults.maxLatencyMs };
@@ -364,6 +447,11 @@ function randomFaults(rng: Rng): NetworkFaults {
     dropLive: rng.pick([0, 0.05, 0.2]),
     duplicatePush: rng.pick([0, 0.05, 0.2]),
   };
+}
+
+/** Seeded NOTIFY delays and losses between the nodes; some runs lose half of them. */
+function randomWakeFaults(rng: Rng, pollMs: number): WakeFaults {
+  return { maxLagMs: rng.pick([0, 5, 50, 300]), drop: rng.pick([0, 0, 0.1, 0.5]), pollMs };
 }
 
 /** Seeded local store faults: most runs have none, some fail or crash now and then. */
