@@ -4,7 +4,8 @@
  *
  *   npm run bench                          all scenarios
  *   npm run bench -- --only fanout,catchup run some (ingest-raw, ingest-real, fanout, catchup,
- *                                          replication-lag, replication-ingest; abuse; `replication` is both; query)
+ *                                          replication-lag, replication-ingest; abuse; `replication` is both; query;
+ *                                          pg-ingest, pg-fanout; `pg` is both)
  *   npm run bench -- --max-seconds 60      lower every scenario's hard limit to 60 s
  *   npm run bench -- --cpu-prof            also write V8 CPU profiles of the servers to bench/results/tmp/prof/
  *                                          (summarise one with `npx tsx bench/profile-top.ts <file>`)
@@ -23,6 +24,7 @@ import { abuse } from './scenarios/abuse';
 import { catchup } from './scenarios/catchup';
 import { fanout } from './scenarios/fanout';
 import { ingestRaw, ingestReal } from './scenarios/ingest';
+import { pgFanout, pgIngest } from './scenarios/pg';
 import { query } from './scenarios/query';
 import { replicationIngest, replicationLag } from './scenarios/replication';
 import { stopAllBenchServers } from './server';
@@ -59,6 +61,8 @@ const SCENARIOS: ScenarioEntry[] = [
   },
   { key: 'query', name: 'queries under HTTP load', timeoutMs: 240_000, run: (o, r) => query(o, r) },
   { key: 'abuse', name: 'abuse (flood)', timeoutMs: 180_000, run: (o, r) => abuse(o, r) },
+  { key: 'pg-ingest', group: 'pg', name: 'PostgreSQL ingest', timeoutMs: 300_000, run: (o, r) => pgIngest(o, r) },
+  { key: 'pg-fanout', group: 'pg', name: 'PostgreSQL fan-out', timeoutMs: 180_000, run: (o, r) => pgFanout(o, r) },
 ];
 
 /** The whole run never takes longer than this. */
@@ -77,6 +81,7 @@ const NOTES = [
   'Fan-out latency = receipt (or, for open() receivers, applied) time on each receiver minus the moment the writer engine handed the push holding the note to its socket; mutate() → receipt also counts the writer’s local transaction; the first second is warm-up.',
   'Fan-out to 1,000 and 3,000 receivers (20 writes/s): the receivers live in child processes (fanout-receivers.ts, at most 1,000 each), so that reading 20,000-60,000 messages/s does not stall the bench process where the writer runs and push times are taken; they are light clients (bench/scenarios/light-receiver.ts: one WebSocket each, engine.io/Socket.IO framing by hand, hello then read-only) so that a receipt costs a frame and one JSON.parse. Receipt and push times are time origin + performance.now() of each process (same machine clock). The server runs with --max-address-connections 0 (every receiver comes from 127.0.0.1). Receivers and server share the 2 cores.',
   'Ingest servers run with the default push rate limits (1,000 mutations/s per user and per connection, a 10 s burst): each of the 100 ingest users pushes at most 1,000 mutations in all, within its burst, so the limits never throttle the bench (a throttled push would fail the run: every push must be applied).',
+  'PostgreSQL (`--only pg`; issue 11): nodes are `server/main.ts --store postgres://… --pg-schema bench --node-id …` processes on a fresh database of the test PostgreSQL (TIDELINE_TEST_PG_URL, else postgres://postgres@127.0.0.1:5432/postgres), dropped after; skipped with a note when PostgreSQL does not answer. Every node, PostgreSQL itself and the bench process share the same cores (2 on the reference machine): 3 nodes on one machine measure the shared head lock and the CPU they compete for, not what 3 machines would do. Ingest: 100 protocol clients × 200 owner-only items puts, 50 per push, one push in flight each, on SQLite (1 node), then 1 and 3 PostgreSQL nodes (clients round-robin over the nodes), in the same run; the rate runs to the last push ack (each ack follows the PostgreSQL commit and, on a node, its tail of the shared log reaching it). Fan-out across nodes: 2 nodes; a protocol writer on node A puts public notes at 50/s (one push in flight, notes due meanwhile go in the next push) for 11 s, the first second warm-up; 200 protocol receivers on node B time each note from when its push was sent; then the same with the receivers on node A (the control: same node, the same shared-log tail path).',
   'Abuse: one user ("flooder", its own process so reading its fan-out does not stall the bench process) opens 40 sessions (connections past the per-user limit are refused) and pushes 500 puts of ~300-byte owner-only items per push back to back, a refused push retried with the same seqs after its retryAfterMs; a normal user pushes one put at a time (20 ms apart) for 20 s, from 1 s after the flood starts. Latency = push → ack; flood rate = mutations the flooder had acked during those 20 s.',
 ];
 

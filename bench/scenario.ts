@@ -1,5 +1,5 @@
 import { startBenchServer } from './server';
-import type { BenchServer } from './server';
+import type { BenchServer, BenchServerOptions } from './server';
 import { selfCpuMs } from './rss';
 import { nowMs } from './stats';
 
@@ -53,9 +53,10 @@ export class Resources {
     return this.disposed;
   }
 
-  async server(args: string[] = []): Promise<BenchServer> {
+  /** A server on SQLite, or with `pg` a node on that PostgreSQL database and schema. */
+  async server(args: string[] = [], pg?: BenchServerOptions['pg']): Promise<BenchServer> {
     if (this.disposed) throw new Error('scenario was stopped');
-    const server = await startBenchServer({ cpuProfDir: this.options.cpuProfDir, args });
+    const server = await startBenchServer({ cpuProfDir: this.options.cpuProfDir, args, ...(pg ? { pg } : {}) });
     if (this.disposed) {
       // The runner gave up on this scenario while the server was starting.
       await server.stop();

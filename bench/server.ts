@@ -62,6 +62,11 @@ export interface BenchServerOptions {
   cpuProfDir?: string | undefined;
   /** Extra server flags (after --no-seed). */
   args?: string[];
+  /**
+   * A node on a PostgreSQL store instead of SQLite: `--store url --pg-schema schema --node-id nodeId`, no
+   * `--data` (a PostgreSQL node keeps no files; its data directory here stays empty and is removed at stop).
+   */
+  pg?: { url: string; schema: string; nodeId: string };
   startTimeoutMs?: number;
 }
 
@@ -100,8 +105,9 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
     '127.0.0.1',
     '--port',
     '0',
-    '--data',
-    dataDir,
+    ...(options.pg
+      ? ['--store', options.pg.url, '--pg-schema', options.pg.schema, '--node-id', options.pg.nodeId]
+      : ['--data', dataDir]),
     '--static',
     join(dataDir, 'no-static'),
     '--no-seed',
@@ -114,6 +120,10 @@ export async function startBenchServer(options: BenchServerOptions = {}): Promis
       TIDELINE_SECRET: TEST_SECRET,
       TIDELINE_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
       TIDELINE_CLUSTER_SECRET: TEST_CLUSTER_SECRET,
+      // The store is the scenario's choice (`pg`), never the shell's.
+      TIDELINE_STORE: undefined,
+      TIDELINE_PG_SCHEMA: undefined,
+      TIDELINE_NODE_ID: undefined,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
