@@ -622,7 +622,10 @@ export class PgStore implements AsyncStore {
   private async locked<T>(fn: (ops: PgTxOps, c: pg.PoolClient) => Promise<T>): Promise<T> {
     return this.inTransaction(async (c) => {
       const [row] = (
-        await c.query<HeadState>(`SELECT lsn, term, horizon FROM ${this.schema}.head WHERE id = 1 FOR UPDATE`)
+        await c.query<HeadState>({
+          name: `tl_lock_head_${this.schema}`,
+          text: `SELECT lsn, term, horizon FROM ${this.schema}.head WHERE id = 1 FOR UPDATE`,
+        })
       ).rows;
       const before = { ...row! };
       const ops = new PgTxOps(c, this.schema, { ...row! });
@@ -631,11 +634,12 @@ export class PgStore implements AsyncStore {
       const h = ops.head;
       if (h.lsn !== before.lsn) {
         // One round trip: the head, and the NOTIFY delivered at commit, in commit order, to every listening node.
-        await c.query(
-          `WITH h AS (UPDATE ${this.schema}.head SET lsn = $1, term = $2, horizon = $3 WHERE id = 1)
+        await c.query({
+          name: `tl_move_head_${this.schema}`,
+          text: `WITH h AS (UPDATE ${this.schema}.head SET lsn = $1, term = $2, horizon = $3 WHERE id = 1)
            SELECT pg_notify($4, $5)`,
-          [h.lsn, h.term, h.horizon, this.channel, String(h.lsn)],
-        );
+          values: [h.lsn, h.term, h.horizon, this.channel, String(h.lsn)],
+        });
       } else if (h.term !== before.term || h.horizon !== before.horizon) {
         await c.query(`UPDATE ${this.schema}.head SET lsn = $1, term = $2, horizon = $3 WHERE id = 1`, [
           h.lsn,
