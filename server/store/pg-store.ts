@@ -64,6 +64,10 @@ export async function openPgStore(options: PgStoreOptions): Promise<PgStore> {
     max: options.poolSize ?? 8,
     types,
     idle_in_transaction_session_timeout,
+    // The commit's statements are named (pg-tx-ops.ts): parsed once per connection, but planned on every
+    // run. A generic plan, which PostgreSQL would cache after five runs, is made for the table as it was
+    // (a new store is empty, so a scan looks cheapest) and then kept while the table grows.
+    options: '-c plan_cache_mode=force_custom_plan',
   });
   // Snapshot cursors sit idle between pages for as long as their session reads: they are bounded by their callers.
   const snapshotPool = new pg.Pool({ connectionString: options.url, max: options.snapshotPoolSize ?? 4, types });
