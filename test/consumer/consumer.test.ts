@@ -13,6 +13,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase } from '../../server/store/pg-test-db';
 import { listeningUrl } from '../support/server-process';
 import { waitFor } from '../support/wait';
 import { docFiles } from './doc-files';
@@ -223,6 +224,64 @@ describe('tideline installed from its tarball', () => {
 
     expect((await backend.serverTodos(url)).sort()).toEqual([...all].sort());
     expect(alice.output() + bob.output()).not.toMatch(/rejected|Error/);
+  });
+
+  it('serves the app schema from two nodes on one PostgreSQL, as the README shows, and syncs across them', async () => {
+    const db = await createTestDatabase();
+    try {
+      const env = { ...process.env, TIDELINE_SECRET: SECRET, TIDELINE_ADMIN_TOKEN: ADMIN_TOKEN };
+      const node = (id: string): Running => {
+        const p = start(
+          join(project, 'node_modules/.bin/tideline'),
+          [
+            'serve',
+            '--schema',
+            './schema.ts',
+            '--store',
+            db.url,
+            '--pg-schema',
+            'shop',
+            '--node-id',
+            id,
+            '--port',
+            '0',
+          ],
+          { cwd: project, env },
+        );
+        running.push(p);
+        return p;
+      };
+      const a = node('node-a');
+      const urlA = await listeningUrl(a.child, () => a.output(), 30_000);
+      const b = node('node-b');
+      const urlB = await listeningUrl(b.child, () => b.output(), 30_000);
+      const client = (url: string, user: string, title: string): Running => {
+        const p = start(process.execPath, ['--import', 'tsx', 'node-client.ts', url, user, title], {
+          cwd: project,
+          env,
+        });
+        running.push(p);
+        return p;
+      };
+      const sees = (p: Running, titles: string[]) => (): boolean =>
+        [...p.output().matchAll(/^todos: (.*)$/gm)]
+          .map((m) => JSON.parse(m[1]!) as string[])
+          .some((list) => titles.every((t) => list.includes(t)));
+      const backend = (await import(pathToFileURL(join(project, 'backend.ts')).href)) as {
+        addTodoFromBackend: (server: string, adminToken: string, title: string) => Promise<void>;
+        serverTodos: (server: string) => Promise<string[]>;
+      };
+      const all = ['on node a', 'on node b', 'from the backend'];
+      const alice = client(urlA, 'alice', 'on node a');
+      const bob = client(urlB, 'bob', 'on node b');
+      await backend.addTodoFromBackend(urlA, ADMIN_TOKEN, 'from the backend');
+      await waitFor('alice (node a) to see every todo', sees(alice, all), 30_000);
+      await waitFor('bob (node b) to see every todo', sees(bob, all), 30_000);
+      expect((await backend.serverTodos(urlB)).sort()).toEqual([...all].sort());
+      for (const p of [alice, bob, a, b]) await p.stop();
+    } finally {
+      await db.drop();
+    }
   });
 
   it('bundles the browser page with one copy of dexie and zod and no server code', async () => {
