@@ -138,4 +138,21 @@ describe('hello in two steps (check, verify elsewhere, admit)', () => {
     });
     expect(owner.closedWith.map((e) => e.code)).toEqual(['BAD_REQUEST']);
   });
+  it('of two first hellos of a new client id by two users at once, only the first user gets it; the other kicks nothing', async () => {
+    const { core, connect } = setup();
+    const owner = connect();
+    const stranger = connect();
+    const ownerHello = checked(core, owner.session, 'client-0007');
+    const strangerHello = checked(core, stranger.session, 'client-0007');
+    // Both in flight together: each reads the id as unbound before either has bound it (in two steps).
+    const [ownerAck, strangerAck] = await Promise.all([
+      core.admit(owner.session, ownerHello, alice),
+      core.admit(stranger.session, strangerHello, { userId: 'mallory', roles: [] }),
+    ]);
+    expect(ownerAck).toMatchObject({ ok: true });
+    expect(strangerAck).toMatchObject({ ok: false, error: { code: 'FORBIDDEN' } });
+    expect(owner.closedWith).toEqual([]);
+    expect(stranger.session.auth).toBeNull();
+    expect(await core.push(stranger.session, { mutations: [] })).toMatchObject({ ok: false });
+  });
 });

@@ -236,6 +236,8 @@ export class SyncCore {
   private readonly ready: Promise<void>;
   /** With `sharedLog`: the tail that fans out every node's commits in LSN order. */
   private readonly tail: LogTail | null = null;
+  /** The pending retry of a failed tail read, if any. */
+  private tailRetry: unknown = null;
   /** Group commits run one at a time, in this chain. */
   private committing: Promise<void> = Promise.resolve();
 
@@ -259,8 +261,15 @@ export class SyncCore {
         pageBytes: this.pageBytes,
         onPage: (page) => this.fanOutPage(page),
         // A failed read (the database away) is retried a second later, or at the next commit or NOTIFY;
-        // live sessions keep their cursors, and the acks that wait for the fan-out wait with it.
-        onError: () => void opts.clock.setTimeout(() => this.tail?.wake(), TAIL_RETRY_MS),
+        // live sessions keep their cursors, and the acks that wait for the fan-out wait with it. One retry
+        // timer at a time: each failed pass starting its own would multiply them while the database is away.
+        onError: () => {
+          if (this.tailRetry !== null) return;
+          this.tailRetry = opts.clock.setTimeout(() => {
+            this.tailRetry = null;
+            this.tail?.wake();
+          }, TAIL_RETRY_MS);
+        },
       });
       this.tail = tail;
       this.ready = head.then((at) => tail.startAt(at));
@@ -282,6 +291,8 @@ export class SyncCore {
   /** Stops following the shared log. */
   close(): void {
     this.tail?.stop();
+    if (this.tailRetry !== null) this.opts.clock.clearTimeout(this.tailRetry);
+    this.tailRetry = null;
   }
 
   /** The last LSN this node has fanned out to its live sessions. */
@@ -360,28 +371,62 @@ export class SyncCore {
   /** Starts the session of a checked hello as the user its verified token names. */
   async admit(session: Session, msg: Hello, principal: Principal): Promise<HelloAck> {
     const fail = (error: WireErrorShape): HelloAck => ({ ok: false, error });
-    // Checked before anything else is done or told: a client id belongs to the user of its first hello, so a
-    // hello of another user with it kicks no session, learns no last seq or rejection, and settles nothing.
+    // Checked first (and again below): verifying the token may have taken a while.
+    if (session.closed) return fail(badRequest('hello', 'the connection closed during hello'));
+    if (session.auth) return fail(badRequest('hello', 'hello was already done on this connection'));
     const { store } = this;
-    const bound = await store.transact(async (tx) => ({
-      user: await tx.clientUser(msg.clientId),
-      lastSeq: await tx.lastSeq(msg.clientId),
-    }));
-    // Checked after the read: verifying the token and reading may have taken a while.
+    // The owner check and the binding are one transaction, before anything else is done or told: a client
+    // id belongs to the user of its first hello, so a hello of another user with it kicks no session, learns
+    // no last seq or rejection, and settles nothing, even when two first hellos of one id race (checked and
+    // bound in two steps, both would pass the check).
+    // Everything below pendingFrom was settled by some primary. Outcomes replicate with the log, so
+    // this node knows them unless it lost them: a failover with minSyncReplicas 0 can drop acked work.
+    // Then the client's next seq would be out of order forever; settling the gap lets it go on.
+    // At most MAX_SETTLE_GAP seqs are settled blind, and only by the id's owner. The client settled
+    // everything below pendingFrom, so the rejections kept for those seqs can go. (A hello refused
+    // later, superseded or over the connection limit, has still done this: it is the owner's own word.)
+    let bound: { refused: WireErrorShape } | { lastSeq: number };
+    let meta: Awaited<ReturnType<AsyncStore['meta']>>;
+    let terms: Awaited<ReturnType<AsyncStore['terms']>>;
+    try {
+      bound = await store.transact(async (tx) => {
+        const user = await tx.clientUser(msg.clientId);
+        if (user !== null && user !== principal.userId) {
+          return {
+            refused: { code: 'FORBIDDEN', message: 'this client id belongs to another user', retryable: false },
+          };
+        }
+        let last = await tx.lastSeq(msg.clientId);
+        if (msg.pendingFrom - 1 - last > MAX_SETTLE_GAP) {
+          return {
+            refused: {
+              code: 'BAD_REQUEST',
+              message: `pendingFrom ${msg.pendingFrom} is more than ${MAX_SETTLE_GAP} seqs past this client's last settled seq ${last}`,
+              retryable: false,
+            },
+          };
+        }
+        if (user === null) await tx.bindClient(msg.clientId, principal.userId);
+        if (last < msg.pendingFrom - 1) {
+          await tx.recordOutcome(msg.clientId, msg.pendingFrom - 1, null);
+          last = msg.pendingFrom - 1;
+        }
+        await tx.forgetRejections(msg.clientId, msg.pendingFrom);
+        return { lastSeq: last };
+      });
+      if ('refused' in bound) return fail(bound.refused);
+      meta = await store.meta();
+      terms = await store.terms();
+    } catch (err) {
+      if (!session.closed) session.sink.close(toWireError(err));
+      this.disconnect(session);
+      throw err;
+    }
+    // From here to the end, no await: the checks below and the registration happen in one turn.
     if (session.closed) return fail(badRequest('hello', 'the connection closed during hello'));
     if (session.auth) return fail(badRequest('hello', 'hello was already done on this connection'));
     const notPrimary = this.notPrimary();
     if (notPrimary) return fail(notPrimary);
-    if (bound.user !== null && bound.user !== principal.userId) {
-      return fail({ code: 'FORBIDDEN', message: 'this client id belongs to another user', retryable: false });
-    }
-    if (msg.pendingFrom - 1 - bound.lastSeq > MAX_SETTLE_GAP) {
-      return fail({
-        code: 'BAD_REQUEST',
-        message: `pendingFrom ${msg.pendingFrom} is more than ${MAX_SETTLE_GAP} seqs past this client's last settled seq ${bound.lastSeq}`,
-        retryable: false,
-      });
-    }
     const newer = this.byClient.get(msg.clientId);
     if (newer && newer.helloOrder > session.helloOrder) {
       return fail({ code: 'BAD_REQUEST', message: 'superseded by a newer connection', retryable: false });
@@ -416,32 +461,6 @@ export class SyncCore {
     let sessionsOfUser = this.userSessions.get(principal.userId);
     if (!sessionsOfUser) this.userSessions.set(principal.userId, (sessionsOfUser = new Set()));
     sessionsOfUser.add(session);
-    // Everything below pendingFrom was settled by some primary. Outcomes replicate with the log, so
-    // this node knows them unless it lost them: a failover with minSyncReplicas 0 can drop acked work.
-    // Then the client's next seq would be out of order forever; settling the gap lets it go on.
-    // Only the id's owner gets here (checked above), and at most MAX_SETTLE_GAP seqs are settled blind.
-    // The client settled everything below pendingFrom, so the rejections kept for those seqs can go.
-    let lastSeq: number;
-    let meta: Awaited<ReturnType<AsyncStore['meta']>>;
-    let terms: Awaited<ReturnType<AsyncStore['terms']>>;
-    try {
-      lastSeq = await store.transact(async (tx) => {
-        if ((await tx.clientUser(msg.clientId)) === null) await tx.bindClient(msg.clientId, principal.userId);
-        let last = await tx.lastSeq(msg.clientId);
-        if (last < msg.pendingFrom - 1) {
-          await tx.recordOutcome(msg.clientId, msg.pendingFrom - 1, null);
-          last = msg.pendingFrom - 1;
-        }
-        await tx.forgetRejections(msg.clientId, msg.pendingFrom);
-        return last;
-      });
-      meta = await store.meta();
-      terms = await store.terms();
-    } catch (err) {
-      this.disconnect(session);
-      throw err;
-    }
-    if (session.closed) return fail(badRequest('hello', 'the connection closed during hello'));
     // A checkpoint past the point where this primary's history forked from the client's holds lost changes.
     const shared = sharedPrefixEnd(terms, meta.headLsn, msg.checkpointTerm);
     session.needsSnapshot = msg.checkpoint > shared;
@@ -452,7 +471,7 @@ export class SyncCore {
       term: meta.term,
       headLsn: meta.headLsn,
       horizon: meta.horizon,
-      lastSeq,
+      lastSeq: bound.lastSeq,
       userId: principal.userId,
     };
   }
@@ -461,6 +480,7 @@ export class SyncCore {
   push(session: Session, raw: unknown): Promise<PushAck> {
     const fail = (error: WireErrorShape): Promise<PushAck> => Promise.resolve({ ok: false, error });
     if (!session.auth) return fail({ code: 'UNAUTHORIZED', message: 'send hello first', retryable: false });
+    if (session.closed) return fail({ code: 'BAD_REQUEST', message: 'this connection was closed', retryable: true });
     const notPrimary = this.notPrimary();
     if (notPrimary) return fail(notPrimary);
     // A sender over its rate is refused before its push is validated and measured: that work, on a
@@ -637,7 +657,9 @@ export class SyncCore {
     this.flushScheduled = false;
     if (this.lanes.size === 0) return;
     // One group commit at a time: the next waits for this one, then takes what queued meanwhile.
-    this.committing = this.committing.then(() => this.commitNext());
+    // A throw past the commit (a sink, `onCommit`) must not leave the chain rejected: every later flush
+    // would be skipped and every push would wait forever.
+    this.committing = this.committing.then(() => this.commitNext()).catch(() => undefined);
   }
 
   private async commitNext(): Promise<void> {
@@ -991,7 +1013,12 @@ export class SyncCore {
       // The outcomes below the checkpoint are told again with the last page, for a client that lost them
       // with a connection. Every entry of what they settle is at or below the head read after them (the
       // fence), so the last page must reach it: then the page and what it tells agree.
-      const told = await this.outcomesSince(await this.outcomeReader(session.auth.clientId), session.auth.pendingFrom);
+      const { clientId: self, pendingFrom } = session.auth;
+      // One transaction (on PostgreSQL, one take of the head lock) for the last seq and every rejection read.
+      const told = await store.transact(async (tx) => {
+        const lastSeq = await tx.lastSeq(self);
+        return this.outcomesSince({ lastSeq, rejection: (seq) => tx.rejection(self, seq) }, pendingFrom);
+      });
       const fence = (await store.meta()).headLsn;
       for (;;) {
         if (session.closed || !session.auth) return;
@@ -1101,15 +1128,6 @@ export class SyncCore {
     if (!replicated) return false;
     await replicated(head);
     return (await this.store.meta()).headLsn !== head;
-  }
-
-  /** The client's settled seqs as the store has them now. */
-  private async outcomeReader(clientId: string): Promise<OutcomeReader> {
-    const lastSeq = await this.store.transact((tx) => tx.lastSeq(clientId));
-    return {
-      lastSeq,
-      rejection: (seq) => this.store.transact((tx) => tx.rejection(clientId, seq)),
-    };
   }
 
   /** The client's last seq, and its rejections from `from` on (bounded: a client's outbox is). */
