@@ -258,15 +258,14 @@ export interface RawIngestRun {
  * one push in flight per client; resolves after the last ack. Throws unless
  * every mutation was applied and the head LSN is the total.
  */
-export async function driveRawIngest(
-  server: BenchServer,
+/**
+ * Every client pushes `perClient` puts of its own owner-only items, `batch`
+ * per push, one push in flight each; resolves with how many were not applied.
+ */
+export async function pushOwnItems(
   clients: readonly RawClient[],
-  cfg: RawIngestConfig,
-): Promise<RawIngestRun> {
-  const total = clients.length * cfg.perClient;
-  const prevHead = (await server.adminStatus()).headLsn;
-  const meter = cpuMeter(server);
-  const t0 = nowMs();
+  cfg: { perClient: number; batch: number },
+): Promise<number> {
   let notApplied = 0;
   await Promise.all(
     clients.map(async (c, ci) => {
@@ -283,6 +282,19 @@ export async function driveRawIngest(
       }
     }),
   );
+  return notApplied;
+}
+
+export async function driveRawIngest(
+  server: BenchServer,
+  clients: readonly RawClient[],
+  cfg: RawIngestConfig,
+): Promise<RawIngestRun> {
+  const total = clients.length * cfg.perClient;
+  const prevHead = (await server.adminStatus()).headLsn;
+  const meter = cpuMeter(server);
+  const t0 = nowMs();
+  const notApplied = await pushOwnItems(clients, cfg);
   const elapsed = nowMs() - t0;
   const cpu = meter();
   const { headLsn } = await server.adminStatus();

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { createTestDatabase, TEST_PG_URL } from '../../server/store/pg-test-db';
 import type { TestDatabase } from '../../server/store/pg-test-db';
-import { ownedId } from '../../shared/schema/owned-id';
+import { pushOwnItems } from './ingest';
 import { RawClient } from '../raw-client';
 import type { SeenChanges } from '../raw-client';
 import { cpuMeter, sleep } from '../scenario';
@@ -122,22 +122,7 @@ async function ingestOn(
     const prevHead = (await servers[0]!.adminStatus()).headLsn;
     const meters = servers.map((s) => cpuMeter(s));
     const t0 = nowMs();
-    let notApplied = 0;
-    await Promise.all(
-      clients.map(async (c, ci) => {
-        const owner = `ingest-${ci}`;
-        for (let done = 0; done < cfg.perClient;) {
-          const n = Math.min(cfg.batch, cfg.perClient - done);
-          const ack = await c.push(n, (seq) => ({
-            name: 'put',
-            args: { collection: 'items', doc: { id: ownedId(owner, `c${ci}-${seq}`), owner, n: seq } },
-          }));
-          if (!ack.ok) throw new Error(`push refused: ${ack.error.code} ${ack.error.message}`);
-          notApplied += ack.results.filter((r) => r.status !== 'applied').length;
-          done += n;
-        }
-      }),
-    );
+    const notApplied = await pushOwnItems(clients, cfg);
     const elapsedMs = nowMs() - t0;
     const cpus = meters.map((m) => m().serverCpuPct);
     const { headLsn } = await servers[servers.length - 1]!.adminStatus();

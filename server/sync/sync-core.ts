@@ -987,21 +987,7 @@ export class SyncCore {
       this.fannedOut = Math.max(this.fannedOut, page.to);
       return;
     }
-    const outcomes = new Map<string, ClientOutcome>();
-    for (const c of page.changes) {
-      if (c.clientId === null || c.seq === null) continue;
-      const o = outcomes.get(c.clientId) ?? { lastSeq: 0, rejected: [] };
-      o.lastSeq = Math.max(o.lastSeq, c.seq);
-      outcomes.set(c.clientId, o);
-    }
-    for (const e of page.outcomes) {
-      const o = outcomes.get(e.clientId) ?? { lastSeq: 0, rejected: [] };
-      o.lastSeq = Math.max(o.lastSeq, e.seq);
-      if (e.error !== null) o.rejected.push({ seq: e.seq, error: e.error });
-      outcomes.set(e.clientId, o);
-    }
-    for (const o of outcomes.values()) o.rejected.sort((a, b) => a.seq - b.seq);
-    this.fanOut(from, page.to, page.changes, outcomes);
+    this.fanOut(from, page.to, page.changes, outcomesByClient(page));
   }
 
   /** Brings one session from its checkpoint to the head, then marks it live. */
@@ -1055,7 +1041,7 @@ export class SyncCore {
         };
         // A page that holds the client's own outcomes settles them with their effects, or the
         // client would re-run mutations already applied in the confirmed data (a double count).
-        const own = ownOutcomes(page, clientId);
+        const own = outcomesByClient(page).get(clientId);
         session.cursor = to;
         // Caught up with every fan-out so far, in this same turn: the session goes live, and every later
         // fan-out reaches it (one that overlaps its cursor sends only the rest). Else one more page.
@@ -1155,17 +1141,23 @@ export class SyncCore {
   }
 }
 
-/** The client's outcomes in one log page: the highest seq settled in it and its rejections. */
-function ownOutcomes(page: LogPage, clientId: string): ClientOutcome | undefined {
-  let lastSeq = 0;
-  for (const c of page.changes) if (c.clientId === clientId && c.seq !== null) lastSeq = Math.max(lastSeq, c.seq);
-  const rejected: ClientOutcome['rejected'] = [];
-  for (const o of page.outcomes) {
-    if (o.clientId !== clientId) continue;
-    lastSeq = Math.max(lastSeq, o.seq);
-    if (o.error !== null) rejected.push({ seq: o.seq, error: o.error });
+/** Each client's outcomes in one log page: the highest seq settled in it and its rejections. */
+function outcomesByClient(page: LogPage): Map<string, ClientOutcome> {
+  const outcomes = new Map<string, ClientOutcome>();
+  const of = (clientId: string): ClientOutcome => {
+    let o = outcomes.get(clientId);
+    if (o === undefined) outcomes.set(clientId, (o = { lastSeq: 0, rejected: [] }));
+    return o;
+  };
+  for (const c of page.changes)
+    if (c.clientId !== null && c.seq !== null) of(c.clientId).lastSeq = Math.max(of(c.clientId).lastSeq, c.seq);
+  // Outcome entries come in LSN order, and a client's seqs rise with its LSNs: rejections stay in seq order.
+  for (const e of page.outcomes) {
+    const o = of(e.clientId);
+    o.lastSeq = Math.max(o.lastSeq, e.seq);
+    if (e.error !== null) o.rejected.push({ seq: e.seq, error: e.error });
   }
-  return lastSeq > 0 ? { lastSeq, rejected } : undefined;
+  return outcomes;
 }
 
 /** `outcome`, or its rejection with QUOTA_EXCEEDED when its writes would take `writer` past a quota. */
